@@ -1,0 +1,347 @@
+//! HTTP/1.1 message types: a request head, a response head and their header fields.
+//!
+//! These are plain values. Reading them from bytes is `parse`, writing them is `serialize`,
+//! moving bodies is `body`, and HTTP-dates are `date`. Nothing here touches a socket.
+//!
+//! Field values are kept as `String`s holding one `char` per byte (ISO-8859-1, the historic
+//! charset of field values, RFC 9110 §5.5). Every byte sequence survives a parse/serialize
+//! round trip unchanged, and ASCII values, by far the common case, read as they are.
+
+pub mod body;
+pub mod date;
+pub mod parse;
+pub mod serialize;
+
+/// The HTTP versions Relevo speaks (RFC 9112 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: one request per connection unless `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: persistent connections by default.
+    Http11,
+}
+
+impl Version {
+    /// The version as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Header fields in the order received, names with their original case.
+///
+/// Names compare case-insensitively (RFC 9110 §5.1). A field may appear several times; `get`
+/// returns the first, `get_all` every one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// No fields.
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    /// The value of the first field called `name`.
+    pub fn get<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.get_all(name).next()
+    }
+
+    /// The values of every field called `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether at least one field is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Adds a field after the existing ones.
+    pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.fields.push((name.into(), value.into()));
+    }
+
+    /// Replaces every field called `name` with one field holding `value`.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.remove(name);
+        self.append(name, value);
+    }
+
+    /// Removes every field called `name`; returns whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.fields.len();
+        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.fields.len() != before
+    }
+
+    /// Every field as `(name, value)`, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The elements of the comma-separated list held by every field called `name`
+    /// (RFC 9110 §5.6.1), trimmed, empty elements skipped.
+    pub fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .map(|item| item.trim_matches([' ', '\t']))
+            .filter(|item| !item.is_empty())
+    }
+
+    /// Whether the list in `name` holds `token`, compared case-insensitively
+    /// (e.g. `Connection: close`).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.list(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+/// A request head: request line and header fields (RFC 9112 §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The method token, case-sensitive (`GET`, `POST`, ...).
+    pub method: String,
+    /// The request-target as sent: origin-form `/a?b` or absolute-form `http://h/a?b`.
+    pub target: String,
+    /// The version from the request line.
+    pub version: Version,
+    /// The header fields.
+    pub headers: Headers,
+}
+
+impl Request {
+    /// A HTTP/1.1 request with no header fields.
+    pub fn new(method: &str, target: &str) -> Self {
+        Request {
+            method: method.to_string(),
+            target: target.to_string(),
+            version: Version::Http11,
+            headers: Headers::new(),
+        }
+    }
+
+    /// The request line without its CRLF, as logged: `GET /a HTTP/1.1`.
+    pub fn request_line(&self) -> String {
+        format!("{} {} {}", self.method, self.target, self.version.as_str())
+    }
+
+    /// Whether the client asked for the connection to stay open after this request
+    /// (RFC 9112 §9.3): HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
+    /// `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        match self.version {
+            Version::Http11 => !self.headers.has_token("connection", "close"),
+            Version::Http10 => {
+                self.headers.has_token("connection", "keep-alive")
+                    && !self.headers.has_token("connection", "close")
+            }
+        }
+    }
+}
+
+/// A response head: status line and header fields (RFC 9112 §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The version from the status line.
+    pub version: Version,
+    /// The three-digit status code.
+    pub status: u16,
+    /// The reason phrase (may be empty).
+    pub reason: String,
+    /// The header fields.
+    pub headers: Headers,
+}
+
+impl Response {
+    /// A HTTP/1.1 response with the standard reason phrase and no header fields.
+    pub fn new(status: u16) -> Self {
+        Response {
+            version: Version::Http11,
+            status,
+            reason: reason_phrase(status).to_string(),
+            headers: Headers::new(),
+        }
+    }
+
+    /// The status line without its CRLF, as logged: `HTTP/1.1 200 OK`.
+    pub fn status_line(&self) -> String {
+        format!("{} {} {}", self.version.as_str(), self.status, self.reason)
+    }
+
+    /// Whether this is an interim (1xx) response, to be followed by the final one.
+    pub fn is_interim(&self) -> bool {
+        (100..200).contains(&self.status)
+    }
+}
+
+/// A short `text/plain` response (errors, refusals, the web server's echo) with its
+/// Content-Length set; the caller adds `Connection` as needed.
+pub fn text_response(status: u16, text: &str) -> (Response, Vec<u8>) {
+    let body = format!("{status} {}: {text}\n", reason_phrase(status)).into_bytes();
+    let mut resp = Response::new(status);
+    resp.headers
+        .append("Content-Type", "text/plain; charset=utf-8");
+    resp.headers
+        .append("Content-Length", body.len().to_string());
+    (resp, body)
+}
+
+/// Hop-by-hop fields a proxy never forwards (RFC 9110 §7.6.1), besides those named in
+/// `Connection`. `Proxy-Connection` is not standard but is sent by old clients.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop fields: the ones named in `Connection`, then `HOP_BY_HOP`
+/// (RFC 9110 §7.6.1).
+pub fn remove_hop_by_hop(headers: &mut Headers) {
+    let named: Vec<String> = headers.list("connection").map(str::to_string).collect();
+    for name in named
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
+        headers.remove(name);
+    }
+}
+
+/// The standard reason phrase for a status code (RFC 9110 §15), or "" when unknown.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Whether `s` is a token (RFC 9110 §5.6.2): one or more tchar.
+///
+/// ```text
+/// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+///         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+/// ```
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_case_insensitive_and_keep_their_case() {
+        let mut h = Headers::new();
+        h.append("X-Served-By", "a");
+        h.append("x-served-by", "b");
+        assert_eq!(h.get("X-SERVED-BY"), Some("a"));
+        assert_eq!(h.get_all("x-Served-by").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(h.iter().next(), Some(("X-Served-By", "a")));
+        h.set("X-Served-By", "c");
+        assert_eq!(h.get_all("x-served-by").collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
+    fn list_fields_split_on_commas_across_lines() {
+        let mut h = Headers::new();
+        h.append("Connection", "keep-alive, X-Foo");
+        h.append("connection", " ,Upgrade");
+        assert_eq!(
+            h.list("connection").collect::<Vec<_>>(),
+            ["keep-alive", "X-Foo", "Upgrade"]
+        );
+        assert!(h.has_token("Connection", "upgrade"));
+        assert!(!h.has_token("Connection", "close"));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_named_in_connection_are_removed() {
+        let mut h = Headers::new();
+        h.append("Connection", "X-Secret, close");
+        h.append("X-Secret", "1");
+        h.append("Keep-Alive", "timeout=5");
+        h.append("Transfer-Encoding", "chunked");
+        h.append("Upgrade", "h2c");
+        h.append("Accept", "*/*");
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("Accept", "*/*")]);
+    }
+
+    #[test]
+    fn keep_alive_follows_rfc_9112_section_9_3() {
+        let mut r = Request::new("GET", "/");
+        assert!(r.keep_alive());
+        r.headers.append("Connection", "close");
+        assert!(!r.keep_alive());
+        let mut old = Request::new("GET", "/");
+        old.version = Version::Http10;
+        assert!(!old.keep_alive());
+        old.headers.append("Connection", "Keep-Alive");
+        assert!(old.keep_alive());
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(is_token(b"GET"));
+        assert!(is_token(b"X-Custom_1"));
+        assert!(!is_token(b""));
+        assert!(!is_token(b"GE T"));
+        assert!(!is_token(b"a:b"));
+        assert!(!is_token("é".as_bytes()));
+    }
+}

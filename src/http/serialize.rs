@@ -1,0 +1,187 @@
+//! Writing request and response heads to any `impl Write`, always with CRLF line endings
+//! (RFC 9112 §2.1), and the chunked transfer coding for bodies (RFC 9112 §7.1).
+//!
+//! Heads are assembled in memory and handed to the writer in one `write_all`, so a head
+//! never leaves in several small TCP segments. Field values are written back byte for byte
+//! (see `http` on ISO-8859-1 strings). This module decides nothing about which fields to
+//! send: `proxy` and the servers do that.
+
+use std::io::{self, Write};
+
+use super::{Headers, Request, Response};
+
+/// Writes `method SP target SP version CRLF`, the fields and the empty line.
+///
+/// # Errors
+/// Whatever the writer returns.
+pub fn write_request_head(w: &mut impl Write, req: &Request) -> io::Result<()> {
+    let mut head = Vec::with_capacity(256);
+    push_latin1(&mut head, &req.method);
+    head.push(b' ');
+    push_latin1(&mut head, &req.target);
+    head.push(b' ');
+    head.extend_from_slice(req.version.as_str().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    push_fields(&mut head, &req.headers);
+    w.write_all(&head)
+}
+
+/// Writes `version SP status SP reason CRLF`, the fields and the empty line.
+///
+/// # Errors
+/// Whatever the writer returns.
+pub fn write_response_head(w: &mut impl Write, resp: &Response) -> io::Result<()> {
+    w.write_all(&response_head_bytes(resp))
+}
+
+/// The bytes of a response head, for callers that want to add body bytes to the same write.
+pub fn response_head_bytes(resp: &Response) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(resp.version.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(format!("{:03}", resp.status).as_bytes());
+    head.push(b' ');
+    push_latin1(&mut head, &resp.reason);
+    head.extend_from_slice(b"\r\n");
+    push_fields(&mut head, &resp.headers);
+    head
+}
+
+fn push_fields(head: &mut Vec<u8>, headers: &Headers) {
+    for (name, value) in headers.iter() {
+        push_latin1(head, name);
+        head.extend_from_slice(b": ");
+        push_latin1(head, value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Appends a string of one char per byte as those bytes. A char above U+00FF cannot come
+/// from the parser; one put there by code is written as `?` rather than as several bytes.
+fn push_latin1(out: &mut Vec<u8>, s: &str) {
+    if s.is_ascii() {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        out.extend(
+            s.chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+        );
+    }
+}
+
+/// Encodes everything written to it with the chunked transfer coding (RFC 9112 §7.1):
+///
+/// ```text
+/// chunked-body = *chunk last-chunk trailer-section CRLF
+/// chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+/// last-chunk   = 1*("0") [ chunk-ext ] CRLF
+/// ```
+///
+/// Each `write` becomes one chunk; `finish` writes the last chunk and an empty trailer
+/// section. Dropping it without `finish` leaves the body visibly incomplete, which is what a
+/// relay must do when its source fails mid-body.
+pub struct ChunkedWriter<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> ChunkedWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        ChunkedWriter { inner }
+    }
+
+    /// Writes the last chunk and returns the inner writer.
+    ///
+    /// # Errors
+    /// Whatever the inner writer returns.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.inner.write_all(b"0\r\n\r\n")?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for ChunkedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            // An empty chunk would be the last-chunk: never write one by accident.
+            return Ok(());
+        }
+        write!(self.inner, "{:x}\r\n", buf.len())?;
+        self.inner.write_all(buf)?;
+        self.inner.write_all(b"\r\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{read_request, read_response, Limits};
+
+    #[test]
+    fn writes_a_request_head_with_crlf() {
+        let mut req = Request::new("GET", "/a?b");
+        req.headers.append("Host", "example.com");
+        req.headers.append("X-Empty", "");
+        let mut out = Vec::new();
+        write_request_head(&mut out, &req).unwrap();
+        assert_eq!(
+            out,
+            b"GET /a?b HTTP/1.1\r\nHost: example.com\r\nX-Empty: \r\n\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn writes_a_response_head() {
+        let mut resp = Response::new(404);
+        resp.headers.append("Content-Length", "0");
+        let mut out = Vec::new();
+        write_response_head(&mut out, &resp).unwrap();
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn non_ascii_bytes_survive_a_round_trip() {
+        let raw = b"HTTP/1.1 200 Gr\xfc\xdfe\r\nX-Name: caf\xe9\r\n\r\n";
+        let resp = read_response(&mut &raw[..], &Limits::default()).unwrap();
+        let mut out = Vec::new();
+        write_response_head(&mut out, &resp).unwrap();
+        assert_eq!(out, raw.to_vec());
+    }
+
+    #[test]
+    fn a_parsed_request_serializes_to_canonical_form() {
+        let raw = b"GET / HTTP/1.1\nhost:   a  \n\n";
+        let req = read_request(&mut &raw[..], &Limits::default())
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        write_request_head(&mut out, &req).unwrap();
+        assert_eq!(out, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n".to_vec());
+    }
+
+    #[test]
+    fn chunked_writer_frames_each_write_and_ends_with_the_last_chunk() {
+        let mut w = ChunkedWriter::new(Vec::new());
+        w.write_all(b"hello").unwrap();
+        w.write_all(b"").unwrap();
+        w.write_all(&[b'x'; 26]).unwrap();
+        let out = w.finish().unwrap();
+        let mut expected = b"5\r\nhello\r\n1a\r\n".to_vec();
+        expected.extend_from_slice(&[b'x'; 26]);
+        expected.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(out, expected);
+    }
+}

@@ -1,0 +1,32 @@
+//! Relevo: a teaching-grade HTTP/1.1 reverse proxy and round-robin load balancer, with the
+//! demo web server it balances across. Built on `std::net` and one OS thread per connection.
+//!
+//! One request's path through the modules:
+//!
+//! ```text
+//! server   accept, spawn a thread (bounded by max_connections)
+//!   proxy    read request (http::parse) → validate → choose backend (balancer)
+//!            → rewrite → forward (upstream, http::serialize, http::body)
+//!            → read response (http::parse) → filter → relay body (http::body) → log
+//! ```
+//!
+//! `config` reads proxy.conf, `error` maps every failure to one status code, `logging` sends
+//! log lines to the terminal and a file, `static_files` serves the demo site for `webserver`.
+
+#![forbid(unsafe_code)]
+
+pub mod balancer;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod proxy;
+pub mod server;
+pub mod static_files;
+pub mod upstream;
+pub mod webserver;
+
+pub use balancer::Balancer;
+pub use config::{Backend, Config, ConfigError};
+pub use error::{Error, ParseError, Result, Side};
+pub use http::{Headers, Request, Response, Version};
