@@ -1,0 +1,455 @@
+//! Test support: temporary directories, the real binaries started on `127.0.0.1:0`, scripted
+//! backends that record exactly the bytes they received, and a small HTTP reader of our own.
+//!
+//! Everything here stops when dropped: processes are killed, backends stop accepting,
+//! directories are removed. Nothing sleeps to wait for readiness: a binary is ready once it
+//! has printed `listening on ADDR`, and a scripted backend is bound before its thread starts.
+//! The response reader is written independently of the library's parser on purpose, so a
+//! bug there cannot hide itself in the tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// How long a test waits on any socket before failing instead of hanging.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("relevo-test-{}-{label}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running binary, killed when dropped. Its output (stdout after the `listening on` line,
+/// and stderr) is collected in the background so the process never blocks on a full pipe.
+pub struct Process {
+    child: Child,
+    pub addr: SocketAddr,
+    output: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `cmd` and waits for its `listening on ADDR` line.
+    pub fn start(mut cmd: Command) -> Process {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("start binary");
+        let output = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr piped");
+        drain(stderr, Arc::clone(&output));
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+        let mut first = String::new();
+        let _ = stdout.read_line(&mut first);
+        let Some(addr) = first.trim().strip_prefix("listening on ") else {
+            let _ = child.wait();
+            panic!(
+                "expected `listening on ADDR`, got {first:?}; output: {}",
+                output.lock().unwrap()
+            );
+        };
+        let addr = addr.parse().expect("listening address");
+        drain(stdout, Arc::clone(&output));
+        Process {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    /// Everything printed so far after the first line.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain(from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = String::new();
+        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+            into.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+}
+
+/// The demo site shipped with the repository.
+pub fn www_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("www")
+}
+
+/// The real `webserver` binary serving `root` as `name` on an ephemeral port.
+pub fn webserver_at(root: &Path, name: &str) -> Process {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
+    cmd.args(["--listen", "127.0.0.1:0", "--name", name, "--root"])
+        .arg(root);
+    Process::start(cmd)
+}
+
+/// The real `webserver` binary serving the demo site.
+pub fn webserver(name: &str) -> Process {
+    webserver_at(&www_root(), name)
+}
+
+/// `backend = ...` lines for these addresses.
+pub fn backend_lines(addrs: &[SocketAddr]) -> String {
+    addrs.iter().map(|a| format!("backend = {a}\n")).collect()
+}
+
+/// The real `proxy` binary, with `config` (backends and other keys) written into `dir`,
+/// listening on an ephemeral port and logging into `dir/proxy.log`.
+pub fn proxy(dir: &TempDir, config: &str) -> Process {
+    let path = dir.join("proxy.conf");
+    let text = format!(
+        "listen = 127.0.0.1:0\nlog_file = {}\ncache_dir = {}\n{config}",
+        dir.join("proxy.log").display(),
+        dir.join("cache").display()
+    );
+    std::fs::write(&path, text).expect("write proxy.conf");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg(&path).current_dir(&dir.path);
+    Process::start(cmd)
+}
+
+/// An address on which nothing listens: bound, then released.
+pub fn dead_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A scripted backend: for each connection, reads one request (head and body framed by
+/// Content-Length or chunked), records its exact bytes, and runs the script on the stream.
+/// Stops accepting when dropped.
+pub struct Backend {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    /// A backend that answers every request with `script(request bytes)`, then closes.
+    pub fn new(script: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> Backend {
+        Backend::raw(move |request, stream| {
+            let _ = stream.write_all(&script(request));
+        })
+    }
+
+    /// A backend that answers with fixed bytes.
+    pub fn fixed(response: &[u8]) -> Backend {
+        let response = response.to_vec();
+        Backend::new(move |_| response.clone())
+    }
+
+    /// A backend whose script gets the request bytes and the stream itself.
+    pub fn raw(script: impl Fn(&[u8], &mut TcpStream) + Send + Sync + 'static) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script = Arc::new(script);
+        let (rec, stopping) = (Arc::clone(&received), Arc::clone(&stop));
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let (rec, script) = (Arc::clone(&rec), Arc::clone(&script));
+                thread::spawn(move || {
+                    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                    let request = read_raw_request(&mut stream);
+                    rec.lock().unwrap().push(request.clone());
+                    script(&request, &mut stream);
+                    let _ = stream.flush();
+                });
+            }
+        });
+        Backend {
+            addr,
+            received,
+            stop,
+        }
+    }
+
+    /// Every request received so far, as raw bytes.
+    pub fn requests(&self) -> Vec<Vec<u8>> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The only request received, as text; fails if there was not exactly one.
+    pub fn only_request(&self) -> String {
+        let all = self.requests();
+        assert_eq!(all.len(), 1, "expected exactly one request upstream");
+        String::from_utf8_lossy(&all[0]).into_owned()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Reads one request's bytes: the head, then a body by Content-Length or up to the end of a
+/// chunked body. Deliberately simple; it only has to understand what the proxy sends.
+fn read_raw_request(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = find(&bytes, b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return bytes,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &bytes[head_end..];
+        let done = match (length, chunked) {
+            (Some(n), _) => body.len() >= n,
+            (None, true) => body.ends_with(b"0\r\n\r\n"),
+            (None, false) => true,
+        };
+        if done {
+            return bytes;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return bytes,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A client connection with timeouts, for raw exchanges.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Sends `request` and reads until the server closes the connection.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr);
+    stream.write_all(request).unwrap();
+    let _ = stream.shutdown(Shutdown::Write);
+    read_to_close(&mut stream)
+}
+
+/// Reads until EOF (or an error such as a reset, which also ends the stream).
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("timed out waiting for the server to close")
+            }
+            Err(_) => return out,
+        }
+    }
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether the body was complete by its framing (false: cut short).
+    pub complete: bool,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Parses every response in `bytes`, in order. `head_only` lists, per response, whether it
+/// answers a HEAD (no body whatever the headers say). Interim 1xx responses are returned too.
+pub fn parse_replies(mut bytes: &[u8], head_only: &[bool]) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    let mut final_index = 0;
+    while !bytes.is_empty() {
+        let Some(end) = find(bytes, b"\r\n\r\n") else {
+            panic!("incomplete head: {:?}", String::from_utf8_lossy(bytes))
+        };
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        bytes = &bytes[end + 4..];
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap().to_string();
+        let status: u16 = status_line[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("field line");
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        let mut reply = Reply {
+            status,
+            status_line,
+            headers,
+            body: Vec::new(),
+            complete: true,
+        };
+        if (100..200).contains(&status) {
+            replies.push(reply);
+            continue;
+        }
+        let is_head = head_only.get(final_index).copied().unwrap_or(false);
+        final_index += 1;
+        if is_head || status == 204 || status == 304 {
+        } else if reply
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            let (body, rest, complete) = dechunk(bytes);
+            reply.body = body;
+            reply.complete = complete;
+            bytes = rest;
+        } else if let Some(n) = reply.header("content-length") {
+            let n: usize = n.parse().unwrap();
+            let take = n.min(bytes.len());
+            reply.body = bytes[..take].to_vec();
+            reply.complete = take == n;
+            bytes = &bytes[take..];
+        } else {
+            reply.body = bytes.to_vec();
+            bytes = &[];
+        }
+        replies.push(reply);
+    }
+    replies
+}
+
+fn dechunk(mut bytes: &[u8]) -> (Vec<u8>, &[u8], bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = find(bytes, b"\r\n") else {
+            return (body, &[], false);
+        };
+        let size_text = String::from_utf8_lossy(&bytes[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .expect("chunk size");
+        bytes = &bytes[eol + 2..];
+        if size == 0 {
+            let Some(end) = find(bytes, b"\r\n") else {
+                return (body, &[], false);
+            };
+            return (body, &bytes[end + 2..], true);
+        }
+        if bytes.len() < size + 2 {
+            body.extend_from_slice(&bytes[..size.min(bytes.len())]);
+            return (body, &[], false);
+        }
+        body.extend_from_slice(&bytes[..size]);
+        bytes = &bytes[size + 2..];
+    }
+}
+
+/// Sends `request` on a fresh connection and parses the single response.
+pub fn request(addr: SocketAddr, request: &[u8]) -> Reply {
+    let raw = exchange(addr, request);
+    let head = request.starts_with(b"HEAD ");
+    let mut replies: Vec<Reply> = parse_replies(&raw, &[head])
+        .into_iter()
+        .filter(|r| r.status >= 200)
+        .collect();
+    assert_eq!(replies.len(), 1, "expected one response, got {replies:?}");
+    replies.remove(0)
+}
+
+/// `GET path` with `Connection: close`.
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+/// Deterministic bytes that do not compress or repeat: a 64-bit LCG.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    sha1_smol::Sha1::from(bytes).digest().to_string()
+}
