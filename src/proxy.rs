@@ -205,7 +205,7 @@ impl Proxy {
                 .config
                 .methods
                 .as_ref()
-                .map_or(true, |allowed| allowed.iter().any(|m| *m == request.method));
+                .map_or(true, |allowed| allowed.contains(&request.method));
         if !forwarded {
             return Err(Error::MethodNotForwarded(request.method.clone()));
         }
