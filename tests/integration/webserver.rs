@@ -1,1 +1,151 @@
+//! The demo webserver: files, templates, validators, POST echo, and path safety.
 
+use crate::support::*;
+
+#[test]
+fn serves_the_index_with_its_name_and_identifies_itself() {
+    let server = webserver("server-7");
+    let reply = get(server.addr, "/");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-served-by"), Some("server-7"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let page = reply.text();
+    assert!(
+        page.contains("server-7") && !page.contains("{{server}}"),
+        "{page}"
+    );
+    assert_eq!(
+        reply.header("content-length"),
+        Some(reply.body.len().to_string().as_str())
+    );
+    assert!(reply.header("date").is_some());
+}
+
+#[test]
+fn binary_files_are_served_byte_exact_with_their_type() {
+    let server = webserver("s");
+    let reply = get(server.addr, "/files/big.bin");
+    let on_disk = std::fs::read(www_root().join("files/big.bin")).unwrap();
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(sha1_hex(&reply.body), sha1_hex(&on_disk));
+    let png = get(server.addr, "/img/relevo.png");
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    assert!(png.body.starts_with(b"\x89PNG\r\n\x1a\n"));
+}
+
+#[test]
+fn validators_give_304_rfc_9110_section_13() {
+    let server = webserver("s");
+    let first = get(server.addr, "/img/relevo.png");
+    let etag = first.header("etag").unwrap().to_string();
+    let modified = first.header("last-modified").unwrap().to_string();
+    let by_etag = request(
+        server.addr,
+        format!("GET /img/relevo.png HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(by_etag.status, 304);
+    assert!(by_etag.body.is_empty());
+    let by_date = request(
+        server.addr,
+        format!("GET /img/relevo.png HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {modified}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(by_date.status, 304);
+    // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
+    let mismatch = request(
+        server.addr,
+        format!("GET /img/relevo.png HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\nIf-Modified-Since: {modified}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(mismatch.status, 200);
+}
+
+#[test]
+fn templated_pages_have_a_validator_per_server() {
+    let (a, b) = (webserver("a"), webserver("b"));
+    let etag_a = get(a.addr, "/index.html")
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let etag_b = get(b.addr, "/index.html")
+        .header("etag")
+        .unwrap()
+        .to_string();
+    assert_ne!(etag_a, etag_b);
+}
+
+#[test]
+fn post_is_answered_with_what_arrived_and_other_methods_with_501() {
+    let server = webserver("echo");
+    let reply = request(
+        server.addr,
+        b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello=world",
+    );
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .text()
+            .contains("echo received POST /form with a body of 11 bytes"),
+        "{}",
+        reply.text()
+    );
+    let put = request(
+        server.addr,
+        b"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(put.status, 501);
+    assert_eq!(put.header("x-served-by"), Some("echo"));
+}
+
+#[test]
+fn missing_files_are_404() {
+    let server = webserver("s");
+    assert_eq!(get(server.addr, "/no-such-page.html").status, 404);
+}
+
+#[test]
+fn traversal_attempts_never_leave_the_root() {
+    let dir = TempDir::new("root");
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/index.html"), "inside").unwrap();
+    std::fs::write(dir.join("secret.txt"), "TOP SECRET").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(dir.join("secret.txt"), dir.join("site/link.txt")).unwrap();
+    let server = webserver_at(&dir.join("site"), "s");
+    for target in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/..%2fsecret.txt",
+        "/..\\secret.txt",
+        "//../secret.txt",
+        "/./../secret.txt",
+        "/link.txt",
+        "/%00",
+        &format!("/{}", dir.join("secret.txt").display()),
+    ] {
+        let reply = get(server.addr, target);
+        assert!(
+            [400, 403, 404].contains(&reply.status),
+            "{target} gave {}",
+            reply.status
+        );
+        assert!(
+            !reply.text().contains("TOP SECRET"),
+            "{target} leaked the file"
+        );
+    }
+    assert_eq!(get(server.addr, "/").text(), "inside");
+}
+
+#[test]
+fn malformed_requests_are_400_and_closed() {
+    let server = webserver("s");
+    let reply = request(server.addr, b"GET / HTTP/1.1\r\nHost : t\r\n\r\n");
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.header("connection"), Some("close"));
+}
