@@ -14,7 +14,7 @@ build:
 run: build
 	@mkdir -p logs cache
 	@set -m; pids=(); \
-	trap 'kill $${pids[@]} 2>/dev/null; wait; echo "relevo: stopped"' EXIT; \
+	trap '{ kill $${pids[@]}; wait; } 2>/dev/null; echo "relevo: all four servers stopped"' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for n in 1 2 3; do \
 	  $(RELEASE)/webserver --port 808$$n --root www --name server-$$n --log logs/webserver-$$n.log & pids+=($$!); \

@@ -110,9 +110,13 @@ fn handle_connection(site: &Site, stream: TcpStream, peer: SocketAddr) {
             .map_or_else(|| "-".to_string(), Request::request_line);
         let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
         match write_response(reader.get_ref(), &response, body, head_only) {
-            Ok(bytes) => log::info!("{peer} \"{line}\" {} {bytes} B", response.status),
+            Ok(bytes) => log::info!(
+                "{} {peer} \"{line}\" {} {bytes} B",
+                site.name,
+                response.status
+            ),
             Err(e) => {
-                log::warn!("{peer} \"{line}\" {}: {e}", response.status);
+                log::warn!("{} {peer} \"{line}\" {}: {e}", site.name, response.status);
                 return;
             }
         }
