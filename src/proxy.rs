@@ -123,7 +123,6 @@ impl Proxy {
             let request = match parse::read_request(&mut client, &self.limits) {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
-                Err(Error::Io(Side::Client, _)) => return,
                 Err(e) => {
                     let mut exchange = Exchange::default();
                     self.send_error(client.get_ref(), &e, &mut exchange, None);

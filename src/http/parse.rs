@@ -22,7 +22,7 @@
 use std::io::{self, BufRead};
 
 use super::{is_token, Headers, Request, Response, Version};
-use crate::error::{Error, ParseError, Result, Side};
+use crate::error::{is_timeout, Error, ParseError, Result, Side};
 
 /// Longest request line accepted by default, in bytes (RFC 9112 §3: at least 8000 advised).
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -54,15 +54,25 @@ impl Default for Limits {
     }
 }
 
-/// Reads one request head. `Ok(None)` means the client closed the connection cleanly before
-/// sending anything, the normal end of a keep-alive connection.
+/// Reads one request head. `Ok(None)` means the client sent nothing: it closed the
+/// connection, or stayed idle past the read timeout. Both are the normal end of a keep-alive
+/// connection (RFC 9112 §9.8), not an error.
 ///
 /// # Errors
 /// `Error::Parse(Side::Client, _)` for malformed input or a limit exceeded (the variant
 /// carries the status: 400, 414, 431 or 505); `Error::Io(Side::Client, _)` for socket
-/// errors and timeouts.
+/// errors, and for a timeout once part of the head has arrived (a 408).
 pub fn read_request(r: &mut impl BufRead, limits: &Limits) -> Result<Option<Request>> {
     let side = Side::Client;
+    loop {
+        match r.fill_buf() {
+            Ok([]) => return Ok(None),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => return Ok(None),
+            Err(e) => return Err(Error::Io(side, e)),
+        }
+    }
     let mut line = Vec::with_capacity(128);
     let mut empty_lines = 0;
     loop {
@@ -410,6 +420,33 @@ mod tests {
     fn clean_eof_before_a_request_is_none() {
         assert!(request(b"").unwrap().is_none());
         assert!(request(b"\r\n").unwrap().is_none());
+    }
+
+    /// A reader that yields `data`, then times out like a socket with a read timeout.
+    struct Stalls<'a>(&'a [u8]);
+
+    impl io::Read for Stalls<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
+            }
+            let n = self.0.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_idle_timeout_ends_quietly_but_a_stalled_head_is_408() {
+        let limits = Limits::default();
+        let idle = read_request(&mut io::BufReader::new(Stalls(b"")), &limits);
+        assert!(matches!(idle, Ok(None)));
+        let stalled = read_request(
+            &mut io::BufReader::new(Stalls(b"GET / HTTP/1.1\r\nHo")),
+            &limits,
+        );
+        assert_eq!(stalled.unwrap_err().status(), Some(408));
     }
 
     #[test]

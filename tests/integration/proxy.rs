@@ -483,3 +483,20 @@ fn every_request_is_logged_with_backend_status_and_time() {
     );
     assert!(log.contains("proxy listening on 127.0.0.1:"), "{log}");
 }
+
+#[test]
+fn a_client_that_stalls_mid_head_gets_408_and_an_idle_one_is_closed_quietly() {
+    let backend = Backend::fixed(OK);
+    let (_dir, proxy) = one_backend_proxy(&backend, "client_timeout = 0.3\n");
+    let mut stalled = connect(proxy.addr);
+    std::io::Write::write_all(&mut stalled, b"GET / HTTP/1.1\r\nHost: t\r\nX-Half: ").unwrap();
+    let replies = parse_replies(&read_to_close(&mut stalled), &[false]);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status, 408);
+    let mut idle = connect(proxy.addr);
+    assert!(
+        read_to_close(&mut idle).is_empty(),
+        "an idle connection got bytes"
+    );
+    assert!(backend.requests().is_empty());
+}
