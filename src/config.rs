@@ -39,7 +39,7 @@
 //! upstream_timeout = 30          # seconds to wait for a backend to send or accept data
 //! client_timeout = 15            # seconds to wait for a client to send or accept data
 //! max_connections = 1024         # clients served at the same time
-//! max_body_size = 104857600      # bytes in a request or response body (100 MiB)
+//! max_body_size = 104857600      # bytes in a request body (100 MiB); beyond: 413
 //! max_request_line = 8192        # bytes in the request line
 //! max_header_bytes = 65536       # bytes in the whole header section
 //! max_headers = 100              # header fields in one message
