@@ -1,62 +1,153 @@
-//! Round robin over the configured backends: a `Mutex`-guarded index that each request
-//! advances by one.
+//! Round robin over the configured backends, skipping the ones that are down.
 //!
-//! The balancer only says in which order to try the backends; connecting to them, and
-//! deciding that one failed, is `upstream`'s and `proxy`'s job. The order itself is a pure
-//! function (`rotation`), so it is tested without threads or sockets.
+//! One `Mutex` guards the rotation index and each backend's health. A request asks for its
+//! `plan`, the order in which to try backends, and then reports how each attempt went.
+//! Passive health checking (as nginx's `max_fails` / `fail_timeout`): `max_fails` failures
+//! in a row mark a backend down for `fail_timeout`, after which it gets traffic again; one
+//! success clears its count. When every backend is down, the plan still lists them all, so
+//! the proxy tries rather than failing without trying.
+//!
+//! Connecting and deciding what counts as a failure is `proxy`'s job; this module only keeps
+//! the score. The decisions themselves are pure functions taking `now` (`plan`,
+//! `Health::record_failure`), so they are tested without threads, sockets or sleeping.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::config::Backend;
 
-/// The backends and the shared round-robin position.
+/// Passive health settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// Failures in a row that mark a backend down; 0 never marks one down.
+    pub max_fails: u32,
+    /// How long a backend stays down.
+    pub fail_timeout: Duration,
+}
+
+/// What the balancer knows about one backend's health.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Failures in a row since the last success.
+    pub fails: u32,
+    /// Until when the backend is skipped, when it is down.
+    pub down_until: Option<Instant>,
+    /// Why it was last marked down.
+    pub reason: Option<String>,
+}
+
+impl Health {
+    /// Whether the backend is skipped at `now`.
+    pub fn is_down(&self, now: Instant) -> bool {
+        self.down_until.is_some_and(|until| now < until)
+    }
+
+    /// Counts a failure; returns true when this failure marks the backend down.
+    pub fn record_failure(&mut self, policy: HealthPolicy, now: Instant, why: &str) -> bool {
+        self.fails = self.fails.saturating_add(1);
+        if policy.max_fails == 0 || self.fails < policy.max_fails || self.is_down(now) {
+            return false;
+        }
+        self.down_until = Some(now + policy.fail_timeout);
+        self.reason = Some(why.to_string());
+        true
+    }
+
+    /// Counts a success; returns true when the backend was down (or counted as failing) and
+    /// is now up again.
+    pub fn record_success(&mut self) -> bool {
+        let was_failing = self.down_until.is_some();
+        *self = Health::default();
+        was_failing
+    }
+}
+
+/// The backends, the rotation index and their health.
 #[derive(Debug)]
 pub struct Balancer {
     backends: Vec<Backend>,
-    /// Invariant: always `< backends.len()` when there is at least one backend.
-    next: Mutex<usize>,
+    policy: HealthPolicy,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Invariant: `< backends.len()` when there is at least one backend.
+    next: usize,
+    /// Invariant: one entry per backend, same order.
+    health: Vec<Health>,
 }
 
 impl Balancer {
-    /// A balancer that starts with the first backend.
-    pub fn new(backends: Vec<Backend>) -> Self {
+    /// A balancer that starts with the first backend, all of them up.
+    pub fn new(backends: Vec<Backend>, policy: HealthPolicy) -> Self {
+        let health = vec![Health::default(); backends.len()];
         Balancer {
             backends,
-            next: Mutex::new(0),
+            policy,
+            state: Mutex::new(State { next: 0, health }),
         }
     }
 
-    /// The backends, in configuration order.
+    /// The backends, in configuration order; indexes into this are backend ids.
     pub fn backends(&self) -> &[Backend] {
         &self.backends
     }
 
-    /// The order in which one request tries the backends: the next one in the rotation
-    /// first, then the ones after it, each at most once. Advances the rotation by one.
-    pub fn order(&self) -> impl Iterator<Item = &Backend> {
-        let start = {
-            // A poisoned lock only means another thread panicked while holding a plain
-            // integer; the integer is still valid.
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            let start = *next;
-            *next = advance(start, self.backends.len());
-            start
-        };
-        rotation(start, self.backends.len()).map(|i| &self.backends[i])
+    /// The order in which one request tries the backends (ids), each at most once, and
+    /// advances the rotation past the first of them.
+    pub fn plan(&self, now: Instant) -> Vec<usize> {
+        let mut state = self.lock();
+        let order = plan(state.next, &state.health, now);
+        if let Some(&first) = order.first() {
+            state.next = (first + 1) % self.backends.len();
+        }
+        order
+    }
+
+    /// Records a failed attempt on backend `id`. Returns true when it is now marked down.
+    pub fn record_failure(&self, id: usize, now: Instant, why: &str) -> bool {
+        let policy = self.policy;
+        self.lock()
+            .health
+            .get_mut(id)
+            .is_some_and(|h| h.record_failure(policy, now, why))
+    }
+
+    /// Records a successful exchange with backend `id`. Returns true when it was down.
+    pub fn record_success(&self, id: usize) -> bool {
+        self.lock()
+            .health
+            .get_mut(id)
+            .is_some_and(Health::record_success)
+    }
+
+    /// A copy of every backend's health, for logs and status pages.
+    pub fn health(&self) -> Vec<Health> {
+        self.lock().health.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means another thread panicked while holding it; the
+        // integers and strings inside are still valid.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The position after `current` in a ring of `len` backends.
-pub fn advance(current: usize, len: usize) -> usize {
-    if len == 0 {
-        0
+/// The plan for one request: starting at `start` in the ring, every backend that is up at
+/// `now`; if none is, every backend (trying a down backend beats failing without trying).
+pub fn plan(start: usize, health: &[Health], now: Instant) -> Vec<usize> {
+    let ring = rotation(start, health.len());
+    let up: Vec<usize> = ring.clone().filter(|&i| !health[i].is_down(now)).collect();
+    if up.is_empty() {
+        ring.collect()
     } else {
-        (current + 1) % len
+        up
     }
 }
 
 /// Every index of a ring of `len`, once each, starting at `start`.
-pub fn rotation(start: usize, len: usize) -> impl Iterator<Item = usize> {
+pub fn rotation(start: usize, len: usize) -> impl Iterator<Item = usize> + Clone {
     (0..len).map(move |i| (start + i) % len)
 }
 
@@ -64,12 +155,19 @@ pub fn rotation(start: usize, len: usize) -> impl Iterator<Item = usize> {
 mod tests {
     use super::*;
 
-    fn backend(port: u16) -> Backend {
-        Backend {
-            host: "127.0.0.1".to_string(),
-            port,
-        }
+    fn backends(n: u16) -> Vec<Backend> {
+        (1..=n)
+            .map(|port| Backend {
+                host: "127.0.0.1".to_string(),
+                port,
+            })
+            .collect()
     }
+
+    const POLICY: HealthPolicy = HealthPolicy {
+        max_fails: 2,
+        fail_timeout: Duration::from_secs(10),
+    };
 
     #[test]
     fn rotation_visits_every_backend_once_starting_anywhere() {
@@ -80,37 +178,98 @@ mod tests {
 
     #[test]
     fn successive_requests_start_at_successive_backends() {
-        let b = Balancer::new(vec![backend(1), backend(2), backend(3)]);
-        let firsts: Vec<u16> = (0..7).map(|_| b.order().next().unwrap().port).collect();
-        assert_eq!(firsts, [1, 2, 3, 1, 2, 3, 1]);
-        let fallback: Vec<u16> = b.order().map(|be| be.port).collect();
-        assert_eq!(fallback, [2, 3, 1]);
+        let b = Balancer::new(backends(3), POLICY);
+        let now = Instant::now();
+        let firsts: Vec<usize> = (0..7).map(|_| b.plan(now)[0]).collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(b.plan(now), [1, 2, 0]);
+    }
+
+    #[test]
+    fn a_backend_is_down_after_max_fails_in_a_row_until_fail_timeout() {
+        let now = Instant::now();
+        let mut h = Health::default();
+        assert!(!h.record_failure(POLICY, now, "refused"));
+        assert!(!h.is_down(now));
+        assert!(h.record_failure(POLICY, now, "refused"));
+        assert!(h.is_down(now + Duration::from_secs(9)));
+        assert!(!h.is_down(now + Duration::from_secs(10)));
+        assert_eq!(h.reason.as_deref(), Some("refused"));
+        assert!(h.record_success());
+        assert_eq!(h, Health::default());
+    }
+
+    #[test]
+    fn a_success_resets_the_count_of_failures_in_a_row() {
+        let now = Instant::now();
+        let mut h = Health::default();
+        h.record_failure(POLICY, now, "timeout");
+        assert!(!h.record_success());
+        assert!(!h.record_failure(POLICY, now, "timeout"));
+        assert!(!h.is_down(now));
+    }
+
+    #[test]
+    fn max_fails_zero_never_marks_down() {
+        let policy = HealthPolicy {
+            max_fails: 0,
+            ..POLICY
+        };
+        let now = Instant::now();
+        let mut h = Health::default();
+        for _ in 0..100 {
+            assert!(!h.record_failure(policy, now, "x"));
+        }
+        assert!(!h.is_down(now));
+    }
+
+    #[test]
+    fn down_backends_are_skipped_and_the_rest_share_evenly() {
+        let b = Balancer::new(backends(3), POLICY);
+        let now = Instant::now();
+        b.record_failure(1, now, "refused");
+        assert!(b.record_failure(1, now, "refused"));
+        let firsts: Vec<usize> = (0..6).map(|_| b.plan(now)[0]).collect();
+        assert_eq!(firsts, [0, 2, 0, 2, 0, 2]);
+        let later = now + Duration::from_secs(11);
+        assert_eq!(
+            b.plan(later).len(),
+            3,
+            "back in the rotation after fail_timeout"
+        );
+    }
+
+    #[test]
+    fn when_every_backend_is_down_all_are_still_tried() {
+        let now = Instant::now();
+        let down = Health {
+            fails: 5,
+            down_until: Some(now + Duration::from_secs(5)),
+            reason: None,
+        };
+        let health = vec![down.clone(), down];
+        assert_eq!(plan(1, &health, now), [1, 0]);
     }
 
     #[test]
     fn no_backends_means_nothing_to_try() {
-        let b = Balancer::new(Vec::new());
-        assert_eq!(b.order().count(), 0);
-        assert_eq!(advance(5, 0), 0);
+        let b = Balancer::new(Vec::new(), POLICY);
+        assert!(b.plan(Instant::now()).is_empty());
+        assert!(!b.record_failure(3, Instant::now(), "no such backend"));
     }
 
     #[test]
     fn concurrent_requests_spread_evenly() {
-        let b = Balancer::new(vec![backend(1), backend(2), backend(3)]);
+        let b = Balancer::new(backends(3), POLICY);
+        let now = Instant::now();
         let mut counts = [0usize; 3];
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..6)
-                .map(|_| {
-                    s.spawn(|| {
-                        (0..300)
-                            .map(|_| b.order().next().unwrap().port)
-                            .collect::<Vec<_>>()
-                    })
-                })
+                .map(|_| s.spawn(|| (0..300).map(|_| b.plan(now)[0]).collect::<Vec<_>>()))
                 .collect();
             for h in handles {
-                for port in h.join().unwrap() {
-                    counts[usize::from(port) - 1] += 1;
+                for id in h.join().unwrap() {
+                    counts[id] += 1;
                 }
             }
         });

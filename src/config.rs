@@ -48,6 +48,11 @@
 //! cache_ttl = 60                 # seconds a response without its own lifetime stays fresh
 //! cache_max_size = 1073741824    # bytes the whole cache may use on disk (1 GiB)
 //! cache_max_object = 104857600   # bytes of the largest response stored (100 MiB)
+//! max_response_header_bytes = 65536  # bytes in a backend's status line and header section
+//! max_fails = 1                  # failures in a row that mark a backend down (0: never)
+//! fail_timeout = 10              # seconds a backend marked down is skipped
+//! health_check = /health         # optional: path probed on every backend (absent: no probes)
+//! health_interval = 5            # seconds between two probes of the same backend
 //! ```
 
 use std::collections::HashMap;
@@ -102,6 +107,11 @@ const KEYS: &[&str] = &[
     "cache_ttl",
     "cache_max_size",
     "cache_max_object",
+    "max_response_header_bytes",
+    "max_fails",
+    "fail_timeout",
+    "health_check",
+    "health_interval",
 ];
 
 /// Everything the proxy can be configured with. Each field is set by the key of the same
@@ -148,6 +158,19 @@ pub struct Config {
     pub cache_max_size: u64,
     /// Largest single response the cache stores, in bytes. Default 104857600 (100 MiB).
     pub cache_max_object: u64,
+    /// Largest status line plus header section accepted from a backend, in bytes (> 0);
+    /// beyond it the response is a 502. Default 65536.
+    pub max_response_header_bytes: usize,
+    /// Failures in a row (refused, timed out, garbage) that mark a backend down; 0 never
+    /// marks one down. Default 1.
+    pub max_fails: u32,
+    /// How long a backend marked down is skipped. Default 10 s.
+    pub fail_timeout: Duration,
+    /// Path probed on every backend by a background thread (`GET path`, any 2xx or 3xx is
+    /// up); `None` disables active checks. Default `None`.
+    pub health_check: Option<String>,
+    /// Time between two probes of the same backend. Default 5 s.
+    pub health_interval: Duration,
 }
 
 impl Default for Config {
@@ -171,6 +194,11 @@ impl Default for Config {
             cache_ttl: 60,
             cache_max_size: 1024 * 1024 * 1024,
             cache_max_object: 100 * 1024 * 1024,
+            max_response_header_bytes: 64 * 1024,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            health_check: None,
+            health_interval: Duration::from_secs(5),
         }
     }
 }
@@ -350,6 +378,13 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
         "cache_ttl" => config.cache_ttl = parse_u64(value)?,
         "cache_max_size" => config.cache_max_size = parse_u64(value)?,
         "cache_max_object" => config.cache_max_object = parse_u64(value)?,
+        "max_response_header_bytes" => {
+            config.max_response_header_bytes = parse_nonzero_usize(value)?;
+        }
+        "max_fails" => config.max_fails = parse_u32(value)?,
+        "fail_timeout" => config.fail_timeout = parse_seconds(value)?,
+        "health_check" => config.health_check = Some(parse_probe_path(value)?),
+        "health_interval" => config.health_interval = parse_seconds(value)?,
         _ => return Err("not a known key".to_string()),
     }
     Ok(())
@@ -541,6 +576,25 @@ fn parse_u64(value: &str) -> Result<u64, String> {
     parse_number(value, "a whole number")
 }
 
+/// Counts that may be 0 and fit in 32 bits: decimal digits only.
+fn parse_u32(value: &str) -> Result<u32, String> {
+    let n = parse_number(value, "a whole number")?;
+    u32::try_from(n).map_err(|_| format!("expected at most {}, got {}", u32::MAX, quote(value)))
+}
+
+/// A path for health probes: origin-form, `/` then visible ASCII (RFC 9112 §3.2.1).
+fn parse_probe_path(value: &str) -> Result<String, String> {
+    let visible = value.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if value.starts_with('/') && visible {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "expected a path starting with `/` and without spaces, got {}",
+            quote(value)
+        ))
+    }
+}
+
 /// Limits that must be at least 1: decimal digits only.
 fn parse_nonzero_usize(value: &str) -> Result<usize, String> {
     const EXPECTED: &str = "a whole number > 0";
@@ -705,11 +759,49 @@ mod tests {
             authorities,
             ["127.0.0.1:8081", "127.0.0.1:8082", "[::1]:8083"]
         );
+        // The one key whose default is "absent" is shown with an example value.
         let expected = Config {
             backends: c.backends.clone(),
+            health_check: Some("/health".to_string()),
             ..Config::default()
         };
         assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn health_keys() {
+        let c = parse(
+            "backend = a:1\nmax_fails = 3\nfail_timeout = 2.5\nhealth_check = /up?x=1\nhealth_interval = 1\nmax_response_header_bytes = 4096\n",
+            "proxy.conf",
+        )
+        .unwrap();
+        assert_eq!(c.max_fails, 3);
+        assert_eq!(c.fail_timeout, Duration::from_millis(2500));
+        assert_eq!(c.health_check.as_deref(), Some("/up?x=1"));
+        assert_eq!(c.health_interval, Duration::from_secs(1));
+        assert_eq!(c.max_response_header_bytes, 4096);
+        assert_eq!(
+            parse("backend = a:1\nmax_fails = 0\n", "p")
+                .unwrap()
+                .max_fails,
+            0
+        );
+        for (text, message) in [
+            (
+                "health_check = health",
+                "health_check: expected a path starting with `/`",
+            ),
+            ("health_check = /a b", "health_check: expected a path"),
+            (
+                "max_fails = 4294967296",
+                "max_fails: expected at most 4294967295",
+            ),
+            ("fail_timeout = 0", "fail_timeout: expected seconds > 0"),
+        ] {
+            let err = parse(&format!("backend = a:1\n{text}\n"), "p").unwrap_err();
+            assert_eq!(err.line, 2, "{text}");
+            assert!(err.message.starts_with(message), "{text}: {}", err.message);
+        }
     }
 
     #[test]

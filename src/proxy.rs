@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::balancer::Balancer;
+use crate::balancer::{Balancer, HealthPolicy};
 use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
 use crate::http::body::{copy_body, request_framing, response_framing, BodyReader, Framing};
@@ -97,7 +97,13 @@ impl Proxy {
             max_headers: config.max_headers,
         };
         Proxy {
-            balancer: Balancer::new(config.backends.clone()),
+            balancer: Balancer::new(
+                config.backends.clone(),
+                HealthPolicy {
+                    max_fails: config.max_fails,
+                    fail_timeout: config.fail_timeout,
+                },
+            ),
             config,
             limits,
         }
@@ -221,16 +227,31 @@ impl Proxy {
     /// the one after it tried, each backend at most once per request.
     fn connect_backend(&self, exchange: &mut Exchange) -> Result<(Connection, &Backend)> {
         let mut last_error = String::from("no backend configured");
-        for backend in self.balancer.order() {
+        for id in self.balancer.plan(Instant::now()) {
+            let backend = &self.balancer.backends()[id];
             exchange.backend = Some(backend.authority());
             match Connection::open(
                 backend,
                 self.config.connect_timeout,
                 self.config.upstream_timeout,
             ) {
-                Ok(conn) => return Ok((conn, backend)),
+                Ok(conn) => {
+                    if self.balancer.record_success(id) {
+                        log::info!("backend {backend} is up again");
+                    }
+                    return Ok((conn, backend));
+                }
                 Err(e) => {
                     log::warn!("backend {backend} unreachable: {e}; trying the next one");
+                    if self
+                        .balancer
+                        .record_failure(id, Instant::now(), &e.to_string())
+                    {
+                        log::warn!(
+                            "backend {backend} marked down for {:?}",
+                            self.config.fail_timeout
+                        );
+                    }
                     last_error = format!("{backend}: {e}");
                 }
             }
