@@ -5,4 +5,5 @@ mod support;
 
 mod config;
 mod proxy;
+mod random_input;
 mod webserver;
