@@ -500,3 +500,36 @@ fn a_client_that_stalls_mid_head_gets_408_and_an_idle_one_is_closed_quietly() {
     );
     assert!(backend.requests().is_empty());
 }
+
+#[test]
+fn threads_return_to_their_baseline_after_every_kind_of_failure() {
+    let big = {
+        let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n".to_vec();
+        r.extend(std::iter::repeat(b'x').take(8 << 20));
+        r
+    };
+    let bulky = Backend::fixed(&big);
+    let (_dir, proxy) = one_backend_proxy(&bulky, "client_timeout = 0.3\nmax_connections = 8\n");
+    let Some(baseline) = proxy.threads() else {
+        eprintln!("SKIP thread count: no /proc on this system");
+        return;
+    };
+    // Malformed request, stalled head, idle connection.
+    assert_eq!(request(proxy.addr, b"GET / HTTP/9.9\r\n\r\n").status, 505);
+    let mut stalled = connect(proxy.addr);
+    std::io::Write::write_all(&mut stalled, b"GET / HT").unwrap();
+    let mut idle = connect(proxy.addr);
+    // A client that goes away in the middle of an 8 MiB response.
+    let mut impatient = connect(proxy.addr);
+    std::io::Write::write_all(&mut impatient, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut first = [0u8; 1024];
+    std::io::Read::read_exact(&mut impatient, &mut first).unwrap();
+    drop(impatient);
+    assert_eq!(
+        parse_replies(&read_to_close(&mut stalled), &[false])[0].status,
+        408
+    );
+    assert!(read_to_close(&mut idle).is_empty());
+    let now = proxy.settle_threads(baseline);
+    assert_eq!(now, Some(baseline), "threads leaked");
+}

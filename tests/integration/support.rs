@@ -453,3 +453,33 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 pub fn sha1_hex(bytes: &[u8]) -> String {
     sha1_smol::Sha1::from(bytes).digest().to_string()
 }
+
+impl Process {
+    /// The process id, for reading /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Threads the process is running now (Linux /proc), or None elsewhere.
+    pub fn threads(&self) -> Option<usize> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+    }
+
+    /// Waits (bounded) until the thread count is back to `baseline`, returning the last count.
+    /// Connection threads end just after their client sees the close, so this polls briefly
+    /// for teardown; it never waits for readiness.
+    pub fn settle_threads(&self, baseline: usize) -> Option<usize> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.threads()?;
+            if now <= baseline || std::time::Instant::now() > deadline {
+                return Some(now);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
