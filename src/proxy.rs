@@ -27,7 +27,7 @@ use crate::http::body::{copy_body, request_framing, response_framing, BodyReader
 use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, text_response, Request, Response, Version};
-use crate::server;
+use crate::server::{self, ClientStream};
 use crate::upstream::Connection;
 
 /// Read buffer for a client connection.
@@ -45,6 +45,8 @@ pub struct Proxy {
     config: Config,
     balancer: Balancer,
     limits: Limits,
+    /// Limits on a backend's response head.
+    response_limits: Limits,
 }
 
 /// Binds the configured address, prints `listening on IP:PORT` on stdout, and serves
@@ -96,7 +98,13 @@ impl Proxy {
             max_header_bytes: config.max_header_bytes,
             max_headers: config.max_headers,
         };
+        let response_limits = Limits {
+            max_line: config.max_response_header_bytes,
+            max_header_bytes: config.max_response_header_bytes,
+            max_headers: config.max_headers,
+        };
         Proxy {
+            response_limits,
             balancer: Balancer::new(
                 config.backends.clone(),
                 HealthPolicy {
@@ -112,26 +120,29 @@ impl Proxy {
     /// Serves one client connection: requests are read and answered in order until the
     /// client closes, asks to close, times out, or sends something that breaks framing.
     pub fn handle_connection(&self, stream: TcpStream, peer: SocketAddr) {
-        let timeout = Some(self.config.client_timeout);
-        if let Err(e) = stream
-            .set_read_timeout(timeout)
-            .and_then(|()| stream.set_write_timeout(timeout))
-            .and_then(|()| stream.set_nodelay(true))
-        {
-            log::warn!("{peer}: cannot configure the connection: {e}");
-            return;
-        }
+        let timeout = self.config.client_timeout;
+        let stream = match ClientStream::new(stream, timeout) {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("{peer}: cannot configure the connection: {e}");
+                return;
+            }
+        };
         let mut client = BufReader::with_capacity(CLIENT_BUFFER, stream);
         loop {
             let started = Instant::now();
-            // Step 1: read the request head. A clean close or an idle timeout between
-            // requests ends the connection without a log line: there was no request.
-            let request = match parse::read_request(&mut client, &self.limits) {
+            // Step 1: read the request head, all of it within client_timeout (idle wait
+            // included). A clean close or an idle timeout between requests ends the
+            // connection without a log line: there was no request.
+            client.get_mut().set_deadline(Some(started + timeout));
+            let head = parse::read_request(&mut client, &self.limits);
+            client.get_mut().set_deadline(None);
+            let request = match head {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(e) => {
                     let mut exchange = Exchange::default();
-                    self.send_error(client.get_ref(), &e, &mut exchange, None);
+                    self.send_error(client.get_ref().tcp(), &e, &mut exchange, None);
                     self.log_request(peer, None, &exchange, started, Some(&e));
                     return;
                 }
@@ -139,7 +150,7 @@ impl Proxy {
             let mut exchange = Exchange::default();
             let result = self.serve_request(&mut client, peer, &request, &mut exchange);
             if let Err(e) = &result {
-                self.send_error(client.get_ref(), e, &mut exchange, Some(&request));
+                self.send_error(client.get_ref().tcp(), e, &mut exchange, Some(&request));
             }
             self.log_request(
                 peer,
@@ -157,34 +168,15 @@ impl Proxy {
     /// Steps 2 to 8 for one request whose head has been read.
     fn serve_request(
         &self,
-        client: &mut BufReader<TcpStream>,
+        client: &mut BufReader<ClientStream>,
         peer: SocketAddr,
         request: &Request,
         exchange: &mut Exchange,
     ) -> Result<()> {
         let framing = self.validate(request)?;
         exchange.body_consumed = framing == Framing::Empty;
-        let (mut upstream, backend) = self.connect_backend(exchange)?;
-        if framing != Framing::Empty && expects_continue(request) {
-            // RFC 9110 §10.1.1: we answer the expectation ourselves, so the client sends
-            // its body, and do not forward Expect.
-            client
-                .get_ref()
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .map_err(|e| Error::Io(Side::Client, e))?;
-        }
-        let outgoing = rewrite_request(request, peer, backend, framing);
-        log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
-        forward(
-            &mut upstream,
-            &outgoing,
-            client,
-            framing,
-            self.config.max_body_size,
-        )?;
-        exchange.body_consumed = true;
-        let response = read_final_response(&mut upstream, client.get_ref(), request, exchange)?;
-        log::debug!("{backend} → {peer}:\n{}", head_text_response(&response));
+        let (mut upstream, response) =
+            self.exchange_with_backends(client, peer, request, framing, exchange)?;
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;
         let keep_alive = request.keep_alive();
@@ -194,7 +186,7 @@ impl Proxy {
         exchange.keep_alive = keep_alive;
         relay_response(
             &mut upstream,
-            client.get_ref(),
+            client.get_ref().tcp(),
             &response,
             upstream_framing,
             client_framing,
@@ -223,40 +215,105 @@ impl Proxy {
         Ok(framing)
     }
 
-    /// Step 3: the next backend in the rotation; one that cannot be reached is skipped and
-    /// the one after it tried, each backend at most once per request.
-    fn connect_backend(&self, exchange: &mut Exchange) -> Result<(Connection, &Backend)> {
-        let mut last_error = String::from("no backend configured");
+    /// Steps 3 to 6, with retries: choose a backend and connect, rewrite, forward, read
+    /// the response head.
+    ///
+    /// An attempt that fails is counted against its backend (passive health, see
+    /// `balancer`) and the request goes to the next backend in the plan, each at most once,
+    /// when that cannot do harm: when nothing reached the backend (it could not be
+    /// connected to), or when the method is idempotent (RFC 9110 §9.2.2) and there is no body
+    /// to replay, and nothing has been sent to the client yet. A POST is never sent twice.
+    fn exchange_with_backends(
+        &self,
+        client: &mut BufReader<ClientStream>,
+        peer: SocketAddr,
+        request: &Request,
+        framing: Framing,
+        exchange: &mut Exchange,
+    ) -> Result<(Connection, Response)> {
+        let replayable = is_idempotent(&request.method) && framing == Framing::Empty;
+        let mut continue_sent = false;
+        let mut last_error = Error::NoBackend("no backend configured".to_string());
         for id in self.balancer.plan(Instant::now()) {
             let backend = &self.balancer.backends()[id];
             exchange.backend = Some(backend.authority());
-            match Connection::open(
+            let mut upstream = match Connection::open(
                 backend,
                 self.config.connect_timeout,
                 self.config.upstream_timeout,
             ) {
-                Ok(conn) => {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.backend_failed(id, &format!("unreachable: {e}"));
+                    last_error = Error::NoBackend(format!("{backend}: {e}"));
+                    continue;
+                }
+            };
+            if framing != Framing::Empty && expects_continue(request) && !continue_sent {
+                // RFC 9110 §10.1.1: we answer the expectation ourselves, so the client
+                // sends its body, and do not forward Expect.
+                client
+                    .get_ref()
+                    .tcp()
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .map_err(|e| Error::Io(Side::Client, e))?;
+                continue_sent = true;
+            }
+            let outgoing = rewrite_request(request, peer, backend, framing);
+            log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
+            let attempt = forward(
+                &mut upstream,
+                &outgoing,
+                client,
+                framing,
+                self.config.max_body_size,
+            )
+            .and_then(|()| {
+                exchange.body_consumed = true;
+                read_final_response(
+                    &mut upstream,
+                    client.get_ref().tcp(),
+                    request,
+                    exchange,
+                    &self.response_limits,
+                )
+            });
+            match attempt {
+                Ok(response) => {
+                    log::debug!("{backend} → {peer}:\n{}", head_text_response(&response));
                     if self.balancer.record_success(id) {
                         log::info!("backend {backend} is up again");
                     }
-                    return Ok((conn, backend));
+                    return Ok((upstream, response));
                 }
-                Err(e) => {
-                    log::warn!("backend {backend} unreachable: {e}; trying the next one");
-                    if self
-                        .balancer
-                        .record_failure(id, Instant::now(), &e.to_string())
-                    {
-                        log::warn!(
-                            "backend {backend} marked down for {:?}",
-                            self.config.fail_timeout
-                        );
+                Err(e @ (Error::Io(Side::Backend, _) | Error::Parse(Side::Backend, _))) => {
+                    self.backend_failed(id, &e.to_string());
+                    if !replayable || exchange.head_sent {
+                        return Err(e);
                     }
-                    last_error = format!("{backend}: {e}");
+                    log::warn!(
+                        "{peer} \"{}\" failed on {backend} ({e}); trying the next backend",
+                        request.request_line()
+                    );
+                    last_error = e;
                 }
+                Err(e) => return Err(e),
             }
         }
-        Err(Error::NoBackend(last_error))
+        Err(last_error)
+    }
+
+    /// Counts a failed attempt against backend `id` and logs it, and logs when that marks
+    /// the backend down.
+    fn backend_failed(&self, id: usize, why: &str) {
+        let backend = &self.balancer.backends()[id];
+        log::warn!("backend {backend}: {why}");
+        if self.balancer.record_failure(id, Instant::now(), why) {
+            log::warn!(
+                "backend {backend} marked down for {:?}",
+                self.config.fail_timeout
+            );
+        }
     }
 
     /// Sends the error response for `e`, unless a response has already begun or the error
@@ -325,6 +382,14 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Methods whose effect is the same however many times they are sent (RFC 9110 §9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
 }
 
 fn expects_continue(request: &Request) -> bool {
@@ -406,7 +471,7 @@ fn version_number(v: Version) -> &'static str {
 fn forward(
     upstream: &mut Connection,
     outgoing: &Request,
-    client: &mut BufReader<TcpStream>,
+    client: &mut BufReader<ClientStream>,
     framing: Framing,
     max_body: u64,
 ) -> Result<()> {
@@ -441,10 +506,10 @@ fn read_final_response(
     client: &TcpStream,
     request: &Request,
     exchange: &mut Exchange,
+    limits: &Limits,
 ) -> Result<Response> {
-    let limits = Limits::default();
     for _ in 0..=MAX_INTERIM_RESPONSES {
-        let response = parse::read_response(upstream.reader(), &limits)?;
+        let response = parse::read_response(upstream.reader(), limits)?;
         if !response.is_interim() {
             return Ok(response);
         }

@@ -5,7 +5,7 @@
 //! module owns only the thread-per-connection policy and the refusal of connections beyond
 //! the limit with a `503` and `Retry-After` (RFC 9110 §15.6.4, §10.2.3).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -107,4 +107,71 @@ fn refuse(mut stream: TcpStream) {
     // Best effort: the client may already be gone, and we are closing either way.
     let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
     let _ = stream.write_all(&bytes);
+}
+
+/// A client's socket whose reads can also stop at a deadline.
+///
+/// Every read already has a per-read timeout; that alone lets a client that sends one byte
+/// just inside each timeout hold a thread forever (slowloris). While a deadline is set, each
+/// read waits at most until the deadline, and a read at or past it fails with `TimedOut`.
+/// The proxy sets one for the whole request head (idle wait included) and clears it for the
+/// body, whose pace is only bounded per read.
+pub struct ClientStream {
+    stream: TcpStream,
+    /// The per-read timeout.
+    timeout: Duration,
+    deadline: Option<std::time::Instant>,
+    /// Invariant: the read timeout currently set on `stream`, to skip redundant syscalls.
+    applied: Duration,
+}
+
+impl ClientStream {
+    /// Wraps `stream`, setting `timeout` on its reads and writes and TCP_NODELAY.
+    ///
+    /// # Errors
+    /// When the socket options cannot be set (the client is usually gone).
+    pub fn new(stream: TcpStream, timeout: Duration) -> std::io::Result<Self> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(ClientStream {
+            stream,
+            timeout,
+            deadline: None,
+            applied: timeout,
+        })
+    }
+
+    /// Sets or clears the deadline for the reads that follow.
+    pub fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// The socket, for writing.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let wait = match self.deadline {
+            None => self.timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "deadline passed",
+                    ));
+                }
+                left.min(self.timeout)
+            }
+        };
+        if wait != self.applied {
+            self.stream.set_read_timeout(Some(wait))?;
+            self.applied = wait;
+        }
+        self.stream.read(buf)
+    }
 }

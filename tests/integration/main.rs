@@ -4,6 +4,7 @@
 mod support;
 
 mod config;
+mod faults;
 mod proxy;
 mod random_input;
 mod webserver;

@@ -483,3 +483,12 @@ impl Process {
         }
     }
 }
+
+/// The real `webserver` binary serving the demo site on a given address (to restart a
+/// backend where it was).
+pub fn webserver_on(addr: SocketAddr, name: &str) -> Process {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
+    cmd.args(["--listen", &addr.to_string(), "--name", name, "--root"])
+        .arg(www_root());
+    Process::start(cmd)
+}
