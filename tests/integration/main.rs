@@ -5,6 +5,7 @@ mod support;
 
 mod config;
 mod faults;
+mod hardening;
 mod proxy;
 mod random_input;
 mod webserver;

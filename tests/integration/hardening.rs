@@ -1,0 +1,235 @@
+//! Hostile clients and failing backends: one test per rule, named for the behaviour, with
+//! the RFC section it enforces. Scripted backends record exactly the bytes they received.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+fn proxy_for(backends: &[&Backend], extra: &str) -> (TempDir, Process) {
+    let dir = TempDir::new("hard");
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
+    let p = proxy(&dir, &format!("{}{extra}", backend_lines(&addrs)));
+    (dir, p)
+}
+
+/// A backend that accepts, reads the request and closes without answering.
+fn hanging_up() -> Backend {
+    Backend::raw(|_, stream| {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    })
+}
+
+#[test]
+fn rfc_9110_9_2_2_an_idempotent_request_is_retried_on_the_next_backend() {
+    let broken = hanging_up();
+    let good = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&broken, &good], "");
+    let reply = get(proxy.addr, "/retry-me");
+    assert_eq!(reply.status, 200);
+    assert_eq!(broken.requests().len(), 1);
+    assert_eq!(good.requests().len(), 1);
+}
+
+#[test]
+fn rfc_9110_9_2_2_a_post_is_never_sent_twice() {
+    let broken = hanging_up();
+    let good = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&broken, &good], "");
+    let reply = request(
+        proxy.addr,
+        b"POST /pay HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\n100",
+    );
+    assert_eq!(reply.status, 502);
+    assert_eq!(broken.requests().len(), 1);
+    assert!(
+        good.requests().is_empty(),
+        "the POST was sent a second time"
+    );
+}
+
+#[test]
+fn a_failing_backend_is_marked_down_and_skipped_until_fail_timeout() {
+    let broken = hanging_up();
+    let good = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&broken, &good], "max_fails = 1\nfail_timeout = 30\n");
+    for _ in 0..6 {
+        assert_eq!(get(proxy.addr, "/").status, 200);
+    }
+    assert_eq!(
+        broken.requests().len(),
+        1,
+        "a down backend still got traffic"
+    );
+    assert_eq!(good.requests().len(), 6);
+}
+
+#[test]
+fn a_backend_comes_back_after_fail_timeout() {
+    let flaky_calls = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::clone(&flaky_calls);
+    // Fails its first request, then answers.
+    let flaky = Backend::raw(move |_, stream| {
+        if calls.fetch_add(1, Ordering::SeqCst) > 0 {
+            let _ = stream.write_all(OK);
+        }
+    });
+    let good = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&flaky, &good], "fail_timeout = 0.2\n");
+    assert_eq!(get(proxy.addr, "/").status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flaky.requests().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the backend never got traffic again"
+        );
+        assert_eq!(get(proxy.addr, "/").status, 200);
+    }
+}
+
+#[test]
+fn when_every_backend_is_down_they_are_still_tried() {
+    let broken = hanging_up();
+    let (_dir, proxy) = proxy_for(&[&broken], "fail_timeout = 60\n");
+    assert_eq!(get(proxy.addr, "/").status, 502);
+    assert_eq!(get(proxy.addr, "/").status, 502);
+    assert_eq!(broken.requests().len(), 2, "the down backend was not tried");
+}
+
+#[test]
+fn rfc_9112_2_2_a_slowloris_client_is_cut_off_with_408() {
+    let good = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&good], "client_timeout = 0.5\n");
+    let mut stream = connect(proxy.addr);
+    let mut dripper = stream.try_clone().unwrap();
+    // One byte every 50 ms: each read is well inside client_timeout, the whole head is not.
+    let drip = std::thread::spawn(move || {
+        for &b in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if dripper.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let started = Instant::now();
+    let raw = read_to_close(&mut stream);
+    let replies = parse_replies(&raw, &[false]);
+    assert_eq!(replies[0].status, 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(stream);
+    drip.join().unwrap();
+    assert!(good.requests().is_empty());
+}
+
+#[test]
+fn rfc_9110_15_2_interim_responses_are_relayed_and_the_final_one_delivered() {
+    let backend = Backend::fixed(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+    );
+    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let raw = exchange(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let replies = parse_replies(&raw, &[false]);
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [103, 200]);
+    assert_eq!(replies[1].text(), "final");
+    // An HTTP/1.0 client cannot take interim responses (RFC 9110 §15.2): only the final one.
+    let raw = exchange(proxy.addr, b"GET / HTTP/1.0\r\n\r\n");
+    let statuses: Vec<u16> = parse_replies(&raw, &[false])
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200]);
+}
+
+#[test]
+fn rfc_9112_6_3_content_length_with_chunked_from_a_backend_is_read_as_chunked() {
+    let backend = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunks\r\n0\r\n\r\n",
+    );
+    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let reply = get(proxy.addr, "/");
+    assert_eq!(reply.text(), "chunks");
+    assert!(reply.header("content-length").is_none());
+}
+
+#[test]
+fn a_backend_header_section_over_the_limit_is_502() {
+    let mut huge = b"HTTP/1.1 200 OK\r\n".to_vec();
+    huge.extend_from_slice(format!("X-Big: {}\r\n", "b".repeat(5000)).as_bytes());
+    huge.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    let backend = Backend::fixed(&huge);
+    let (_dir, proxy) = proxy_for(&[&backend], "max_response_header_bytes = 4096\n");
+    assert_eq!(get(proxy.addr, "/").status, 502);
+}
+
+#[test]
+fn rfc_9112_7_1_malformed_chunked_request_bodies_are_400_and_closed() {
+    for body in [
+        &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+        b"5\r\nhelloXX0\r\n\r\n",
+        b"5;\x01\r\nhello\r\n0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+    ] {
+        let backend = Backend::fixed(OK);
+        let (_dir, proxy) = proxy_for(&[&backend], "");
+        let mut raw = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        raw.extend_from_slice(body);
+        raw.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
+        let replies = parse_replies(&exchange(proxy.addr, &raw), &[false]);
+        assert_eq!(replies.len(), 1, "{body:?}");
+        assert_eq!(replies[0].status, 400, "{body:?}");
+        for seen in backend.requests() {
+            assert!(
+                find(&seen, b"/smuggled").is_none(),
+                "smuggled request reached the backend"
+            );
+        }
+    }
+}
+
+#[test]
+fn rfc_9112_6_1_transfer_encoding_on_http_1_0_is_400() {
+    let backend = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let reply = request(
+        proxy.addr,
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(reply.status, 400);
+    assert!(backend.requests().is_empty());
+}
+
+#[test]
+fn a_client_leaving_mid_response_affects_nothing_else() {
+    let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 16777216\r\n\r\n".to_vec();
+    big.resize(big.len() + (16 << 20), b'z');
+    let backend = Backend::fixed(&big);
+    let (dir, proxy) = proxy_for(&[&backend], "");
+    let mut leaver = connect(proxy.addr);
+    leaver
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut some = [0u8; 4096];
+    leaver.read_exact(&mut some).unwrap();
+    drop(leaver);
+    let reply = get(proxy.addr, "/big");
+    assert_eq!(reply.body.len(), 16 << 20);
+    drop(proxy);
+    let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap();
+    assert!(
+        log.contains("client connection"),
+        "the departure was not logged:\n{log}"
+    );
+}
