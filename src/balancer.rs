@@ -34,12 +34,28 @@ pub struct Health {
     pub down_until: Option<Instant>,
     /// Why it was last marked down.
     pub reason: Option<String>,
+    /// Marked down by the active health check, until a probe succeeds.
+    pub probe_down: bool,
 }
 
 impl Health {
     /// Whether the backend is skipped at `now`.
     pub fn is_down(&self, now: Instant) -> bool {
-        self.down_until.is_some_and(|until| now < until)
+        self.probe_down || self.down_until.is_some_and(|until| now < until)
+    }
+
+    /// Records an active health check; returns true when this changes whether the backend
+    /// is up. A failed probe takes the backend out until a probe succeeds; a good probe
+    /// also clears a passive mark (the backend has shown it answers).
+    pub fn record_probe(&mut self, ok: bool, now: Instant, why: &str) -> bool {
+        let was_down = self.is_down(now);
+        if ok {
+            *self = Health::default();
+        } else {
+            self.probe_down = true;
+            self.reason = Some(why.to_string());
+        }
+        was_down != self.is_down(now)
     }
 
     /// Counts a failure; returns true when this failure marks the backend down.
@@ -120,6 +136,14 @@ impl Balancer {
             .health
             .get_mut(id)
             .is_some_and(Health::record_success)
+    }
+
+    /// Records an active health check of backend `id`; returns true when its state changed.
+    pub fn record_probe(&self, id: usize, ok: bool, now: Instant, why: &str) -> bool {
+        self.lock()
+            .health
+            .get_mut(id)
+            .is_some_and(|h| h.record_probe(ok, now, why))
     }
 
     /// A copy of every backend's health, for logs and status pages.
@@ -246,9 +270,29 @@ mod tests {
             fails: 5,
             down_until: Some(now + Duration::from_secs(5)),
             reason: None,
+            probe_down: false,
         };
         let health = vec![down.clone(), down];
         assert_eq!(plan(1, &health, now), [1, 0]);
+    }
+
+    #[test]
+    fn a_failed_probe_holds_a_backend_down_until_a_probe_succeeds() {
+        let now = Instant::now();
+        let mut h = Health::default();
+        assert!(h.record_probe(false, now, "503"));
+        assert!(h.is_down(now + Duration::from_secs(3600)));
+        assert!(
+            !h.record_probe(false, now, "503"),
+            "no change, nothing to log"
+        );
+        assert!(h.record_probe(true, now, ""));
+        assert!(!h.is_down(now));
+        // A good probe also lifts a passive mark.
+        h.record_failure(POLICY, now, "x");
+        h.record_failure(POLICY, now, "x");
+        assert!(h.is_down(now));
+        assert!(h.record_probe(true, now, ""));
     }
 
     #[test]

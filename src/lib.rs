@@ -18,6 +18,7 @@
 pub mod balancer;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod proxy;

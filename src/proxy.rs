@@ -23,6 +23,7 @@ use std::time::Instant;
 use crate::balancer::{Balancer, HealthPolicy};
 use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
+use crate::health::{self, ProbeSettings};
 use crate::http::body::{copy_body, request_framing, response_framing, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
@@ -43,7 +44,7 @@ pub const VIA: &str = "1.1 relevo";
 /// A running proxy's shared state: the configuration and the round-robin position.
 pub struct Proxy {
     config: Config,
-    balancer: Balancer,
+    balancer: Arc<Balancer>,
     limits: Limits,
     /// Limits on a backend's response head.
     response_limits: Limits,
@@ -67,6 +68,20 @@ pub fn run(config: Config) -> Result<()> {
     );
     let max_connections = config.max_connections;
     let proxy = Arc::new(Proxy::new(config));
+    if let Some(path) = &proxy.config.health_check {
+        let settings = ProbeSettings {
+            path: path.clone(),
+            interval: proxy.config.health_interval,
+            connect_timeout: proxy.config.connect_timeout,
+            io_timeout: proxy.config.upstream_timeout,
+        };
+        health::spawn(Arc::clone(&proxy.balancer), settings)
+            .map_err(|e| Error::Startup(format!("cannot start the health checks: {e}")))?;
+        log::info!(
+            "health checks: GET {path} every {:?}",
+            proxy.config.health_interval
+        );
+    }
     server::serve(listener, max_connections, move |stream, peer| {
         proxy.handle_connection(stream, peer);
     });
@@ -105,13 +120,13 @@ impl Proxy {
         };
         Proxy {
             response_limits,
-            balancer: Balancer::new(
+            balancer: Arc::new(Balancer::new(
                 config.backends.clone(),
                 HealthPolicy {
                     max_fails: config.max_fails,
                     fail_timeout: config.fail_timeout,
                 },
-            ),
+            )),
             config,
             limits,
         }

@@ -233,3 +233,85 @@ fn a_client_leaving_mid_response_affects_nothing_else() {
         "the departure was not logged:\n{log}"
     );
 }
+
+/// A backend that answers probes of `/health` with 200 or 503 as `healthy` says, reports
+/// each probe on a channel, and answers every other request with 200.
+fn probed(healthy: Arc<std::sync::atomic::AtomicBool>) -> (Backend, std::sync::mpsc::Receiver<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let backend = Backend::raw(move |request, stream| {
+        if request.starts_with(b"GET /health ") {
+            let up = healthy.load(Ordering::SeqCst);
+            let status = if up {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+            let _ = tx.lock().unwrap().send(());
+        } else {
+            let _ = stream.write_all(OK);
+        }
+    });
+    (backend, rx)
+}
+
+#[test]
+fn active_health_checks_take_a_backend_out_and_bring_it_back() {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sick, probes) = probed(Arc::clone(&healthy));
+    let good = Backend::fixed(OK);
+    let (dir, proxy) = proxy_for(
+        &[&sick, &good],
+        "health_check = /health\nhealth_interval = 0.05\n",
+    );
+    let wait_probes = |n: usize| {
+        for _ in 0..n {
+            probes
+                .recv_timeout(IO_TIMEOUT)
+                .expect("the backend was not probed");
+        }
+    };
+    // Probes run one after another: once the second has arrived, the first was recorded.
+    wait_probes(2);
+    let before = sick.requests().len();
+    for _ in 0..4 {
+        assert_eq!(get(proxy.addr, "/page").status, 200);
+    }
+    let real: Vec<_> = sick.requests()[before..]
+        .iter()
+        .filter(|r| r.starts_with(b"GET /page"))
+        .cloned()
+        .collect();
+    assert!(
+        real.is_empty(),
+        "a backend failing its health check got traffic"
+    );
+    healthy.store(true, Ordering::SeqCst);
+    wait_probes(2);
+    for _ in 0..4 {
+        assert_eq!(get(proxy.addr, "/page").status, 200);
+    }
+    let pages = sick
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with(b"GET /page"))
+        .count();
+    assert_eq!(
+        pages, 2,
+        "the recovered backend should take half the traffic"
+    );
+    drop(proxy);
+    let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "backend {} is down (health check: answered 503)",
+            sick.addr
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("backend {} is up (health check)", sick.addr)),
+        "{log}"
+    );
+}

@@ -1,0 +1,84 @@
+//! Active health checks: with `health_check = /path`, a background thread sends
+//! `GET /path` to every backend every `health_interval` and tells the balancer what it saw.
+//!
+//! A backend is up when it answers with a 2xx or 3xx status within the usual timeouts, and
+//! down otherwise (refused, timed out, malformed, 4xx or 5xx). A failed probe keeps a
+//! backend out of the rotation until a probe succeeds (see `balancer::Health`). Only changes
+//! of state are logged, so a healthy cluster stays quiet. Passive checks (counting failed
+//! requests) work with or without this.
+
+use std::io::BufWriter;
+use std::io::Write;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::balancer::Balancer;
+use crate::config::Backend;
+use crate::http::parse::{self, Limits};
+use crate::http::{serialize, Request};
+use crate::upstream::Connection;
+
+/// Stack size of the probing thread.
+pub const PROBE_STACK_SIZE: usize = 128 * 1024;
+
+/// When and how to probe.
+#[derive(Clone, Debug)]
+pub struct ProbeSettings {
+    /// Path requested on every backend.
+    pub path: String,
+    /// Time between two rounds of probes.
+    pub interval: Duration,
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Time allowed for each read and write.
+    pub io_timeout: Duration,
+}
+
+/// Starts the probing thread. It runs for the life of the process.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn(balancer: Arc<Balancer>, settings: ProbeSettings) -> std::io::Result<()> {
+    thread::Builder::new()
+        .name("health-check".to_string())
+        .stack_size(PROBE_STACK_SIZE)
+        .spawn(move || loop {
+            for (id, backend) in balancer.backends().iter().enumerate() {
+                let outcome = probe(backend, &settings);
+                let why = outcome.as_ref().err().map_or("", String::as_str);
+                if balancer.record_probe(id, outcome.is_ok(), Instant::now(), why) {
+                    match &outcome {
+                        Ok(()) => log::info!("backend {backend} is up (health check)"),
+                        Err(why) => log::warn!("backend {backend} is down (health check: {why})"),
+                    }
+                }
+            }
+            thread::sleep(settings.interval);
+        })
+        .map(drop)
+}
+
+/// One probe: `GET path` with `Connection: close`; Ok for a 2xx or 3xx final status.
+pub fn probe(backend: &Backend, settings: &ProbeSettings) -> Result<(), String> {
+    let mut conn = Connection::open(backend, settings.connect_timeout, settings.io_timeout)
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let mut request = Request::new("GET", &settings.path);
+    request.headers.append("Host", backend.authority());
+    request.headers.append("User-Agent", "relevo-health-check");
+    request.headers.append("Connection", "close");
+    let mut out = BufWriter::new(conn.writer());
+    serialize::write_request_head(&mut out, &request)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot send the probe: {e}"))?;
+    drop(out);
+    loop {
+        let response =
+            parse::read_response(conn.reader(), &Limits::default()).map_err(|e| e.to_string())?;
+        match response.status {
+            100..=199 => continue,
+            200..=399 => return Ok(()),
+            status => return Err(format!("answered {status}")),
+        }
+    }
+}
