@@ -8,4 +8,5 @@ mod faults;
 mod hardening;
 mod proxy;
 mod random_input;
+mod reference;
 mod webserver;
