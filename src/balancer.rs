@@ -36,6 +36,8 @@ pub struct Health {
     pub reason: Option<String>,
     /// Marked down by the active health check, until a probe succeeds.
     pub probe_down: bool,
+    /// When it was last marked down (passively or by a probe).
+    pub down_since: Option<Instant>,
 }
 
 impl Health {
@@ -52,6 +54,9 @@ impl Health {
         if ok {
             *self = Health::default();
         } else {
+            if !was_down {
+                self.down_since = Some(now);
+            }
             self.probe_down = true;
             self.reason = Some(why.to_string());
         }
@@ -65,6 +70,7 @@ impl Health {
             return false;
         }
         self.down_until = Some(now + policy.fail_timeout);
+        self.down_since = Some(now);
         self.reason = Some(why.to_string());
         true
     }
@@ -271,6 +277,7 @@ mod tests {
             down_until: Some(now + Duration::from_secs(5)),
             reason: None,
             probe_down: false,
+            down_since: None,
         };
         let health = vec![down.clone(), down];
         assert_eq!(plan(1, &health, now), [1, 0]);

@@ -24,6 +24,8 @@ pub mod logging;
 pub mod proxy;
 pub mod server;
 pub mod static_files;
+pub mod stats;
+pub mod status;
 pub mod upstream;
 pub mod webserver;
 

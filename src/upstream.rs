@@ -79,7 +79,9 @@ impl<C> Pool<C> {
     /// An empty pool for `backends` backends.
     pub fn new(backends: usize, max_idle: usize, idle_timeout: Duration) -> Self {
         Pool {
-            idle: (0..backends).map(|_| std::sync::Mutex::new(Vec::new())).collect(),
+            idle: (0..backends)
+                .map(|_| std::sync::Mutex::new(Vec::new()))
+                .collect(),
             max_idle,
             idle_timeout,
         }

@@ -1,0 +1,310 @@
+//! What the status page shows: counters per backend, the last requests, cache results and
+//! connection counts, gathered while the proxy runs.
+//!
+//! The proxy calls `Stats::record` once per request (from its log step) and `Stats::snapshot`
+//! takes a consistent copy for rendering (`status`). Percentiles are computed over a window
+//! of recent samples, so a burst an hour ago does not hide today's latency. Nothing here
+//! touches a socket or a file.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Requests kept for the "last requests" table.
+pub const RECENT_REQUESTS: usize = 20;
+/// Response times kept per backend for the p99.
+pub const LATENCY_WINDOW: usize = 1024;
+
+/// How a request was answered with respect to the cache (the `X-Cache` value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from a fresh stored response.
+    Hit,
+    /// Fetched from a backend (and stored when allowed).
+    Miss,
+    /// A stale stored response confirmed by the backend (304) and served.
+    Revalidated,
+    /// Not eligible for the cache (method, directives, cache off).
+    Bypass,
+}
+
+impl CacheResult {
+    /// The `X-Cache` header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Revalidated => "REVALIDATED",
+            CacheResult::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// One finished request, as the status page lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// When it finished.
+    pub time: SystemTime,
+    /// Who sent it.
+    pub client: SocketAddr,
+    /// `GET /a HTTP/1.1`, or `-` when the request line could not be read.
+    pub request_line: String,
+    /// Id of the backend that answered, if any.
+    pub backend: Option<usize>,
+    /// Status sent to the client, if any.
+    pub status: Option<u16>,
+    /// Cache result, when the cache was consulted.
+    pub cache: Option<CacheResult>,
+    /// Time from the first byte of the request to the last byte of the response.
+    pub elapsed: Duration,
+}
+
+/// Counters for one backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendCounters {
+    /// Requests it answered (any status).
+    pub requests: u64,
+    /// Requests that failed on it: 5xx from it, or a failure of ours talking to it.
+    pub errors: u64,
+    /// Sum of response times, in microseconds, for the average.
+    pub total_micros: u64,
+    /// Recent response times in microseconds, oldest first.
+    pub recent_micros: VecDeque<u64>,
+}
+
+impl BackendCounters {
+    /// Mean response time over every request.
+    pub fn average(&self) -> Option<Duration> {
+        (self.requests > 0).then(|| Duration::from_micros(self.total_micros / self.requests))
+    }
+
+    /// 99th percentile of the recent response times (nearest-rank method).
+    pub fn p99(&self) -> Option<Duration> {
+        percentile(self.recent_micros.iter().copied().collect(), 99).map(Duration::from_micros)
+    }
+}
+
+/// The `p`th percentile (1..=100) of `samples` by the nearest-rank method.
+pub fn percentile(mut samples: Vec<u64>, p: usize) -> Option<u64> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let rank = (p * samples.len()).div_ceil(100).max(1);
+    Some(samples[rank - 1])
+}
+
+/// Cache results since start.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    revalidated: AtomicU64,
+    bypassed: AtomicU64,
+}
+
+/// Everything gathered, shared by all connection threads.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    started_at: SystemTime,
+    backends: Vec<Mutex<BackendCounters>>,
+    recent: Mutex<VecDeque<RequestRecord>>,
+    cache: CacheCounters,
+    /// Client connections being served now; shared with the accept loop.
+    pub active_connections: Arc<AtomicUsize>,
+}
+
+/// A consistent copy of the stats at one moment, for rendering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Time since start.
+    pub uptime: Duration,
+    /// When the proxy started.
+    pub started_at: SystemTime,
+    /// Per backend id.
+    pub backends: Vec<BackendCounters>,
+    /// The last requests, newest first.
+    pub recent: Vec<RequestRecord>,
+    /// Client connections open now.
+    pub active_connections: usize,
+    /// Cache hits, misses, revalidations and bypasses since start.
+    pub cache_hits: u64,
+    /// See `cache_hits`.
+    pub cache_misses: u64,
+    /// See `cache_hits`.
+    pub cache_revalidated: u64,
+    /// See `cache_hits`.
+    pub cache_bypassed: u64,
+}
+
+impl Snapshot {
+    /// Share of cache lookups answered without the backend sending a body (hits and
+    /// revalidations over all lookups); None before the first lookup.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let served = self.cache_hits + self.cache_revalidated;
+        let total = served + self.cache_misses;
+        (total > 0).then(|| served as f64 / total as f64)
+    }
+}
+
+impl Stats {
+    /// Empty stats for `backends` backends, starting now.
+    pub fn new(backends: usize) -> Self {
+        Stats {
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            backends: (0..backends).map(|_| Mutex::default()).collect(),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
+            cache: CacheCounters::default(),
+            active_connections: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn record(&self, record: RequestRecord) {
+        if let Some(counters) = record.backend.and_then(|id| self.backends.get(id)) {
+            let mut c = lock(counters);
+            c.requests += 1;
+            if record.status.map_or(true, |s| s >= 500) {
+                c.errors += 1;
+            }
+            let micros = u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX);
+            c.total_micros = c.total_micros.saturating_add(micros);
+            if c.recent_micros.len() == LATENCY_WINDOW {
+                c.recent_micros.pop_front();
+            }
+            c.recent_micros.push_back(micros);
+        }
+        let counter = match record.cache {
+            Some(CacheResult::Hit) => Some(&self.cache.hits),
+            Some(CacheResult::Miss) => Some(&self.cache.misses),
+            Some(CacheResult::Revalidated) => Some(&self.cache.revalidated),
+            Some(CacheResult::Bypass) => Some(&self.cache.bypassed),
+            None => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut recent = lock(&self.recent);
+        if recent.len() == RECENT_REQUESTS {
+            recent.pop_back();
+        }
+        recent.push_front(record);
+    }
+
+    /// A copy of everything, taken now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            uptime: self.started.elapsed(),
+            started_at: self.started_at,
+            backends: self.backends.iter().map(|b| lock(b).clone()).collect(),
+            recent: lock(&self.recent).iter().cloned().collect(),
+            active_connections: self.active_connections.load(Ordering::Relaxed),
+            cache_hits: self.cache.hits.load(Ordering::Relaxed),
+            cache_misses: self.cache.misses.load(Ordering::Relaxed),
+            cache_revalidated: self.cache.revalidated.load(Ordering::Relaxed),
+            cache_bypassed: self.cache.bypassed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Counters stay meaningful even if a thread panicked while holding the lock.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        backend: Option<usize>,
+        status: u16,
+        ms: u64,
+        cache: Option<CacheResult>,
+    ) -> RequestRecord {
+        RequestRecord {
+            time: SystemTime::UNIX_EPOCH,
+            client: "127.0.0.1:5000".parse().unwrap(),
+            request_line: format!("GET /{ms} HTTP/1.1"),
+            backend,
+            status: Some(status),
+            cache,
+            elapsed: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let samples: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(samples.clone(), 99), Some(99));
+        assert_eq!(percentile(samples, 50), Some(50));
+        assert_eq!(percentile(vec![7], 99), Some(7));
+        assert_eq!(percentile(vec![], 99), None);
+        assert_eq!(percentile(vec![5, 1, 1000], 99), Some(1000));
+    }
+
+    #[test]
+    fn per_backend_counts_errors_average_and_p99() {
+        let stats = Stats::new(2);
+        for ms in 1..=100 {
+            stats.record(record(Some(0), 200, ms, None));
+        }
+        stats.record(record(Some(1), 502, 4, None));
+        let snap = stats.snapshot();
+        let b0 = &snap.backends[0];
+        assert_eq!((b0.requests, b0.errors), (100, 0));
+        assert_eq!(b0.average(), Some(Duration::from_micros(50_500)));
+        assert_eq!(b0.p99(), Some(Duration::from_millis(99)));
+        assert_eq!((snap.backends[1].requests, snap.backends[1].errors), (1, 1));
+    }
+
+    #[test]
+    fn only_the_last_twenty_requests_are_kept_newest_first() {
+        let stats = Stats::new(1);
+        for ms in 0..25 {
+            stats.record(record(Some(0), 200, ms, None));
+        }
+        let recent = stats.snapshot().recent;
+        assert_eq!(recent.len(), RECENT_REQUESTS);
+        assert_eq!(recent[0].request_line, "GET /24 HTTP/1.1");
+        assert_eq!(recent[19].request_line, "GET /5 HTTP/1.1");
+    }
+
+    #[test]
+    fn cache_results_and_hit_ratio() {
+        let stats = Stats::new(1);
+        assert_eq!(stats.snapshot().hit_ratio(), None);
+        stats.record(record(Some(0), 200, 1, Some(CacheResult::Miss)));
+        stats.record(record(None, 200, 1, Some(CacheResult::Hit)));
+        stats.record(record(None, 200, 1, Some(CacheResult::Hit)));
+        stats.record(record(Some(0), 200, 1, Some(CacheResult::Revalidated)));
+        stats.record(record(Some(0), 200, 1, Some(CacheResult::Bypass)));
+        let snap = stats.snapshot();
+        assert_eq!(
+            (
+                snap.cache_hits,
+                snap.cache_misses,
+                snap.cache_revalidated,
+                snap.cache_bypassed
+            ),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(snap.hit_ratio(), Some(0.75));
+    }
+
+    #[test]
+    fn the_latency_window_is_bounded() {
+        let stats = Stats::new(1);
+        for _ in 0..(LATENCY_WINDOW + 10) {
+            stats.record(record(Some(0), 200, 1, None));
+        }
+        assert_eq!(
+            stats.snapshot().backends[0].recent_micros.len(),
+            LATENCY_WINDOW
+        );
+    }
+}

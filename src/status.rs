@@ -1,0 +1,372 @@
+//! The status page: the proxy's own view of itself, as HTML for a projector and as JSON for
+//! scripts. Pure rendering from a `StatusView`: gathering the numbers is `stats` and
+//! `balancer`, serving the page and deciding who may see it is `proxy`.
+//!
+//! The HTML has no external assets and no script; a meta refresh reloads it every
+//! `REFRESH_SECS`. Everything that came from a client (request lines) is escaped, so the page
+//! cannot be used to inject markup. The JSON is written by hand (no serde in this project)
+//! with the same escaping rules JSON requires (RFC 8259 §7).
+
+use std::fmt::Write;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Local};
+
+use crate::balancer::Health;
+use crate::stats::{RequestRecord, Snapshot};
+
+/// Seconds between two automatic reloads of the HTML page.
+pub const REFRESH_SECS: u32 = 2;
+
+/// Everything one rendering of the page needs, taken at one moment.
+#[derive(Clone, Debug)]
+pub struct StatusView {
+    /// Counters and recent requests.
+    pub stats: Snapshot,
+    /// Per backend id: its address and health.
+    pub backends: Vec<(String, Health)>,
+    /// Cache entries and bytes on disk, or None when the cache is off.
+    pub cache: Option<(u64, u64)>,
+    /// The moment of rendering, monotonic (to interpret `Health`'s instants).
+    pub now: Instant,
+    /// The same moment on the wall clock.
+    pub now_wall: SystemTime,
+}
+
+impl StatusView {
+    /// Whether backend `id` is up now, and the wall-clock time it went down.
+    fn state(&self, health: &Health) -> (bool, Option<SystemTime>) {
+        if !health.is_down(self.now) {
+            return (true, None);
+        }
+        let since = health
+            .down_since
+            .map(|t| self.now_wall - self.now.saturating_duration_since(t));
+        (false, since)
+    }
+
+    fn backend_name(&self, id: Option<usize>) -> &str {
+        id.and_then(|i| self.backends.get(i))
+            .map_or("-", |(addr, _)| addr.as_str())
+    }
+}
+
+/// The page as HTML.
+pub fn render_html(view: &StatusView) -> String {
+    let mut html = String::with_capacity(8 * 1024);
+    let s = &view.stats;
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\
+         <title>Relevo status</title><style>{CSS}</style></head><body>\n\
+         <h1>Relevo status</h1>\n<p class=\"summary\">up {} &middot; {} client connection{} open &middot; \
+         refreshed {}</p>\n",
+        human_duration(s.uptime),
+        s.active_connections,
+        if s.active_connections == 1 { "" } else { "s" },
+        clock(view.now_wall),
+    );
+    html.push_str(
+        "<h2>Backends</h2>\n<table><tr><th>backend</th><th>state</th><th>requests</th>\
+         <th>errors</th><th>average</th><th>p99</th></tr>\n",
+    );
+    for (id, (addr, health)) in view.backends.iter().enumerate() {
+        let counters = s.backends.get(id).cloned().unwrap_or_default();
+        let (up, since) = view.state(health);
+        let state = if up {
+            "<span class=\"up\">up</span>".to_string()
+        } else {
+            format!(
+                "<span class=\"down\">down</span> since {} ({})",
+                since.map_or_else(|| "-".to_string(), clock),
+                escape_html(health.reason.as_deref().unwrap_or("unknown"))
+            )
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape_html(addr),
+            counters.requests,
+            counters.errors,
+            millis(counters.average()),
+            millis(counters.p99()),
+        );
+    }
+    html.push_str("</table>\n<h2>Cache</h2>\n");
+    match view.cache {
+        Some((entries, bytes)) => {
+            let _ = writeln!(
+                html,
+                "<p>{entries} entries, {} &middot; hit ratio {} &middot; {} hits, {} revalidated, \
+                 {} misses, {} bypassed</p>",
+                human_bytes(bytes),
+                s.hit_ratio()
+                    .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0)),
+                s.cache_hits,
+                s.cache_revalidated,
+                s.cache_misses,
+                s.cache_bypassed
+            );
+        }
+        None => html.push_str("<p>off</p>\n"),
+    }
+    html.push_str(
+        "<h2>Last requests</h2>\n<table><tr><th>time</th><th>client</th><th>request</th>\
+         <th>backend</th><th>status</th><th>cache</th><th>ms</th></tr>\n",
+    );
+    for r in &s.recent {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td class=\"req\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            clock(r.time),
+            r.client,
+            escape_html(&r.request_line),
+            escape_html(view.backend_name(r.backend)),
+            r.status.map_or_else(|| "-".to_string(), |s| s.to_string()),
+            r.cache.map_or("-", |c| c.as_str()),
+            r.elapsed.as_millis(),
+        );
+    }
+    html.push_str("</table>\n</body></html>\n");
+    html
+}
+
+const CSS: &str =
+    "body{font-family:sans-serif;font-size:22px;margin:1.5em;background:#fafafa;color:#222}\
+h1{font-size:2em;margin:0}h2{margin-top:1.2em}table{border-collapse:collapse}\
+td,th{border-bottom:1px solid #ccc;padding:.25em .8em;text-align:left}\
+.up{color:#fff;background:#2a7d2a;padding:0 .4em;border-radius:.2em}\
+.down{color:#fff;background:#b22;padding:0 .4em;border-radius:.2em}\
+.summary{color:#555}.req{font-family:monospace}";
+
+/// The same data as JSON (documented in README.md).
+pub fn render_json(view: &StatusView) -> String {
+    let s = &view.stats;
+    let mut json = String::with_capacity(4 * 1024);
+    let _ = write!(
+        json,
+        "{{\"uptime_seconds\":{},\"started\":{},\"active_connections\":{},\"backends\":[",
+        s.uptime.as_secs(),
+        json_string(&rfc3339(s.started_at)),
+        s.active_connections
+    );
+    for (id, (addr, health)) in view.backends.iter().enumerate() {
+        let counters = s.backends.get(id).cloned().unwrap_or_default();
+        let (up, since) = view.state(health);
+        if id > 0 {
+            json.push(',');
+        }
+        let _ = write!(
+            json,
+            "{{\"address\":{},\"state\":\"{}\",\"down_since\":{},\"reason\":{},\"requests\":{},\
+             \"errors\":{},\"average_ms\":{},\"p99_ms\":{}}}",
+            json_string(addr),
+            if up { "up" } else { "down" },
+            since.map_or_else(|| "null".to_string(), |t| json_string(&rfc3339(t))),
+            match (&health.reason, up) {
+                (Some(why), false) => json_string(why),
+                _ => "null".to_string(),
+            },
+            counters.requests,
+            counters.errors,
+            json_millis(counters.average()),
+            json_millis(counters.p99()),
+        );
+    }
+    json.push_str("],\"cache\":");
+    match view.cache {
+        Some((entries, bytes)) => {
+            let _ = write!(
+                json,
+                "{{\"entries\":{entries},\"bytes\":{bytes},\"hits\":{},\"misses\":{},\
+                 \"revalidated\":{},\"bypassed\":{},\"hit_ratio\":{}}}",
+                s.cache_hits,
+                s.cache_misses,
+                s.cache_revalidated,
+                s.cache_bypassed,
+                s.hit_ratio()
+                    .map_or_else(|| "null".to_string(), |r| format!("{r:.4}"))
+            );
+        }
+        None => json.push_str("null"),
+    }
+    json.push_str(",\"recent\":[");
+    for (i, r) in s.recent.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&recent_json(view, r));
+    }
+    json.push_str("]}\n");
+    json
+}
+
+fn recent_json(view: &StatusView, r: &RequestRecord) -> String {
+    format!(
+        "{{\"time\":{},\"client\":{},\"request\":{},\"backend\":{},\"status\":{},\"cache\":{},\"ms\":{}}}",
+        json_string(&rfc3339(r.time)),
+        json_string(&r.client.to_string()),
+        json_string(&r.request_line),
+        r.backend
+            .map_or_else(|| "null".to_string(), |_| json_string(view.backend_name(r.backend))),
+        r.status.map_or_else(|| "null".to_string(), |s| s.to_string()),
+        r.cache
+            .map_or_else(|| "null".to_string(), |c| json_string(c.as_str())),
+        r.elapsed.as_millis()
+    )
+}
+
+/// Escapes the five characters that matter in HTML text and attributes.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn millis(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".to_string(),
+        |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
+    )
+}
+
+fn json_millis(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "null".to_string(),
+        |d| format!("{:.3}", d.as_secs_f64() * 1000.0),
+    )
+}
+
+fn clock(t: SystemTime) -> String {
+    DateTime::<Local>::from(t).format("%H:%M:%S").to_string()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    DateTime::<Local>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..=1023 => format!("{n} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{CacheResult, RequestRecord, Stats};
+
+    fn view() -> StatusView {
+        let stats = Stats::new(2);
+        stats.record(RequestRecord {
+            time: SystemTime::now(),
+            client: "127.0.0.1:5000".parse().unwrap(),
+            request_line: "GET /<script>alert(1)</script> HTTP/1.1".to_string(),
+            backend: Some(0),
+            status: Some(200),
+            cache: Some(CacheResult::Miss),
+            elapsed: Duration::from_millis(3),
+        });
+        let now = Instant::now();
+        let down = Health {
+            fails: 1,
+            down_until: Some(now + Duration::from_secs(5)),
+            reason: Some("connection refused \"x\"".to_string()),
+            probe_down: false,
+            down_since: Some(now),
+        };
+        StatusView {
+            stats: stats.snapshot(),
+            backends: vec![
+                ("127.0.0.1:8081".to_string(), Health::default()),
+                ("127.0.0.1:8082".to_string(), down),
+            ],
+            cache: Some((3, 2048)),
+            now,
+            now_wall: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn html_shows_backends_cache_and_requests_and_escapes_client_text() {
+        let html = render_html(&view());
+        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"2\">"));
+        assert!(html.contains("127.0.0.1:8081</td><td><span class=\"up\">up</span>"));
+        assert!(html.contains("<span class=\"down\">down</span> since"));
+        assert!(html.contains("connection refused &quot;x&quot;"));
+        assert!(html.contains("3 entries, 2.0 KiB"));
+        assert!(html.contains("GET /&lt;script&gt;alert(1)&lt;/script&gt; HTTP/1.1"));
+        assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn json_has_the_same_data_and_valid_strings() {
+        let json = render_json(&view());
+        assert!(json.starts_with("{\"uptime_seconds\":"));
+        assert!(
+            json.contains("\"address\":\"127.0.0.1:8081\",\"state\":\"up\",\"down_since\":null")
+        );
+        assert!(json.contains("\"state\":\"down\""));
+        assert!(json.contains("\"reason\":\"connection refused \\\"x\\\"\""));
+        assert!(json.contains("\"cache\":{\"entries\":3,\"bytes\":2048,\"hits\":0,\"misses\":1"));
+        assert!(json.contains("\"request\":\"GET /<script>alert(1)</script> HTTP/1.1\""));
+        assert!(json
+            .contains("\"backend\":\"127.0.0.1:8081\",\"status\":200,\"cache\":\"MISS\",\"ms\":3"));
+        assert!(json.trim_end().ends_with("]}"));
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    #[test]
+    fn a_disabled_cache_shows_as_off_and_null() {
+        let mut v = view();
+        v.cache = None;
+        assert!(render_html(&v).contains("<h2>Cache</h2>\n<p>off</p>"));
+        assert!(render_json(&v).contains("\"cache\":null"));
+    }
+}
