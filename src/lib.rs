@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod balancer;
 pub mod config;
 pub mod error;
