@@ -53,6 +53,9 @@
 //! fail_timeout = 10              # seconds a backend marked down is skipped
 //! health_check = /health         # optional: path probed on every backend (absent: no probes)
 //! health_interval = 5            # seconds between two probes of the same backend
+//! access_log = logs/access.log   # one Combined Log Format line per request; `off` for none
+//! status_path = /relevo/status   # the proxy's own status page (never forwarded); `off` for none
+//! status_allow = 127.0.0.0/8 ::1 # addresses (CIDR) that may see it; others get 403
 //! ```
 
 use std::collections::HashMap;
@@ -60,7 +63,7 @@ use std::error::Error;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -112,6 +115,9 @@ const KEYS: &[&str] = &[
     "fail_timeout",
     "health_check",
     "health_interval",
+    "access_log",
+    "status_path",
+    "status_allow",
 ];
 
 /// Everything the proxy can be configured with. Each field is set by the key of the same
@@ -171,6 +177,74 @@ pub struct Config {
     pub health_check: Option<String>,
     /// Time between two probes of the same backend. Default 5 s.
     pub health_interval: Duration,
+    /// Where the access log goes (Combined Log Format); `None` (written `off`) for none.
+    /// Default `logs/access.log`.
+    pub access_log: Option<PathBuf>,
+    /// Path of the proxy's status page, answered by the proxy itself and never forwarded;
+    /// `None` (written `off`) for none. Default `/relevo/status`.
+    pub status_path: Option<String>,
+    /// Client addresses allowed to see the status page; others get 403. Default loopback
+    /// only: `127.0.0.0/8 ::1`.
+    pub status_allow: Vec<Cidr>,
+}
+
+/// An address block such as `127.0.0.0/8` or `::1` (a single address is a full-length
+/// prefix), as in RFC 4632 §3.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address.
+    pub addr: IpAddr,
+    /// Leading bits that must match (at most 32 for IPv4, 128 for IPv6).
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside the block. An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`)
+    /// counts as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_matches(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(ip)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_matches(u128::from(net), u128::from(ip), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_matches(net: u128, ip: u128, prefix: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    net & mask == ip & mask
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("expected an address or address/prefix, got {}", quote(text));
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if is_digits(p) => {
+                p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?
+            }
+            Some(_) => return Err(bad()),
+        };
+        Ok(Cidr { addr, prefix })
+    }
 }
 
 impl Default for Config {
@@ -199,6 +273,18 @@ impl Default for Config {
             fail_timeout: Duration::from_secs(10),
             health_check: None,
             health_interval: Duration::from_secs(5),
+            access_log: Some(PathBuf::from("logs/access.log")),
+            status_path: Some("/relevo/status".to_string()),
+            status_allow: vec![
+                Cidr {
+                    addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+                    prefix: 8,
+                },
+                Cidr {
+                    addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    prefix: 128,
+                },
+            ],
         }
     }
 }
@@ -385,6 +471,21 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
         "fail_timeout" => config.fail_timeout = parse_seconds(value)?,
         "health_check" => config.health_check = Some(parse_probe_path(value)?),
         "health_interval" => config.health_interval = parse_seconds(value)?,
+        "access_log" => {
+            config.access_log = (value != "off").then(|| parse_path(value)).transpose()?;
+        }
+        "status_path" => {
+            config.status_path = (value != "off")
+                .then(|| parse_probe_path(value))
+                .transpose()?;
+        }
+        "status_allow" => {
+            config.status_allow = value
+                .split([' ', '\t', ','])
+                .filter(|part| !part.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()?;
+        }
         _ => return Err("not a known key".to_string()),
     }
     Ok(())
@@ -766,6 +867,56 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn status_and_access_log_keys() {
+        let c = parse(
+            "backend = a:1\nstatus_path = /admin/status\nstatus_allow = 10.0.0.0/8, 192.0.2.5 ::1\naccess_log = off\n",
+            "p",
+        )
+        .unwrap();
+        assert_eq!(c.status_path.as_deref(), Some("/admin/status"));
+        assert_eq!(c.access_log, None);
+        let allowed = |ip: &str| {
+            c.status_allow
+                .iter()
+                .any(|n| n.contains(ip.parse().unwrap()))
+        };
+        assert!(allowed("10.200.3.4") && allowed("192.0.2.5") && allowed("::1"));
+        assert!(!allowed("192.0.2.6") && !allowed("11.0.0.1") && !allowed("127.0.0.1"));
+        let defaults = Config::default();
+        let local = |ip: &str| {
+            defaults
+                .status_allow
+                .iter()
+                .any(|n| n.contains(ip.parse().unwrap()))
+        };
+        assert!(
+            local("127.0.0.1") && local("127.9.9.9") && local("::1") && local("::ffff:127.0.0.1")
+        );
+        assert!(!local("192.0.2.1") && !local("::2"));
+        assert_eq!(
+            parse("backend = a:1\nstatus_path = off\n", "p")
+                .unwrap()
+                .status_path,
+            None
+        );
+        for bad in [
+            "status_allow = 10.0.0.0/33",
+            "status_allow = ::1/129",
+            "status_allow = localhost",
+            "status_allow = 1.2.3.4/x",
+        ] {
+            let err = parse(&format!("backend = a:1\n{bad}\n"), "p").unwrap_err();
+            assert!(
+                err.message.starts_with("status_allow: expected an address"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        let everyone: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(everyone.contains("203.0.113.9".parse().unwrap()));
     }
 
     #[test]
