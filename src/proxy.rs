@@ -15,7 +15,7 @@
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
 //! second one past us (RFC 9112 §11.2).
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,13 +24,18 @@ use crate::balancer::{Balancer, HealthPolicy};
 use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
 use crate::health::{self, ProbeSettings};
-use crate::http::body::{copy_body, request_framing, response_framing, BodyReader, Framing};
+use crate::http::body::{
+    copy_body, request_framing, response_framing, BodyProgress, BodyReader, Framing,
+};
 use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, text_response, Request, Response, Version};
 use crate::server::{self, ClientStream};
 use crate::upstream::Connection;
 
+/// Request bodies up to this size are read whole before a backend is contacted (see
+/// `read_body`); larger ones are streamed. Bytes.
+pub const REQUEST_BUFFER: usize = 64 * 1024;
 /// Read buffer for a client connection.
 pub const CLIENT_BUFFER: usize = 16 * 1024;
 /// Write buffer toward the client: the response head and the first body bytes leave in one
@@ -189,9 +194,10 @@ impl Proxy {
         exchange: &mut Exchange,
     ) -> Result<()> {
         let framing = self.validate(request)?;
-        exchange.body_consumed = framing == Framing::Empty;
+        let body = read_body(client, request, framing, self.config.max_body_size)?;
+        exchange.body_consumed = body.is_complete();
         let (mut upstream, response) =
-            self.exchange_with_backends(client, peer, request, framing, exchange)?;
+            self.exchange_with_backends(client, peer, request, &body, exchange)?;
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;
         let keep_alive = request.keep_alive();
@@ -243,11 +249,10 @@ impl Proxy {
         client: &mut BufReader<ClientStream>,
         peer: SocketAddr,
         request: &Request,
-        framing: Framing,
+        body: &RequestBody,
         exchange: &mut Exchange,
     ) -> Result<(Connection, Response)> {
-        let replayable = is_idempotent(&request.method) && framing == Framing::Empty;
-        let mut continue_sent = false;
+        let replayable = is_idempotent(&request.method) && body.is_complete();
         let mut last_error = Error::NoBackend("no backend configured".to_string());
         for id in self.balancer.plan(Instant::now()) {
             let backend = &self.balancer.backends()[id];
@@ -264,23 +269,13 @@ impl Proxy {
                     continue;
                 }
             };
-            if framing != Framing::Empty && expects_continue(request) && !continue_sent {
-                // RFC 9110 §10.1.1: we answer the expectation ourselves, so the client
-                // sends its body, and do not forward Expect.
-                client
-                    .get_ref()
-                    .tcp()
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .map_err(|e| Error::Io(Side::Client, e))?;
-                continue_sent = true;
-            }
-            let outgoing = rewrite_request(request, peer, backend, framing);
+            let outgoing = rewrite_request(request, peer, backend, body.outgoing_framing());
             log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
             let attempt = forward(
                 &mut upstream,
                 &outgoing,
                 client,
-                framing,
+                body,
                 self.config.max_body_size,
             )
             .and_then(|()| {
@@ -482,33 +477,101 @@ fn version_number(v: Version) -> &'static str {
     }
 }
 
-/// Step 5: send the rewritten head and stream the client's body to the backend, re-framed.
+/// A request body as far as it was read before any backend was contacted.
+struct RequestBody {
+    /// The framing the client used.
+    framing: Framing,
+    /// The body, or its first `REQUEST_BUFFER` bytes.
+    start: Vec<u8>,
+    /// Where reading stopped when the body is bigger than `start`; None when `start` is all
+    /// of it.
+    rest: Option<BodyProgress>,
+}
+
+impl RequestBody {
+    /// Whether the whole body is in memory (and so can be sent again).
+    fn is_complete(&self) -> bool {
+        self.rest.is_none()
+    }
+
+    /// How the backend gets it: a body read whole goes with our own Content-Length, a
+    /// streamed one with the framing it came with (re-encoded by us).
+    fn outgoing_framing(&self) -> Framing {
+        match (self.framing, &self.rest) {
+            (Framing::Empty, _) => Framing::Empty,
+            (_, None) => Framing::Length(self.start.len() as u64),
+            (framing, Some(_)) => framing,
+        }
+    }
+}
+
+/// Step 2b: read the request body, or its first `REQUEST_BUFFER` bytes, before any backend
+/// is contacted. A small body that is malformed, too large or cut short is refused before a
+/// backend sees any of it (as nginx does by buffering), and a small body can be replayed on
+/// another backend. `Expect: 100-continue` is answered here, since we are about to read.
+fn read_body(
+    client: &mut BufReader<ClientStream>,
+    request: &Request,
+    framing: Framing,
+    max_body: u64,
+) -> Result<RequestBody> {
+    let mut body = RequestBody {
+        framing,
+        start: Vec::new(),
+        rest: None,
+    };
+    if framing == Framing::Empty {
+        return Ok(body);
+    }
+    if expects_continue(request) {
+        // RFC 9110 §10.1.1: we answer the expectation ourselves and do not forward Expect.
+        client
+            .get_ref()
+            .tcp()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|e| Error::Io(Side::Client, e))?;
+    }
+    let mut reader = BodyReader::new(&mut *client, framing);
+    let mut limited = (&mut reader).take(REQUEST_BUFFER as u64 + 1);
+    copy_body(
+        &mut limited,
+        &mut body.start,
+        Side::Client,
+        Side::Client,
+        max_body,
+    )?;
+    if !reader.is_done() {
+        body.rest = Some(reader.progress());
+    }
+    Ok(body)
+}
+
+/// Step 5: send the rewritten head and the body to the backend: what was read already, then
+/// the rest streamed from the client, re-framed by us.
 fn forward(
     upstream: &mut Connection,
     outgoing: &Request,
     client: &mut BufReader<ClientStream>,
-    framing: Framing,
+    body: &RequestBody,
     max_body: u64,
 ) -> Result<()> {
     let backend_err = |e| Error::Io(Side::Backend, e);
     let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, upstream.writer());
     serialize::write_request_head(&mut out, outgoing).map_err(backend_err)?;
-    let mut body = BodyReader::new(client, framing);
-    match framing {
-        Framing::Chunked => {
-            let mut chunked = ChunkedWriter::new(&mut out);
-            copy_body(
-                &mut body,
-                &mut chunked,
-                Side::Client,
-                Side::Backend,
-                max_body,
-            )?;
-            chunked.finish().map_err(backend_err)?;
-        }
-        _ => {
-            copy_body(&mut body, &mut out, Side::Client, Side::Backend, max_body)?;
-        }
+    let Some(progress) = body.rest else {
+        out.write_all(&body.start).map_err(backend_err)?;
+        return out.flush().map_err(backend_err);
+    };
+    let mut rest = BodyReader::resume(client, progress);
+    let limit = max_body.saturating_sub(body.start.len() as u64);
+    if body.framing == Framing::Chunked {
+        let mut chunked = ChunkedWriter::new(&mut out);
+        chunked.write_all(&body.start).map_err(backend_err)?;
+        copy_body(&mut rest, &mut chunked, Side::Client, Side::Backend, limit)?;
+        chunked.finish().map_err(backend_err)?;
+    } else {
+        out.write_all(&body.start).map_err(backend_err)?;
+        copy_body(&mut rest, &mut out, Side::Client, Side::Backend, limit)?;
     }
     out.flush().map_err(backend_err)
 }

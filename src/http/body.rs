@@ -136,6 +136,10 @@ pub struct BodyReader<R> {
     state: State,
 }
 
+/// How far a `BodyReader` got; see `BodyReader::progress`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyProgress(State);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Content-Length framing with this many bytes left.
@@ -174,6 +178,20 @@ impl<R: BufRead> BodyReader<R> {
     /// Gives the inner reader back.
     pub fn into_inner(self) -> R {
         self.inner
+    }
+
+    /// Where reading stands, to go on later with `resume` (the proxy reads the start of a
+    /// body, then streams the rest).
+    pub fn progress(&self) -> BodyProgress {
+        BodyProgress(self.state)
+    }
+
+    /// A reader that goes on from `progress` with `inner` (the same stream as before).
+    pub fn resume(inner: R, progress: BodyProgress) -> Self {
+        BodyReader {
+            inner,
+            state: progress.0,
+        }
     }
 
     fn read_chunk_size(&mut self) -> io::Result<()> {
@@ -530,6 +548,23 @@ mod tests {
         assert_eq!(
             read_all(b"5\r\nhel", Framing::Chunked),
             Err(ParseError::UnexpectedEof)
+        );
+    }
+
+    #[test]
+    fn a_body_can_be_read_in_two_goes() {
+        let mut src: &[u8] = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT";
+        let mut first = [0u8; 7];
+        let mut reader = BodyReader::new(&mut src, Framing::Chunked);
+        reader.read_exact(&mut first).unwrap();
+        let progress = reader.progress();
+        let mut rest = String::new();
+        BodyReader::resume(&mut src, progress)
+            .read_to_string(&mut rest)
+            .unwrap();
+        assert_eq!(
+            (&first[..], rest.as_str(), src),
+            (&b"hello w"[..], "orld", &b"NEXT"[..])
         );
     }
 

@@ -36,6 +36,38 @@ fn rfc_9110_9_2_2_an_idempotent_request_is_retried_on_the_next_backend() {
 }
 
 #[test]
+fn rfc_9110_9_2_2_a_put_with_a_small_body_is_replayed_on_the_next_backend() {
+    let broken = hanging_up();
+    let good = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&broken, &good], "");
+    let reply = request(
+        proxy.addr,
+        b"PUT /doc HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(reply.status, 200);
+    assert!(good.only_request().ends_with("\r\n\r\nhello"));
+}
+
+#[test]
+fn a_small_chunked_upload_reaches_the_backend_with_our_content_length() {
+    let backend = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let reply = request(
+        proxy.addr,
+        b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          3\r\nabc\r\n4;x=1\r\ndefg\r\n0\r\nTrailer: dropped\r\n\r\n",
+    );
+    assert_eq!(reply.status, 200);
+    let seen = backend.only_request();
+    assert!(seen.contains("\r\nContent-Length: 7\r\n"), "{seen}");
+    assert!(
+        !seen.to_ascii_lowercase().contains("transfer-encoding"),
+        "{seen}"
+    );
+    assert!(seen.ends_with("\r\n\r\nabcdefg"), "{seen}");
+}
+
+#[test]
 fn rfc_9110_9_2_2_a_post_is_never_sent_twice() {
     let broken = hanging_up();
     let good = Backend::fixed(OK);
@@ -190,12 +222,11 @@ fn rfc_9112_7_1_malformed_chunked_request_bodies_are_400_and_closed() {
         let replies = parse_replies(&exchange(proxy.addr, &raw), &[false]);
         assert_eq!(replies.len(), 1, "{body:?}");
         assert_eq!(replies[0].status, 400, "{body:?}");
-        for seen in backend.requests() {
-            assert!(
-                find(&seen, b"/smuggled").is_none(),
-                "smuggled request reached the backend"
-            );
-        }
+        // Small bodies are read whole before a backend is contacted: it sees nothing at all.
+        assert!(
+            backend.requests().is_empty(),
+            "{body:?}: part of it reached the backend"
+        );
     }
 }
 

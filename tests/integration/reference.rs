@@ -155,7 +155,7 @@ fn nginx(dir: &TempDir, backend: SocketAddr) -> Option<External> {
     let addr = free_addr();
     let d = dir.path.display();
     let conf = format!(
-        "daemon off; master_process on; worker_processes 1; error_log stderr notice; pid {d}/nginx.pid;\n\
+        "daemon off; master_process off; error_log stderr notice; pid {d}/nginx.pid;\n\
          events {{ worker_connections 64; }}\n\
          http {{ access_log off; client_header_timeout 2s; client_body_timeout 2s;\n\
            client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
@@ -167,7 +167,9 @@ fn nginx(dir: &TempDir, backend: SocketAddr) -> Option<External> {
         .arg(&dir.path)
         .arg("-c")
         .arg(dir.join("nginx.conf"));
-    Some(start_external(cmd, addr, "start worker process"))
+    // One process (master_process off): killing it leaves no orphaned worker behind. nginx
+    // prints its getrlimit notice once its listening sockets are open.
+    Some(start_external(cmd, addr, "getrlimit(RLIMIT_NOFILE)"))
 }
 
 fn haproxy(dir: &TempDir, backend: SocketAddr) -> Option<External> {
