@@ -1,0 +1,3 @@
+//! The HTTP client behind `client LOG_FILE URL` (being assembled: see the next commits).
+
+pub mod url;
