@@ -1,3 +1,4 @@
 //! The HTTP client behind `client LOG_FILE URL` (being assembled: see the next commits).
 
+pub mod output;
 pub mod url;
