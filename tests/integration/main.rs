@@ -3,6 +3,7 @@
 
 mod support;
 
+mod client;
 mod config;
 mod proxy;
 mod webserver;
