@@ -5,5 +5,6 @@ mod support;
 
 mod client;
 mod config;
+mod interop;
 mod proxy;
 mod webserver;
