@@ -284,7 +284,7 @@ fn open_log(path: &Path) -> Result<File> {
         .map_err(fail)
 }
 
-/// One log line (RFC-free, our own format):
+/// One log line, in the client's own format:
 ///
 /// ```text
 /// 2026-11-25 10:41:07 GET http://127.0.0.1:8080/ HTTP/1.1 HTTP/1.1 200 OK 1432 B 12 ms network
@@ -685,6 +685,10 @@ impl<'a> Session<'a> {
             return None;
         }
         let mut head = response.clone();
+        if head.headers.contains("transfer-encoding") {
+            // RFC 9112 §6.3: Transfer-Encoding overrode any Content-Length, which is wrong.
+            head.headers.remove("content-length");
+        }
         remove_hop_by_hop(&mut head.headers);
         self.store.begin(key, &head).ok()
     }
@@ -780,17 +784,14 @@ impl<'a> Session<'a> {
             0
         };
         if how.discard || !how.has_body {
-            let mut sink = io::sink();
-            let mut progress = Progress::new(false, None);
             pump(
                 body,
                 &mut buf,
                 first,
-                &mut sink,
-                &mut cache,
-                &mut progress,
                 &mut io::sink(),
+                &mut cache,
                 &mut self.delivered,
+                |_| {},
             )
             .map_err(|f| f.into_error(read_failed, stdout_error))?;
             commit(cache);
@@ -828,15 +829,15 @@ impl<'a> Session<'a> {
             Some(path) => file_error("cannot write", path, e),
             None => stdout_error(e),
         };
+        let err = &mut *self.err;
         let pumped = pump(
             body,
             &mut buf,
             first,
             dest,
             &mut cache,
-            &mut progress,
-            &mut *self.err,
             &mut self.delivered,
+            |n| progress.update(n, err),
         );
         progress.finish(self.delivered, &mut *self.err);
         pumped.map_err(|f| f.into_error(read_failed, write_failed))?;

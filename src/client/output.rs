@@ -7,7 +7,9 @@
 //! `-O` override the choice. A response without Content-Type is application/octet-stream
 //! unless its first bytes look like text (RFC 9110 §8.3 allows either; we look).
 //!
-//! The choice is a pure function (`choose`); opening files and copying bytes is `client`'s.
+//! The choice is a pure function (`choose`); `pump` copies a body to its destination and
+//! to the cache at once, telling read failures from write failures. Opening files is
+//! `client`'s business.
 //! The meter is drawn on stderr only when stderr is a terminal and the body is over
 //! `PROGRESS_MIN_BYTES`; its line is `progress_line`, also pure.
 
@@ -303,17 +305,19 @@ impl Failure {
 
 /// Copies a body to `dest` through `buf`, whose first `first` bytes are already read, and
 /// to the cache writer while it keeps working (a cache that fails is dropped, never the
-/// download). `delivered` counts the bytes as they go.
-#[allow(clippy::too_many_arguments)]
+/// download). `delivered` counts the bytes as they go; `tick` is told the count after each
+/// write (the meter).
+///
+/// # Errors
+/// Which side failed, so the caller can blame the server or the local file.
 pub fn pump(
     body: &mut dyn Read,
     buf: &mut [u8],
     first: usize,
     dest: &mut dyn Write,
     cache: &mut Option<EntryWriter>,
-    progress: &mut Progress,
-    err: &mut dyn Write,
     delivered: &mut u64,
+    mut tick: impl FnMut(u64),
 ) -> std::result::Result<(), Failure> {
     let mut n = first;
     while n > 0 {
@@ -325,7 +329,7 @@ pub fn pump(
         }
         dest.write_all(chunk).map_err(Failure::Write)?;
         *delivered += n as u64;
-        progress.update(*delivered, err);
+        tick(*delivered);
         n = read_some(body, buf).map_err(Failure::Read)?;
     }
     dest.flush().map_err(Failure::Write)
@@ -466,5 +470,61 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("\r2.0 MiB"), "{text:?}");
         assert!(text.ends_with('\n'));
+    }
+    #[test]
+    fn pump_copies_and_says_which_side_failed() {
+        let mut buf = vec![0u8; 4];
+        buf[..2].copy_from_slice(b"he");
+        let (mut out, mut delivered, mut ticks) = (Vec::new(), 0, Vec::new());
+        let mut body: &[u8] = b"llo, world";
+        pump(
+            &mut body,
+            &mut buf,
+            2,
+            &mut out,
+            &mut None,
+            &mut delivered,
+            |n| ticks.push(n),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!((out.as_slice(), delivered), (&b"hello, world"[..], 12));
+        assert_eq!(ticks, [2, 6, 10, 12]);
+
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
+            }
+        }
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "closed"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut delivered = 0;
+        let read = pump(
+            &mut Broken,
+            &mut buf,
+            1,
+            &mut Vec::new(),
+            &mut None,
+            &mut delivered,
+            |_| {},
+        );
+        assert!(matches!(read, Err(Failure::Read(_))));
+        let write = pump(
+            &mut &b"x"[..],
+            &mut buf,
+            1,
+            &mut Broken,
+            &mut None,
+            &mut delivered,
+            |_| {},
+        );
+        assert!(matches!(write, Err(Failure::Write(_))));
     }
 }
