@@ -609,3 +609,40 @@ fn help_explains_every_option_and_the_exit_statuses() {
     let r = run(&dir, &["flush", "--help"]);
     assert!(r.text().contains("--cache-dir"));
 }
+
+#[test]
+fn hostile_servers_cannot_hang_flood_or_escape_the_directory() {
+    let dir = TempDir::new("client-hostile");
+    // A header section far beyond the parser's 64 KiB limit: refused, not buffered.
+    let flood = Backend::new(|_| {
+        let mut bytes = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..4000 {
+            bytes.extend_from_slice(format!("X-Flood-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\n");
+        bytes
+    });
+    let r = fetch(&dir, &[], &format!("http://{}/", flood.addr));
+    assert_eq!(r.code, 8, "{}", r.stderr);
+
+    // A name that decodes to a path: saved under a flattened name, here.
+    let png = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 4\r\n\r\n\x89PNG",
+    );
+    let r = fetch(
+        &dir,
+        &[],
+        &format!("http://{}/x/..%2F..%2Fescape.png", png.addr),
+    );
+    assert_eq!(r.text(), "saved 4 bytes to _._.._escape.png\n");
+    assert!(dir.join("_._.._escape.png").exists());
+    assert!(!dir.path.parent().unwrap().join("escape.png").exists());
+
+    // No Content-Type: bytes that are not text go to a file, text to stdout.
+    let untyped = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n\x00\x01\x02");
+    let r = fetch(&dir, &[], &format!("http://{}/blob", untyped.addr));
+    assert_eq!(r.text(), "saved 3 bytes to blob\n");
+    let plain = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
+    let r = fetch(&dir, &[], &format!("http://{}/note", plain.addr));
+    assert_eq!(r.text(), "plain");
+}
