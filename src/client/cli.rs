@@ -88,13 +88,16 @@ pub struct Cli {
     #[arg(value_name = "LOG_FILE", required = true)]
     pub log_file: Option<PathBuf>,
 
-    /// URL to fetch: http://host[:port]/path?query, host:port/path or host/path.
-    ///
-    /// The host may be a name, an IPv4 address or an [IPv6] address; the port defaults to
-    /// 80. https:// is refused (no TLS).
-    ///
-    /// Example: client c.log '[::1]:8080/index.html'
-    #[arg(value_name = "URL", required = true)]
+    /// URL to fetch: http://host:port/path?query, host:port/path or host/path.
+    // The long help is an attribute because rustdoc would read `[::1]` as a link.
+    #[arg(
+        value_name = "URL",
+        required = true,
+        long_help = "URL to fetch: http://host[:port]/path?query, host:port/path or host/path.\n\n\
+                     The host may be a name, an IPv4 address or an [IPv6] address; the port \
+                     defaults to 80. https:// is refused (no TLS).\n\n\
+                     Example: client c.log '[::1]:8080/index.html'"
+    )]
     pub url: Option<String>,
 
     /// Method to send (default GET; HEAD with -I, POST with -d); any token is sent as given.
