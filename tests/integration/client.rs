@@ -392,7 +392,14 @@ fn a_fresh_entry_answers_without_the_server() {
     // --no-cache goes to the server but still stores; one file per URL.
     fetch(&dir, &["--no-cache"], &url);
     assert_eq!(backend.requests().len(), 2);
-    assert_eq!(entries(&dir.join("cache")).len(), 1);
+    // One file per URL, named by the SHA-1 hex of the URL.
+    assert_eq!(entries(&dir.join("cache")), [sha1_hex(url.as_bytes())]);
+    // It holds the status line, the fields and the body.
+    let stored = std::fs::read(dir.join("cache").join(sha1_hex(url.as_bytes()))).unwrap();
+    assert!(stored.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(stored.ends_with(
+        b"ETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: 11\r\n\r\ncached body"
+    ));
     // The cache persists across runs: a new run, same dir, still no request.
     fetch(&dir, &[], &url);
     assert_eq!(backend.requests().len(), 2);
