@@ -10,6 +10,9 @@
 //!            → read response (http::parse) → filter → relay body (http::body) → log
 //! ```
 //!
+//! `client` is the HTTP client (`client LOG_FILE URL`): the same parser and serializer on
+//! the other side of the wire, with a private cache built on `cache`.
+//!
 //! `config` reads proxy.conf, `error` maps every failure to one status code, `logging` sends
 //! log lines to the terminal and a file, `static_files` serves the demo site for `webserver`.
 
@@ -17,6 +20,8 @@
 
 pub mod access_log;
 pub mod balancer;
+pub mod cache;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod health;

@@ -1,11 +1,13 @@
-//! End-to-end tests: the real `proxy` and `webserver` binaries on 127.0.0.1:0, driven over
-//! TCP. One integration binary; each file is one area.
+//! End-to-end tests: the real `proxy`, `webserver` and `client` binaries on 127.0.0.1:0,
+//! driven over TCP. One integration binary; each file is one area.
 
 mod support;
 
+mod client;
 mod config;
 mod faults;
 mod hardening;
+mod interop;
 mod proxy;
 mod random_input;
 mod reference;

@@ -1,0 +1,655 @@
+//! The client end to end: the real `client` binary against the real webserver (directly
+//! and through the real proxy) and against scripted backends, in a temporary working
+//! directory with its own log and cache.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+/// What one run of the client did.
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `client ARGS` in `dir`.
+fn run(dir: &TempDir, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(args)
+        .current_dir(&dir.path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the client");
+    Run {
+        code: out.status.code().expect("exit status"),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `client --cache-dir cache OPTIONS client.log URL` in `dir`.
+fn fetch(dir: &TempDir, options: &[&str], url: &str) -> Run {
+    let mut args = vec!["--cache-dir", "cache"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["client.log", url]);
+    run(dir, &args)
+}
+
+fn log_lines(dir: &TempDir) -> Vec<String> {
+    std::fs::read_to_string(dir.join("client.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks `YYYY-MM-DD HH:MM:SS <rest> <N> B <M> ms <source>` and returns (rest, N, source).
+fn parse_log_line(line: &str) -> (String, u64, String) {
+    let stamp = line.get(..19).expect("a timestamp");
+    let shape: String = stamp
+        .chars()
+        .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+        .collect();
+    assert_eq!(shape, "dddd-dd-dd dd:dd:dd", "{line}");
+    let words: Vec<&str> = line[20..].split(' ').collect();
+    let n = words.len();
+    assert!(n >= 6, "{line}");
+    assert_eq!((words[n - 4], words[n - 2]), ("B", "ms"), "{line}");
+    words[n - 3].parse::<u64>().expect("milliseconds");
+    let bytes = words[n - 5].parse().expect("byte count");
+    (words[..n - 5].join(" "), bytes, words[n - 1].to_string())
+}
+
+fn text_site() -> (TempDir, Process) {
+    let root = TempDir::new("client-site");
+    std::fs::write(root.join("hello.txt"), "hello, relevo\n").unwrap();
+    std::fs::write(root.join("data.bin"), pseudo_random(4096, 7)).unwrap();
+    let server = webserver_at(&root.path, "text-site");
+    (root, server)
+}
+
+fn entries(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(cache)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.len() == 40 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn text_goes_to_stdout_and_each_request_is_logged() {
+    let (_root, server) = text_site();
+    let dir = TempDir::new("client-text");
+    let proxy = proxy(&dir, &backend_lines(&[server.addr]));
+    let url = format!("http://{}/hello.txt", proxy.addr);
+    let r = fetch(&dir, &[], &url);
+    assert_eq!(
+        (r.code, r.text().as_str(), r.stderr.as_str()),
+        (0, "hello, relevo\n", "")
+    );
+    let lines = log_lines(&dir);
+    assert_eq!(lines.len(), 1);
+    let (rest, bytes, source) = parse_log_line(&lines[0]);
+    assert_eq!(rest, format!("GET {url} HTTP/1.1 HTTP/1.1 200 OK"));
+    assert_eq!((bytes, source.as_str()), (14, "network"));
+
+    // -i puts the head first; the scheme may be left out.
+    let r = fetch(
+        &dir,
+        &["-i", "--no-cache"],
+        &format!("{}/hello.txt", proxy.addr),
+    );
+    let text = r.text();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello, relevo\n"), "{text}");
+    assert_eq!(log_lines(&dir).len(), 2);
+}
+
+#[test]
+fn binary_bodies_are_saved_to_files_byte_exact() {
+    let server = webserver("bin");
+    let dir = TempDir::new("client-binary");
+    let proxy = proxy(&dir, &backend_lines(&[server.addr]));
+    let png = std::fs::read(www_root().join("img/dawn.png")).unwrap();
+    let big = std::fs::read(www_root().join("files/big.bin")).unwrap();
+    assert_eq!(big.len(), 1024 * 1024);
+
+    let r = fetch(&dir, &[], &format!("http://{}/img/dawn.png", proxy.addr));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.text(), format!("saved {} bytes to dawn.png\n", png.len()));
+    assert_eq!(
+        sha1_hex(&std::fs::read(dir.join("dawn.png")).unwrap()),
+        sha1_hex(&png)
+    );
+
+    let r = fetch(&dir, &[], &format!("http://{}/files/big.bin", proxy.addr));
+    assert_eq!(r.text(), "saved 1048576 bytes to big.bin\n");
+    assert_eq!(
+        sha1_hex(&std::fs::read(dir.join("big.bin")).unwrap()),
+        sha1_hex(&big)
+    );
+
+    // Never overwrite: the second copy (from the cache) gets a numeric suffix.
+    let r = fetch(&dir, &[], &format!("http://{}/img/dawn.png", proxy.addr));
+    assert_eq!(
+        r.text(),
+        format!("saved {} bytes to dawn-1.png\n", png.len())
+    );
+    assert_eq!(
+        sha1_hex(&std::fs::read(dir.join("dawn-1.png")).unwrap()),
+        sha1_hex(&png)
+    );
+    assert!(log_lines(&dir)[2].ends_with(" cache"));
+
+    // -o - forces stdout; -o FILE picks the name; -O saves text too.
+    let r = fetch(
+        &dir,
+        &["-o", "-"],
+        &format!("http://{}/img/dawn.png", server.addr),
+    );
+    assert_eq!(sha1_hex(&r.stdout), sha1_hex(&png));
+    let r = fetch(
+        &dir,
+        &["-o", "copy.bin"],
+        &format!("{}/files/big.bin", server.addr),
+    );
+    assert_eq!(r.text(), "saved 1048576 bytes to copy.bin\n");
+    assert_eq!(
+        sha1_hex(&std::fs::read(dir.join("copy.bin")).unwrap()),
+        sha1_hex(&big)
+    );
+    let r = fetch(&dir, &["-O"], &format!("{}/styles.css", server.addr));
+    assert!(r.text().starts_with("saved 1580 bytes to styles.css"));
+    let r = fetch(&dir, &[], &format!("{}/", server.addr));
+    assert!(r.text().contains("<html"), "the index page is text");
+}
+
+#[test]
+fn head_prints_the_head_and_no_body() {
+    let (_root, server) = text_site();
+    let dir = TempDir::new("client-head");
+    let r = fetch(&dir, &["-I"], &format!("http://{}/data.bin", server.addr));
+    assert_eq!(r.code, 0);
+    let text = r.text();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("Content-Length: 4096\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "{text}");
+    assert!(!dir.join("data.bin").exists(), "HEAD saves no file");
+    let (rest, bytes, _) = parse_log_line(&log_lines(&dir)[0]);
+    assert!(rest.starts_with("HEAD http://"), "{rest}");
+    assert_eq!(bytes, 0);
+}
+
+#[test]
+fn post_bodies_reach_the_server() {
+    let server = webserver("echo");
+    let dir = TempDir::new("client-post");
+    let proxy = proxy(&dir, &backend_lines(&[server.addr]));
+    let url = format!("http://{}/form", proxy.addr);
+    let r = fetch(&dir, &["-d", "a=1", "-d", "b=22"], &url);
+    assert!(
+        r.text()
+            .contains("echo received POST /form with a body of 8 bytes"),
+        "{}",
+        r.text()
+    );
+    let payload = pseudo_random(100_000, 3);
+    std::fs::write(dir.join("payload.bin"), &payload).unwrap();
+    let r = fetch(&dir, &["--data-binary", "@payload.bin"], &url);
+    assert!(
+        r.text().contains("with a body of 100000 bytes"),
+        "{}",
+        r.text()
+    );
+    assert!(log_lines(&dir)[1].contains("POST http://"));
+
+    // Exactly what goes on the wire.
+    let backend = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let r = fetch(
+        &dir,
+        &["--data-binary", "@payload.bin", "-H", "X-Test: yes"],
+        &format!("http://{}/up", backend.addr),
+    );
+    assert_eq!(r.code, 0);
+    let raw = &backend.requests()[0];
+    let end = find(raw, b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    assert!(head.starts_with("POST /up HTTP/1.1\r\n"), "{head}");
+    for field in [
+        format!("Host: {}", backend.addr),
+        format!("User-Agent: relevo-client/{}", env!("CARGO_PKG_VERSION")),
+        "Content-Length: 100000".to_string(),
+        "Content-Type: application/x-www-form-urlencoded".to_string(),
+        "X-Test: yes".to_string(),
+    ] {
+        assert!(head.contains(&format!("{field}\r\n")), "{field} in {head}");
+    }
+    assert_eq!(sha1_hex(&raw[end..]), sha1_hex(&payload));
+}
+
+#[test]
+fn chunked_and_close_delimited_responses() {
+    let dir = TempDir::new("client-framing");
+    let chunked = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n",
+    );
+    let r = fetch(&dir, &[], &format!("http://{}/", chunked.addr));
+    assert_eq!((r.code, r.text().as_str()), (0, "hello, world"));
+    let close = Backend::fixed(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end");
+    let r = fetch(&dir, &[], &format!("http://{}/", close.addr));
+    assert_eq!((r.code, r.text().as_str()), (0, "until the end"));
+    // A chunked body cut short is an error, and the log counts what arrived.
+    let cut = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nwor",
+    );
+    let r = fetch(&dir, &[], &format!("http://{}/", cut.addr));
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stderr.contains("incomplete response"), "{}", r.stderr);
+    let (rest, bytes, source) = parse_log_line(log_lines(&dir).last().unwrap());
+    assert!(rest.contains(" error: incomplete response"), "{rest}");
+    assert_eq!((bytes, source.as_str()), (8, "none"));
+}
+
+/// /a → 302 /b → 301 c (relative) → 200; /post → 303 /after; /keep → 307 /after.
+fn redirecting_backend() -> Backend {
+    Backend::new(|request| {
+        let text = String::from_utf8_lossy(request).into_owned();
+        let line = text.lines().next().unwrap_or("").to_string();
+        let path = line.split(' ').nth(1).unwrap_or("").to_string();
+        let redirect = |status: &str, to: &str| {
+            format!("HTTP/1.1 {status}\r\nLocation: {to}\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nmoved")
+                .into_bytes()
+        };
+        match path.as_str() {
+            "/a" => redirect("302 Found", "/b"),
+            "/b" => redirect("301 Moved Permanently", "c"),
+            "/post" => redirect("303 See Other", "/after"),
+            "/keep" => redirect("307 Temporary Redirect", "/after"),
+            "/https" => redirect("302 Found", "https://example.com/"),
+            p if p.starts_with("/loop") => redirect("302 Found", "/loop"),
+            _ => {
+                let body = format!("arrived with {line}");
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }
+        }
+    })
+}
+
+#[test]
+fn redirects_are_followed_with_location() {
+    let backend = redirecting_backend();
+    let dir = TempDir::new("client-redirect");
+    let base = format!("http://{}", backend.addr);
+    let r = fetch(&dir, &[], &format!("{base}/a"));
+    assert_eq!((r.code, r.text().as_str()), (0, "moved"), "without -L");
+
+    let r = fetch(&dir, &["-L"], &format!("{base}/a"));
+    assert_eq!(
+        (r.code, r.text().as_str()),
+        (0, "arrived with GET /c HTTP/1.1")
+    );
+    let lines = log_lines(&dir);
+    assert_eq!(lines.len(), 4);
+    let statuses: Vec<String> = lines[1..].iter().map(|l| parse_log_line(l).0).collect();
+    assert_eq!(
+        statuses,
+        [
+            format!("GET {base}/a HTTP/1.1 HTTP/1.1 302 Found"),
+            format!("GET {base}/b HTTP/1.1 HTTP/1.1 301 Moved Permanently"),
+            format!("GET {base}/c HTTP/1.1 HTTP/1.1 200 OK"),
+        ]
+    );
+
+    // 303 turns POST into GET without a body; 307 keeps both.
+    let r = fetch(&dir, &["-L", "-d", "x=1"], &format!("{base}/post"));
+    assert_eq!(r.text(), "arrived with GET /after HTTP/1.1");
+    let r = fetch(&dir, &["-L", "-d", "x=1"], &format!("{base}/keep"));
+    assert_eq!(r.text(), "arrived with POST /after HTTP/1.1");
+    let last = backend.requests().pop().unwrap();
+    assert!(last.ends_with(b"\r\n\r\nx=1"));
+}
+
+#[test]
+fn redirect_loops_stop_after_ten() {
+    let backend = redirecting_backend();
+    let dir = TempDir::new("client-loop");
+    let r = fetch(&dir, &["-L"], &format!("http://{}/loop0", backend.addr));
+    assert_eq!(r.code, 47);
+    assert_eq!(
+        r.stderr,
+        "client: too many redirects: stopped after following 10\n"
+    );
+    let lines = log_lines(&dir);
+    assert_eq!(lines.len(), 12, "11 responses and the request not made");
+    assert!(lines[11].contains(" error: too many redirects"));
+    assert_eq!(backend.requests().len(), 11);
+
+    // A redirect to https:// is refused like an https:// URL.
+    let r = fetch(&dir, &["-L"], &format!("http://{}/https", backend.addr));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("https:// is not supported"));
+}
+
+/// A backend that counts on its requests: `Cache-Control: max-age=60`, or revalidation
+/// with ETag "v1" when `revalidate` (max-age=0), answering 304 to If-None-Match.
+fn caching_backend(cache_control: &'static str) -> Backend {
+    Backend::new(move |request| {
+        let text = String::from_utf8_lossy(request);
+        if text.contains("If-None-Match: \"v1\"\r\n") {
+            return format!("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: {cache_control}\r\nX-Validated: yes\r\n\r\n").into_bytes();
+        }
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: \"v1\"\r\nCache-Control: {cache_control}\r\nContent-Length: 11\r\n\r\ncached body").into_bytes()
+    })
+}
+
+#[test]
+fn a_fresh_entry_answers_without_the_server() {
+    let backend = caching_backend("max-age=60");
+    let dir = TempDir::new("client-cache");
+    let url = format!("http://{}/page", backend.addr);
+    for _ in 0..2 {
+        let r = fetch(&dir, &[], &url);
+        assert_eq!((r.code, r.text().as_str()), (0, "cached body"));
+    }
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "the second GET never reached the server"
+    );
+    let r = fetch(&dir, &["-I"], &url);
+    assert!(r.text().starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(r.text().contains("\r\nAge: "), "{}", r.text());
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "HEAD answered from the stored GET"
+    );
+    let sources: Vec<String> = log_lines(&dir)
+        .iter()
+        .map(|l| parse_log_line(l).2)
+        .collect();
+    assert_eq!(sources, ["network", "cache", "cache"]);
+
+    // --no-cache goes to the server but still stores; one file per URL.
+    fetch(&dir, &["--no-cache"], &url);
+    assert_eq!(backend.requests().len(), 2);
+    // One file per URL, named by the SHA-1 hex of the URL.
+    assert_eq!(entries(&dir.join("cache")), [sha1_hex(url.as_bytes())]);
+    // It holds the status line, the fields and the body.
+    let stored = std::fs::read(dir.join("cache").join(sha1_hex(url.as_bytes()))).unwrap();
+    assert!(stored.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(stored.ends_with(
+        b"ETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: 11\r\n\r\ncached body"
+    ));
+    // The cache persists across runs: a new run, same dir, still no request.
+    fetch(&dir, &[], &url);
+    assert_eq!(backend.requests().len(), 2);
+}
+
+#[test]
+fn a_stale_entry_is_revalidated_with_a_304() {
+    let backend = caching_backend("max-age=0");
+    let dir = TempDir::new("client-revalidate");
+    let url = format!("http://{}/page", backend.addr);
+    fetch(&dir, &[], &url);
+    let r = fetch(&dir, &["-i"], &url);
+    assert_eq!(r.code, 0);
+    let text = r.text();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("X-Validated: yes\r\n"),
+        "the 304's fields are merged: {text}"
+    );
+    assert!(text.ends_with("cached body"), "{text}");
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(String::from_utf8_lossy(&requests[1]).contains("If-None-Match: \"v1\"\r\n"));
+    let last = log_lines(&dir).pop().unwrap();
+    let (rest, bytes, source) = parse_log_line(&last);
+    assert!(rest.ends_with("HTTP/1.1 200 OK"), "{rest}");
+    assert_eq!((bytes, source.as_str()), (11, "revalidated"));
+
+    // The project's webserver validates with ETag and Last-Modified.
+    let (_root, server) = text_site();
+    let url = format!("http://{}/hello.txt", server.addr);
+    fetch(&dir, &["--ttl", "0"], &url);
+    let r = fetch(&dir, &["--ttl", "0"], &url);
+    assert_eq!(r.text(), "hello, relevo\n");
+    assert!(log_lines(&dir).pop().unwrap().ends_with(" revalidated"));
+}
+
+#[test]
+fn no_store_is_honoured() {
+    let backend = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let dir = TempDir::new("client-no-store");
+    let url = format!("http://{}/", backend.addr);
+    fetch(&dir, &[], &url);
+    fetch(&dir, &[], &url);
+    assert_eq!(backend.requests().len(), 2);
+    assert!(entries(&dir.join("cache")).is_empty());
+}
+
+#[test]
+fn flush_empties_the_cache_and_nothing_else() {
+    let (_root, server) = text_site();
+    let dir = TempDir::new("client-flush");
+    fetch(&dir, &[], &format!("http://{}/hello.txt", server.addr));
+    fetch(&dir, &[], &format!("http://{}/data.bin", server.addr));
+    let cache = dir.join("cache");
+    let names = entries(&cache);
+    assert_eq!(names.len(), 2);
+    let bytes: u64 = names
+        .iter()
+        .map(|n| std::fs::metadata(cache.join(n)).unwrap().len())
+        .sum();
+    std::fs::write(cache.join("keep.txt"), "not an entry").unwrap();
+
+    let r = run(&dir, &["flush", "--cache-dir", "cache"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.text(),
+        format!("cache: removed 2 cache entries ({bytes} bytes)\n")
+    );
+    assert!(entries(&cache).is_empty());
+    assert!(cache.join("keep.txt").exists());
+    let r = run(&dir, &["flush", "--cache-dir", "cache"]);
+    assert_eq!(
+        (r.code, r.text()),
+        (0, "cache: nothing to remove, the cache is empty\n".into())
+    );
+    // After a flush the next GET goes to the network again.
+    fetch(&dir, &[], &format!("http://{}/hello.txt", server.addr));
+    assert!(log_lines(&dir).pop().unwrap().ends_with(" network"));
+}
+
+#[test]
+fn every_failure_has_a_message_a_log_line_and_an_exit_status() {
+    let dir = TempDir::new("client-errors");
+    let silent = Backend::raw(|_, stream| {
+        // Never answer; return when the client gives up and closes.
+        let _ = stream.read(&mut [0u8; 1]);
+    });
+    let malformed = Backend::fixed(b"HTTP/1.1 2000 OK\r\n\r\n");
+    let unknown_host = format!("http://{}.invalid/", "a".repeat(64));
+    let cases: Vec<(Vec<&str>, String, i32, &str)> = vec![
+        // A 64-byte label is rejected by the resolver itself: no DNS query leaves the host.
+        (vec![], unknown_host, 6, "could not resolve host"),
+        (
+            vec![],
+            format!("http://{}/", dead_address()),
+            7,
+            "could not connect to",
+        ),
+        (
+            vec!["--max-time", "0.5"],
+            format!("http://{}/", silent.addr),
+            28,
+            "timed out: the --max-time limit of 0.5 s was reached",
+        ),
+        (
+            vec![],
+            format!("http://{}/", malformed.addr),
+            8,
+            "malformed response: malformed status line",
+        ),
+        (
+            vec![],
+            "http://exa mple/".into(),
+            3,
+            "malformed URL: invalid host",
+        ),
+        (
+            vec![],
+            "http://h:99999/".into(),
+            3,
+            "malformed URL: the port",
+        ),
+        (
+            vec![],
+            "https://example.com/".into(),
+            1,
+            "https:// is not supported",
+        ),
+        (
+            vec![],
+            "ftp://example.com/".into(),
+            1,
+            "unsupported URL scheme",
+        ),
+    ];
+    for (i, (options, url, code, message)) in cases.iter().enumerate() {
+        let r = fetch(&dir, options, url);
+        assert_eq!(r.code, *code, "{url}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with(&format!("client: {message}")),
+            "{url}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+        assert!(r.stdout.is_empty());
+        let lines = log_lines(&dir);
+        assert_eq!(lines.len(), i + 1);
+        let (rest, bytes, source) = parse_log_line(&lines[i]);
+        assert!(rest.contains(&format!(" error: {message}")), "{rest}");
+        assert_eq!((bytes, source.as_str()), (0, "none"));
+    }
+    // Bad usage is clap's status 2, and a missing data file is a local file error.
+    assert_eq!(run(&dir, &["only-a-log-file"]).code, 2);
+    let r = fetch(
+        &dir,
+        &["--data-binary", "@missing.bin"],
+        "http://127.0.0.1:9/",
+    );
+    assert_eq!(r.code, 23);
+    assert!(
+        r.stderr.starts_with("client: cannot read missing.bin"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn the_log_file_and_its_directories_are_created() {
+    let (_root, server) = text_site();
+    let dir = TempDir::new("client-logdir");
+    let r = run(
+        &dir,
+        &[
+            "--cache-dir",
+            "cache",
+            "logs/deep/client.log",
+            &format!("{}/hello.txt", server.addr),
+        ],
+    );
+    assert_eq!(r.code, 0);
+    let log = std::fs::read_to_string(dir.join("logs/deep/client.log")).unwrap();
+    assert_eq!(log.lines().count(), 1);
+}
+
+#[test]
+fn help_explains_every_option_and_the_exit_statuses() {
+    let dir = TempDir::new("client-help");
+    let r = run(&dir, &["--help"]);
+    assert_eq!(r.code, 0);
+    let help = r.text();
+    for option in [
+        "--request",
+        "--data ",
+        "--data-binary",
+        "--header",
+        "--head",
+        "--include",
+        "--output",
+        "--remote-name",
+        "--location",
+        "--verbose",
+        "--no-cache",
+        "--cache-dir",
+        "--ttl",
+        "--max-time",
+        "Exit status",
+        "Example",
+    ] {
+        assert!(help.contains(option), "{option} missing from --help");
+    }
+    let r = run(&dir, &["flush", "--help"]);
+    assert!(r.text().contains("--cache-dir"));
+}
+
+#[test]
+fn hostile_servers_cannot_hang_flood_or_escape_the_directory() {
+    let dir = TempDir::new("client-hostile");
+    // A header section far beyond the parser's 64 KiB limit: refused, not buffered.
+    let flood = Backend::new(|_| {
+        let mut bytes = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..4000 {
+            bytes.extend_from_slice(format!("X-Flood-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\n");
+        bytes
+    });
+    let r = fetch(&dir, &[], &format!("http://{}/", flood.addr));
+    assert_eq!(r.code, 8, "{}", r.stderr);
+
+    // A name that decodes to a path: saved under a flattened name, here.
+    let png = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 4\r\n\r\n\x89PNG",
+    );
+    let r = fetch(
+        &dir,
+        &[],
+        &format!("http://{}/x/..%2F..%2Fescape.png", png.addr),
+    );
+    assert_eq!(r.text(), "saved 4 bytes to _._.._escape.png\n");
+    assert!(dir.join("_._.._escape.png").exists());
+    assert!(!dir.path.parent().unwrap().join("escape.png").exists());
+
+    // No Content-Type: bytes that are not text go to a file, text to stdout.
+    let untyped = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n\x00\x01\x02");
+    let r = fetch(&dir, &[], &format!("http://{}/blob", untyped.addr));
+    assert_eq!(r.text(), "saved 3 bytes to blob\n");
+    let plain = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
+    let r = fetch(&dir, &[], &format!("http://{}/note", plain.addr));
+    assert_eq!(r.text(), "plain");
+}
