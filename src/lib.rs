@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod balancer;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod http;
