@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cache;
 mod config;
 mod proxy;
 mod webserver;
