@@ -19,6 +19,9 @@
 //! removed. A response that arrived without Content-Length (chunked or close-delimited) is
 //! stored with one: the head is written with twenty spaces in its place and the digits are
 //! written over them at commit (trailing whitespace in a field value is allowed, RFC 9112 §5).
+//! A close-delimited body is complete when the connection closes (RFC 9112 §8), so it is
+//! stored like the others, as httpd does; only Content-Length and chunked framing can show
+//! a backend that died mid-body.
 //!
 //! # Variants
 //!
@@ -333,7 +336,9 @@ impl Store {
     ///
     /// The new file is written beside the old one and renamed over it, like any entry; a
     /// reader that has the old one open keeps reading the old bytes. If the entry was
-    /// replaced meanwhile by a response with another validator, nothing is written.
+    /// replaced meanwhile by a response with another ETag, nothing is written. (Only ETags
+    /// are compared: a 304 may legitimately bring a newer Last-Modified. The body length is
+    /// checked at commit whatever the validators.)
     ///
     /// # Errors
     /// `NotFound` when there is no entry; `InvalidData` when it was replaced meanwhile or the
@@ -342,15 +347,8 @@ impl Store {
         let Some(Stored::Entry(mut entry)) = self.shared.open(&entry_name(key)) else {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such entry"));
         };
-        let validator = |r: &Response| {
-            let h = &r.headers;
-            (
-                h.get("etag")
-                    .map(|t| t.trim_start_matches("W/").to_string()),
-                h.get("last-modified").map(str::to_string),
-            )
-        };
-        if validator(&entry.response) != validator(response) {
+        let (old, new) = (opaque_etag(&entry.response), opaque_etag(response));
+        if matches!((old, new), (Some(a), Some(b)) if a != b) {
             let why = "the entry was replaced by another response";
             return Err(io::Error::new(io::ErrorKind::InvalidData, why));
         }
@@ -570,6 +568,14 @@ struct FileInfo {
     path: PathBuf,
     size: u64,
     accessed: SystemTime,
+}
+
+/// The ETag of a response without its weakness mark (`W/`).
+fn opaque_etag(response: &Response) -> Option<&str> {
+    response
+        .headers
+        .get("etag")
+        .map(|tag| tag.trim().trim_start_matches("W/"))
 }
 
 /// Reads a store file: a variant index, or a response head whose body length matches its
@@ -912,6 +918,10 @@ mod tests {
         assert_eq!(e.response.headers.get("x-v"), Some("new"));
         assert!(e.stored_at > old + Duration::from_secs(3000));
         assert_eq!(body_of(e), b"abc");
+        head.headers
+            .set("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT");
+        head.headers.set("ETag", "W/\"1\"");
+        s.refresh("k", &head).unwrap();
         head.headers.set("ETag", "\"2\"");
         let replaced = s.refresh("k", &head).unwrap_err();
         assert_eq!(replaced.kind(), io::ErrorKind::InvalidData);

@@ -68,7 +68,8 @@ fn cached(dir: &TempDir, backend: &Backend, config: &str) -> Process {
 
 #[test]
 fn miss_then_hit_the_backend_sees_one_request() {
-    let backend = Backend::fixed(&ok("Content-Type: text/plain\r\n", b"hello"));
+    let fields = "Content-Type: text/plain\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\n";
+    let backend = Backend::fixed(&ok(fields, b"hello"));
     let dir = TempDir::new("cache-hit");
     let proxy = cached(&dir, &backend, "");
     let first = get(proxy.addr, "/page?x=1");
@@ -88,6 +89,10 @@ fn miss_then_hit_the_backend_sees_one_request() {
     let file = std::fs::read(&entries[0]).unwrap();
     assert!(file.starts_with(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"));
     assert!(file.ends_with(b"\r\n\r\nhello"));
+    let text = String::from_utf8_lossy(&file).to_ascii_lowercase();
+    for hop_by_hop in ["connection:", "x-hop:", "keep-alive:"] {
+        assert!(!text.contains(hop_by_hop), "{hop_by_hop} was stored");
+    }
     let log = proxy_log(&dir);
     assert!(log.contains("\"GET /page?x=1 HTTP/1.1\" -> "), "{log}");
     assert!(log.contains(" 200 MISS 5 B "), "{log}");
