@@ -25,8 +25,9 @@ run: build
 test:
 	$(CARGO) test --all-targets
 
-flush:
-	@find cache -mindepth 1 ! -name .gitkeep -delete 2>/dev/null; echo "cache/ emptied"
+# Removes the cache's entry files (the cache_dir of proxy.conf), and nothing else.
+flush: build
+	$(RELEASE)/proxy proxy.conf --flush-cache
 
 clean:
 	$(CARGO) clean

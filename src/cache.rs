@@ -1,635 +1,1094 @@
-//! The disk cache shared by the proxy (a shared cache) and the client (a private cache):
-//! the freshness rules of RFC 9111 as pure functions with time passed in, and a store of
-//! one file per entry, written through a temporary file and renamed into place.
+//! The disk cache (RFC 9111): which responses may be stored, for how long they stay fresh,
+//! when a stored one may answer a request, and how it is validated. The files themselves are
+//! `store`; waiting for a response that another thread is already fetching is `flight`.
 //!
-//! TEMPORARY: this is the client branch's minimal implementation of the cache contract
-//! (`/tmp/cache-contract.md`, issue 3). The cache helper's version replaces it at merge; it
-//! holds no client policy (that lives in `client`).
+//! Everything in this file is policy: pure functions of message heads, with the time passed
+//! in, so every rule is unit-tested without a clock, a disk or a socket. The proxy calls them
+//! as named steps (`proxy`: cache lookup, store, invalidate); the client's private cache
+//! calls the same functions with `shared = false`.
 //!
-//! An entry file holds the stored response byte for byte as it would be sent: the status
-//! line, the header fields, the empty line, then the body (already decoded from any
-//! chunked coding). Its name is the SHA-1 hex of the key; its mtime is when it was stored or
-//! last validated. A file that cannot be read back as a response is removed and is a miss.
-//! What to store, and what to do with an entry, is decided by the caller with the policy
-//! functions below; this module does not touch sockets.
+//! How a request meets the cache, in short:
+//!
+//! ```text
+//! key       = "http://" host target        the effective request URI (RFC 9110 §7.1)
+//! file      = sha1_hex(key)                 one per stored response; Vary adds variants
+//! fresh     = current_age < freshness_lifetime     (RFC 9111 §4.2)
+//! fresh     → served as is ("HIT", with Age)
+//! stale     → validated with If-None-Match / If-Modified-Since (§4.3): 304 → "REVALIDATED"
+//! otherwise → fetched ("MISS") and stored while it streams to the client, if storable (§3)
+//! ```
+//!
+//! Where RFC 9111 leaves a choice, the choice is written next to the code, with what Apache
+//! Traffic Server (ATS) and Apache httpd's mod_cache do.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::http::date::parse_http_date;
-use crate::http::parse::{read_response, Limits};
-use crate::http::serialize::response_head_bytes;
-use crate::http::{Headers, Response, HOP_BY_HOP};
+use crate::http::date::{format_http_date, parse_http_date};
+use crate::http::parse::absolute_form_parts;
+use crate::http::{is_token, remove_hop_by_hop, Headers, Request, Response};
 
-/// Length of an entry file name: the hex digits of a SHA-1.
-pub const ENTRY_NAME_LEN: usize = 40;
-/// What follows an entry name in the name of a file being written.
-pub const TEMP_MARKER: &str = ".tmp";
-/// Statuses cacheable by heuristic freshness (RFC 9110 §15.1).
+mod flight;
+mod store;
+
+pub use flight::{Flight, FlightGuard, InFlight, Role};
+pub use store::{is_entry_name, Entry, EntryWriter, Store, TEMP_PREFIX};
+
+/// Largest delta-seconds value we represent (RFC 9111 §1.2.2: a bigger one, or an
+/// overflowing calculation, counts as 2^31 seconds).
+pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+/// Statuses that are heuristically cacheable (RFC 9110 §15.1): without explicit freshness,
+/// only these get `cache_ttl`.
 pub const HEURISTIC_STATUSES: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// Fields a cache does not store (RFC 9111 §3.1), besides the hop-by-hop ones and those named
+/// in Connection. `X-Cache` is ours to set on the way out.
+const NOT_STORED: &[&str] = &[
+    "proxy-authenticate",
+    "proxy-authentication-info",
+    "proxy-authorization",
+    "x-cache",
+];
+
+/// Fields copied from a stored response into a 304 we generate (RFC 9110 §15.4.5: the ones
+/// a 200 would have carried that guide caches; other representation metadata is left out).
+const NOT_MODIFIED_FIELDS: &[&str] = &[
+    "cache-control",
+    "content-location",
+    "date",
+    "etag",
+    "expires",
+    "last-modified",
+    "vary",
+];
+
+/// What the cache did for one response; sent as `X-Cache` and written in the log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from a fresh stored response; the backend was not contacted.
+    Hit,
+    /// Fetched from the backend (and stored, when storable).
+    Miss,
+    /// A stale stored response was confirmed by the backend (304) and served.
+    Revalidated,
+    /// The cache was not consulted: cache off, a method other than GET/HEAD, a request it
+    /// does not answer (Range, a body, some conditionals), or Authorization (RFC 9111 §3.5).
+    #[default]
+    Bypass,
+}
+
+impl CacheStatus {
+    /// The value of the `X-Cache` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// The Cache-Control directives the cache acts on (RFC 9111 §5.2), from a request or a
+/// response. Directive names are case-insensitive; unknown directives are ignored (§5.2.3).
+///
+/// Deliberate readings:
+/// - an argument that is missing, not digits, or a directive given twice with different
+///   values counts as 0, i.e. stale (§4.2.1 allows "first occurrence" or "stale"; stale is
+///   the careful one); a quoted number (`max-age="5"`) is accepted although senders must not
+///   generate it;
+/// - the qualified forms `no-cache="field"` and `private="field"` are treated as unqualified,
+///   as §5.2.2.4 and §5.2.2.7 allow (ATS and httpd do the same);
+/// - a directive list split across several Cache-Control lines is one list (RFC 9110 §5.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `no-store`: never store (§5.2.1.5, §5.2.2.5).
+    pub no_store: bool,
+    /// `no-cache`: validate before every reuse (§5.2.1.4, §5.2.2.4).
+    pub no_cache: bool,
+    /// `private`: a shared cache must not store (§5.2.2.7).
+    pub private: bool,
+    /// `public`: storable even when it otherwise would not be (§5.2.2.9).
+    pub public: bool,
+    /// `must-revalidate`: never serve stale (§5.2.2.2); we never do anyway.
+    pub must_revalidate: bool,
+    /// `max-age=N`, seconds (§5.2.1.1, §5.2.2.1).
+    pub max_age: Option<u64>,
+    /// `s-maxage=N`, seconds, shared caches only (§5.2.2.10).
+    pub s_maxage: Option<u64>,
+    /// `min-fresh=N` in a request: fresh for at least N more seconds (§5.2.1.3).
+    pub min_fresh: Option<u64>,
+}
+
+impl CacheControl {
+    /// The directives of every Cache-Control field in `headers`.
+    ///
+    /// ```text
+    /// Cache-Control   = #cache-directive
+    /// cache-directive = token [ "=" ( token / quoted-string ) ]
+    /// ```
+    pub fn parse(headers: &Headers) -> CacheControl {
+        let mut cc = CacheControl::default();
+        for directive in headers.list("cache-control") {
+            let (name, argument) = match directive.split_once('=') {
+                Some((name, arg)) => (name.trim_end(), Some(arg.trim_start())),
+                None => (directive, None),
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "no-store" => cc.no_store = true,
+                "no-cache" => cc.no_cache = true,
+                "private" => cc.private = true,
+                "public" => cc.public = true,
+                "must-revalidate" => cc.must_revalidate = true,
+                "max-age" => merge_seconds(&mut cc.max_age, argument),
+                "s-maxage" => merge_seconds(&mut cc.s_maxage, argument),
+                "min-fresh" => merge_seconds(&mut cc.min_fresh, argument),
+                _ => {}
+            }
+        }
+        cc
+    }
+
+    /// A request's directives. `Pragma: no-cache` counts as `no-cache` when the request has
+    /// no Cache-Control (RFC 7234 §5.4 required it; RFC 9111 deprecates Pragma, and httpd
+    /// still honours it, so we do).
+    pub fn of_request(request: &Request) -> CacheControl {
+        let mut cc = CacheControl::parse(&request.headers);
+        if !request.headers.contains("cache-control")
+            && request.headers.has_token("pragma", "no-cache")
+        {
+            cc.no_cache = true;
+        }
+        cc
+    }
+}
+
+/// `delta-seconds = 1*DIGIT` (RFC 9111 §1.2.2), clamped to [`MAX_DELTA_SECONDS`]; anything
+/// else counts as 0.
+fn delta_seconds(argument: Option<&str>) -> u64 {
+    let Some(text) = argument else { return 0 };
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    text.parse::<u64>()
+        .map_or(MAX_DELTA_SECONDS, |n| n.min(MAX_DELTA_SECONDS))
+}
+
+fn merge_seconds(slot: &mut Option<u64>, argument: Option<&str>) {
+    let value = delta_seconds(argument);
+    *slot = Some(match *slot {
+        Some(previous) if previous != value => 0,
+        _ => value,
+    });
+}
 
 /// The file name of an entry: lowercase SHA-1 hex (sha1_smol) of the key. 40 chars.
 pub fn entry_name(key: &str) -> String {
-    sha1_smol::Sha1::from(key).digest().to_string()
+    sha1_smol::Sha1::from(key.as_bytes()).digest().to_string()
 }
 
-/// One Cache-Control directive: its name (lowercase) and its argument, unquoted.
-fn directives(headers: &Headers) -> Vec<(String, Option<String>)> {
-    headers
-        .list("cache-control")
-        .map(|item| match item.split_once('=') {
-            Some((name, value)) => (
-                name.trim().to_ascii_lowercase(),
-                Some(value.trim().trim_matches('"').to_string()),
-            ),
-            None => (item.to_ascii_lowercase(), None),
-        })
-        .collect()
+/// The primary cache key of a request: its effective request URI (RFC 9110 §7.1), as
+/// `http://host/path?query`. The authority comes from an absolute-form target, else from
+/// Host; it is lower-cased and a default `:80` dropped (RFC 9110 §4.2.3), the path and query
+/// are kept byte for byte. `None` for `*` and authority-form targets.
+pub fn cache_key(request: &Request) -> Option<String> {
+    let (authority, target) = match absolute_form_parts(&request.target) {
+        Some((authority, origin_form)) => (authority.to_string(), origin_form),
+        None if request.target.starts_with('/') => (
+            request.headers.get("host").unwrap_or_default().to_string(),
+            request.target.clone(),
+        ),
+        None => return None,
+    };
+    Some(format!(
+        "http://{}{target}",
+        normalize_authority(&authority)
+    ))
 }
 
-/// The argument of directive `name`, if the directive is present: `Some(None)` without one.
-fn directive(directives: &[(String, Option<String>)], name: &str) -> Option<Option<String>> {
-    directives
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
-}
-
-/// `delta-seconds = 1*DIGIT` (RFC 9111 §1.2.2); too large a value is the largest one.
-fn delta_seconds(value: Option<&str>) -> Option<Duration> {
-    let digits = value?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+fn normalize_authority(authority: &str) -> String {
+    let lower = authority.to_ascii_lowercase();
+    match lower.strip_suffix(":80") {
+        Some(host) => host.to_string(),
+        None => lower,
     }
-    Some(Duration::from_secs(digits.parse().unwrap_or(u64::MAX)))
+}
+
+/// The field names a response varies on (RFC 9111 §4.1), lower-cased, sorted and without
+/// duplicates, so `Vary: B, a` and `Vary: A, b` give the same variants. `None` for `Vary: *`
+/// (never reused), and, being careful, for a name that is not a token.
+pub fn vary_names(response: &Response) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for name in response.headers.list("vary") {
+        if name == "*" || !is_token(name.as_bytes()) {
+            return None;
+        }
+        names.push(name.to_ascii_lowercase());
+    }
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+/// The secondary key of a variant (RFC 9111 §4.1): the primary key, the nonce of the
+/// variant index (see `Store::lookup`), and for each name in `names` the request's values
+/// joined by ", ", or `!` when the request has no such field (an absent field only matches an
+/// absent field). Values are compared as sent, without further normalization, like httpd.
+pub fn variant_key(base: &str, nonce: &str, names: &[String], request: &Request) -> String {
+    let mut key = format!("{base}\nvary {nonce}");
+    for name in names {
+        let values: Vec<&str> = request.headers.get_all(name).map(str::trim).collect();
+        key.push('\n');
+        key.push_str(name);
+        if values.is_empty() {
+            key.push('!');
+        } else {
+            key.push(':');
+            key.push_str(&values.join(", "));
+        }
+    }
+    key
 }
 
 /// Freshness lifetime of a stored response (RFC 9111 §4.2.1), pure.
-///
-/// `shared`: true for the proxy (s-maxage counts), false for a private cache. Explicit
-/// freshness: s-maxage (shared only) > max-age > Expires - Date. An invalid max-age or
-/// Expires gives `Some(Duration::ZERO)` (stale), as does `no-cache` (RFC 9111 §5.2.2.4:
-/// use only after validation). No explicit freshness: `default_ttl` for the heuristically
-/// cacheable statuses, else `None`.
+/// `shared`: true for the proxy (s-maxage counts, `private` is never stored), false for a
+/// private cache (the client: s-maxage ignored, `private` allowed).
+/// Explicit freshness: s-maxage (shared only) > max-age > Expires - Date. An invalid max-age or
+/// Expires gives Some(Duration::ZERO) (stale). No explicit freshness: `default_ttl` for the
+/// heuristically cacheable statuses (200 203 204 300 301 308 404 405 410 414 501, and any
+/// status marked `public`, RFC 9111 §4.2.2), else None. A `default_ttl` of zero means no
+/// heuristic freshness at all (`cache_ttl = 0`: store only what the origin marks fresh), so
+/// it gives None too.
 pub fn freshness_lifetime(
     response: &Response,
     default_ttl: Duration,
     shared: bool,
 ) -> Option<Duration> {
-    let cc = directives(&response.headers);
-    if directive(&cc, "no-cache").is_some() {
-        return Some(Duration::ZERO);
-    }
-    let explicit = if shared {
-        directive(&cc, "s-maxage").or_else(|| directive(&cc, "max-age"))
-    } else {
-        directive(&cc, "max-age")
+    let cc = CacheControl::parse(&response.headers);
+    let explicit = match (shared, cc.s_maxage, cc.max_age) {
+        (true, Some(s), _) => Some(s),
+        (_, _, Some(m)) => Some(m),
+        _ => None,
     };
-    if let Some(value) = explicit {
-        return Some(delta_seconds(value.as_deref()).unwrap_or(Duration::ZERO));
+    if let Some(seconds) = explicit {
+        return Some(Duration::from_secs(seconds));
     }
-    if let Some(expires) = response.headers.get("expires") {
-        // RFC 9111 §5.3: an invalid Expires (e.g. "0") means already expired. Without a Date
-        // there is nothing pure to subtract from, so the entry is treated as stale too.
-        let date = response.headers.get("date").and_then(parse_http_date);
-        return Some(match (parse_http_date(expires), date) {
-            (Some(expires), Some(date)) => expires.duration_since(date).unwrap_or(Duration::ZERO),
-            _ => Duration::ZERO,
-        });
+    if response.headers.contains("expires") {
+        return Some(expires_lifetime(&response.headers));
     }
-    HEURISTIC_STATUSES
-        .contains(&response.status)
-        .then_some(default_ttl)
+    let heuristic = HEURISTIC_STATUSES.contains(&response.status) || cc.public;
+    (heuristic && !default_ttl.is_zero()).then_some(default_ttl)
 }
 
-/// Current age (RFC 9111 §4.2.3) of an entry stored (or last validated) at `stored_at`: the
-/// response's Age header value plus the time since `stored_at`.
+/// `Expires - Date` (RFC 9111 §4.2.1, §5.3). An invalid Expires (such as `0`), several
+/// different ones, or a missing Date give zero: already expired. (Stored responses always
+/// have a Date: [`stored_response`] adds one, RFC 9110 §6.6.1.)
+fn expires_lifetime(headers: &Headers) -> Duration {
+    let mut all = headers.get_all("expires");
+    let first = all.next().unwrap_or_default();
+    if all.any(|other| other != first) {
+        return Duration::ZERO;
+    }
+    let expires = parse_http_date(first);
+    let date = headers.get("date").and_then(parse_http_date);
+    match (expires, date) {
+        (Some(expires), Some(date)) => expires.duration_since(date).unwrap_or(Duration::ZERO),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Current age (RFC 9111 §4.2.3) of an entry stored (or last validated) at `stored_at`:
+/// the response's Age header value plus the time since `stored_at`.
+///
+/// This is §4.2.3's `corrected_age_value + resident_time` with no response delay. The
+/// `apparent_age` term (`response_time - Date`) is left out on purpose: it only measures
+/// the clock difference between the origin and us, and a backend whose clock runs slow would
+/// make every entry stale on arrival. An invalid Age is ignored (httpd reads it as 0 too).
 pub fn current_age(response: &Response, stored_at: SystemTime, now: SystemTime) -> Duration {
-    let age = delta_seconds(response.headers.get("age").map(str::trim)).unwrap_or(Duration::ZERO);
+    let age_value = response
+        .headers
+        .get("age")
+        .map_or(0, |v| delta_seconds(Some(v.trim())));
     let resident = now.duration_since(stored_at).unwrap_or(Duration::ZERO);
-    age.saturating_add(resident)
+    Duration::from_secs(age_value).saturating_add(resident)
 }
 
-/// Whether a response to a request with this method may be stored at all (RFC 9111 §3):
-/// GET only, not 206, no `no-store`, (shared) no `private`, and a freshness lifetime or a
-/// validator.
+/// Whether a response to a request with this method may be stored at all: GET only, not
+/// 206, no `no-store`, (shared) no `private`, and a freshness lifetime or a validator.
+///
+/// Precisely (RFC 9111 §3): GET; a final status other than 206 and 304; no `no-store`; when
+/// `shared`, no `private`; no `Vary: *`; and a freshness lifetime from
+/// [`freshness_lifetime`] that is either positive, or zero with a validator to revalidate
+/// it with. A response that needs validation before every reuse (`no-cache`) is stored only
+/// with a validator: without one it could never be reused.
+///
+/// One choice beyond the RFC: a shared cache does not store a response carrying Set-Cookie
+/// unless it says `public` or `s-maxage`, so one user's cookie is never handed to another
+/// (ATS refuses such responses by default for text content; we refuse them for every type).
 pub fn is_storable(method: &str, response: &Response, default_ttl: Duration, shared: bool) -> bool {
-    let cc = directives(&response.headers);
+    let cc = CacheControl::parse(&response.headers);
+    let status_ok = !response.is_interim() && response.status != 206 && response.status != 304;
+    let cookie_ok =
+        !shared || cc.public || cc.s_maxage.is_some() || !response.headers.contains("set-cookie");
+    let validator = validators(response).is_some();
+    let lifetime_ok = match freshness_lifetime(response, default_ttl, shared) {
+        Some(lifetime) => !lifetime.is_zero() || validator,
+        None => false,
+    };
     method == "GET"
-        && response.status >= 200
-        && response.status != 206
-        && directive(&cc, "no-store").is_none()
-        && !(shared && directive(&cc, "private").is_some())
-        && (freshness_lifetime(response, default_ttl, shared).is_some()
-            || validators(response).is_some())
+        && status_ok
+        && !cc.no_store
+        && !(shared && cc.private)
+        && (!cc.no_cache || validator)
+        && vary_names(response).is_some()
+        && cookie_ok
+        && lifetime_ok
 }
 
-/// The conditional headers that validate `stored` (RFC 9111 §4.3.1): If-None-Match from its
-/// ETag, If-Modified-Since from its Last-Modified; `None` when it has neither.
+/// Whether the shared cache may store `response` to `request`: [`is_storable`], no
+/// `no-store` in the request (RFC 9111 §5.2.1.5), and for a request with Authorization only
+/// when the response says `public`, `s-maxage` or `must-revalidate` (§3.5).
+pub fn is_cacheable(request: &Request, response: &Response, default_ttl: Duration) -> bool {
+    is_storable(&request.method, response, default_ttl, true)
+        && !CacheControl::of_request(request).no_store
+        && authorization_allows(request, response)
+}
+
+/// RFC 9111 §3.5: a shared cache answers a request with Authorization only from a response
+/// that says `public`, `s-maxage` or `must-revalidate`.
+fn authorization_allows(request: &Request, stored: &Response) -> bool {
+    if !request.headers.contains("authorization") {
+        return true;
+    }
+    let cc = CacheControl::parse(&stored.headers);
+    cc.public || cc.s_maxage.is_some() || cc.must_revalidate
+}
+
+/// Whether the cache takes part in this request at all. GET and HEAD only; not with
+/// Range, If-Range, If-Match or If-Unmodified-Since: a stored full response is never cut
+/// into ranges here, and those preconditions are left to the origin (httpd also passes them
+/// through). The proxy also leaves out requests with a body.
+pub fn may_use_cache(request: &Request) -> bool {
+    matches!(request.method.as_str(), "GET" | "HEAD")
+        && !["range", "if-range", "if-match", "if-unmodified-since"]
+            .iter()
+            .any(|name| request.headers.contains(name))
+}
+
+/// How a stored response may be used for a request (RFC 9111 §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// Fresh: serve it, with this current age in `Age`.
+    Fresh(Duration),
+    /// Stale (or `no-cache`): ask the origin with these conditional fields first.
+    Validate(Vec<(String, String)>),
+    /// Stale without a validator: fetch a new response.
+    Refetch,
+    /// It may not answer this request (Authorization, RFC 9111 §3.5): go upstream and leave
+    /// the entry alone.
+    Bypass,
+}
+
+/// Decides how `stored`, received (or last validated) at `stored_at`, can answer `request`
+/// at `now` (RFC 9111 §4, §4.2, §5.2.1), pure.
+///
+/// A stale response is never served without validation, whatever `max-stale` says and even
+/// when the origin is down: that is what `must-revalidate` requires, and we apply it to all
+/// (httpd's `CacheStaleOnError` and ATS's stale-on-error serve stale instead; we do not).
+/// The request's own `no-cache`, `max-age` and `min-fresh` are honoured, as in httpd (ATS
+/// ignores a client's no-cache by default).
+pub fn reuse(
+    request: &Request,
+    stored: &Response,
+    stored_at: SystemTime,
+    now: SystemTime,
+    default_ttl: Duration,
+) -> Reuse {
+    if !authorization_allows(request, stored) {
+        return Reuse::Bypass;
+    }
+    let cc = CacheControl::parse(&stored.headers);
+    let asked = CacheControl::of_request(request);
+    let age = current_age(stored, stored_at, now);
+    let fresh = match freshness_lifetime(stored, default_ttl, true) {
+        Some(lifetime) if age < lifetime => {
+            let left = lifetime - age;
+            asked.max_age.map_or(true, |max| age.as_secs() <= max)
+                && asked
+                    .min_fresh
+                    .map_or(true, |min| left >= Duration::from_secs(min))
+        }
+        _ => false,
+    };
+    if fresh && !cc.no_cache && !asked.no_cache {
+        return Reuse::Fresh(age);
+    }
+    match validators(stored) {
+        Some(fields) => Reuse::Validate(fields),
+        None => Reuse::Refetch,
+    }
+}
+
+/// Whether a stale entry must be validated rather than used, and whether it has a validator:
+/// returns the conditional headers to send (If-None-Match from ETag, If-Modified-Since from
+/// Last-Modified) or None when the entry has neither.
+///
+/// Both are sent when both exist (RFC 9111 §4.3.1; httpd does the same); the origin then
+/// decides by If-None-Match (RFC 9110 §13.2.2).
 pub fn validators(stored: &Response) -> Option<Vec<(String, String)>> {
-    let mut conditions = Vec::new();
+    let mut fields = Vec::new();
     if let Some(etag) = stored.headers.get("etag") {
-        conditions.push(("If-None-Match".to_string(), etag.to_string()));
+        fields.push(("If-None-Match".to_string(), etag.to_string()));
     }
     if let Some(modified) = stored.headers.get("last-modified") {
-        conditions.push(("If-Modified-Since".to_string(), modified.to_string()));
+        if parse_http_date(modified).is_some() {
+            fields.push(("If-Modified-Since".to_string(), modified.to_string()));
+        }
     }
-    (!conditions.is_empty()).then_some(conditions)
+    (!fields.is_empty()).then_some(fields)
 }
 
-/// Updates a stored head from a 304 (RFC 9111 §4.3.4): every field of `not_modified`
-/// replaces the stored one, except Content-Length and the hop-by-hop fields.
+/// Headers updated from a 304 (RFC 9111 §4.3.4): every field of `not_modified` replaces the
+/// stored one, except Content-Length (and framing / hop-by-hop fields).
+///
+/// The stored Age goes too: it described the response before validation, and the age now
+/// starts again from the 304's own Age, if any. The 304 is trusted to be for this entry:
+/// we sent its validators, and like ATS we do not re-check the ones that came back.
 pub fn merge_304(stored: &mut Response, not_modified: &Response) {
-    let mut names: Vec<&str> = Vec::new();
-    for (name, _) in not_modified.headers.iter() {
-        let skip = name.eq_ignore_ascii_case("content-length")
-            || HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h));
-        if !skip && !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            names.push(name);
-        }
+    let mut update = not_modified.headers.clone();
+    remove_hop_by_hop(&mut update);
+    for name in NOT_STORED.iter().chain(&["content-length"]) {
+        update.remove(name);
     }
-    for name in names {
+    stored.headers.remove("age");
+    let names: Vec<String> = update.iter().map(|(name, _)| name.to_string()).collect();
+    for name in &names {
         stored.headers.remove(name);
-        for value in not_modified.headers.get_all(name) {
-            stored.headers.append(name, value);
-        }
+    }
+    for (name, value) in update.iter() {
+        stored.headers.append(name, value);
     }
 }
 
-/// On-disk store: one file per entry under `dir`, named `entry_name(key)`, holding the
-/// status line, the header fields and the body, byte-exact. mtime = stored / last validated.
-#[derive(Clone, Debug)]
-pub struct Store {
-    dir: PathBuf,
-    /// Most bytes kept in all entries together; the oldest go first beyond it.
-    max_size: u64,
-    /// Largest body stored, in bytes.
-    max_object: u64,
+/// The head of `response` as it is stored (RFC 9111 §3.1): without hop-by-hop fields, the
+/// fields named in Connection, the proxy-authentication fields and `X-Cache`; without a
+/// Content-Length that Transfer-Encoding overrode (RFC 9112 §6.3); and with a Date of `now`
+/// when it had none or an invalid one (RFC 9110 §6.6.1). A valid Date is never rewritten.
+pub fn stored_response(response: &Response, now: SystemTime) -> Response {
+    let mut stored = response.clone();
+    if stored.headers.contains("transfer-encoding") {
+        stored.headers.remove("content-length");
+    }
+    remove_hop_by_hop(&mut stored.headers);
+    for name in NOT_STORED {
+        stored.headers.remove(name);
+    }
+    if stored
+        .headers
+        .get("date")
+        .and_then(parse_http_date)
+        .is_none()
+    {
+        stored.headers.set("Date", format_http_date(now));
+    }
+    stored
 }
 
-/// A stored response read back from its file.
-#[derive(Debug)]
-pub struct Entry {
-    /// The stored head.
-    pub response: Response,
-    /// Bytes of body in the file.
-    pub body_len: u64,
-    /// The file's mtime: when it was stored or last validated.
-    pub stored_at: SystemTime,
-    /// The file, positioned at the body, limited to `body_len` bytes.
-    body: io::Take<BufReader<File>>,
+/// Whether a client's own conditional request is answered 304 by `stored`, which is fresh
+/// (RFC 9111 §4.3.2, RFC 9110 §13.1.2, §13.1.3, §13.2.2).
+///
+/// If-None-Match takes precedence: `*` or an entity-tag weakly equal to the stored ETag.
+/// Otherwise If-Modified-Since: the stored Last-Modified (or its Date, as §4.3.2 says) not
+/// after the given date; an invalid date is ignored.
+pub fn not_modified(request: &Request, stored: &Response) -> bool {
+    if !matches!(request.method.as_str(), "GET" | "HEAD") {
+        return false;
+    }
+    if request.headers.contains("if-none-match") {
+        let stored_tag = stored.headers.get("etag").map(str::trim);
+        return request.headers.get_all("if-none-match").any(|value| {
+            value.trim() == "*"
+                || stored_tag.is_some_and(|tag| entity_tags(value).any(|t| weak_match(t, tag)))
+        });
+    }
+    let Some(since) = request
+        .headers
+        .get("if-modified-since")
+        .and_then(parse_http_date)
+    else {
+        return false;
+    };
+    stored
+        .headers
+        .get("last-modified")
+        .or_else(|| stored.headers.get("date"))
+        .and_then(parse_http_date)
+        .is_some_and(|modified| modified <= since)
 }
 
-impl Entry {
-    /// The body: reads exactly the stored body bytes, from the first.
-    pub fn body(&mut self) -> &mut impl Read {
-        &mut self.body
-    }
-}
-
-impl Store {
-    /// A store under `dir` (created when the first entry is written).
-    pub fn new(dir: impl Into<PathBuf>, max_size: u64, max_object: u64) -> Store {
-        Store {
-            dir: dir.into(),
-            max_size,
-            max_object,
-        }
-    }
-
-    /// The directory holding the entries.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(entry_name(key))
-    }
-
-    /// The entry for `key`, or None. An unreadable or malformed file is removed and is None.
-    pub fn read(&self, key: &str) -> Option<Entry> {
-        let path = self.path(key);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-            Err(_) => {
-                let _ = fs::remove_file(&path);
-                return None;
-            }
-        };
-        match open_entry(file) {
-            Ok(entry) => Some(entry),
-            Err(_) => {
-                let _ = fs::remove_file(&path);
-                None
-            }
-        }
-    }
-
-    /// Starts writing an entry: a temporary file in `dir`, head already written. The body is
-    /// written through the returned writer; `commit()` renames it into place. Dropping it
-    /// without commit removes the temporary file. More than `max_object` bytes of body make
-    /// the writer give up quietly (commit then stores nothing).
-    ///
-    /// # Errors
-    /// Creating the directory or the temporary file, or writing the head.
-    pub fn begin(&self, key: &str, response: &Response) -> io::Result<EntryWriter> {
-        fs::create_dir_all(&self.dir)?;
-        let name = entry_name(key);
-        let temp = self.dir.join(temp_name(&name));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        let mut writer = EntryWriter {
-            file: Some(BufWriter::new(file)),
-            temp,
-            target: self.dir.join(name),
-            written: 0,
-            store: self.clone(),
-        };
-        if let Some(file) = writer.file.as_mut() {
-            file.write_all(&response_head_bytes(response))?;
-        }
-        Ok(writer)
-    }
-
-    /// Rewrites the head of an existing entry (after a 304), keeps the body, sets mtime = now.
-    ///
-    /// # Errors
-    /// The entry is missing or malformed, or the new file cannot be written.
-    pub fn refresh(&self, key: &str, response: &Response) -> io::Result<()> {
-        let mut entry = self
-            .read(key)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no entry to refresh"))?;
-        let mut writer = self.begin(key, response)?;
-        let copied = io::copy(entry.body(), &mut writer)?;
-        if copied != entry.body_len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "entry shrank while refreshed",
-            ));
-        }
-        writer.commit()
-    }
-
-    /// Removes the entry for `key` if present.
-    pub fn remove(&self, key: &str) {
-        let _ = fs::remove_file(self.path(key));
-    }
-
-    /// Removes every entry file (40-hex names, and leftover temporary files) and nothing
-    /// else; returns (files removed, bytes removed). A missing directory holds nothing.
-    ///
-    /// # Errors
-    /// Listing the directory or removing a file.
-    pub fn flush(&self) -> io::Result<(u64, u64)> {
-        let mut removed = (0, 0);
-        for (path, len, _) in self.files(true)? {
-            fs::remove_file(&path)?;
-            removed.0 += 1;
-            removed.1 += len;
-        }
-        Ok(removed)
-    }
-
-    /// Every entry file (and, with `temporary`, every leftover temporary file) with its size
-    /// and mtime.
-    fn files(&self, temporary: bool) -> io::Result<Vec<(PathBuf, u64, SystemTime)>> {
-        let listing = match fs::read_dir(&self.dir) {
-            Ok(listing) => listing,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut files = Vec::new();
-        for item in listing {
-            let item = item?;
-            let name = item.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let wanted = is_entry_name(name) || (temporary && is_temp_name(name));
-            let Ok(meta) = item.metadata() else { continue };
-            if wanted && meta.is_file() {
-                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                files.push((item.path(), meta.len(), modified));
-            }
-        }
-        Ok(files)
-    }
-
-    /// Removes the oldest entries until all of them fit in `max_size`.
-    fn evict(&self) {
-        let Ok(mut files) = self.files(false) else {
-            return;
-        };
-        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
-        files.sort_by_key(|(_, _, modified)| *modified);
-        for (path, len, _) in files {
-            if total <= self.max_size {
-                break;
-            }
-            if fs::remove_file(&path).is_ok() {
-                total -= len;
-            }
-        }
-    }
-}
-
-/// Reads the head of an entry file and positions it at the body.
-fn open_entry(file: File) -> io::Result<Entry> {
-    let meta = file.metadata()?;
-    let stored_at = meta.modified()?;
-    let mut reader = BufReader::new(file);
-    let response = read_response(&mut reader, &Limits::default())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    let head_len = reader.stream_position()?;
-    let body_len = meta.len().saturating_sub(head_len);
-    Ok(Entry {
-        response,
-        body_len,
-        stored_at,
-        body: reader.take(body_len),
+/// The entity-tags of an If-None-Match list (RFC 9110 §8.8.3), split on the commas between
+/// quoted strings only: an opaque-tag may itself contain a comma.
+///
+/// ```text
+/// entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE
+/// ```
+fn entity_tags(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = value;
+    std::iter::from_fn(move || {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        let open = rest.find('"')?;
+        let close = open + 1 + rest[open + 1..].find('"')?;
+        let tag = rest[..=close].trim();
+        rest = &rest[close + 1..];
+        Some(tag)
     })
 }
 
-fn is_entry_name(name: &str) -> bool {
-    name.len() == ENTRY_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+/// Weak comparison (RFC 9110 §8.8.3.2): the opaque-tags are equal, `W/` or not.
+fn weak_match(a: &str, b: &str) -> bool {
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    opaque(a) == opaque(b) && a.trim().ends_with('"')
 }
 
-fn is_temp_name(name: &str) -> bool {
-    name.len() > ENTRY_NAME_LEN
-        && name.is_char_boundary(ENTRY_NAME_LEN)
-        && is_entry_name(&name[..ENTRY_NAME_LEN])
-        && name[ENTRY_NAME_LEN..].starts_with(TEMP_MARKER)
-}
-
-/// `<entry name>.tmp.<pid>.<n>`: unique per process and per write.
-fn temp_name(entry: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{entry}{TEMP_MARKER}.{}.{n}", std::process::id())
-}
-
-/// Writes the body of a new entry into its temporary file.
-pub struct EntryWriter {
-    /// Invariant: `None` once the writer gave up (body too large) or committed.
-    file: Option<BufWriter<File>>,
-    temp: PathBuf,
-    target: PathBuf,
-    written: u64,
-    store: Store,
-}
-
-impl EntryWriter {
-    /// Renames the entry into place (atomically replacing any previous one), then evicts
-    /// the oldest entries beyond the store's size. A writer that gave up stores nothing.
-    ///
-    /// # Errors
-    /// Flushing or renaming the temporary file.
-    pub fn commit(mut self) -> io::Result<()> {
-        let Some(file) = self.file.take() else {
-            return Ok(());
-        };
-        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
-        drop(file);
-        fs::rename(&self.temp, &self.target)?;
-        self.store.evict();
-        Ok(())
-    }
-
-    fn give_up(&mut self) {
-        self.file = None;
-        let _ = fs::remove_file(&self.temp);
-    }
-}
-
-impl Write for EntryWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(buf.len());
-        };
-        if self.written + buf.len() as u64 > self.store.max_object {
-            self.give_up();
-            return Ok(buf.len());
-        }
-        let n = file.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(file) => file.flush(),
-            None => Ok(()),
+/// The 304 the cache sends for a matching conditional request: the stored status line's
+/// version and the fields of [`NOT_MODIFIED_FIELDS`].
+pub fn not_modified_response(stored: &Response) -> Response {
+    let mut response = Response::new(304);
+    response.version = stored.version;
+    for (name, value) in stored.headers.iter() {
+        if NOT_MODIFIED_FIELDS
+            .iter()
+            .any(|keep| name.eq_ignore_ascii_case(keep))
+        {
+            response.headers.append(name, value);
         }
     }
+    response
 }
 
-impl Drop for EntryWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.temp);
+/// The primary keys a response to an unsafe request invalidates (RFC 9111 §4.4): for a
+/// non-error status (2xx, 3xx) to any method other than GET, HEAD, OPTIONS and TRACE
+/// (unknown methods count as unsafe), the target URI, and the Location and Content-Location
+/// URIs when they are on the same host. Relative references are resolved against the target
+/// (RFC 3986 §5.2), except ones with dot segments, which are skipped.
+pub fn invalidated_keys(request: &Request, response: &Response) -> Vec<String> {
+    let safe = matches!(
+        request.method.as_str(),
+        "GET" | "HEAD" | "OPTIONS" | "TRACE"
+    );
+    if safe || !(200..400).contains(&response.status) {
+        return Vec::new();
+    }
+    let Some(base) = cache_key(request) else {
+        return Vec::new();
+    };
+    let mut keys = vec![base];
+    for name in ["location", "content-location"] {
+        let resolved = response
+            .headers
+            .get(name)
+            .and_then(|reference| same_host_key(&keys[0], reference.trim()));
+        if let Some(key) = resolved {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
         }
     }
+    keys
+}
+
+/// The key of `reference` resolved against the key `base`, if it is on the same host.
+fn same_host_key(base: &str, reference: &str) -> Option<String> {
+    let rest = base.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    if let Some((other, target)) = absolute_form_parts(reference) {
+        let other = normalize_authority(other);
+        return (other == authority).then(|| format!("http://{other}{target}"));
+    }
+    let scheme = reference
+        .find(':')
+        .is_some_and(|colon| !reference[..colon].contains(['/', '?']));
+    let dots = reference
+        .split(['/', '?'])
+        .any(|segment| segment == "." || segment == "..");
+    if reference.is_empty() || reference.starts_with("//") || scheme || dots {
+        return None;
+    }
+    if reference.starts_with('/') {
+        return Some(format!("http://{authority}{reference}"));
+    }
+    let path = path.split('?').next().unwrap_or_default();
+    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    Some(format!("http://{authority}{directory}{reference}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::date::format_http_date;
+    use crate::http::parse::{read_request, read_response, Limits};
 
     const TTL: Duration = Duration::from_secs(60);
 
-    fn response(status: u16, fields: &[(&str, &str)]) -> Response {
-        let mut r = Response::new(status);
-        for (n, v) in fields {
-            r.headers.append(*n, *v);
-        }
-        r
+    fn req(raw: &str) -> Request {
+        read_request(&mut raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
     }
 
-    fn temp_dir(label: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("relevo-cache-unit-{}-{label}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
+    fn get(extra: &str) -> Request {
+        req(&format!(
+            "GET /a?b=1 HTTP/1.1\r\nHost: shop.example\r\n{extra}\r\n"
+        ))
+    }
+
+    fn resp(status: u16, fields: &str) -> Response {
+        let raw = format!("HTTP/1.1 {status} X\r\n{fields}\r\n");
+        read_response(&mut raw.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn date(secs: u64) -> String {
+        format_http_date(at(secs))
+    }
+
+    fn lifetime(fields: &str) -> Option<u64> {
+        freshness_lifetime(&resp(200, fields), TTL, true).map(|d| d.as_secs())
     }
 
     #[test]
     fn entry_names_are_sha1_hex() {
-        let name = entry_name("http://a/");
-        assert_eq!(name.len(), 40);
-        assert!(is_entry_name(&name));
-        assert!(is_temp_name(&temp_name(&name)));
-        assert!(!is_entry_name("notes.txt"));
+        assert_eq!(
+            entry_name("abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert!(is_entry_name(&entry_name("http://x/")));
     }
 
     #[test]
-    fn freshness_follows_rfc_9111_section_4_2_1() {
-        let r = response(200, &[("Cache-Control", "s-maxage=5, max-age=10")]);
+    fn cache_key_is_the_effective_request_uri() {
+        assert_eq!(cache_key(&get("")).unwrap(), "http://shop.example/a?b=1");
+        let r = req("GET /a HTTP/1.1\r\nHost: Shop.Example:80\r\n\r\n");
+        assert_eq!(cache_key(&r).unwrap(), "http://shop.example/a");
+        let r = req("GET http://Other:8080/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
+        assert_eq!(cache_key(&r).unwrap(), "http://other:8080/x?y");
+        let r = req("GET /A%2f HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(cache_key(&r).unwrap(), "http://h/A%2f");
+        let r = req("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(cache_key(&r), None);
+    }
+
+    #[test]
+    fn explicit_freshness_s_maxage_then_max_age_then_expires() {
+        let d = date(0);
+        let e = date(500);
+        assert_eq!(lifetime("Cache-Control: max-age=100\r\n"), Some(100));
         assert_eq!(
-            freshness_lifetime(&r, TTL, true),
-            Some(Duration::from_secs(5))
+            lifetime("Cache-Control: max-age=100, s-maxage=7\r\n"),
+            Some(7)
+        );
+        let private = freshness_lifetime(
+            &resp(200, "Cache-Control: max-age=100, s-maxage=7\r\n"),
+            TTL,
+            false,
+        );
+        assert_eq!(private, Some(Duration::from_secs(100)));
+        assert_eq!(
+            lifetime(&format!(
+                "Date: {d}\r\nExpires: {e}\r\nCache-Control: max-age=3\r\n"
+            )),
+            Some(3)
         );
         assert_eq!(
-            freshness_lifetime(&r, TTL, false),
-            Some(Duration::from_secs(10))
+            lifetime(&format!("Date: {d}\r\nExpires: {e}\r\n")),
+            Some(500)
         );
-        let bad = response(200, &[("Cache-Control", "max-age=soon")]);
-        assert_eq!(freshness_lifetime(&bad, TTL, false), Some(Duration::ZERO));
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let expires = response(
-            200,
-            &[
-                ("Date", &format_http_date(now)),
-                ("Expires", &format_http_date(now + Duration::from_secs(30))),
-            ],
-        );
+        assert_eq!(lifetime(&format!("Date: {e}\r\nExpires: {d}\r\n")), Some(0));
+    }
+
+    #[test]
+    fn invalid_max_age_or_expires_means_stale() {
+        let d = date(0);
+        assert_eq!(lifetime(&format!("Date: {d}\r\nExpires: 0\r\n")), Some(0));
+        assert_eq!(lifetime("Cache-Control: max-age=soon\r\n"), Some(0));
+        assert_eq!(lifetime("Cache-Control: max-age\r\n"), Some(0));
+        assert_eq!(lifetime("Cache-Control: max-age=-1\r\n"), Some(0));
         assert_eq!(
-            freshness_lifetime(&expires, TTL, false),
-            Some(Duration::from_secs(30))
+            lifetime("Cache-Control: max-age=5\r\nCache-Control: max-age=9\r\n"),
+            Some(0)
         );
-        let invalid = response(200, &[("Expires", "0")]);
+        assert_eq!(lifetime("Cache-Control: max-age=5, MAX-AGE=5\r\n"), Some(5));
+        assert_eq!(lifetime("Cache-Control: max-age=\"5\"\r\n"), Some(5));
+        let e = date(9);
         assert_eq!(
-            freshness_lifetime(&invalid, TTL, false),
-            Some(Duration::ZERO)
+            lifetime(&format!("Date: {d}\r\nExpires: {e}\r\nExpires: {d}\r\n")),
+            Some(0)
         );
+        assert_eq!(lifetime(&format!("Expires: {e}\r\n")), Some(0));
+    }
+
+    #[test]
+    fn huge_delta_seconds_are_clamped() {
         assert_eq!(
-            freshness_lifetime(&response(200, &[]), TTL, false),
-            Some(TTL)
+            lifetime("Cache-Control: max-age=99999999999999999999999999\r\n"),
+            Some(MAX_DELTA_SECONDS)
         );
-        assert_eq!(freshness_lifetime(&response(302, &[]), TTL, false), None);
-        let no_cache = response(200, &[("Cache-Control", "no-cache")]);
+        let r = resp(200, "Age: 99999999999999999999999\r\n");
+        let age = current_age(&r, at(0), at(10));
+        assert_eq!(age.as_secs(), MAX_DELTA_SECONDS + 10);
+    }
+
+    #[test]
+    fn heuristic_freshness_only_for_listed_statuses() {
+        for status in HEURISTIC_STATUSES {
+            let r = resp(*status, "");
+            assert_eq!(freshness_lifetime(&r, TTL, true), Some(TTL), "{status}");
+        }
+        for status in [201, 202, 206, 302, 303, 307, 400, 403, 500, 502, 503] {
+            assert_eq!(freshness_lifetime(&resp(status, ""), TTL, true), None);
+        }
+        let public = resp(302, "Cache-Control: public\r\n");
+        assert_eq!(freshness_lifetime(&public, TTL, true), Some(TTL));
         assert_eq!(
-            freshness_lifetime(&no_cache, TTL, false),
-            Some(Duration::ZERO)
+            freshness_lifetime(&resp(200, ""), Duration::ZERO, true),
+            None
         );
     }
 
     #[test]
-    fn age_adds_the_age_field_to_the_time_resident() {
-        let stored = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        let r = response(200, &[("Age", "7")]);
-        let now = stored + Duration::from_secs(3);
-        assert_eq!(current_age(&r, stored, now), Duration::from_secs(10));
-        assert_eq!(
-            current_age(&response(200, &[]), now, stored),
-            Duration::ZERO
-        );
+    fn age_counts_upstream_age_and_time_since_stored() {
+        let r = resp(200, "Age: 30\r\n");
+        assert_eq!(current_age(&r, at(0), at(5)), Duration::from_secs(35));
+        assert_eq!(current_age(&r, at(10), at(5)), Duration::from_secs(30));
+        let bad = resp(200, "Age: ten\r\n");
+        assert_eq!(current_age(&bad, at(0), at(5)), Duration::from_secs(5));
     }
 
     #[test]
-    fn storability() {
-        assert!(is_storable("GET", &response(200, &[]), TTL, true));
-        assert!(!is_storable("HEAD", &response(200, &[]), TTL, true));
-        assert!(!is_storable("GET", &response(206, &[]), TTL, true));
-        let private = response(200, &[("Cache-Control", "private")]);
-        assert!(!is_storable("GET", &private, TTL, true));
-        assert!(is_storable("GET", &private, TTL, false));
-        let no_store = response(200, &[("Cache-Control", "no-store")]);
-        assert!(!is_storable("GET", &no_store, TTL, false));
-        assert!(!is_storable("GET", &response(302, &[]), TTL, false));
+    fn storable_responses() {
+        let ok = |fields: &str| is_storable("GET", &resp(200, fields), TTL, true);
+        assert!(ok(""));
+        assert!(!is_storable("HEAD", &resp(200, ""), TTL, true));
+        assert!(!is_storable("POST", &resp(200, ""), TTL, true));
+        assert!(!is_storable(
+            "GET",
+            &resp(206, "Cache-Control: max-age=9\r\n"),
+            TTL,
+            true
+        ));
+        assert!(!is_storable(
+            "GET",
+            &resp(304, "Cache-Control: max-age=9\r\n"),
+            TTL,
+            true
+        ));
+        assert!(!ok("Cache-Control: no-store\r\n"));
+        assert!(!ok("Cache-Control: NO-STORE, max-age=60\r\n"));
+        assert!(!ok("Cache-Control: private\r\n"));
+        assert!(!ok("Cache-Control: private=\"Set-Cookie\"\r\n"));
         assert!(is_storable(
             "GET",
-            &response(302, &[("ETag", "\"x\"")]),
+            &resp(200, "Cache-Control: private\r\n"),
             TTL,
             false
+        ));
+        assert!(!ok("Vary: *\r\n"));
+        assert!(!ok("Vary: Accept, *\r\n"));
+        assert!(ok("Vary: Accept\r\n"));
+        assert!(!ok("Cache-Control: no-cache\r\n"));
+        assert!(ok("Cache-Control: no-cache\r\nETag: \"1\"\r\n"));
+        assert!(!ok("Cache-Control: max-age=0\r\n"));
+        assert!(ok("Cache-Control: max-age=0\r\nETag: \"1\"\r\n"));
+        assert!(!ok("Set-Cookie: id=1\r\n"));
+        assert!(ok("Set-Cookie: id=1\r\nCache-Control: public\r\n"));
+        assert!(ok("Cache-Control: nothing-to-see-here\r\n"));
+        assert!(is_storable(
+            "GET",
+            &resp(500, "Cache-Control: max-age=5\r\n"),
+            TTL,
+            true
+        ));
+        assert!(!is_storable("GET", &resp(500, ""), TTL, true));
+        assert!(!is_storable("GET", &resp(200, ""), Duration::ZERO, true));
+        assert!(!is_storable(
+            "GET",
+            &resp(200, "ETag: \"1\"\r\n"),
+            Duration::ZERO,
+            true
         ));
     }
 
     #[test]
-    fn validators_and_304_merging() {
-        assert_eq!(validators(&response(200, &[])), None);
-        let mut stored = response(
+    fn authorization_needs_public_s_maxage_or_must_revalidate() {
+        let authed = get("Authorization: Basic eDp5\r\n");
+        let plain = resp(200, "Cache-Control: max-age=60\r\n");
+        assert!(!is_cacheable(&authed, &plain, TTL));
+        assert!(is_cacheable(&get(""), &plain, TTL));
+        assert_eq!(reuse(&authed, &plain, at(0), at(1), TTL), Reuse::Bypass);
+        for cc in ["public, max-age=60", "s-maxage=60", "must-revalidate"] {
+            let r = resp(200, &format!("Cache-Control: {cc}\r\n"));
+            assert!(is_cacheable(&authed, &r, TTL), "{cc}");
+            assert!(matches!(
+                reuse(&authed, &r, at(0), at(1), TTL),
+                Reuse::Fresh(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn request_no_store_prevents_storing() {
+        let r = resp(200, "");
+        assert!(!is_cacheable(&get("Cache-Control: no-store\r\n"), &r, TTL));
+    }
+
+    #[test]
+    fn reuse_fresh_stale_and_validators() {
+        let r = resp(200, "Cache-Control: max-age=10\r\nETag: \"v1\"\r\n");
+        assert_eq!(
+            reuse(&get(""), &r, at(0), at(9), TTL),
+            Reuse::Fresh(Duration::from_secs(9))
+        );
+        let validate = Reuse::Validate(vec![("If-None-Match".into(), "\"v1\"".into())]);
+        assert_eq!(reuse(&get(""), &r, at(0), at(10), TTL), validate);
+        let bare = resp(200, "Cache-Control: max-age=10\r\n");
+        assert_eq!(reuse(&get(""), &bare, at(0), at(11), TTL), Reuse::Refetch);
+        let lm = date(0);
+        let dated = resp(200, &format!("Last-Modified: {lm}\r\nETag: W/\"2\"\r\n"));
+        assert_eq!(
+            reuse(&get(""), &dated, at(0), at(60), TTL),
+            Reuse::Validate(vec![
+                ("If-None-Match".into(), "W/\"2\"".into()),
+                ("If-Modified-Since".into(), lm),
+            ])
+        );
+    }
+
+    #[test]
+    fn no_cache_always_validates() {
+        let r = resp(
             200,
-            &[
-                ("ETag", "\"a\""),
-                ("Content-Length", "5"),
-                ("Cache-Control", "max-age=1"),
-            ],
+            "Cache-Control: no-cache, max-age=100\r\nETag: \"v\"\r\n",
+        );
+        assert!(matches!(
+            reuse(&get(""), &r, at(0), at(0), TTL),
+            Reuse::Validate(_)
+        ));
+        let fresh = resp(200, "Cache-Control: max-age=100\r\nETag: \"v\"\r\n");
+        for asked in ["Cache-Control: no-cache\r\n", "Pragma: no-cache\r\n"] {
+            assert!(matches!(
+                reuse(&get(asked), &fresh, at(0), at(0), TTL),
+                Reuse::Validate(_)
+            ));
+        }
+        let both = "Cache-Control: max-age=100\r\nPragma: no-cache\r\n";
+        assert!(matches!(
+            reuse(&get(both), &fresh, at(0), at(0), TTL),
+            Reuse::Fresh(_)
+        ));
+    }
+
+    #[test]
+    fn request_max_age_and_min_fresh() {
+        let r = resp(200, "Cache-Control: max-age=100\r\n");
+        let asked = |cc: &str| {
+            reuse(
+                &get(&format!("Cache-Control: {cc}\r\n")),
+                &r,
+                at(0),
+                at(50),
+                TTL,
+            )
+        };
+        assert!(matches!(asked("max-age=60"), Reuse::Fresh(_)));
+        assert_eq!(asked("max-age=10"), Reuse::Refetch);
+        assert!(matches!(asked("min-fresh=50"), Reuse::Fresh(_)));
+        assert_eq!(asked("min-fresh=51"), Reuse::Refetch);
+        assert!(matches!(asked("nothing-to-see-here"), Reuse::Fresh(_)));
+        assert!(matches!(
+            asked("max-stale=5, only-if-cached"),
+            Reuse::Fresh(_)
+        ));
+    }
+
+    #[test]
+    fn merge_304_replaces_fields_but_not_content_length() {
+        let mut stored = resp(
+            200,
+            "Content-Length: 5\r\nETag: \"1\"\r\nAge: 40\r\nX-Old: a\r\nCache-Control: max-age=1\r\n",
+        );
+        let update = resp(
+            304,
+            "Content-Length: 0\r\nCache-Control: max-age=99\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nX-New: b\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+        );
+        merge_304(&mut stored, &update);
+        let h = &stored.headers;
+        assert_eq!(h.get("content-length"), Some("5"));
+        assert_eq!(
+            h.get_all("cache-control").collect::<Vec<_>>(),
+            ["max-age=99"]
+        );
+        assert_eq!(h.get("x-old"), Some("a"));
+        assert_eq!(h.get("x-new"), Some("b"));
+        assert_eq!(h.get("etag"), Some("\"1\""));
+        assert!(!h.contains("age"));
+        assert!(!h.contains("x-hop"));
+        assert!(!h.contains("connection"));
+        assert_eq!(h.get("date"), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
+    }
+
+    #[test]
+    fn stored_response_drops_hop_by_hop_and_adds_a_missing_date() {
+        let r = resp(
+            200,
+            "Connection: X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nProxy-Authenticate: Basic\r\nX-Cache: HIT\r\nETag: \"e\"\r\n",
+        );
+        let s = stored_response(&r, at(0));
+        let names: Vec<&str> = s.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ETag", "Date"]);
+        assert_eq!(s.headers.get("date"), Some(date(0).as_str()));
+        let dated = resp(200, "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
+        assert_eq!(
+            stored_response(&dated, at(0)).headers.get("date"),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        let bad = resp(200, "Date: yesterday\r\n");
+        let fixed = stored_response(&bad, at(0));
+        assert_eq!(fixed.headers.get_all("date").collect::<Vec<_>>(), [date(0)]);
+    }
+
+    #[test]
+    fn client_conditionals() {
+        let lm = date(100);
+        let stored = resp(200, &format!("ETag: \"a,b\"\r\nLast-Modified: {lm}\r\n"));
+        let cond = |f: &str| not_modified(&get(f), &stored);
+        assert!(cond("If-None-Match: \"a,b\"\r\n"));
+        assert!(cond("If-None-Match: \"x\", W/\"a,b\"\r\n"));
+        assert!(cond("If-None-Match: *\r\n"));
+        assert!(!cond("If-None-Match: \"a\"\r\n"));
+        assert!(!cond("If-None-Match: a,b\r\n"));
+        assert!(cond(&format!("If-Modified-Since: {lm}\r\n")));
+        assert!(cond(&format!("If-Modified-Since: {}\r\n", date(101))));
+        assert!(!cond(&format!("If-Modified-Since: {}\r\n", date(99))));
+        assert!(!cond("If-Modified-Since: last week\r\n"));
+        // If-None-Match wins over If-Modified-Since, both ways.
+        assert!(!cond(&format!(
+            "If-None-Match: \"x\"\r\nIf-Modified-Since: {lm}\r\n"
+        )));
+        assert!(cond(&format!(
+            "If-None-Match: \"a,b\"\r\nIf-Modified-Since: {}\r\n",
+            date(0)
+        )));
+        let post =
+            req("POST / HTTP/1.1\r\nHost: h\r\nIf-None-Match: *\r\nContent-Length: 0\r\n\r\n");
+        assert!(!not_modified(&post, &stored));
+        // No Last-Modified: the stored Date is used (RFC 9111 §4.3.2).
+        let dated = resp(200, &format!("Date: {lm}\r\n"));
+        assert!(not_modified(
+            &get(&format!("If-Modified-Since: {lm}\r\n")),
+            &dated
+        ));
+    }
+
+    #[test]
+    fn not_modified_response_keeps_cache_fields_only() {
+        let stored = resp(
+            200,
+            "Content-Type: text/plain\r\nContent-Length: 3\r\nETag: \"e\"\r\nCache-Control: max-age=5\r\nX-Other: 1\r\nVary: Accept\r\n",
+        );
+        let r = not_modified_response(&stored);
+        assert_eq!(r.status, 304);
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ETag", "Cache-Control", "Vary"]);
+    }
+
+    #[test]
+    fn vary_names_and_variant_keys() {
+        let r = resp(200, "Vary: b, A\r\nVary: a\r\n");
+        assert_eq!(vary_names(&r).unwrap(), ["a", "b"]);
+        assert_eq!(vary_names(&resp(200, "")).unwrap(), Vec::<String>::new());
+        assert_eq!(vary_names(&resp(200, "Vary: *\r\n")), None);
+        assert_eq!(vary_names(&resp(200, "Vary: a b\r\n")), None);
+        let names = vec!["accept-encoding".to_string()];
+        let gzip = get("Accept-Encoding: gzip\r\n");
+        let none = get("");
+        let empty = get("Accept-Encoding:\r\n");
+        let k = |r: &Request| variant_key("http://h/", "n1", &names, r);
+        assert_ne!(k(&gzip), k(&none));
+        assert_ne!(k(&none), k(&empty));
+        assert_eq!(k(&gzip), k(&get("Accept-Encoding:  gzip \r\n")));
+        assert_ne!(k(&gzip), variant_key("http://h/", "n2", &names, &gzip));
+    }
+
+    #[test]
+    fn unsafe_methods_invalidate_target_and_same_host_locations() {
+        let post = req("POST /shop/cart?x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+        let r = resp(
+            201,
+            "Location: /shop/items/7\r\nContent-Location: http://H:80/shop/cart?x\r\n",
         );
         assert_eq!(
-            validators(&stored),
-            Some(vec![("If-None-Match".to_string(), "\"a\"".to_string())])
+            invalidated_keys(&post, &r),
+            ["http://h/shop/cart?x", "http://h/shop/items/7"]
         );
-        let fresh = response(
-            304,
-            &[
-                ("Cache-Control", "max-age=9"),
-                ("Content-Length", "0"),
-                ("Connection", "close"),
-            ],
+        let relative = resp(303, "Location: done\r\n");
+        assert_eq!(
+            invalidated_keys(&post, &relative),
+            ["http://h/shop/cart?x", "http://h/shop/done"]
         );
-        merge_304(&mut stored, &fresh);
-        assert_eq!(stored.headers.get("cache-control"), Some("max-age=9"));
-        assert_eq!(stored.headers.get("content-length"), Some("5"));
-        assert!(!stored.headers.contains("connection"));
-    }
-
-    #[test]
-    fn store_round_trip_refresh_and_flush() {
-        let dir = temp_dir("round-trip");
-        let store = Store::new(&dir, 1 << 20, 1 << 20);
-        let head = response(200, &[("Content-Type", "text/plain"), ("ETag", "\"v1\"")]);
-        let mut w = store.begin("k", &head).unwrap();
-        w.write_all(b"hello").unwrap();
-        w.commit().unwrap();
-        let mut entry = store.read("k").unwrap();
-        assert_eq!((entry.response.clone(), entry.body_len), (head.clone(), 5));
-        let mut body = String::new();
-        entry.body().read_to_string(&mut body).unwrap();
-        assert_eq!(body, "hello");
-
-        let mut newer = head.clone();
-        newer.headers.set("ETag", "\"v2\"");
-        store.refresh("k", &newer).unwrap();
-        let mut entry = store.read("k").unwrap();
-        assert_eq!(entry.response.headers.get("etag"), Some("\"v2\""));
-        body.clear();
-        entry.body().read_to_string(&mut body).unwrap();
-        assert_eq!(body, "hello");
-
-        // An abandoned writer leaves nothing; a non-entry file survives a flush.
-        drop(store.begin("other", &head).unwrap());
-        fs::write(dir.join("notes.txt"), b"keep").unwrap();
-        let size = fs::metadata(dir.join(entry_name("k"))).unwrap().len();
-        assert_eq!(store.flush().unwrap(), (1, size));
-        assert_eq!(store.flush().unwrap(), (0, 0));
-        assert!(dir.join("notes.txt").exists());
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn oversized_bodies_and_malformed_files_are_not_kept() {
-        let dir = temp_dir("limits");
-        let store = Store::new(&dir, 1 << 20, 4);
-        let mut w = store.begin("big", &response(200, &[])).unwrap();
-        w.write_all(b"too long").unwrap();
-        w.commit().unwrap();
-        assert!(store.read("big").is_none());
-        fs::write(dir.join(entry_name("junk")), b"not a response").unwrap();
-        assert!(store.read("junk").is_none());
-        assert!(!dir.join(entry_name("junk")).exists());
-        assert_eq!(store.flush().unwrap(), (0, 0));
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn the_oldest_entries_go_beyond_max_size() {
-        let dir = temp_dir("evict");
-        let store = Store::new(&dir, 60, 1 << 20);
-        for key in ["a", "b"] {
-            let mut w = store.begin(key, &response(200, &[])).unwrap();
-            w.write_all(&[b'x'; 20]).unwrap();
-            w.commit().unwrap();
+        for other in [
+            "http://elsewhere/x",
+            "//elsewhere/x",
+            "../x",
+            "mailto:a@b",
+            "",
+        ] {
+            let r = resp(200, &format!("Location: {other}\r\n"));
+            assert_eq!(
+                invalidated_keys(&post, &r),
+                ["http://h/shop/cart?x"],
+                "{other}"
+            );
         }
-        // Each entry is 19 bytes of head plus 20 of body: only the newest fits.
-        assert_eq!(store.files(false).unwrap().len(), 1);
-        let _ = fs::remove_dir_all(&dir);
+        assert!(invalidated_keys(&post, &resp(404, "")).is_empty());
+        assert!(invalidated_keys(&post, &resp(500, "")).is_empty());
+        for method in ["PUT", "DELETE", "PATCH", "BREW"] {
+            let r = req(&format!("{method} /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+            assert_eq!(invalidated_keys(&r, &resp(204, "")), ["http://h/a"]);
+        }
+        for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
+            let r = req(&format!("{method} /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+            assert!(invalidated_keys(&r, &resp(200, "")).is_empty());
+        }
+    }
+
+    #[test]
+    fn requests_the_cache_stays_out_of() {
+        assert!(may_use_cache(&get("")));
+        assert!(may_use_cache(&req("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")));
+        assert!(!may_use_cache(&get("Range: bytes=0-1\r\n")));
+        assert!(!may_use_cache(&get("If-Match: \"x\"\r\n")));
+        assert!(!may_use_cache(&req("POST / HTTP/1.1\r\nHost: h\r\n\r\n")));
+    }
+
+    #[test]
+    fn hostile_cache_control_values() {
+        let cc =
+            |v: &str| CacheControl::parse(&resp(200, &format!("Cache-Control: {v}\r\n")).headers);
+        assert_eq!(cc(",,, ,"), CacheControl::default());
+        assert_eq!(cc("=5, ==, max-age==5").max_age, Some(0));
+        assert_eq!(cc(&"x".repeat(10_000)), CacheControl::default());
+        assert_eq!(cc("max-age=\"\"").max_age, Some(0));
+        assert_eq!(cc("max-age=5\"").max_age, Some(0));
+        assert!(cc("Public, MUST-REVALIDATE").must_revalidate);
+        assert_eq!(cc("s-maxage = 5").s_maxage, Some(5));
+        let tags: Vec<&str> = entity_tags("\"unterminated, \"a\"").collect();
+        assert_eq!(tags, ["\"unterminated, \""]);
+        assert_eq!(entity_tags("\"").count(), 0);
     }
 }

@@ -5,16 +5,18 @@
 //!
 //! ```text
 //! server   accept, spawn a thread (bounded by max_connections)
-//!   proxy    read request (http::parse) → validate → choose backend (balancer)
-//!            → rewrite → forward (upstream, http::serialize, http::body)
-//!            → read response (http::parse) → filter → relay body (http::body) → log
+//!   proxy    read request (http::parse) → validate → cache lookup (cache) → choose backend
+//!            (balancer) → rewrite → forward (upstream, http::serialize, http::body)
+//!            → read response (http::parse) → invalidate, store (cache) → filter
+//!            → relay body (http::body), teed into the cache entry → log
 //! ```
 //!
 //! `client` is the HTTP client (`client LOG_FILE URL`): the same parser and serializer on
 //! the other side of the wire, with a private cache built on `cache`.
 //!
 //! `config` reads proxy.conf, `error` maps every failure to one status code, `logging` sends
-//! log lines to the terminal and a file, `static_files` serves the demo site for `webserver`.
+//! log lines to the terminal and a file, `cache` keeps responses on disk (RFC 9111),
+//! `static_files` serves the demo site for `webserver`.
 
 #![forbid(unsafe_code)]
 

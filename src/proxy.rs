@@ -1,26 +1,38 @@
 //! The reverse proxy: what happens to one client connection, as a sequence of named steps.
 //!
 //! ```text
-//! read request → validate → choose backend and connect → rewrite → forward
-//!              → read response → filter response → relay body → log
+//!  1 read request      2 validate      3 read body (small ones whole)
+//!  4 cache lookup ── fresh ──────────────────────────────────────→ serve from cache → 13 log
+//!      └ miss / stale → 5 choose backend and connect → 6 rewrite → 7 forward
+//!                       → 8 read response head   (5–8 retried on the next backend when safe)
+//!  9 invalidate → 10 cache the response (a 304 refreshes the entry, served from cache)
+//! 11 filter response → 12 relay body (and store it) → 13 log
 //! ```
 //!
 //! Each step is a function below, in that order. A step that fails returns an `Error`;
 //! `Error::status` turns it into the response the client gets (400 and friends for a bad
 //! request, 501 for a method not forwarded, 502/504 for backend trouble) and the log step
 //! runs exactly once per request either way. Message syntax lives in `http`, sockets in
-//! `server` and `upstream`, the rotation in `balancer`.
+//! `server` and `upstream`, the rotation in `balancer`, the caching rules and files in
+//! `cache`: the steps here only decide when to ask it what.
+//!
+//! Every response carries `X-Cache: HIT`, `MISS`, `REVALIDATED` or `BYPASS`, and the log line
+//! says the same. A body being stored goes to the client and to the cache entry as it
+//! streams (`Tee`), so memory stays bounded whatever its size.
 //!
 //! Everything forwarded is re-framed here: the backend gets our Content-Length or our
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
 //! second one past us (RFC 9112 §11.2).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::balancer::{Balancer, HealthPolicy};
+use crate::cache::{
+    self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, Reuse, Role, Store,
+};
 use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
 use crate::health::{self, ProbeSettings};
@@ -46,13 +58,24 @@ pub const MAX_INTERIM_RESPONSES: usize = 8;
 /// What we add to Via (RFC 9110 §7.6.3): protocol version and pseudonym.
 pub const VIA: &str = "1.1 relevo";
 
-/// A running proxy's shared state: the configuration and the round-robin position.
+/// A running proxy's shared state: the configuration, the round-robin position and the
+/// cache.
 pub struct Proxy {
     config: Config,
     balancer: Arc<Balancer>,
     limits: Limits,
     /// Limits on a backend's response head.
     response_limits: Limits,
+    /// `None` with `cache = off`.
+    cache: Option<SharedCache>,
+}
+
+/// The proxy's cache: its files, the fetches in progress, and the lifetime of responses
+/// that give none.
+struct SharedCache {
+    store: Store,
+    in_flight: InFlight,
+    default_ttl: Duration,
 }
 
 /// Binds the configured address, prints `listening on IP:PORT` on stdout, and serves
@@ -71,6 +94,22 @@ pub fn run(config: Config) -> Result<()> {
         "proxy listening on {addr}, backends in round-robin order: {}",
         backends.join(", ")
     );
+    if config.cache {
+        std::fs::create_dir_all(&config.cache_dir).map_err(|e| {
+            let dir = config.cache_dir.display();
+            Error::Startup(format!("cannot create the cache directory {dir}: {e}"))
+        })?;
+        log::info!(
+            "cache in {}: {} s for responses without their own lifetime, at most {} B in \
+             total, {} B per response",
+            config.cache_dir.display(),
+            config.cache_ttl,
+            config.cache_max_size,
+            config.cache_max_object
+        );
+    } else {
+        log::info!("cache off");
+    }
     let max_connections = config.max_connections;
     let proxy = Arc::new(Proxy::new(config));
     if let Some(path) = &proxy.config.health_check {
@@ -87,6 +126,7 @@ pub fn run(config: Config) -> Result<()> {
             proxy.config.health_interval
         );
     }
+
     server::serve(listener, max_connections, move |stream, peer| {
         proxy.handle_connection(stream, peer);
     });
@@ -108,6 +148,55 @@ struct Exchange {
     body_consumed: bool,
     /// Whether the connection can carry another request.
     keep_alive: bool,
+    /// What the cache did, for `X-Cache` and the log line.
+    cache: CacheStatus,
+}
+
+/// The outcome of the cache lookup step.
+enum Lookup<'a> {
+    /// A fresh stored response, and its current age.
+    Hit(Entry, Duration),
+    /// The request goes to a backend.
+    Forward(Forward<'a>),
+}
+
+/// How a request the cache did not answer goes upstream, and what the cache may do with the
+/// response.
+struct Forward<'a> {
+    /// `Miss` when the cache was consulted, `Bypass` when not.
+    status: CacheStatus,
+    /// The primary cache key, when the response may be stored (a GET looked up).
+    base: Option<String>,
+    /// A stale entry being validated (RFC 9111 §4.3).
+    stale: Option<Stale>,
+    /// Held while we fetch a response other requests for the same URI wait for.
+    leader: Option<FlightGuard<'a>>,
+}
+
+impl Forward<'_> {
+    fn bypass() -> Self {
+        Forward {
+            status: CacheStatus::Bypass,
+            base: None,
+            stale: None,
+            leader: None,
+        }
+    }
+}
+
+/// A stale entry and the conditional fields that validate it.
+struct Stale {
+    key: String,
+    entry: Entry,
+    conditionals: Vec<(String, String)>,
+}
+
+/// What the cache does with a backend's response.
+enum Fill {
+    /// The backend confirmed the stale entry (304): serve it, with this age.
+    Revalidated(Entry, Duration),
+    /// Relay the response, storing its body in this entry on the way.
+    Relay(Option<EntryWriter>),
 }
 
 impl Proxy {
@@ -118,13 +207,21 @@ impl Proxy {
             max_header_bytes: config.max_header_bytes,
             max_headers: config.max_headers,
         };
+        let cache = config.cache.then(|| SharedCache {
+            store: Store::new(
+                &config.cache_dir,
+                config.cache_max_size,
+                config.cache_max_object,
+            ),
+            in_flight: InFlight::new(),
+            default_ttl: Duration::from_secs(config.cache_ttl),
+        });
         let response_limits = Limits {
             max_line: config.max_response_header_bytes,
             max_header_bytes: config.max_response_header_bytes,
             max_headers: config.max_headers,
         };
         Proxy {
-            response_limits,
             balancer: Arc::new(Balancer::new(
                 config.backends.clone(),
                 HealthPolicy {
@@ -134,6 +231,8 @@ impl Proxy {
             )),
             config,
             limits,
+            response_limits,
+            cache,
         }
     }
 
@@ -185,7 +284,7 @@ impl Proxy {
         }
     }
 
-    /// Steps 2 to 8 for one request whose head has been read.
+    /// Steps 2 to 12 for one request whose head has been read.
     fn serve_request(
         &self,
         client: &mut BufReader<ClientStream>,
@@ -196,23 +295,45 @@ impl Proxy {
         let framing = self.validate(request)?;
         let body = read_body(client, request, framing, self.config.max_body_size)?;
         exchange.body_consumed = body.is_complete();
+        let mut plan = match self.cache_lookup(request, framing) {
+            Lookup::Hit(entry, age) => {
+                exchange.cache = CacheStatus::Hit;
+                return serve_from_cache(client.get_ref().tcp(), request, entry, age, exchange);
+            }
+            Lookup::Forward(plan) => plan,
+        };
+        exchange.cache = plan.status;
+        let validators = plan
+            .stale
+            .as_ref()
+            .map(|stale| stale.conditionals.as_slice());
         let (mut upstream, response) =
-            self.exchange_with_backends(client, peer, request, &body, exchange)?;
+            self.exchange_with_backends(client, peer, request, &body, validators, exchange)?;
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;
+        self.invalidate(request, &response);
+        let entry = match self.cache_response(request, &response, &mut plan) {
+            Fill::Revalidated(entry, age) => {
+                exchange.cache = CacheStatus::Revalidated;
+                return serve_from_cache(client.get_ref().tcp(), request, entry, age, exchange);
+            }
+            Fill::Relay(entry) => entry,
+        };
         let keep_alive = request.keep_alive();
-        let (response, client_framing, keep_alive) =
+        let (mut response, client_framing, keep_alive) =
             filter_response(response, request.version, upstream_framing, keep_alive);
+        response.headers.set("X-Cache", exchange.cache.as_str());
         exchange.status = Some(response.status);
         exchange.keep_alive = keep_alive;
         relay_response(
             &mut upstream,
             client.get_ref().tcp(),
             &response,
-            upstream_framing,
-            client_framing,
+            (upstream_framing, client_framing),
+            entry,
             exchange,
         )
+        // The flight, if we led one, ends here (`plan.leader` drops): after the commit.
     }
 
     /// Step 2: is this a request we forward, and how is its body framed?
@@ -236,8 +357,67 @@ impl Proxy {
         Ok(framing)
     }
 
-    /// Steps 3 to 6, with retries: choose a backend and connect, rewrite, forward, read
-    /// the response head.
+    /// Step 4: can the cache answer? A fresh entry is a hit (RFC 9111 §4.2); otherwise the
+    /// request goes upstream, to validate a stale entry when it has validators (§4.3).
+    ///
+    /// Only one GET per URI goes upstream at a time: the first becomes the leader of a
+    /// flight, the others wait for it (at most `upstream_timeout`) and look again, and go
+    /// upstream themselves only if there is still nothing fresh. A leader also looks again
+    /// once it leads, since the previous flight may have ended between its first look and
+    /// its joining, leaving a fresh entry behind.
+    fn cache_lookup(&self, request: &Request, framing: Framing) -> Lookup<'_> {
+        let Some(cache) = &self.cache else {
+            return Lookup::Forward(Forward::bypass());
+        };
+        let base = match cache::cache_key(request) {
+            Some(base) if framing == Framing::Empty && cache::may_use_cache(request) => base,
+            _ => return Lookup::Forward(Forward::bypass()),
+        };
+        let is_get = request.method == "GET";
+        let mut leader = None;
+        let mut followed = false;
+        loop {
+            let now = SystemTime::now();
+            let mut stale = None;
+            if let Some((key, entry)) = cache.store.lookup(&base, request) {
+                let ttl = cache.default_ttl;
+                match cache::reuse(request, &entry.response, entry.stored_at, now, ttl) {
+                    Reuse::Fresh(age) => return Lookup::Hit(entry, age),
+                    Reuse::Bypass => return Lookup::Forward(Forward::bypass()),
+                    Reuse::Validate(conditionals) if is_get => {
+                        stale = Some(Stale {
+                            key,
+                            entry,
+                            conditionals,
+                        });
+                    }
+                    Reuse::Validate(_) | Reuse::Refetch => {}
+                }
+            }
+            // A HEAD is forwarded as it is and its response not stored (RFC 9111 §4.3.5
+            // allows updating a stored GET from it; we keep it simple).
+            if !is_get || leader.is_some() || followed {
+                return Lookup::Forward(Forward {
+                    status: CacheStatus::Miss,
+                    base: is_get.then_some(base),
+                    stale,
+                    leader,
+                });
+            }
+            match cache.in_flight.join(&base) {
+                Role::Leader(guard) => leader = Some(guard),
+                Role::Follower(flight) => {
+                    if !flight.wait(self.config.upstream_timeout) {
+                        log::debug!("gave up waiting for the request in flight for {base:?}");
+                    }
+                    followed = true;
+                }
+            }
+        }
+    }
+
+    /// Steps 5 to 8, with retries: choose a backend and connect, rewrite (adding the cache's
+    /// validators when it is validating a stale entry), forward, read the response head.
     ///
     /// An attempt that fails is counted against its backend (passive health, see
     /// `balancer`) and the request goes to the next backend in the plan, each at most once,
@@ -250,6 +430,7 @@ impl Proxy {
         peer: SocketAddr,
         request: &Request,
         body: &RequestBody,
+        validators: Option<&[(String, String)]>,
         exchange: &mut Exchange,
     ) -> Result<(Connection, Response)> {
         let replayable = is_idempotent(&request.method) && body.is_complete();
@@ -269,7 +450,10 @@ impl Proxy {
                     continue;
                 }
             };
-            let outgoing = rewrite_request(request, peer, backend, body.outgoing_framing());
+            let mut outgoing = rewrite_request(request, peer, backend, body.outgoing_framing());
+            if let Some(conditionals) = validators {
+                add_validators(&mut outgoing, conditionals);
+            }
             log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
             let attempt = forward(
                 &mut upstream,
@@ -326,6 +510,62 @@ impl Proxy {
         }
     }
 
+    /// Step 9: a non-error response to an unsafe method invalidates what is stored for its
+    /// URI and for its Location and Content-Location on the same host (RFC 9111 §4.4).
+    fn invalidate(&self, request: &Request, response: &Response) {
+        let Some(cache) = &self.cache else { return };
+        for key in cache::invalidated_keys(request, response) {
+            log::debug!("cache: {} invalidates {key}", request.method);
+            cache.store.remove(&key);
+        }
+    }
+
+    /// Step 10: the cache's part in the backend's response. A 304 to our validation refreshes
+    /// the stale entry, which is then served (RFC 9111 §4.3.4); a storable response gets an
+    /// entry to be written while it is relayed (§3); a stale entry that the origin replaced
+    /// with something we may not store is removed (§4.3.3), unless the answer was a 5xx.
+    /// When nothing will be stored, the flight ends at once, so waiting requests go on.
+    fn cache_response(&self, request: &Request, response: &Response, plan: &mut Forward) -> Fill {
+        let (Some(cache), Some(base)) = (&self.cache, &plan.base) else {
+            return Fill::Relay(None);
+        };
+        let now = SystemTime::now();
+        let cacheable = cache::is_cacheable(request, response, cache.default_ttl);
+        if let Some(stale) = plan.stale.take() {
+            if response.status == 304 {
+                let Stale { key, mut entry, .. } = stale;
+                let update = cache::stored_response(response, now);
+                cache::merge_304(&mut entry.response, &update);
+                if let Err(e) = cache.store.refresh(&key, &entry.response) {
+                    log::warn!("cache: cannot refresh {base}: {e}");
+                }
+                let age = cache::current_age(&entry.response, now, now);
+                return Fill::Revalidated(entry, age);
+            }
+            if !cacheable && response.status < 500 {
+                cache.store.remove(&stale.key);
+            }
+        }
+        if !cacheable {
+            plan.leader = None;
+            return Fill::Relay(None);
+        }
+        let stored = cache::stored_response(response, now);
+        match cache.store.begin_variant(base, request, &stored) {
+            Ok(entry) if !entry.is_abandoned() => Fill::Relay(Some(entry)),
+            Ok(_) => {
+                log::debug!("cache: {base} is larger than cache_max_object, not stored");
+                plan.leader = None;
+                Fill::Relay(None)
+            }
+            Err(e) => {
+                log::warn!("cache: cannot store {base}: {e}");
+                plan.leader = None;
+                Fill::Relay(None)
+            }
+        }
+    }
+
     /// Sends the error response for `e`, unless a response has already begun or the error
     /// allows none. Decides whether the connection survives.
     fn send_error(
@@ -352,6 +592,7 @@ impl Proxy {
         }
         let (mut resp, body) = text_response(status, e.reply_text());
         resp.headers.append("Via", VIA);
+        resp.headers.append("X-Cache", exchange.cache.as_str());
         if !keep_alive {
             resp.headers.append("Connection", "close");
         }
@@ -369,7 +610,7 @@ impl Proxy {
         }
     }
 
-    /// Step 9: one line per request, on success and on error.
+    /// Step 13: one line per request, on success and on error, with what the cache did.
     fn log_request(
         &self,
         peer: SocketAddr,
@@ -385,11 +626,12 @@ impl Proxy {
             .map_or_else(|| "-".to_string(), |s| s.to_string());
         let ms = started.elapsed().as_millis();
         let bytes = exchange.bytes;
+        let cache = exchange.cache.as_str();
         match error {
-            None => log::info!("{peer} \"{line}\" -> {backend} {status} {bytes} B {ms} ms"),
-            Some(e) => {
-                log::warn!("{peer} \"{line}\" -> {backend} {status} {bytes} B {ms} ms ({e})")
-            }
+            None => log::info!("{peer} \"{line}\" -> {backend} {status} {cache} {bytes} B {ms} ms"),
+            Some(e) => log::warn!(
+                "{peer} \"{line}\" -> {backend} {status} {cache} {bytes} B {ms} ms ({e})"
+            ),
         }
     }
 }
@@ -406,7 +648,7 @@ fn expects_continue(request: &Request) -> bool {
     request.version == Version::Http11 && request.headers.has_token("expect", "100-continue")
 }
 
-/// Step 4: the request as the backend should see it (RFC 9110 §7.6).
+/// Step 6: the request as the backend should see it (RFC 9110 §7.6).
 ///
 /// - origin-form target (an absolute-form target is split into Host and path, RFC 9112
 ///   §3.2.2: its authority wins over any Host field);
@@ -469,6 +711,16 @@ pub fn rewrite_request(
     out
 }
 
+/// Step 6, validating a stale entry: our conditional fields replace the client's (RFC 9111
+/// §4.3.1). The client's own conditions are then answered from the refreshed entry.
+fn add_validators(outgoing: &mut Request, conditionals: &[(String, String)]) {
+    outgoing.headers.remove("if-none-match");
+    outgoing.headers.remove("if-modified-since");
+    for (name, value) in conditionals {
+        outgoing.headers.append(name, value);
+    }
+}
+
 /// `received-protocol` for Via: the version the message arrived with, without "HTTP/".
 fn version_number(v: Version) -> &'static str {
     match v {
@@ -505,7 +757,7 @@ impl RequestBody {
     }
 }
 
-/// Step 2b: read the request body, or its first `REQUEST_BUFFER` bytes, before any backend
+/// Step 3: read the request body, or its first `REQUEST_BUFFER` bytes, before any backend
 /// is contacted. A small body that is malformed, too large or cut short is refused before a
 /// backend sees any of it (as nginx does by buffering), and a small body can be replayed on
 /// another backend. `Expect: 100-continue` is answered here, since we are about to read.
@@ -546,7 +798,7 @@ fn read_body(
     Ok(body)
 }
 
-/// Step 5: send the rewritten head and the body to the backend: what was read already, then
+/// Step 7: send the rewritten head and the body to the backend: what was read already, then
 /// the rest streamed from the client, re-framed by us.
 fn forward(
     upstream: &mut Connection,
@@ -576,7 +828,7 @@ fn forward(
     out.flush().map_err(backend_err)
 }
 
-/// Step 6: read the backend's response head. Interim 1xx responses are relayed to HTTP/1.1
+/// Step 8: read the backend's response head. Interim 1xx responses are relayed to HTTP/1.1
 /// clients and dropped for HTTP/1.0 ones (RFC 9110 §15.2); a `101` is refused, since we never
 /// forward Upgrade.
 fn read_final_response(
@@ -606,7 +858,7 @@ fn read_final_response(
     Err(Error::Parse(Side::Backend, ParseError::TooManyHeaders))
 }
 
-/// Step 7: the response as the client should see it, the framing we send it with, and
+/// Step 11: the response as the client should see it, the framing we send it with, and
 /// whether the connection stays open afterwards.
 ///
 /// Hop-by-hop fields go (RFC 9110 §7.6.1), `Via` is added (§7.6.3). A body of known length
@@ -648,15 +900,15 @@ pub fn filter_response(
     (response, framing, keep_alive)
 }
 
-/// Step 8: write the head and stream the body from the backend to the client. A body cut
-/// short by the backend ends the client connection without a last chunk, so the client
-/// sees the truncation.
+/// Step 12: write the head and stream the body from the backend to the client, and into
+/// the cache entry when there is one. A body cut short by the backend ends the client
+/// connection without a last chunk, so the client sees the truncation, and stores nothing.
 fn relay_response(
     upstream: &mut Connection,
     client: &TcpStream,
     response: &Response,
-    upstream_framing: Framing,
-    client_framing: Framing,
+    (upstream_framing, client_framing): (Framing, Framing),
+    entry: Option<EntryWriter>,
     exchange: &mut Exchange,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
@@ -664,21 +916,132 @@ fn relay_response(
     serialize::write_response_head(&mut out, response).map_err(client_err)?;
     exchange.head_sent = true;
     let mut body = BodyReader::new(upstream.reader(), upstream_framing);
-    exchange.bytes = match client_framing {
+    let (from, to) = (Side::Backend, Side::Client);
+    match client_framing {
         Framing::Chunked => {
-            let mut chunked = ChunkedWriter::new(&mut out);
-            let n = copy_body(
-                &mut body,
-                &mut chunked,
-                Side::Backend,
-                Side::Client,
-                u64::MAX,
-            )?;
-            chunked.finish().map_err(client_err)?;
-            n
+            let mut tee = Tee::new(ChunkedWriter::new(&mut out), entry);
+            exchange.bytes = copy_body(&mut body, &mut tee, from, to, u64::MAX)?;
+            tee.finish()?.finish().map_err(client_err)?;
         }
-        _ => copy_body(&mut body, &mut out, Side::Backend, Side::Client, u64::MAX)?,
+        _ => {
+            let mut tee = Tee::new(&mut out, entry);
+            exchange.bytes = copy_body(&mut body, &mut tee, from, to, u64::MAX)?;
+            tee.finish()?;
+        }
+    }
+    out.flush().map_err(client_err)
+}
+
+/// Step 12's writer: body bytes go to the client and, for a response being stored, to its
+/// cache entry. A client that goes away does not stop the entry: the body is still read to
+/// its end into the cache (bounded by `cache_max_object` and `upstream_timeout`; ATS calls
+/// this a background fill), and the client's error is reported after. An entry that fails
+/// or gives up is dropped, and the client never notices.
+struct Tee<W: Write> {
+    client: W,
+    client_error: Option<io::Error>,
+    entry: Option<EntryWriter>,
+}
+
+impl<W: Write> Tee<W> {
+    fn new(client: W, entry: Option<EntryWriter>) -> Self {
+        Tee {
+            client,
+            client_error: None,
+            entry,
+        }
+    }
+
+    /// Commits the entry (the whole body has been read), then gives the client writer back,
+    /// or the error the client had.
+    fn finish(self) -> Result<W> {
+        if let Some(entry) = self.entry {
+            if let Err(e) = entry.commit() {
+                log::warn!("cache: response not stored: {e}");
+            }
+        }
+        match self.client_error {
+            Some(e) => Err(Error::Io(Side::Client, e)),
+            None => Ok(self.client),
+        }
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.client_error.is_none() {
+            if let Err(e) = self.client.write_all(buf) {
+                self.client_error = Some(e);
+            }
+        }
+        if let Some(entry) = self.entry.as_mut() {
+            if let Err(e) = entry.write_all(buf) {
+                log::warn!("cache: cannot write the entry, not storing it: {e}");
+                self.entry = None;
+            } else if entry.is_abandoned() {
+                self.entry = None;
+            }
+        }
+        match self.client_error.take() {
+            Some(e) if self.entry.is_none() => Err(e),
+            error => {
+                self.client_error = error;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.client_error.is_none() {
+            if let Err(e) = self.client.flush() {
+                self.client_error = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Step 12, from the cache: the stored response, or a 304 when the client's own conditional
+/// matches (RFC 9111 §4.3.2), with `Age` (§5.1: the current age, whole seconds) and
+/// `X-Cache`. Date and the other stored fields are sent as stored. The request had no body
+/// (the lookup only answers those), so the connection may carry on.
+fn serve_from_cache(
+    client: &TcpStream,
+    request: &Request,
+    mut entry: Entry,
+    age: Duration,
+    exchange: &mut Exchange,
+) -> Result<()> {
+    let client_err = |e| Error::Io(Side::Client, e);
+    let (head, framing) = if cache::not_modified(request, &entry.response) {
+        (
+            cache::not_modified_response(&entry.response),
+            Framing::Empty,
+        )
+    } else if entry.response.status == 204 {
+        (entry.response.clone(), Framing::Empty)
+    } else {
+        (entry.response.clone(), Framing::Length(entry.body_len))
     };
+    let (mut head, _, keep_alive) =
+        filter_response(head, request.version, framing, request.keep_alive());
+    head.headers.set("Age", age.as_secs().to_string());
+    head.headers.set("X-Cache", exchange.cache.as_str());
+    exchange.status = Some(head.status);
+    exchange.keep_alive = keep_alive;
+    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
+    serialize::write_response_head(&mut out, &head).map_err(client_err)?;
+    exchange.head_sent = true;
+    if let (Framing::Length(len), false) = (framing, request.method == "HEAD") {
+        exchange.bytes = copy_body(entry.body(), &mut out, Side::Backend, Side::Client, len)?;
+        if exchange.bytes != len {
+            let why = "the cache entry was truncated while being served";
+            return Err(Error::Io(
+                Side::Backend,
+                io::Error::new(io::ErrorKind::UnexpectedEof, why),
+            ));
+        }
+    }
     out.flush().map_err(client_err)
 }
 
@@ -798,6 +1161,77 @@ mod tests {
             filter_response(closing, Version::Http10, Framing::Chunked, true);
         assert_eq!((framing, keep), (Framing::Close, false));
         assert_eq!(out.headers.get("connection"), Some("close"));
+    }
+
+    /// A client that accepts `left` bytes, then fails as a closed socket does.
+    struct Leaving {
+        taken: Vec<u8>,
+        left: usize,
+    }
+
+    impl Write for Leaving {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+            }
+            let n = buf.len().min(self.left);
+            self.taken.extend_from_slice(&buf[..n]);
+            self.left -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn tee_keeps_filling_the_entry_after_the_client_leaves() {
+        let dir = std::env::temp_dir().join(format!("relevo-tee-{}", std::process::id()));
+        let store = Store::new(&dir, 1 << 20, 1 << 20);
+        let mut head = Response::new(200);
+        head.headers.append("Content-Length", "12");
+        let entry = store.begin("k", &head).unwrap();
+        let client = Leaving {
+            taken: Vec::new(),
+            left: 5,
+        };
+        let mut tee = Tee::new(client, Some(entry));
+        for part in [b"abcd", b"efgh", b"ijkl"] {
+            tee.write_all(part).unwrap();
+        }
+        assert_eq!(tee.client.taken, b"abcde");
+        assert!(matches!(tee.finish(), Err(Error::Io(Side::Client, _))));
+        let mut body = Vec::new();
+        let mut stored = store.read("k").unwrap();
+        std::io::Read::read_to_end(stored.body(), &mut body).unwrap();
+        assert_eq!(body, b"abcdefghijkl");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tee_without_an_entry_fails_with_the_client() {
+        let client = Leaving {
+            taken: Vec::new(),
+            left: 2,
+        };
+        let mut tee = Tee::new(client, None);
+        let e = tee.write_all(b"abcd").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn validation_replaces_the_clients_conditionals() {
+        let r = req(
+            "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"mine\"\r\nIf-Modified-Since: x\r\n\r\n",
+        );
+        let mut out = rewrite_request(&r, peer(), &backend(), Framing::Empty);
+        add_validators(&mut out, &[("If-None-Match".into(), "\"ours\"".into())]);
+        assert_eq!(
+            out.headers.get_all("if-none-match").collect::<Vec<_>>(),
+            ["\"ours\""]
+        );
+        assert!(!out.headers.contains("if-modified-since"));
     }
 
     #[test]

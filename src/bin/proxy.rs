@@ -1,4 +1,5 @@
-//! `proxy [CONFIG] [--listen ADDR] [--port N] [--log FILE]`: the Relevo reverse proxy.
+//! `proxy [CONFIG] [--listen ADDR] [--port N] [--log FILE] [--ttl SECS] [--flush-cache]`: the
+//! Relevo reverse proxy.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +9,9 @@ use clap::Parser;
 /// Relevo: an HTTP/1.1 reverse proxy that spreads requests over backends in round-robin
 /// order. Prints `listening on IP:PORT` once ready, then logs every request.
 ///
-/// Exit status: 0 never (it serves until stopped), 1 for a bad configuration or a start-up
-/// failure (address in use, log file not writable), 2 for bad arguments.
+/// Exit status: 0 never (it serves until stopped) except after --flush-cache, 1 for a bad
+/// configuration or a start-up failure (address in use, log file not writable, cache not
+/// flushable), 2 for bad arguments.
 #[derive(Parser, Debug)]
 #[command(name = "proxy", version)]
 struct Args {
@@ -26,6 +28,13 @@ struct Args {
     /// Log file, overriding `log_file`.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Seconds a response without its own lifetime stays fresh in the cache, overriding
+    /// `cache_ttl` (0: cache only what the origin marks fresh).
+    #[arg(long, value_name = "SECS")]
+    ttl: Option<u64>,
+    /// Empty the cache directory (entry files only), say what was removed, and exit.
+    #[arg(long)]
+    flush_cache: bool,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +60,23 @@ fn main() -> ExitCode {
     }
     if let Some(log) = args.log {
         config.log_file = log;
+    }
+    if let Some(ttl) = args.ttl {
+        config.cache_ttl = ttl;
+    }
+    if args.flush_cache {
+        let dir = &config.cache_dir;
+        let store = relevo::cache::Store::new(dir, config.cache_max_size, config.cache_max_object);
+        return match store.flush() {
+            Ok((files, bytes)) => {
+                println!("removed {files} files ({bytes} B) from {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("proxy: cannot flush {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        };
     }
     let started = relevo::logging::init(config.log_level, Some(&config.log_file))
         .and_then(|()| relevo::proxy::run(config));

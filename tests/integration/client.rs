@@ -428,11 +428,13 @@ fn a_stale_entry_is_revalidated_with_a_304() {
     assert!(rest.ends_with("HTTP/1.1 200 OK"), "{rest}");
     assert_eq!((bytes, source.as_str()), (11, "revalidated"));
 
-    // The project's webserver validates with ETag and Last-Modified.
+    // The project's webserver validates with ETag and Last-Modified: once the entry is
+    // older than --ttl (its file's mtime set back, no sleeping), it is revalidated.
     let (_root, server) = text_site();
     let url = format!("http://{}/hello.txt", server.addr);
-    fetch(&dir, &["--ttl", "0"], &url);
-    let r = fetch(&dir, &["--ttl", "0"], &url);
+    fetch(&dir, &["--ttl", "60"], &url);
+    age_cache(&dir, 120);
+    let r = fetch(&dir, &["--ttl", "60"], &url);
     assert_eq!(r.text(), "hello, relevo\n");
     assert!(log_lines(&dir).pop().unwrap().ends_with(" revalidated"));
 }

@@ -16,7 +16,7 @@ fn no_request_is_lost_while_a_backend_is_stopped_and_restarted() {
     let b_addr = b.addr;
     let dir = TempDir::new("faults");
     let config = format!(
-        "{}fail_timeout = 0.2\nconnect_timeout = 1\n",
+        "{}fail_timeout = 0.2\nconnect_timeout = 1\ncache = off\n",
         backend_lines(&[a.addr, b.addr, c.addr])
     );
     let proxy = proxy(&dir, &config);

@@ -13,7 +13,11 @@ const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 fn proxy_for(backends: &[&Backend], extra: &str) -> (TempDir, Process) {
     let dir = TempDir::new("hard");
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
-    let p = proxy(&dir, &format!("{}{extra}", backend_lines(&addrs)));
+    // Cache off: these tests are about forwarding and backend failures.
+    let p = proxy(
+        &dir,
+        &format!("cache = off\n{}{extra}", backend_lines(&addrs)),
+    );
     (dir, p)
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cache;
 mod client;
 mod config;
 mod faults;

@@ -7,7 +7,8 @@ fn round_robin_cycles_through_three_backends_in_order() {
     let servers = [webserver("a"), webserver("b"), webserver("c")];
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let dir = TempDir::new("rr");
-    let proxy = proxy(&dir, &backend_lines(&addrs));
+    // With the cache on, the first page would be stored and served five more times.
+    let proxy = proxy(&dir, &format!("cache = off\n{}", backend_lines(&addrs)));
     let seen: Vec<String> = (0..6)
         .map(|_| {
             let reply = get(proxy.addr, "/");
@@ -18,9 +19,10 @@ fn round_robin_cycles_through_three_backends_in_order() {
     assert_eq!(seen, ["a", "b", "c", "a", "b", "c"]);
 }
 
+/// A proxy in front of one scripted backend, cache off: these tests are about forwarding.
 fn one_backend_proxy(backend: &Backend, extra: &str) -> (TempDir, Process) {
     let dir = TempDir::new("proxy");
-    let config = format!("{}{extra}", backend_lines(&[backend.addr]));
+    let config = format!("cache = off\n{}{extra}", backend_lines(&[backend.addr]));
     let p = proxy(&dir, &config);
     (dir, p)
 }
@@ -130,7 +132,11 @@ fn connect_is_never_tunnelled() {
 fn a_dead_backend_is_skipped() {
     let live = Backend::fixed(OK);
     let dir = TempDir::new("dead");
-    let proxy = proxy(&dir, &backend_lines(&[dead_address(), live.addr]));
+    let config = format!(
+        "cache = off\n{}",
+        backend_lines(&[dead_address(), live.addr])
+    );
+    let proxy = proxy(&dir, &config);
     for _ in 0..4 {
         assert_eq!(get(proxy.addr, "/").status, 200);
     }
@@ -419,7 +425,7 @@ fn fifty_concurrent_clients_are_all_answered() {
     let servers = [webserver("a"), webserver("b"), webserver("c")];
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let dir = TempDir::new("fifty");
-    let proxy = proxy(&dir, &backend_lines(&addrs));
+    let proxy = proxy(&dir, &format!("cache = off\n{}", backend_lines(&addrs)));
     let addr = proxy.addr;
     let answers: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)
@@ -472,7 +478,7 @@ fn every_request_is_logged_with_backend_status_and_time() {
         .find(|l| l.contains("\"GET /logged?x=1 HTTP/1.1\""))
         .unwrap_or_else(|| panic!("no line for the request in:\n{log}"));
     assert!(
-        ok_line.contains(&format!("-> {} 200 2 B", backend.addr)),
+        ok_line.contains(&format!("-> {} 200 BYPASS 2 B", backend.addr)),
         "{ok_line}"
     );
     assert!(ok_line.ends_with(" ms"), "{ok_line}");

@@ -492,3 +492,58 @@ pub fn webserver_on(addr: SocketAddr, name: &str) -> Process {
         .arg(www_root());
     Process::start(cmd)
 }
+/// The real `proxy` binary as `proxy` starts it, with extra command-line arguments.
+pub fn proxy_with_args(dir: &TempDir, config: &str, args: &[&str]) -> Process {
+    let path = dir.join("proxy.conf");
+    let text = format!(
+        "listen = 127.0.0.1:0\nlog_file = {}\ncache_dir = {}\n{config}",
+        dir.join("proxy.log").display(),
+        dir.join("cache").display()
+    );
+    std::fs::write(&path, text).expect("write proxy.conf");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg(&path).args(args).current_dir(&dir.path);
+    Process::start(cmd)
+}
+
+/// Every file name in `dir/cache` (entries, temporary files, anything), sorted.
+pub fn cache_listing(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("cache"))
+        .map(|listing| {
+            listing
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The entry files in `dir/cache`: names of 40 lowercase hex digits.
+pub fn cache_entries(dir: &TempDir) -> Vec<PathBuf> {
+    cache_listing(dir)
+        .into_iter()
+        .filter(|n| {
+            n.len() == 40
+                && n.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+        .map(|n| dir.join("cache").join(n))
+        .collect()
+}
+
+/// Makes every cache entry in `dir` look `secs` seconds old (mtime = now - secs): how the
+/// tests let time pass without sleeping.
+pub fn age_cache(dir: &TempDir, secs: u64) {
+    let then = std::time::SystemTime::now() - Duration::from_secs(secs);
+    for path in cache_entries(dir) {
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(then).unwrap();
+    }
+}
+
+/// What the proxy started with `proxy(dir, ...)` has logged so far.
+pub fn proxy_log(dir: &TempDir) -> String {
+    std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default()
+}

@@ -1,0 +1,1058 @@
+//! The cache's files: one per stored response under the cache directory, named by the SHA-1
+//! of its key, holding the status line, the stored header fields and the body, byte-exact, so
+//! `cat cache/<name>` shows exactly what will be served. The file's mtime is when the response
+//! was received or last validated; its atime, set by us on every use, orders eviction.
+//!
+//! This module owns file I/O only: what may be stored and for how long is the policy in
+//! `cache`, and the proxy decides when to call what.
+//!
+//! # Atomicity
+//!
+//! A response is written to a temporary file in the same directory (`.tmp-<name>-<pid>-<n>`)
+//! and renamed over the entry only when its whole body has arrived and matched its framing
+//! (`EntryWriter::commit`). A proxy killed mid-write, a backend that dies mid-body or a full
+//! disk leaves at most a temporary file, never a partial entry; leftovers of other processes
+//! are removed the first time a store counts its files, and by `flush`. (We do not fsync:
+//! that would protect against power loss, at a cost on every store; a process crash is
+//! covered by the rename alone.) On reading, the body must be exactly as long as the stored
+//! Content-Length says, so a truncated or edited file is caught, reported as a miss and
+//! removed. A response that arrived without Content-Length (chunked or close-delimited) is
+//! stored with one: the head is written with twenty spaces in its place and the digits are
+//! written over them at commit (trailing whitespace in a field value is allowed, RFC 9112 §5).
+//! A close-delimited body is complete when the connection closes (RFC 9112 §8), so it is
+//! stored like the others, as httpd does; only Content-Length and chunked framing can show
+//! a backend that died mid-body.
+//!
+//! # Variants
+//!
+//! A response with Vary is stored under a secondary key (`cache::variant_key`) that adds the
+//! request's values of the varying fields. To find it from a new request, the file of the
+//! primary key holds a one-line *variant index* instead of a response, the way httpd's
+//! mod_cache_disk keeps a "vary" header file:
+//!
+//! ```text
+//! VARY 3f2a9c0d5e6b7a81: accept-encoding, accept-language
+//! ```
+//!
+//! The nonce is part of every variant's key. Invalidating a URI removes the index, and the
+//! next index gets a new nonce, so old variants can never be found again; being unreachable,
+//! they are never touched and go first when space is needed.
+//!
+//! # Size
+//!
+//! A running total of the bytes in entry files is kept, counted once on first use, so no
+//! request scans the directory. When a commit takes it past `max_size`, the directory is
+//! scanned once and the least recently used entries (oldest atime) are removed until the
+//! total is at most [`EVICT_TO_PERCENT`] of `max_size`, so a full cache does not rescan on
+//! every store. We set atime ourselves on every read rather than trust the mount's atime
+//! policy (`noatime`, `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU
+//! order.
+
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use super::{entry_name, variant_key, vary_names};
+use crate::http::body::{response_framing, Framing};
+use crate::http::parse::{read_response, Limits, MAX_HEADERS, MAX_HEADER_BYTES, MAX_REQUEST_LINE};
+use crate::http::serialize::response_head_bytes;
+use crate::http::{is_token, Request, Response};
+
+/// Start of every temporary file's name; `flush` removes these too.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Eviction removes least recently used entries until the total is at most this percentage
+/// of `max_size`.
+pub const EVICT_TO_PERCENT: u64 = 90;
+
+/// Digits reserved for a Content-Length written at commit: `u64::MAX` has 20.
+const LENGTH_WIDTH: usize = 20;
+
+/// Largest variant index file read, in bytes.
+const MAX_INDEX_BYTES: u64 = 4 * 1024;
+
+/// Start of a variant index file; a response file starts with `HTTP/`.
+const INDEX_MAGIC: &[u8] = b"VARY ";
+
+/// Hex digits in a variant index nonce.
+const NONCE_LEN: usize = 16;
+
+/// Limits for reading a stored head: those for a backend's head, plus room for the Date
+/// and Content-Length fields we may have added.
+const STORED_HEAD_LIMITS: Limits = Limits {
+    max_line: MAX_REQUEST_LINE,
+    max_header_bytes: MAX_HEADER_BYTES + 1024,
+    max_headers: MAX_HEADERS + 8,
+};
+
+/// Whether `name` is an entry file's name: 40 lowercase hex digits.
+pub fn is_entry_name(name: &str) -> bool {
+    name.len() == 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// On-disk store: one file per entry under `dir`, named `entry_name(key)`, holding the status
+/// line, the header fields and the body, byte-exact. mtime = stored / last validated.
+///
+/// Cheap to share between threads (`&Store` is all they need); every file operation that
+/// changes the total size happens under one lock.
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    max_size: u64,
+    max_object: u64,
+    /// Bytes in entry files, `None` until first counted. Invariant: only changed with the
+    /// lock held, in the same critical section as the rename or removal it accounts for.
+    usage: Mutex<Option<u64>>,
+    /// Held while a variant index is read and replaced, so concurrent variants of one URI
+    /// agree on one nonce.
+    index_lock: Mutex<()>,
+    /// Numbers temporary files and nonces within this process.
+    counter: AtomicU64,
+}
+
+/// A stored response, opened: its head, and its body ready to be read.
+#[derive(Debug)]
+pub struct Entry {
+    /// The stored head (status line and fields), as in the file.
+    pub response: Response,
+    /// Bytes of body in the file; equal to the stored Content-Length.
+    pub body_len: u64,
+    /// The file's mtime: when the response was received or last validated.
+    pub stored_at: SystemTime,
+    /// Invariant: positioned at the first body byte, limited to `body_len` bytes. The file
+    /// is open, so the body stays readable even if the entry is replaced or removed meanwhile.
+    body: Take<BufReader<File>>,
+}
+
+impl Entry {
+    /// The body: a reader of exactly `body_len` bytes (fewer only if the file is truncated
+    /// behind our back), starting where the head ends.
+    pub fn body(&mut self) -> &mut impl Read {
+        &mut self.body
+    }
+
+    /// The body reader, taken out of the entry.
+    pub fn into_body(self) -> impl Read {
+        self.body
+    }
+}
+
+/// What a file of the store holds.
+enum Stored {
+    Entry(Entry),
+    Index(VaryIndex),
+}
+
+/// The variant index of a URI whose responses carry Vary.
+#[derive(Debug, PartialEq, Eq)]
+struct VaryIndex {
+    nonce: String,
+    names: Vec<String>,
+}
+
+impl VaryIndex {
+    /// `"VARY" SP nonce ":" SP name *( "," SP name ) CRLF`
+    fn parse(text: &str) -> Option<VaryIndex> {
+        let line = text.strip_suffix("\r\n")?.strip_prefix("VARY ")?;
+        let (nonce, names) = line.split_once(": ")?;
+        let names: Vec<String> = names.split(", ").map(str::to_string).collect();
+        let valid = nonce.len() == NONCE_LEN
+            && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+            && names
+                .iter()
+                .all(|n| is_token(n.as_bytes()) && n.to_ascii_lowercase() == *n);
+        valid.then(|| VaryIndex {
+            nonce: nonce.to_string(),
+            names,
+        })
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        format!("VARY {}: {}\r\n", self.nonce, self.names.join(", ")).into_bytes()
+    }
+}
+
+impl Store {
+    /// A store in `dir`, created when the first entry is written. Entries past `max_size`
+    /// bytes in total are evicted; bodies over `max_object` bytes are not stored.
+    pub fn new(dir: impl Into<PathBuf>, max_size: u64, max_object: u64) -> Store {
+        Store {
+            shared: Arc::new(Shared {
+                dir: dir.into(),
+                max_size,
+                max_object,
+                usage: Mutex::new(None),
+                index_lock: Mutex::new(()),
+                counter: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The directory the entries live in.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Bytes currently used by entry files, counting them first if that has not been done.
+    pub fn usage(&self) -> u64 {
+        *self.shared.lock_usage()
+    }
+
+    /// The entry for `key`, or None. An unreadable or malformed file is removed and is None.
+    /// A variant index is not an entry: None, and it stays.
+    pub fn read(&self, key: &str) -> Option<Entry> {
+        match self.shared.open(&entry_name(key))? {
+            Stored::Entry(entry) => Some(entry),
+            Stored::Index(_) => None,
+        }
+    }
+
+    /// The stored response for `request`, whose primary key is `base`: the entry itself, or
+    /// through the variant index the variant matching the request's varying fields (RFC 9111
+    /// §4.1). Returns the key the entry was found under, for `refresh` and `remove`.
+    pub fn lookup(&self, base: &str, request: &Request) -> Option<(String, Entry)> {
+        match self.shared.open(&entry_name(base))? {
+            Stored::Entry(entry) => {
+                let plain = vary_names(&entry.response).is_some_and(|n| n.is_empty());
+                plain.then(|| (base.to_string(), entry))
+            }
+            Stored::Index(index) => {
+                let key = variant_key(base, &index.nonce, &index.names, request);
+                let entry = self.read(&key)?;
+                let same = vary_names(&entry.response).is_some_and(|n| n == index.names);
+                same.then_some((key, entry))
+            }
+        }
+    }
+
+    /// Starts writing an entry: a temporary file in `dir`, head already written. The body is
+    /// written through the returned writer; `commit()` renames it into place only if called;
+    /// dropping it without commit removes the temporary file. Writing more than max_object
+    /// bytes of body makes the writer give up quietly (commit then stores nothing).
+    ///
+    /// A head whose Content-Length already exceeds max_object gives a writer that has given
+    /// up from the start (see `EntryWriter::is_abandoned`), without touching the disk.
+    ///
+    /// # Errors
+    /// The directory cannot be created, or the temporary file cannot be created or written.
+    pub fn begin(&self, key: &str, response: &Response) -> io::Result<EntryWriter> {
+        let name = entry_name(key);
+        let declared = match response_framing("GET", response) {
+            Ok(Framing::Length(n)) => Some(n),
+            Ok(Framing::Empty) => Some(0),
+            _ => None,
+        };
+        let mut writer = EntryWriter {
+            shared: Arc::clone(&self.shared),
+            temp: self.shared.temp_path(&name),
+            name,
+            file: None,
+            body_len: 0,
+            declared,
+            patch_at: None,
+            received: SystemTime::now(),
+        };
+        if declared.is_some_and(|n| n > self.shared.max_object) {
+            return Ok(writer);
+        }
+        let mut head = response.clone();
+        if declared.is_none() {
+            head.headers.remove("content-length");
+            head.headers.remove("transfer-encoding");
+            head.headers
+                .append("Content-Length", " ".repeat(LENGTH_WIDTH));
+        }
+        let bytes = response_head_bytes(&head);
+        if declared.is_none() {
+            // The placeholder is the value of the last field: before its CRLF and the final CRLF.
+            writer.patch_at = Some((bytes.len() - 4 - LENGTH_WIDTH) as u64);
+        }
+        fs::create_dir_all(&self.shared.dir)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&writer.temp)?;
+        writer.file = Some(BufWriter::new(file));
+        if let Some(file) = writer.file.as_mut() {
+            file.write_all(&bytes)?;
+        }
+        Ok(writer)
+    }
+
+    /// [`Store::begin`] for the response to `request` under the primary key `base`: a
+    /// response with Vary goes under its variant key, and the variant index is written or
+    /// kept so `lookup` finds it.
+    ///
+    /// # Errors
+    /// `Vary: *` (`InvalidInput`: never stored), or an I/O error.
+    pub fn begin_variant(
+        &self,
+        base: &str,
+        request: &Request,
+        response: &Response,
+    ) -> io::Result<EntryWriter> {
+        let names = vary_names(response).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "Vary: * is never stored")
+        })?;
+        if names.is_empty() {
+            return self.begin(base, response);
+        }
+        let nonce = self.index_nonce(base, names.clone())?;
+        self.begin(&variant_key(base, &nonce, &names, request), response)
+    }
+
+    /// The nonce of the variant index of `base` for these names: the existing one if it
+    /// lists the same names, else a new index (which also replaces a plain entry).
+    fn index_nonce(&self, base: &str, names: Vec<String>) -> io::Result<String> {
+        let _serial = self
+            .shared
+            .index_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let name = entry_name(base);
+        if let Some(Stored::Index(index)) = self.shared.open(&name) {
+            if index.names == names {
+                return Ok(index.nonce);
+            }
+        }
+        let index = VaryIndex {
+            nonce: self.shared.nonce(base),
+            names,
+        };
+        self.shared.write_file(&name, &index.to_bytes())?;
+        Ok(index.nonce)
+    }
+
+    /// Rewrites the head of an existing entry (after a 304), keeps the body, sets mtime = now.
+    ///
+    /// The new file is written beside the old one and renamed over it, like any entry; a
+    /// reader that has the old one open keeps reading the old bytes. If the entry was
+    /// replaced meanwhile by a response with another ETag, nothing is written. (Only ETags
+    /// are compared: a 304 may legitimately bring a newer Last-Modified. The body length is
+    /// checked at commit whatever the validators.)
+    ///
+    /// # Errors
+    /// `NotFound` when there is no entry; `InvalidData` when it was replaced meanwhile or the
+    /// body length no longer matches; I/O errors.
+    pub fn refresh(&self, key: &str, response: &Response) -> io::Result<()> {
+        let Some(Stored::Entry(mut entry)) = self.shared.open(&entry_name(key)) else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such entry"));
+        };
+        let (old, new) = (opaque_etag(&entry.response), opaque_etag(response));
+        if matches!((old, new), (Some(a), Some(b)) if a != b) {
+            let why = "the entry was replaced by another response";
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        }
+        let mut writer = self.begin(key, response)?;
+        io::copy(&mut entry.body, &mut writer)?;
+        writer.commit()
+    }
+
+    /// Removes the entry for `key` if present (for a primary key holding a variant index:
+    /// the index, which makes every variant unreachable).
+    pub fn remove(&self, key: &str) {
+        self.shared.remove_file(&entry_name(key));
+    }
+
+    /// Removes every entry file (40-hex names, and leftover temporary files) and nothing else;
+    /// returns (files removed, bytes removed).
+    ///
+    /// # Errors
+    /// The directory cannot be listed or a file cannot be removed. A missing directory is
+    /// an empty cache, not an error.
+    pub fn flush(&self) -> io::Result<(u64, u64)> {
+        let mut usage = self
+            .shared
+            .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let listing = match fs::read_dir(&self.shared.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+            other => other?,
+        };
+        let (mut files, mut bytes) = (0, 0);
+        for item in listing {
+            let item = item?;
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let meta = item.metadata()?;
+            if !meta.is_file() || !(is_entry_name(name) || name.starts_with(TEMP_PREFIX)) {
+                continue;
+            }
+            fs::remove_file(item.path())?;
+            files += 1;
+            bytes += meta.len();
+        }
+        *usage = None;
+        Ok((files, bytes))
+    }
+}
+
+impl Shared {
+    fn lock_usage(&self) -> UsageGuard<'_> {
+        let mut guard = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            let files = self.scan(true);
+            *guard = Some(files.iter().map(|f| f.size).sum());
+        }
+        UsageGuard(guard)
+    }
+
+    fn temp_path(&self, name: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        self.dir.join(format!("{TEMP_PREFIX}{name}-{pid}-{n}"))
+    }
+
+    /// A new variant index nonce, unique across processes and restarts in practice.
+    fn nonce(&self, base: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let seed = format!("{base}\n{now}\n{}\n{n}", std::process::id());
+        entry_name(&seed)[..NONCE_LEN].to_string()
+    }
+
+    /// Opens and checks the file `name`. A missing file is None; a file that cannot be
+    /// read or is malformed is removed and is None. Sets the file's atime to now: this is
+    /// what "recently used" means for eviction.
+    fn open(&self, name: &str) -> Option<Stored> {
+        let path = self.dir.join(name);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                log::warn!("cache: removing unreadable entry {name}: {e}");
+                self.remove_file(name);
+                return None;
+            }
+        };
+        let touched = file.set_times(FileTimes::new().set_accessed(SystemTime::now()));
+        if let Err(e) = touched {
+            log::debug!("cache: cannot set the atime of {name}: {e}");
+        }
+        match parse_file(file) {
+            Ok(stored) => Some(stored),
+            Err(why) => {
+                log::warn!("cache: removing malformed entry {name}: {why}");
+                self.remove_file(name);
+                None
+            }
+        }
+    }
+
+    /// Renames `temp` to `name`, accounting for the bytes it adds and the file it replaces,
+    /// then evicts if the total is past `max_size`.
+    fn install(&self, temp: &Path, name: &str) -> io::Result<()> {
+        let size = fs::metadata(temp)?.len();
+        let dest = self.dir.join(name);
+        let mut usage = self.lock_usage();
+        let replaced = fs::metadata(&dest).map_or(0, |m| m.len());
+        fs::rename(temp, &dest)?;
+        *usage = usage.saturating_sub(replaced) + size;
+        if *usage > self.max_size {
+            self.evict(&mut usage);
+        }
+        Ok(())
+    }
+
+    /// Writes a small file atomically (a variant index).
+    fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let temp = self.temp_path(name);
+        let written = fs::write(&temp, bytes).and_then(|()| self.install(&temp, name));
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written
+    }
+
+    fn remove_file(&self, name: &str) {
+        let path = self.dir.join(name);
+        let mut usage = self.lock_usage();
+        let size = fs::metadata(&path).map_or(0, |m| m.len());
+        if fs::remove_file(&path).is_ok() {
+            *usage = usage.saturating_sub(size);
+        }
+    }
+
+    /// Removes least recently used entries until the total is at most
+    /// `EVICT_TO_PERCENT` of `max_size`. The scan also corrects the running total, should
+    /// another process (a flush) have changed the directory.
+    fn evict(&self, usage: &mut u64) {
+        let mut files = self.scan(false);
+        *usage = files.iter().map(|f| f.size).sum();
+        let target = u64::try_from(u128::from(self.max_size) * u128::from(EVICT_TO_PERCENT) / 100)
+            .unwrap_or(u64::MAX);
+        files.sort_by_key(|f| f.accessed);
+        for file in files {
+            if *usage <= target {
+                break;
+            }
+            if fs::remove_file(&file.path).is_ok() {
+                *usage = usage.saturating_sub(file.size);
+                log::info!(
+                    "cache: evicted {} ({} B, least recently used)",
+                    file.path.display(),
+                    file.size
+                );
+            }
+        }
+    }
+
+    /// The entry files in the directory. With `clean_up`, temporary files left by other
+    /// processes (a proxy that was killed) are removed on the way.
+    fn scan(&self, clean_up: bool) -> Vec<FileInfo> {
+        let Ok(listing) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let ours = std::process::id().to_string();
+        let mut files = Vec::new();
+        for item in listing.flatten() {
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Ok(meta) = item.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            if is_entry_name(name) {
+                files.push(FileInfo {
+                    path: item.path(),
+                    size: meta.len(),
+                    accessed: meta.accessed().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            } else if clean_up
+                && name.starts_with(TEMP_PREFIX)
+                && name.rsplit('-').nth(1) != Some(ours.as_str())
+            {
+                log::info!("cache: removing leftover temporary file {name}");
+                let _ = fs::remove_file(item.path());
+            }
+        }
+        files
+    }
+}
+
+/// The usage total, locked and counted.
+struct UsageGuard<'a>(MutexGuard<'a, Option<u64>>);
+
+impl std::ops::Deref for UsageGuard<'_> {
+    type Target = u64;
+    fn deref(&self) -> &u64 {
+        self.0
+            .as_ref()
+            .expect("lock_usage counts before handing out the guard")
+    }
+}
+
+impl std::ops::DerefMut for UsageGuard<'_> {
+    fn deref_mut(&mut self) -> &mut u64 {
+        self.0
+            .as_mut()
+            .expect("lock_usage counts before handing out the guard")
+    }
+}
+
+struct FileInfo {
+    path: PathBuf,
+    size: u64,
+    accessed: SystemTime,
+}
+
+/// The ETag of a response without its weakness mark (`W/`).
+fn opaque_etag(response: &Response) -> Option<&str> {
+    response
+        .headers
+        .get("etag")
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+}
+
+/// Reads a store file: a variant index, or a response head whose body length matches its
+/// Content-Length (a 204: no body at all).
+fn parse_file(file: File) -> Result<Stored, String> {
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let stored_at = meta.modified().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(file);
+    let start = reader.fill_buf().map_err(|e| e.to_string())?;
+    if start.starts_with(INDEX_MAGIC) {
+        let mut text = String::new();
+        reader
+            .take(MAX_INDEX_BYTES)
+            .read_to_string(&mut text)
+            .map_err(|e| e.to_string())?;
+        return VaryIndex::parse(&text)
+            .map(Stored::Index)
+            .ok_or_else(|| "malformed variant index".to_string());
+    }
+    let response = read_response(&mut reader, &STORED_HEAD_LIMITS)
+        .map_err(|e| format!("malformed head: {e}"))?;
+    if response.is_interim() || response.status == 304 {
+        return Err(format!("status {} is never stored", response.status));
+    }
+    let head_len = reader.stream_position().map_err(|e| e.to_string())?;
+    let body_len = meta.len().saturating_sub(head_len);
+    let expected = match response_framing("GET", &response) {
+        Ok(Framing::Length(n)) => n,
+        Ok(Framing::Empty) => 0,
+        _ => return Err("no valid Content-Length".to_string()),
+    };
+    if expected != body_len {
+        return Err(format!(
+            "{body_len} body bytes where Content-Length says {expected}"
+        ));
+    }
+    Ok(Stored::Entry(Entry {
+        response,
+        body_len,
+        stored_at,
+        body: reader.take(body_len),
+    }))
+}
+
+/// Writes one entry's body to its temporary file (see [`Store::begin`]); `commit` puts it in
+/// place.
+pub struct EntryWriter {
+    shared: Arc<Shared>,
+    /// The entry's final file name.
+    name: String,
+    temp: PathBuf,
+    /// Invariant: `None` once the writer has given up (or committed); the temporary file
+    /// exists exactly while this is `Some`.
+    file: Option<BufWriter<File>>,
+    /// Body bytes written so far.
+    body_len: u64,
+    /// The body length the head promises (Content-Length, or 0 for a 204), checked at commit.
+    declared: Option<u64>,
+    /// Where the Content-Length digits go, when the head did not have one.
+    patch_at: Option<u64>,
+    /// When the response was received: the entry's mtime.
+    received: SystemTime,
+}
+
+impl EntryWriter {
+    /// Whether the writer has given up (body over max_object, or a write failed): commit
+    /// will store nothing.
+    pub fn is_abandoned(&self) -> bool {
+        self.file.is_none()
+    }
+
+    fn abandon(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+
+    /// Puts the entry in place: checks the body length against the head, writes the
+    /// Content-Length if it was not known, sets mtime to when the response was received and
+    /// renames the file over any previous entry. Does nothing if the writer has given up.
+    ///
+    /// # Errors
+    /// The body is shorter or longer than the head says (`InvalidData`), or an I/O error; the
+    /// temporary file is removed either way.
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(buffered) = self.file.take() else {
+            return Ok(());
+        };
+        let result = self.finish(buffered);
+        if result.is_err() {
+            let _ = fs::remove_file(&self.temp);
+        }
+        result
+    }
+
+    fn finish(&self, buffered: BufWriter<File>) -> io::Result<()> {
+        if self.declared.is_some_and(|n| n != self.body_len) {
+            let why = "the body length does not match the stored Content-Length";
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        }
+        let mut file = buffered.into_inner().map_err(|e| e.into_error())?;
+        if let Some(at) = self.patch_at {
+            file.seek(SeekFrom::Start(at))?;
+            file.write_all(self.body_len.to_string().as_bytes())?;
+        }
+        let times = FileTimes::new()
+            .set_modified(self.received)
+            .set_accessed(SystemTime::now());
+        file.set_times(times)?;
+        drop(file);
+        self.shared.install(&self.temp, &self.name)
+    }
+}
+
+impl Write for EntryWriter {
+    /// Appends body bytes; past max_object the writer gives up quietly and keeps accepting
+    /// (and dropping) bytes, so the response it copies keeps flowing to the client.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(buf.len());
+        };
+        self.body_len += buf.len() as u64;
+        if self.body_len > self.shared.max_object {
+            self.abandon();
+            return Ok(buf.len());
+        }
+        if let Err(e) = file.write_all(buf) {
+            self.abandon();
+            return Err(e);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EntryWriter {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::parse::read_request;
+
+    /// A directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(label: &str) -> TempDir {
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+            let dir = std::env::temp_dir()
+                .join(format!("relevo-store-{}-{label}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+
+        fn files(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(&self.0)
+                .map(|l| {
+                    l.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn resp(fields: &str) -> Response {
+        let raw = format!("HTTP/1.1 200 OK\r\n{fields}\r\n");
+        read_response(&mut raw.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    fn req(fields: &str) -> Request {
+        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{fields}\r\n");
+        read_request(&mut raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn store(dir: &TempDir) -> Store {
+        Store::new(&dir.0, 1 << 20, 1 << 16)
+    }
+
+    fn put(store: &Store, key: &str, fields: &str, body: &[u8]) -> io::Result<()> {
+        let mut w = store.begin(key, &resp(fields))?;
+        w.write_all(body)?;
+        w.commit()
+    }
+
+    fn body_of(mut entry: Entry) -> Vec<u8> {
+        let mut out = Vec::new();
+        entry.body().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn round_trip_is_byte_exact_and_readable_as_text() {
+        let dir = TempDir::new("round-trip");
+        let s = store(&dir);
+        let body: Vec<u8> = (0..=255).collect();
+        let fields = "Content-Length: 256\r\nX-A: caf\u{e9}\r\n";
+        put(&s, "k", fields, &body).unwrap();
+        let e = s.read("k").unwrap();
+        assert_eq!(e.body_len, 256);
+        assert_eq!(e.response, resp(fields));
+        assert_eq!(body_of(e), body);
+        let file = fs::read(dir.0.join(entry_name("k"))).unwrap();
+        assert!(file.starts_with(b"HTTP/1.1 200 OK\r\nContent-Length: 256\r\n"));
+        assert!(file.ends_with(&body));
+        assert_eq!(s.usage(), file.len() as u64);
+    }
+
+    #[test]
+    fn unknown_length_is_written_at_commit() {
+        let dir = TempDir::new("patch");
+        let s = store(&dir);
+        put(
+            &s,
+            "k",
+            "Transfer-Encoding: chunked\r\nContent-Length: 9\r\n",
+            b"hello",
+        )
+        .unwrap();
+        let file = fs::read(dir.0.join(entry_name("k"))).unwrap();
+        let text = String::from_utf8_lossy(&file);
+        let patched = format!("Content-Length: 5{}\r\n\r\nhello", " ".repeat(19));
+        assert!(text.ends_with(&patched), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("transfer-encoding"));
+        assert_eq!(body_of(s.read("k").unwrap()), b"hello");
+    }
+
+    #[test]
+    fn nothing_is_stored_without_commit_or_with_a_wrong_length() {
+        let dir = TempDir::new("abort");
+        let s = store(&dir);
+        let mut w = s.begin("k", &resp("Content-Length: 10\r\n")).unwrap();
+        w.write_all(b"12345").unwrap();
+        assert_eq!(
+            dir.files().len(),
+            1,
+            "the temporary file exists while writing"
+        );
+        assert!(dir.files()[0].starts_with(TEMP_PREFIX));
+        drop(w);
+        assert!(dir.files().is_empty());
+        let short = put(&s, "k", "Content-Length: 10\r\n", b"12345");
+        assert_eq!(short.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let long = put(&s, "k", "Content-Length: 1\r\n", b"12345");
+        assert_eq!(long.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert!(dir.files().is_empty());
+        assert!(s.read("k").is_none());
+    }
+
+    #[test]
+    fn bodies_over_max_object_are_dropped_quietly() {
+        let dir = TempDir::new("max-object");
+        let s = Store::new(&dir.0, 1 << 20, 10);
+        let mut w = s.begin("k", &resp("")).unwrap();
+        w.write_all(b"0123456789").unwrap();
+        assert!(!w.is_abandoned());
+        w.write_all(b"!").unwrap();
+        assert!(w.is_abandoned());
+        w.commit().unwrap();
+        let w = s.begin("k", &resp("Content-Length: 11\r\n")).unwrap();
+        assert!(w.is_abandoned());
+        assert!(dir.files().is_empty());
+        put(&s, "k", "Content-Length: 10\r\n", b"0123456789").unwrap();
+        assert!(s.read("k").is_some());
+    }
+
+    #[test]
+    fn malformed_and_truncated_files_are_misses_and_removed() {
+        let dir = TempDir::new("malformed");
+        let s = store(&dir);
+        put(&s, "k", "Content-Length: 5\r\n", b"hello").unwrap();
+        let path = dir.0.join(entry_name("k"));
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(s.read("k").is_none());
+        assert!(!path.exists());
+        for garbage in [
+            &b""[..],
+            b"\0\0\0\xff",
+            b"HTTP/1.1 200 OK\r\n",
+            b"VARY nonsense\r\n",
+        ] {
+            fs::write(&path, garbage).unwrap();
+            assert!(s.read("k").is_none());
+            assert!(!path.exists(), "{garbage:?} was kept");
+        }
+        fs::write(&path, b"HTTP/1.1 304 Not Modified\r\n\r\n").unwrap();
+        assert!(s.read("k").is_none());
+        fs::write(&path, b"HTTP/1.1 200 OK\r\nX: y\r\n\r\nno length").unwrap();
+        assert!(s.read("k").is_none());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn refresh_replaces_the_head_keeps_the_body_and_sets_mtime() {
+        let dir = TempDir::new("refresh");
+        let s = store(&dir);
+        put(
+            &s,
+            "k",
+            "Content-Length: 3\r\nETag: \"1\"\r\nX-V: old\r\n",
+            b"abc",
+        )
+        .unwrap();
+        let path = dir.0.join(entry_name("k"));
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut head = s.read("k").unwrap().response;
+        head.headers.set("X-V", "new");
+        s.refresh("k", &head).unwrap();
+        let e = s.read("k").unwrap();
+        assert_eq!(e.response.headers.get("x-v"), Some("new"));
+        assert!(e.stored_at > old + Duration::from_secs(3000));
+        assert_eq!(body_of(e), b"abc");
+        head.headers
+            .set("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT");
+        head.headers.set("ETag", "W/\"1\"");
+        s.refresh("k", &head).unwrap();
+        head.headers.set("ETag", "\"2\"");
+        let replaced = s.refresh("k", &head).unwrap_err();
+        assert_eq!(replaced.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            s.refresh("nope", &head).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn variants_live_side_by_side_behind_an_index() {
+        let dir = TempDir::new("vary");
+        let s = store(&dir);
+        let varying = resp("Vary: Accept-Encoding\r\nContent-Length: 1\r\n");
+        for (encoding, body) in [("gzip", b"g"), ("br", b"b")] {
+            let r = req(&format!("Accept-Encoding: {encoding}\r\n"));
+            let mut w = s.begin_variant("http://h/", &r, &varying).unwrap();
+            w.write_all(body).unwrap();
+            w.commit().unwrap();
+        }
+        assert_eq!(dir.files().len(), 3);
+        let index = fs::read_to_string(dir.0.join(entry_name("http://h/"))).unwrap();
+        assert!(index.starts_with("VARY ") && index.ends_with(": accept-encoding\r\n"));
+        let found = |encoding: &str| {
+            s.lookup(
+                "http://h/",
+                &req(&format!("Accept-Encoding: {encoding}\r\n")),
+            )
+            .map(|(_, e)| body_of(e))
+        };
+        assert_eq!(found("gzip").unwrap(), b"g");
+        assert_eq!(found("br").unwrap(), b"b");
+        assert_eq!(found("identity"), None);
+        assert!(s.read("http://h/").is_none(), "an index is not an entry");
+        // Invalidation removes the index; a new index has a new nonce, so the old variants
+        // are never found again.
+        s.remove("http://h/");
+        let r = req("Accept-Encoding: br\r\n");
+        let mut w = s.begin_variant("http://h/", &r, &varying).unwrap();
+        w.write_all(b"B").unwrap();
+        w.commit().unwrap();
+        assert_eq!(found("gzip"), None);
+        assert_eq!(found("br").unwrap(), b"B");
+        // A response without Vary replaces the index.
+        put(&s, "http://h/", "Content-Length: 1\r\n", b"p").unwrap();
+        assert_eq!(found("br").unwrap(), b"p");
+        let star = resp("Vary: *\r\n");
+        assert!(s.begin_variant("http://h/", &r, &star).is_err());
+    }
+
+    #[test]
+    fn eviction_removes_least_recently_used_first() {
+        let dir = TempDir::new("evict");
+        let body = [b'x'; 1000];
+        let head_len = response_head_bytes(&resp("Content-Length: 1000\r\n")).len() as u64;
+        let one = head_len + 1000;
+        // Room for two entries, not three.
+        let s = Store::new(&dir.0, one * 2 + one / 2, 1 << 20);
+        put(&s, "a", "Content-Length: 1000\r\n", &body).unwrap();
+        put(&s, "b", "Content-Length: 1000\r\n", &body).unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(60);
+        for (key, age) in [("a", 20), ("b", 40)] {
+            let file = File::open(dir.0.join(entry_name(key))).unwrap();
+            let times = FileTimes::new().set_accessed(long_ago + Duration::from_secs(age));
+            file.set_times(times).unwrap();
+        }
+        assert!(
+            s.read("a").is_some(),
+            "reading makes `a` the most recently used"
+        );
+        put(&s, "c", "Content-Length: 1000\r\n", &body).unwrap();
+        assert!(s.read("b").is_none());
+        assert!(s.read("a").is_some());
+        assert!(s.read("c").is_some());
+        assert_eq!(s.usage(), 2 * one);
+    }
+
+    #[test]
+    fn usage_is_counted_from_existing_files_and_leftovers_are_cleaned() {
+        let dir = TempDir::new("count");
+        let first = store(&dir);
+        put(&first, "a", "Content-Length: 2\r\n", b"hi").unwrap();
+        let size = first.usage();
+        fs::write(dir.0.join(".tmp-abc-1-0"), b"partial").unwrap();
+        fs::write(dir.0.join("notes.txt"), b"mine").unwrap();
+        let second = store(&dir);
+        assert_eq!(second.usage(), size);
+        assert_eq!(dir.files(), [entry_name("a"), "notes.txt".to_string()]);
+    }
+
+    #[test]
+    fn flush_removes_entries_and_temporaries_only() {
+        let dir = TempDir::new("flush");
+        let s = store(&dir);
+        assert_eq!(
+            s.flush().unwrap(),
+            (0, 0),
+            "a missing directory is an empty cache"
+        );
+        put(&s, "a", "Content-Length: 2\r\n", b"hi").unwrap();
+        let size = fs::metadata(dir.0.join(entry_name("a"))).unwrap().len();
+        fs::write(dir.0.join(".tmp-x-1-1"), b"12345").unwrap();
+        fs::write(dir.0.join(".gitkeep"), b"").unwrap();
+        fs::write(
+            dir.0.join("ABCDEF0123456789ABCDEF0123456789ABCDEF01"),
+            b"upper",
+        )
+        .unwrap();
+        fs::create_dir(dir.0.join(entry_name("dir"))).unwrap();
+        assert_eq!(s.flush().unwrap(), (2, size + 5));
+        assert_eq!(dir.files().len(), 3);
+        assert_eq!(s.usage(), 0);
+    }
+
+    #[test]
+    fn vary_index_format() {
+        let index = VaryIndex {
+            nonce: "0123456789abcdef".to_string(),
+            names: vec!["accept".to_string(), "cookie".to_string()],
+        };
+        let text = String::from_utf8(index.to_bytes()).unwrap();
+        assert_eq!(text, "VARY 0123456789abcdef: accept, cookie\r\n");
+        assert_eq!(VaryIndex::parse(&text), Some(index));
+        for bad in [
+            "VARY 0123456789abcdef: accept",
+            "VARY 0123: accept\r\n",
+            "VARY 0123456789abcdef: Accept\r\n",
+            "VARY 0123456789abcdef: a b\r\n",
+            "VARY 0123456789abcdef: \r\n",
+        ] {
+            assert_eq!(VaryIndex::parse(bad), None, "{bad}");
+        }
+    }
+}
