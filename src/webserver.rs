@@ -190,6 +190,12 @@ fn serve_file(site: &Site, request: &Request) -> (Response, Body) {
     };
     let mut response = Response::new(200);
     response.headers.append("Content-Type", content_type);
+    if templated {
+        // Each server fills in its own name, so a stored copy must be checked with the
+        // backend before each reuse (RFC 9111 §5.2.2.4): through a caching proxy a refresh
+        // still shows the round robin, while images and files are served from the cache.
+        response.headers.append("Cache-Control", "no-cache");
+    }
     response
         .headers
         .append("Last-Modified", format_http_date(modified));

@@ -539,3 +539,29 @@ fn threads_return_to_their_baseline_after_every_kind_of_failure() {
     let now = proxy.settle_threads(baseline);
     assert_eq!(now, Some(baseline), "threads leaked");
 }
+
+#[test]
+fn with_the_cache_on_pages_still_show_the_round_robin_and_images_are_hits() {
+    let servers = [webserver("a"), webserver("b"), webserver("c")];
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let dir = TempDir::new("rr-cached");
+    let proxy = proxy(&dir, &backend_lines(&addrs));
+    let pages: Vec<String> = (0..4)
+        .map(|_| {
+            let reply = get(proxy.addr, "/");
+            let name = reply.header("x-served-by").unwrap().to_string();
+            assert!(reply.text().contains(&name), "the page shows who served it");
+            name
+        })
+        .collect();
+    assert_eq!(
+        pages,
+        ["a", "b", "c", "a"],
+        "each refresh is revalidated on the next backend"
+    );
+    let first = get(proxy.addr, "/img/relevo.png");
+    let second = get(proxy.addr, "/img/relevo.png");
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    assert_eq!(second.header("x-cache"), Some("HIT"));
+    assert_eq!(first.body, second.body);
+}
