@@ -53,6 +53,8 @@
 //! fail_timeout = 10              # seconds a backend marked down is skipped
 //! health_check = /health         # optional: path probed on every backend (absent: no probes)
 //! health_interval = 5            # seconds between two probes of the same backend
+//! upstream_keepalive = 32        # idle connections kept per backend for reuse (0: none)
+//! upstream_idle_timeout = 10     # seconds an idle backend connection is kept
 //! access_log = logs/access.log   # one Combined Log Format line per request; `off` for none
 //! status_path = /relevo/status   # the proxy's own status page (never forwarded); `off` for none
 //! status_allow = 127.0.0.0/8 ::1 # addresses (CIDR) that may see it; others get 403
@@ -115,6 +117,8 @@ const KEYS: &[&str] = &[
     "fail_timeout",
     "health_check",
     "health_interval",
+    "upstream_keepalive",
+    "upstream_idle_timeout",
     "access_log",
     "status_path",
     "status_allow",
@@ -177,6 +181,12 @@ pub struct Config {
     pub health_check: Option<String>,
     /// Time between two probes of the same backend. Default 5 s.
     pub health_interval: Duration,
+    /// Idle keep-alive connections kept per backend for the next requests; 0 sends every
+    /// request on a new connection with `Connection: close`. Default 32.
+    pub upstream_keepalive: usize,
+    /// How long an idle backend connection is kept before it is closed. Keep it below the
+    /// backends' own keep-alive timeout. Default 10 s.
+    pub upstream_idle_timeout: Duration,
     /// Where the access log goes (Combined Log Format); `None` (written `off`) for none.
     /// Default `logs/access.log`.
     pub access_log: Option<PathBuf>,
@@ -273,6 +283,8 @@ impl Default for Config {
             fail_timeout: Duration::from_secs(10),
             health_check: None,
             health_interval: Duration::from_secs(5),
+            upstream_keepalive: 32,
+            upstream_idle_timeout: Duration::from_secs(10),
             access_log: Some(PathBuf::from("logs/access.log")),
             status_path: Some("/relevo/status".to_string()),
             status_allow: vec![
@@ -471,6 +483,8 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
         "fail_timeout" => config.fail_timeout = parse_seconds(value)?,
         "health_check" => config.health_check = Some(parse_probe_path(value)?),
         "health_interval" => config.health_interval = parse_seconds(value)?,
+        "upstream_keepalive" => config.upstream_keepalive = parse_usize(value)?,
+        "upstream_idle_timeout" => config.upstream_idle_timeout = parse_seconds(value)?,
         "access_log" => {
             config.access_log = (value != "off").then(|| parse_path(value)).transpose()?;
         }
@@ -694,6 +708,12 @@ fn parse_probe_path(value: &str) -> Result<String, String> {
             quote(value)
         ))
     }
+}
+
+/// Counts that may be 0: decimal digits only.
+fn parse_usize(value: &str) -> Result<usize, String> {
+    usize::try_from(parse_u64(value)?)
+        .map_err(|_| format!("expected at most {}, got {}", usize::MAX, quote(value)))
 }
 
 /// Limits that must be at least 1: decimal digits only.

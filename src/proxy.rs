@@ -43,7 +43,7 @@ use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, text_response, Request, Response, Version};
 use crate::server::{self, ClientStream};
-use crate::upstream::Connection;
+use crate::upstream::{Connection, Pool};
 
 /// Request bodies up to this size are read whole before a backend is contacted (see
 /// `read_body`); larger ones are streamed. Bytes.
@@ -66,6 +66,8 @@ pub struct Proxy {
     limits: Limits,
     /// Limits on a backend's response head.
     response_limits: Limits,
+    /// Idle keep-alive connections to the backends.
+    pool: Pool<Connection>,
     /// `None` with `cache = off`.
     cache: Option<SharedCache>,
 }
@@ -221,7 +223,13 @@ impl Proxy {
             max_header_bytes: config.max_response_header_bytes,
             max_headers: config.max_headers,
         };
+        let pool = Pool::new(
+            config.backends.len(),
+            config.upstream_keepalive,
+            config.upstream_idle_timeout,
+        );
         Proxy {
+            pool,
             balancer: Arc::new(Balancer::new(
                 config.backends.clone(),
                 HealthPolicy {
@@ -307,14 +315,20 @@ impl Proxy {
             .stale
             .as_ref()
             .map(|stale| stale.conditionals.as_slice());
-        let (mut upstream, response) =
-            self.exchange_with_backends(client, peer, request, &body, validators, exchange)?;
+        let Upstream {
+            id,
+            mut conn,
+            response,
+        } = self.exchange_with_backends(client, peer, request, &body, validators, exchange)?;
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;
+        let reusable = reusable(&response, upstream_framing);
         self.invalidate(request, &response);
         let entry = match self.cache_response(request, &response, &mut plan) {
             Fill::Revalidated(entry, age) => {
                 exchange.cache = CacheStatus::Revalidated;
+                // A 304 has no body: the connection is ready for the next request.
+                self.release(id, conn, reusable);
                 return serve_from_cache(client.get_ref().tcp(), request, entry, age, exchange);
             }
             Fill::Relay(entry) => entry,
@@ -326,13 +340,15 @@ impl Proxy {
         exchange.status = Some(response.status);
         exchange.keep_alive = keep_alive;
         relay_response(
-            &mut upstream,
+            &mut conn,
             client.get_ref().tcp(),
             &response,
             (upstream_framing, client_framing),
             entry,
             exchange,
-        )
+        )?;
+        self.release(id, conn, reusable);
+        Ok(())
         // The flight, if we led one, ends here (`plan.leader` drops): after the commit.
     }
 
@@ -432,69 +448,100 @@ impl Proxy {
         body: &RequestBody,
         validators: Option<&[(String, String)]>,
         exchange: &mut Exchange,
-    ) -> Result<(Connection, Response)> {
+    ) -> Result<Upstream> {
         let replayable = is_idempotent(&request.method) && body.is_complete();
         let mut last_error = Error::NoBackend("no backend configured".to_string());
-        for id in self.balancer.plan(Instant::now()) {
+        'backends: for id in self.balancer.plan(Instant::now()) {
             let backend = &self.balancer.backends()[id];
             exchange.backend = Some(backend.authority());
-            let mut upstream = match Connection::open(
-                backend,
-                self.config.connect_timeout,
-                self.config.upstream_timeout,
-            ) {
-                Ok(conn) => conn,
-                Err(e) => {
-                    self.backend_failed(id, &format!("unreachable: {e}"));
-                    last_error = Error::NoBackend(format!("{backend}: {e}"));
-                    continue;
-                }
+            // Only a request that may be sent twice goes on an idle pooled connection: if
+            // the backend closed it meanwhile, the request is sent again on a fresh one.
+            let mut pooled = if replayable {
+                self.pool.take(id, Instant::now())
+            } else {
+                None
             };
-            let mut outgoing = rewrite_request(request, peer, backend, body.outgoing_framing());
-            if let Some(conditionals) = validators {
-                add_validators(&mut outgoing, conditionals);
-            }
-            log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
-            let attempt = forward(
-                &mut upstream,
-                &outgoing,
-                client,
-                body,
-                self.config.max_body_size,
-            )
-            .and_then(|()| {
-                exchange.body_consumed = true;
-                read_final_response(
-                    &mut upstream,
-                    client.get_ref().tcp(),
+            loop {
+                let from_pool = pooled.is_some();
+                let mut conn = match pooled.take() {
+                    Some(conn) => conn,
+                    None => match Connection::open(
+                        backend,
+                        self.config.connect_timeout,
+                        self.config.upstream_timeout,
+                    ) {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            self.backend_failed(id, &format!("unreachable: {e}"));
+                            last_error = Error::NoBackend(format!("{backend}: {e}"));
+                            continue 'backends;
+                        }
+                    },
+                };
+                let mut outgoing = rewrite_request(
                     request,
-                    exchange,
-                    &self.response_limits,
+                    peer,
+                    backend,
+                    body.outgoing_framing(),
+                    self.config.upstream_keepalive > 0,
+                );
+                if let Some(conditionals) = validators {
+                    add_validators(&mut outgoing, conditionals);
+                }
+                log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
+                let attempt = forward(
+                    &mut conn,
+                    &outgoing,
+                    client,
+                    body,
+                    self.config.max_body_size,
                 )
-            });
-            match attempt {
-                Ok(response) => {
-                    log::debug!("{backend} → {peer}:\n{}", head_text_response(&response));
-                    if self.balancer.record_success(id) {
-                        log::info!("backend {backend} is up again");
+                .and_then(|()| {
+                    exchange.body_consumed = true;
+                    read_final_response(
+                        &mut conn,
+                        client.get_ref().tcp(),
+                        request,
+                        exchange,
+                        &self.response_limits,
+                    )
+                });
+                match attempt {
+                    Ok(response) => {
+                        log::debug!("{backend} → {peer}:\n{}", head_text_response(&response));
+                        if self.balancer.record_success(id) {
+                            log::info!("backend {backend} is up again");
+                        }
+                        return Ok(Upstream { id, conn, response });
                     }
-                    return Ok((upstream, response));
-                }
-                Err(e @ (Error::Io(Side::Backend, _) | Error::Parse(Side::Backend, _))) => {
-                    self.backend_failed(id, &e.to_string());
-                    if !replayable || exchange.head_sent {
-                        return Err(e);
+                    Err(e) if from_pool && !exchange.head_sent && closed_before_answer(&e) => {
+                        log::debug!("idle connection to {backend} was closed ({e}); reconnecting");
                     }
-                    log::warn!(
-                        "{peer} \"{}\" failed on {backend} ({e}); trying the next backend",
-                        request.request_line()
-                    );
-                    last_error = e;
+                    Err(e @ (Error::Io(Side::Backend, _) | Error::Parse(Side::Backend, _))) => {
+                        self.backend_failed(id, &e.to_string());
+                        if !replayable || exchange.head_sent {
+                            return Err(e);
+                        }
+                        log::warn!(
+                            "{peer} \"{}\" failed on {backend} ({e}); trying the next backend",
+                            request.request_line()
+                        );
+                        last_error = e;
+                        continue 'backends;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         Err(last_error)
+    }
+
+    /// After a response was relayed: a connection whose response was read to its end, and
+    /// that the backend did not ask to close, goes back to the pool for the next request.
+    fn release(&self, id: usize, mut conn: Connection, reusable: bool) {
+        if reusable && conn.reader().buffer().is_empty() {
+            self.pool.put(id, conn, Instant::now());
+        }
     }
 
     /// Counts a failed attempt against backend `id` and logs it, and logs when that marks
@@ -636,6 +683,43 @@ impl Proxy {
     }
 }
 
+/// A backend connection whose response head has been read.
+struct Upstream {
+    /// Which backend (index into the balancer's list).
+    id: usize,
+    conn: Connection,
+    response: Response,
+}
+
+/// Whether a failure on a pooled connection means the backend had closed it before our
+/// request arrived (reset, broken pipe, end of stream before any byte), the known race of
+/// keep-alive connections; a timeout does not qualify.
+fn closed_before_answer(e: &Error) -> bool {
+    match e {
+        Error::Parse(Side::Backend, ParseError::UnexpectedEof) => true,
+        Error::Io(Side::Backend, e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+/// Whether the connection can carry another request once this response's body has been
+/// read (RFC 9112 §9.3): HTTP/1.1, no `Connection: close`, and a body whose end is known
+/// without closing; Content-Length with chunked is read as chunked but not trusted further
+/// (RFC 9112 §6.3).
+fn reusable(response: &Response, framing: Framing) -> bool {
+    response.version == Version::Http11
+        && !response.headers.has_token("connection", "close")
+        && framing != Framing::Close
+        && !(response.headers.contains("content-length")
+            && response.headers.contains("transfer-encoding"))
+}
+
 /// Methods whose effect is the same however many times they are sent (RFC 9110 §9.2.2).
 fn is_idempotent(method: &str) -> bool {
     matches!(
@@ -658,12 +742,14 @@ fn expects_continue(request: &Request) -> bool {
 /// - the client's address is appended to `X-Forwarded-For`; `X-Forwarded-Proto: http`;
 /// - `Via: 1.1 relevo` is appended (§7.6.3);
 /// - the body is re-framed by us: our own Content-Length or `Transfer-Encoding: chunked`;
-/// - `Connection: close`, since each backend connection carries one request.
+/// - `Connection: close` unless `keep_alive` (the connection will go back to the pool):
+///   HTTP/1.1 connections are persistent by default (RFC 9112 §9.3).
 pub fn rewrite_request(
     request: &Request,
     peer: SocketAddr,
     backend: &Backend,
     framing: Framing,
+    keep_alive: bool,
 ) -> Request {
     let (host, target) = match parse::absolute_form_parts(&request.target) {
         Some((authority, origin_form)) => (authority.to_string(), origin_form),
@@ -707,7 +793,9 @@ pub fn rewrite_request(
         Framing::Chunked => out.headers.append("Transfer-Encoding", "chunked"),
         Framing::Empty | Framing::Close => {}
     }
-    out.headers.append("Connection", "close");
+    if !keep_alive {
+        out.headers.append("Connection", "close");
+    }
     out
 }
 
@@ -1083,7 +1171,7 @@ mod tests {
     #[test]
     fn rewrite_sets_host_and_forwarding_fields() {
         let r = req("GET /a?b HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.1\r\nAccept: */*\r\n\r\n");
-        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty);
+        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
         assert_eq!(out.target, "/a?b");
         assert_eq!(out.headers.iter().next(), Some(("Host", "10.0.0.7:8081")));
         assert_eq!(out.headers.get("x-forwarded-host"), Some("shop.example"));
@@ -1096,12 +1184,15 @@ mod tests {
         assert_eq!(out.headers.get("accept"), Some("*/*"));
         assert_eq!(out.headers.get("connection"), Some("close"));
         assert!(!out.headers.contains("content-length"));
+        // With pooling on, HTTP/1.1's default (persistent) is left to speak for itself.
+        let pooled = rewrite_request(&r, peer(), &backend(), Framing::Empty, true);
+        assert!(!pooled.headers.contains("connection"));
     }
 
     #[test]
     fn rewrite_turns_absolute_form_into_origin_form() {
         let r = req("GET http://Other.example:81/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
-        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty);
+        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
         assert_eq!(out.target, "/x?y");
         assert_eq!(
             out.headers.get("x-forwarded-host"),
@@ -1112,7 +1203,7 @@ mod tests {
     #[test]
     fn rewrite_drops_hop_by_hop_fields_and_reframes_the_body() {
         let r = req("POST / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
-        let out = rewrite_request(&r, peer(), &backend(), Framing::Chunked);
+        let out = rewrite_request(&r, peer(), &backend(), Framing::Chunked, false);
         for gone in [
             "x-secret",
             "keep-alive",
@@ -1131,7 +1222,7 @@ mod tests {
             out.headers.get_all("connection").collect::<Vec<_>>(),
             ["close"]
         );
-        let sized = rewrite_request(&r, peer(), &backend(), Framing::Length(7));
+        let sized = rewrite_request(&r, peer(), &backend(), Framing::Length(7), false);
         assert_eq!(sized.headers.get("content-length"), Some("7"));
         assert!(!sized.headers.contains("transfer-encoding"));
     }
@@ -1225,7 +1316,7 @@ mod tests {
         let r = req(
             "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"mine\"\r\nIf-Modified-Since: x\r\n\r\n",
         );
-        let mut out = rewrite_request(&r, peer(), &backend(), Framing::Empty);
+        let mut out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
         add_validators(&mut out, &[("If-None-Match".into(), "\"ours\"".into())]);
         assert_eq!(
             out.headers.get_all("if-none-match").collect::<Vec<_>>(),

@@ -350,3 +350,48 @@ fn active_health_checks_take_a_backend_out_and_bring_it_back() {
         "{log}"
     );
 }
+
+#[test]
+fn backend_connections_are_kept_alive_and_reused() {
+    let backend = KeepAliveBackend::new();
+    let dir = TempDir::new("keepalive");
+    let proxy = proxy(&dir, &format!("cache = off\nbackend = {}\n", backend.addr));
+    for i in 0..10 {
+        assert_eq!(get(proxy.addr, &format!("/{i}")).text(), "ka");
+    }
+    assert_eq!(backend.requests.load(Ordering::SeqCst), 10);
+    assert_eq!(
+        backend.connections.load(Ordering::SeqCst),
+        1,
+        "each request opened a connection"
+    );
+}
+
+#[test]
+fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
+    // Answers one request per connection, without saying it will close.
+    let backend = Backend::fixed(OK);
+    let (dir, proxy) = proxy_for(&[&backend], "max_fails = 1\nfail_timeout = 60\n");
+    for _ in 0..5 {
+        assert_eq!(get(proxy.addr, "/").status, 200);
+    }
+    assert_eq!(
+        backend.requests().len(),
+        5,
+        "each request reached the backend once"
+    );
+    drop(proxy);
+    let log = proxy_log(&dir);
+    assert!(
+        !log.contains("marked down"),
+        "a stale idle connection counted as a failure:\n{log}"
+    );
+}
+
+#[test]
+fn upstream_keepalive_zero_asks_the_backend_to_close() {
+    let backend = Backend::fixed(OK);
+    let (_dir, proxy) = proxy_for(&[&backend], "upstream_keepalive = 0\n");
+    assert_eq!(get(proxy.addr, "/").status, 200);
+    assert!(backend.only_request().contains("\r\nConnection: close\r\n"));
+}

@@ -547,3 +547,69 @@ pub fn age_cache(dir: &TempDir, secs: u64) {
 pub fn proxy_log(dir: &TempDir) -> String {
     std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default()
 }
+
+/// A keep-alive backend: answers every GET on a connection with a small 200 until the
+/// client closes, and counts connections and requests. Stops accepting when dropped.
+pub struct KeepAliveBackend {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl KeepAliveBackend {
+    pub fn new() -> KeepAliveBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (conns, reqs, stopping) = (
+            Arc::clone(&connections),
+            Arc::clone(&requests),
+            Arc::clone(&stop),
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let reqs = Arc::clone(&reqs);
+                thread::spawn(move || {
+                    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while let Some(end) = find(&pending, b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            reqs.fetch_add(1, Ordering::SeqCst);
+                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nka";
+                            if stream.write_all(reply).is_err() {
+                                return;
+                            }
+                        }
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        KeepAliveBackend {
+            addr,
+            connections,
+            requests,
+            stop,
+        }
+    }
+}
+
+impl Drop for KeepAliveBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
