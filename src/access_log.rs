@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Local};
 
+use crate::cache::CacheStatus;
 use crate::error::{Error, Result};
-use crate::stats::CacheResult;
 
 /// One request, as the access log records it.
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ pub struct AccessEntry<'a> {
     /// The backend that answered.
     pub upstream: Option<&'a str>,
     /// The cache result.
-    pub cache: Option<CacheResult>,
+    pub cache: Option<CacheStatus>,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -59,7 +59,7 @@ pub fn combined_line(e: &AccessEntry) -> String {
         escape(e.referer.unwrap_or("-")),
         escape(e.user_agent.unwrap_or("-")),
         e.upstream.unwrap_or("-"),
-        e.cache.map_or("-", CacheResult::as_str),
+        e.cache.map_or("-", CacheStatus::as_str),
         e.elapsed.as_millis()
     )
 }
@@ -130,7 +130,7 @@ mod tests {
             referer: None,
             user_agent,
             upstream: Some("127.0.0.1:8081"),
-            cache: Some(CacheResult::Miss),
+            cache: Some(CacheStatus::Miss),
             elapsed: Duration::from_millis(2),
         }
     }

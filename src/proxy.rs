@@ -29,6 +29,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::access_log::{AccessEntry, AccessLog};
 use crate::balancer::{Balancer, HealthPolicy};
 use crate::cache::{
     self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, Reuse, Role, Store,
@@ -43,6 +44,8 @@ use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, text_response, Request, Response, Version};
 use crate::server::{self, ClientStream};
+use crate::stats::{RequestRecord, Stats};
+use crate::status::{self, StatusView};
 use crate::upstream::{Connection, Pool};
 
 /// Request bodies up to this size are read whole before a backend is contacted (see
@@ -68,6 +71,10 @@ pub struct Proxy {
     response_limits: Limits,
     /// Idle keep-alive connections to the backends.
     pool: Pool<Connection>,
+    /// What the status page shows.
+    stats: Stats,
+    /// The Combined Log Format file, when configured.
+    access_log: Option<AccessLog>,
     /// `None` with `cache = off`.
     cache: Option<SharedCache>,
 }
@@ -113,7 +120,7 @@ pub fn run(config: Config) -> Result<()> {
         log::info!("cache off");
     }
     let max_connections = config.max_connections;
-    let proxy = Arc::new(Proxy::new(config));
+    let proxy = Arc::new(Proxy::new(config)?);
     if let Some(path) = &proxy.config.health_check {
         let settings = ProbeSettings {
             path: path.clone(),
@@ -129,7 +136,8 @@ pub fn run(config: Config) -> Result<()> {
         );
     }
 
-    server::serve(listener, max_connections, move |stream, peer| {
+    let active = Arc::clone(&proxy.stats.active_connections);
+    server::serve(listener, max_connections, active, move |stream, peer| {
         proxy.handle_connection(stream, peer);
     });
     Ok(())
@@ -152,6 +160,11 @@ struct Exchange {
     keep_alive: bool,
     /// What the cache did, for `X-Cache` and the log line.
     cache: CacheStatus,
+    /// Id of the backend in `backend`, for the status page.
+    backend_id: Option<usize>,
+    /// The request was for the status page: logged at debug level only and left out of the
+    /// status page's own figures (a page refreshing every 2 s would drown them).
+    internal: bool,
 }
 
 /// The outcome of the cache lookup step.
@@ -203,7 +216,10 @@ enum Fill {
 
 impl Proxy {
     /// A proxy for `config`.
-    pub fn new(config: Config) -> Self {
+    ///
+    /// # Errors
+    /// `Error::Startup` when the access log cannot be opened.
+    pub fn new(config: Config) -> Result<Self> {
         let limits = Limits {
             max_line: config.max_request_line,
             max_header_bytes: config.max_header_bytes,
@@ -228,8 +244,15 @@ impl Proxy {
             config.upstream_keepalive,
             config.upstream_idle_timeout,
         );
-        Proxy {
+        let access_log = config
+            .access_log
+            .as_deref()
+            .map(AccessLog::open)
+            .transpose()?;
+        Ok(Proxy {
             pool,
+            stats: Stats::new(config.backends.len()),
+            access_log,
             balancer: Arc::new(Balancer::new(
                 config.backends.clone(),
                 HealthPolicy {
@@ -241,7 +264,7 @@ impl Proxy {
             limits,
             response_limits,
             cache,
-        }
+        })
     }
 
     /// Serves one client connection: requests are read and answered in order until the
@@ -300,6 +323,11 @@ impl Proxy {
         request: &Request,
         exchange: &mut Exchange,
     ) -> Result<()> {
+        if let Some(query) = self.status_query(request) {
+            if request_framing(request) == Ok(Framing::Empty) {
+                return self.serve_status(client.get_ref().tcp(), peer, request, query, exchange);
+            }
+        }
         let framing = self.validate(request)?;
         let body = read_body(client, request, framing, self.config.max_body_size)?;
         exchange.body_consumed = body.is_complete();
@@ -454,6 +482,7 @@ impl Proxy {
         'backends: for id in self.balancer.plan(Instant::now()) {
             let backend = &self.balancer.backends()[id];
             exchange.backend = Some(backend.authority());
+            exchange.backend_id = Some(id);
             // Only a request that may be sent twice goes on an idle pooled connection: if
             // the backend closed it meanwhile, the request is sent again on a fresh one.
             let mut pooled = if replayable {
@@ -666,20 +695,162 @@ impl Proxy {
         started: Instant,
         error: Option<&Error>,
     ) {
-        let line = request.map_or_else(|| "-".to_string(), Request::request_line);
+        let elapsed = started.elapsed();
+        let line = request.map(Request::request_line);
+        let line_text = line.as_deref().unwrap_or("-");
         let backend = exchange.backend.as_deref().unwrap_or("-");
         let status = exchange
             .status
             .map_or_else(|| "-".to_string(), |s| s.to_string());
-        let ms = started.elapsed().as_millis();
+        let ms = elapsed.as_millis();
         let bytes = exchange.bytes;
         let cache = exchange.cache.as_str();
-        match error {
-            None => log::info!("{peer} \"{line}\" -> {backend} {status} {cache} {bytes} B {ms} ms"),
-            Some(e) => log::warn!(
-                "{peer} \"{line}\" -> {backend} {status} {cache} {bytes} B {ms} ms ({e})"
+        match (error, exchange.internal) {
+            (None, true) => log::debug!("{peer} \"{line_text}\" -> {status} {bytes} B {ms} ms"),
+            (None, false) => {
+                log::info!(
+                    "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms"
+                );
+            }
+            (Some(e), _) => log::warn!(
+                "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms ({e})"
             ),
         }
+        let now = SystemTime::now();
+        if let Some(access_log) = &self.access_log {
+            access_log.write(&AccessEntry {
+                time: now,
+                client: peer.ip(),
+                request_line: line.as_deref(),
+                status: exchange.status,
+                bytes,
+                referer: request.and_then(|r| r.headers.get("referer")),
+                user_agent: request.and_then(|r| r.headers.get("user-agent")),
+                upstream: exchange.backend.as_deref(),
+                cache: request.map(|_| exchange.cache),
+                elapsed,
+            });
+        }
+        if !exchange.internal {
+            self.stats.record(RequestRecord {
+                time: now,
+                client: peer,
+                request_line: line.unwrap_or_else(|| "-".to_string()),
+                backend: exchange.backend_id,
+                status: exchange.status,
+                cache: request.map(|_| exchange.cache),
+                elapsed,
+            });
+        }
+    }
+
+    /// Step 2, for the status page: answered by the proxy itself, never forwarded, and only
+    /// to the clients `status_allow` lets in (403 for the others). `?format=json` gives the
+    /// same data as JSON.
+    fn serve_status(
+        &self,
+        client: &TcpStream,
+        peer: SocketAddr,
+        request: &Request,
+        query: Option<&str>,
+        exchange: &mut Exchange,
+    ) -> Result<()> {
+        exchange.internal = true;
+        exchange.keep_alive = request.keep_alive();
+        let allowed = self
+            .config
+            .status_allow
+            .iter()
+            .any(|net| net.contains(peer.ip()));
+        let (status, content_type, body) = if !allowed {
+            let (_, body) = text_response(403, "the status page is not open to your address");
+            (403, "text/plain; charset=utf-8", body)
+        } else if request.method != "GET" && request.method != "HEAD" {
+            let (_, body) = text_response(405, "the status page answers GET and HEAD");
+            (405, "text/plain; charset=utf-8", body)
+        } else {
+            let view = self.status_view();
+            let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
+            if json {
+                (
+                    200,
+                    "application/json",
+                    status::render_json(&view).into_bytes(),
+                )
+            } else {
+                (
+                    200,
+                    "text/html; charset=utf-8",
+                    status::render_html(&view).into_bytes(),
+                )
+            }
+        };
+        let mut response = Response::new(status);
+        response.headers.append("Content-Type", content_type);
+        response
+            .headers
+            .append("Content-Length", body.len().to_string());
+        response.headers.append("Cache-Control", "no-store");
+        if status == 405 {
+            response.headers.append("Allow", "GET, HEAD");
+        }
+        if !exchange.keep_alive {
+            response.headers.append("Connection", "close");
+        }
+        let mut bytes = serialize::response_head_bytes(&response);
+        if request.method != "HEAD" {
+            bytes.extend_from_slice(&body);
+            exchange.bytes = body.len() as u64;
+        }
+        exchange.status = Some(status);
+        exchange.head_sent = true;
+        let mut out = client;
+        out.write_all(&bytes)
+            .map_err(|e| Error::Io(Side::Client, e))
+    }
+
+    /// Everything the status page shows, taken now.
+    fn status_view(&self) -> StatusView {
+        let health = self.balancer.health();
+        let backends = self
+            .balancer
+            .backends()
+            .iter()
+            .zip(health)
+            .map(|(b, h)| (b.authority(), h))
+            .collect();
+        let cache = self.cache.as_ref().map(|c| {
+            let entries = std::fs::read_dir(c.store.dir())
+                .map(|dir| {
+                    dir.flatten()
+                        .filter(|e| cache::is_entry_name(&e.file_name().to_string_lossy()))
+                        .count() as u64
+                })
+                .unwrap_or(0);
+            (entries, c.store.usage())
+        });
+        StatusView {
+            stats: self.stats.snapshot(),
+            backends,
+            cache,
+            now: Instant::now(),
+            now_wall: SystemTime::now(),
+        }
+    }
+
+    /// The path and query of a request for the status page, if it is one.
+    fn status_query<'r>(&self, request: &'r Request) -> Option<Option<&'r str>> {
+        let status_path = self.config.status_path.as_deref()?;
+        let target = match request.target.split_once("://") {
+            // Absolute-form: skip the authority.
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => request.target.as_str(),
+        };
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        (path == status_path).then_some(query)
     }
 }
 

@@ -41,12 +41,12 @@ pub fn bind(addr: &str) -> Result<TcpListener> {
 
 /// Accepts connections forever, running `handler` on a new thread for each one. Beyond
 /// `max_connections` handlers running at once, a new connection gets a `503` and is closed.
-pub fn serve<H>(listener: TcpListener, max_connections: usize, handler: H)
+/// `active` counts the connections being served (the status page shows it).
+pub fn serve<H>(listener: TcpListener, max_connections: usize, active: Arc<AtomicUsize>, handler: H)
 where
     H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
-    let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(stream) => stream,

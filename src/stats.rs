@@ -12,35 +12,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::cache::CacheStatus;
+
 /// Requests kept for the "last requests" table.
 pub const RECENT_REQUESTS: usize = 20;
 /// Response times kept per backend for the p99.
 pub const LATENCY_WINDOW: usize = 1024;
-
-/// How a request was answered with respect to the cache (the `X-Cache` value).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheResult {
-    /// Served from a fresh stored response.
-    Hit,
-    /// Fetched from a backend (and stored when allowed).
-    Miss,
-    /// A stale stored response confirmed by the backend (304) and served.
-    Revalidated,
-    /// Not eligible for the cache (method, directives, cache off).
-    Bypass,
-}
-
-impl CacheResult {
-    /// The `X-Cache` header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheResult::Hit => "HIT",
-            CacheResult::Miss => "MISS",
-            CacheResult::Revalidated => "REVALIDATED",
-            CacheResult::Bypass => "BYPASS",
-        }
-    }
-}
 
 /// One finished request, as the status page lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +33,7 @@ pub struct RequestRecord {
     /// Status sent to the client, if any.
     pub status: Option<u16>,
     /// Cache result, when the cache was consulted.
-    pub cache: Option<CacheResult>,
+    pub cache: Option<CacheStatus>,
     /// Time from the first byte of the request to the last byte of the response.
     pub elapsed: Duration,
 }
@@ -179,10 +156,10 @@ impl Stats {
             c.recent_micros.push_back(micros);
         }
         let counter = match record.cache {
-            Some(CacheResult::Hit) => Some(&self.cache.hits),
-            Some(CacheResult::Miss) => Some(&self.cache.misses),
-            Some(CacheResult::Revalidated) => Some(&self.cache.revalidated),
-            Some(CacheResult::Bypass) => Some(&self.cache.bypassed),
+            Some(CacheStatus::Hit) => Some(&self.cache.hits),
+            Some(CacheStatus::Miss) => Some(&self.cache.misses),
+            Some(CacheStatus::Revalidated) => Some(&self.cache.revalidated),
+            Some(CacheStatus::Bypass) => Some(&self.cache.bypassed),
             None => None,
         };
         if let Some(counter) = counter {
@@ -224,7 +201,7 @@ mod tests {
         backend: Option<usize>,
         status: u16,
         ms: u64,
-        cache: Option<CacheResult>,
+        cache: Option<CacheStatus>,
     ) -> RequestRecord {
         RequestRecord {
             time: SystemTime::UNIX_EPOCH,
@@ -278,11 +255,11 @@ mod tests {
     fn cache_results_and_hit_ratio() {
         let stats = Stats::new(1);
         assert_eq!(stats.snapshot().hit_ratio(), None);
-        stats.record(record(Some(0), 200, 1, Some(CacheResult::Miss)));
-        stats.record(record(None, 200, 1, Some(CacheResult::Hit)));
-        stats.record(record(None, 200, 1, Some(CacheResult::Hit)));
-        stats.record(record(Some(0), 200, 1, Some(CacheResult::Revalidated)));
-        stats.record(record(Some(0), 200, 1, Some(CacheResult::Bypass)));
+        stats.record(record(Some(0), 200, 1, Some(CacheStatus::Miss)));
+        stats.record(record(None, 200, 1, Some(CacheStatus::Hit)));
+        stats.record(record(None, 200, 1, Some(CacheStatus::Hit)));
+        stats.record(record(Some(0), 200, 1, Some(CacheStatus::Revalidated)));
+        stats.record(record(Some(0), 200, 1, Some(CacheStatus::Bypass)));
         let snap = stats.snapshot();
         assert_eq!(
             (

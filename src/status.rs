@@ -296,7 +296,8 @@ fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{CacheResult, RequestRecord, Stats};
+    use crate::cache::CacheStatus;
+    use crate::stats::{RequestRecord, Stats};
 
     fn view() -> StatusView {
         let stats = Stats::new(2);
@@ -306,7 +307,7 @@ mod tests {
             request_line: "GET /<script>alert(1)</script> HTTP/1.1".to_string(),
             backend: Some(0),
             status: Some(200),
-            cache: Some(CacheResult::Miss),
+            cache: Some(CacheStatus::Miss),
             elapsed: Duration::from_millis(3),
         });
         let now = Instant::now();

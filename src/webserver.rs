@@ -65,7 +65,8 @@ pub fn run(listen: &str, site: Site) -> Result<()> {
     println!("listening on {addr}");
     log::info!("{} serving {} on {addr}", site.name, site.root.display());
     let site = Arc::new(site);
-    server::serve(listener, MAX_CONNECTIONS, move |stream, peer| {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    server::serve(listener, MAX_CONNECTIONS, active, move |stream, peer| {
         handle_connection(&site, stream, peer);
     });
     Ok(())

@@ -12,4 +12,5 @@ mod interop;
 mod proxy;
 mod random_input;
 mod reference;
+mod status;
 mod webserver;
