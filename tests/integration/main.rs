@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod cache;
 mod client;
 mod config;
