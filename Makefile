@@ -3,24 +3,36 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: all build run test flush clean
+.PHONY: all build run demo test flush clean
 
 all: build
 
 build:
 	$(CARGO) build --release --bins
 
-# Three webservers and the proxy in the foreground; Ctrl-C (or any of them exiting) stops all four.
+# Three webservers and the proxy in the foreground; Ctrl-C stops all four. Each webserver runs
+# under a small supervisor loop that restarts it RESTART_DELAY seconds after it stops (as a
+# service manager would), so `make demo` can stop one and show it come back. Every job gets its
+# own process group (set -m), and the exit trap kills whole groups: nothing is left behind.
+RESTART_DELAY ?= 3
 run: build
 	@mkdir -p logs cache
 	@set -m; pids=(); \
-	trap '{ kill $${pids[@]}; wait; } 2>/dev/null; echo "relevo: all four servers stopped"' EXIT; \
+	trap 'for p in $${pids[@]}; do kill -- -$$p; done 2>/dev/null; wait 2>/dev/null; echo "relevo: all four servers stopped"' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for n in 1 2 3; do \
-	  $(RELEASE)/webserver --port 808$$n --root www --name server-$$n --log logs/webserver-$$n.log & pids+=($$!); \
+	  ( while :; do \
+	      $(RELEASE)/webserver --port 808$$n --root www --name server-$$n --log logs/webserver-$$n.log; \
+	      echo "relevo: server-$$n stopped; restarting it in $(RESTART_DELAY) s"; sleep $(RESTART_DELAY); \
+	    done ) & pids+=($$!); \
 	done; \
 	$(RELEASE)/proxy proxy.conf & pids+=($$!); \
-	wait -n; exit 1
+	wait $$!; exit 1
+
+# With `make run` going in another terminal: round robin, a cache miss then a hit, a 501, and a
+# backend stopped (failover) and restarted, step by step with the project's client.
+demo: build
+	@bash tests/demo.sh
 
 test:
 	$(CARGO) test --all-targets

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `make demo`: a walk through Relevo for a class, with `make run` going in another terminal.
+# Every step uses the project's own client (target/release/client) against the proxy on
+# localhost:8080 and prints what to look at. Open http://localhost:8080/relevo/status on the
+# projector beside it to see the same events on the status page.
+set -u
+cd "$(dirname "$0")/.."
+
+PROXY=${PROXY:-http://localhost:8080}
+CLIENT=target/release/client
+LOG=logs/demo-client.log
+CACHE_DIR=$(mktemp -d)                      # the client's own cache stays out of the way
+trap 'rm -rf "$CACHE_DIR"' EXIT
+mkdir -p logs
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+say() { printf '    %s\n' "$*"; }
+
+# One request, `show [OPTIONS] URL`; prints the status line and the headers that tell the story.
+show() {
+  local url=${*: -1}
+  "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -i "${@:1:$#-1}" "$LOG" "$url" 2>&1 \
+    | grep -E '^(HTTP/1\.[01] |X-Served-By|X-Cache|Age|client:)' | sed 's/^/    /'
+}
+
+served_by() {
+  "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -i "$LOG" "$1" 2>/dev/null \
+    | tr -d '\r' | sed -n 's/^X-Served-By: //p'
+}
+
+if ! "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -I "$LOG" "$PROXY/" >/dev/null 2>&1; then
+  echo "demo: nothing answers at $PROXY. Start the servers first, in another terminal: make run"
+  exit 1
+fi
+
+step "1. Round robin: three requests for the same page, three different servers"
+for _ in 1 2 3; do show "$PROXY/"; done
+say "The page says Cache-Control: no-cache (each server writes its own name in it), so the"
+say "proxy checks every copy with the next backend: the rotation stays visible."
+
+step "2. The cache: the same image twice, a miss and then a hit"
+IMAGE="$PROXY/img/relevo.png?demo=$(date +%s)"
+show "$IMAGE"
+show "$IMAGE"
+say "The second answer came from a file under cache/ (X-Cache: HIT, with its Age)."
+say "No backend saw it: look for it in the make run terminal, it is not there."
+
+step "3. A method the proxy does not forward: 501 Not Implemented"
+show -X DELETE "$PROXY/"
+say "proxy.conf says methods = GET HEAD POST; nothing was sent to a backend."
+
+step "4. A backend goes down: server-2 is stopped"
+if ! pkill -f -- "webserver --port 8082 "; then
+  say "(server-2 is not running under make run; skipping this step)"
+  exit 0
+fi
+for _ in 1 2 3 4; do show "$PROXY/"; done
+say "No 502: the connection to server-2 was refused, so the proxy tried the next"
+say "backend and marked server-2 down for fail_timeout (5 s in proxy.conf)."
+
+step "5. make run restarts server-2, and after fail_timeout it is back in the rotation"
+for _ in $(seq 30); do
+  "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -I "$LOG" http://localhost:8082/ >/dev/null 2>&1 && break
+  sleep 0.5
+done
+say "server-2 answers again on port 8082; waiting for the proxy to take it back..."
+back=""
+for _ in $(seq 20); do
+  if [ "$(served_by "$PROXY/")" = "server-2" ]; then back=yes; break; fi
+  sleep 0.5
+done
+if [ -n "$back" ]; then
+  for _ in 1 2 3; do show "$PROXY/"; done
+  say "server-2 is serving again."
+else
+  say "server-2 did not come back yet: is make run still going?"
+fi
+
+step "Done. Each request above is a line in $LOG and in logs/proxy.log / logs/access.log."
