@@ -38,7 +38,7 @@ use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
 use crate::health::{self, ProbeSettings};
 use crate::http::body::{
-    copy_body, request_framing, response_framing, BodyProgress, BodyReader, Framing,
+    copy_body, request_framing, response_framing, BodyProgress, BodyReader, Framing, COPY_BUFFER,
 };
 use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
@@ -51,11 +51,12 @@ use crate::upstream::{Connection, Pool};
 /// Request bodies up to this size are read whole before a backend is contacted (see
 /// `read_body`); larger ones are streamed. Bytes.
 pub const REQUEST_BUFFER: usize = 64 * 1024;
-/// Read buffer for a client connection.
-pub const CLIENT_BUFFER: usize = 16 * 1024;
-/// Write buffer toward the client: the response head and the first body bytes leave in one
-/// write.
-pub const CLIENT_WRITE_BUFFER: usize = 64 * 1024;
+/// Read buffer for a client connection: held for the life of every connection, idle ones
+/// included, so kept small (a longer head is still read whole, line by line).
+pub const CLIENT_BUFFER: usize = 8 * 1024;
+/// Write buffer toward the client and toward backends: a head and a small body leave in one
+/// write, and larger writes pass through it unbuffered (so it need not be large).
+pub const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 /// Most interim (1xx) responses accepted before the final one.
 pub const MAX_INTERIM_RESPONSES: usize = 8;
 /// What we add to Via (RFC 9110 §7.6.3): protocol version and pseudonym.
@@ -957,8 +958,7 @@ pub fn rewrite_request(
     out.headers.append("X-Forwarded-For", forwarded_for);
     out.headers.append("X-Forwarded-Host", host);
     out.headers.append("X-Forwarded-Proto", "http");
-    out.headers
-        .append("Via", format!("{} relevo", version_number(request.version)));
+    out.headers.append("Via", via(request.version));
     match framing {
         Framing::Length(n) => out.headers.append("Content-Length", n.to_string()),
         Framing::Chunked => out.headers.append("Transfer-Encoding", "chunked"),
@@ -980,11 +980,12 @@ fn add_validators(outgoing: &mut Request, conditionals: &[(String, String)]) {
     }
 }
 
-/// `received-protocol` for Via: the version the message arrived with, without "HTTP/".
-fn version_number(v: Version) -> &'static str {
-    match v {
-        Version::Http10 => "1.0",
-        Version::Http11 => "1.1",
+/// Our Via entry (RFC 9110 §7.6.3): `received-protocol` (the version the message arrived
+/// with, without "HTTP/") and our pseudonym.
+fn via(received: Version) -> &'static str {
+    match received {
+        Version::Http10 => "1.0 relevo",
+        Version::Http11 => VIA,
     }
 }
 
@@ -1148,9 +1149,7 @@ pub fn filter_response(
         }
     };
     response.version = Version::Http11;
-    response
-        .headers
-        .append("Via", format!("{} relevo", version_number(received)));
+    response.headers.append("Via", via(received));
     match (keep_alive, client_version) {
         (false, _) => response.headers.append("Connection", "close"),
         (true, Version::Http10) => response.headers.append("Connection", "keep-alive"),
@@ -1292,7 +1291,13 @@ fn serve_from_cache(
     serialize::write_response_head(&mut out, &head).map_err(client_err)?;
     exchange.head_sent = true;
     if let (Framing::Length(len), false) = (framing, request.method == "HEAD") {
-        exchange.bytes = copy_body(entry.body(), &mut out, Side::Backend, Side::Client, len)?;
+        // A buffer no bigger than the body: a small entry is one read, and goes out in the
+        // same write as the head.
+        let capacity = usize::try_from(len)
+            .unwrap_or(COPY_BUFFER)
+            .clamp(1, COPY_BUFFER);
+        let mut stored = BufReader::with_capacity(capacity, entry.body());
+        exchange.bytes = copy_body(&mut stored, &mut out, Side::Backend, Side::Client, len)?;
         if exchange.bytes != len {
             let why = "the cache entry was truncated while being served";
             return Err(Error::Io(

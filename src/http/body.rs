@@ -16,7 +16,8 @@ use crate::error::{Error, ParseError, Result, Side};
 pub const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Largest trailer section, in bytes; trailers are read and discarded.
 pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
-/// Size of the buffer that moves body bytes from one side to the other.
+/// Size of the buffers that move body bytes from one side to the other (the connections'
+/// read buffers; the client's output).
 pub const COPY_BUFFER: usize = 64 * 1024;
 
 /// How a message body is delimited.
@@ -218,30 +219,12 @@ impl<R: BufRead> BodyReader<R> {
     }
 }
 
-impl<R: BufRead> Read for BodyReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
+impl<R: BufRead> BodyReader<R> {
+    /// Reads framing (chunk-size lines, chunk ends, trailers) until the reader stands at body
+    /// bytes, or at the end.
+    fn advance(&mut self) -> io::Result<()> {
         loop {
             match self.state {
-                State::Done => return Ok(0),
-                State::UntilClose => return self.inner.read(buf),
-                State::Length(left) | State::ChunkData(left) => {
-                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let n = self.inner.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(framing_error(ParseError::UnexpectedEof));
-                    }
-                    let left = left - n as u64;
-                    self.state = match (self.state, left) {
-                        (State::Length(_), 0) => State::Done,
-                        (State::Length(_), _) => State::Length(left),
-                        (_, 0) => State::ChunkEnd,
-                        _ => State::ChunkData(left),
-                    };
-                    return Ok(n);
-                }
                 State::ChunkSize => self.read_chunk_size()?,
                 State::ChunkEnd => {
                     // RFC 9112 §7.1: chunk-data is followed by exactly CRLF.
@@ -251,8 +234,54 @@ impl<R: BufRead> Read for BodyReader<R> {
                     self.state = State::ChunkSize;
                 }
                 State::Trailers => self.read_trailers()?,
+                State::Length(_) | State::ChunkData(_) | State::UntilClose | State::Done => {
+                    return Ok(())
+                }
             }
         }
+    }
+}
+
+/// Body bytes are handed out straight from the connection's own buffer, so copying a body
+/// needs no buffer of its own.
+impl<R: BufRead> BufRead for BodyReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.advance()?;
+        let left = match self.state {
+            State::Length(left) | State::ChunkData(left) => left,
+            State::UntilClose => return self.inner.fill_buf(),
+            _ => return Ok(&[]),
+        };
+        let available = self.inner.fill_buf()?;
+        if available.is_empty() {
+            return Err(framing_error(ParseError::UnexpectedEof));
+        }
+        let n = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(available.len());
+        Ok(&available[..n])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+        let used = amt as u64;
+        self.state = match self.state {
+            State::Length(left) if left <= used => State::Done,
+            State::Length(left) => State::Length(left - used),
+            State::ChunkData(left) if left <= used => State::ChunkEnd,
+            State::ChunkData(left) => State::ChunkData(left - used),
+            other => other,
+        };
+    }
+}
+
+impl<R: BufRead> Read for BodyReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
     }
 }
 
@@ -341,32 +370,33 @@ fn ext_is_clean(ext: &[u8]) -> bool {
     printable && names_present
 }
 
-/// Copies a whole body from `src` (sent by `from`) to `dst` (going to `to`), through one
-/// `COPY_BUFFER`-sized buffer. More than `limit` bytes is `BodyTooLarge`.
+/// Copies a whole body from `src` (sent by `from`) to `dst` (going to `to`), straight out
+/// of the reader's own buffer. More than `limit` bytes is `BodyTooLarge`.
 ///
 /// # Errors
 /// Read failures are blamed on `from`, write failures on `to`.
 pub fn copy_body(
-    src: &mut impl Read,
+    src: &mut impl BufRead,
     dst: &mut impl Write,
     from: Side,
     to: Side,
     limit: u64,
 ) -> Result<u64> {
-    let mut buf = vec![0; COPY_BUFFER];
     let mut total: u64 = 0;
     loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
+        let available = match src.fill_buf() {
+            Ok([]) => return Ok(total),
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_error(from, e)),
         };
+        let n = available.len();
         total += n as u64;
         if total > limit {
             return Err(Error::Parse(from, ParseError::BodyTooLarge));
         }
-        dst.write_all(&buf[..n]).map_err(|e| Error::Io(to, e))?;
+        dst.write_all(available).map_err(|e| Error::Io(to, e))?;
+        src.consume(n);
     }
 }
 

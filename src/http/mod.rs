@@ -46,6 +46,13 @@ impl Headers {
         Headers::default()
     }
 
+    /// No fields, with room for `n` without reallocating.
+    pub fn with_capacity(n: usize) -> Self {
+        Headers {
+            fields: Vec::with_capacity(n),
+        }
+    }
+
     /// The value of the first field called `name`.
     pub fn get<'a>(&'a self, name: &'a str) -> Option<&'a str> {
         self.get_all(name).next()
@@ -215,17 +222,14 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Removes the hop-by-hop fields: the ones named in `Connection`, then `HOP_BY_HOP`
-/// (RFC 9110 §7.6.1).
+/// Removes the hop-by-hop fields: the ones named in `Connection`, and `HOP_BY_HOP`
+/// (RFC 9110 §7.6.1), in one pass over the fields.
 pub fn remove_hop_by_hop(headers: &mut Headers) {
     let named: Vec<String> = headers.list("connection").map(str::to_string).collect();
-    for name in named
-        .iter()
-        .map(String::as_str)
-        .chain(HOP_BY_HOP.iter().copied())
-    {
-        headers.remove(name);
-    }
+    headers.fields.retain(|(name, _)| {
+        !HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+            && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
+    });
 }
 
 /// The standard reason phrase for a status code (RFC 9110 §15), or "" when unknown.

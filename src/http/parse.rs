@@ -30,6 +30,8 @@ pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most header fields accepted by default in one head.
 pub const MAX_HEADERS: usize = 100;
+/// Room reserved for header fields up front; most messages have fewer.
+const TYPICAL_HEADERS: usize = 16;
 /// Empty lines skipped before a request line (RFC 9112 §2.2) before giving up.
 pub const MAX_LEADING_EMPTY_LINES: usize = 8;
 
@@ -184,7 +186,7 @@ fn read_headers(
     side: Side,
     line: &mut Vec<u8>,
 ) -> Result<Headers> {
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(TYPICAL_HEADERS);
     let mut budget = limits.max_header_bytes;
     loop {
         match read_line(r, line, budget).map_err(|e| Error::Io(side, e))? {
