@@ -1,9 +1,10 @@
 # Relevo: `make run` for the demo, `make test` for every test. Only the Rust toolchain is needed.
+# `make bench` compares Relevo with nginx and HAProxy (needs python3 and wrk; see bench/run.py).
 SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: all build run test flush clean
+.PHONY: all build run test bench flush clean
 
 all: build
 
@@ -24,6 +25,10 @@ run: build
 
 test:
 	$(CARGO) test --all-targets
+
+# Options go through BENCH_ARGS: make bench BENCH_ARGS="--quick", or "--only ka1k-64,idle10k".
+bench: build
+	python3 bench/run.py $(BENCH_ARGS)
 
 flush:
 	@find cache -mindepth 1 ! -name .gitkeep -delete 2>/dev/null; echo "cache/ emptied"
