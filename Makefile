@@ -1,9 +1,10 @@
 # Relevo: `make run` for the demo, `make test` for every test. Only the Rust toolchain is needed.
+# `make bench` compares Relevo with nginx and HAProxy (needs python3 and wrk; see bench/run.py).
 SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: all build run demo test flush clean
+.PHONY: all build run demo test bench flush clean
 
 all: build
 
@@ -36,6 +37,10 @@ demo: build
 
 test:
 	$(CARGO) test --all-targets
+
+# Options go through BENCH_ARGS: make bench BENCH_ARGS="--quick", or "--only ka1k-64,idle10k".
+bench: build
+	python3 bench/run.py $(BENCH_ARGS)
 
 # Removes the cache's entry files (the cache_dir of proxy.conf), and nothing else.
 flush: build
