@@ -505,6 +505,35 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl Config {
+    /// Applies the command line's overrides: `--listen`, then `--port` (which replaces only
+    /// the port of `listen`), `--log` and `--ttl`.
+    ///
+    /// # Errors
+    /// A message when `listen` is not a valid `host:port`.
+    pub fn apply_overrides(
+        &mut self,
+        listen: Option<String>,
+        port: Option<u16>,
+        log_file: Option<PathBuf>,
+        cache_ttl: Option<u64>,
+    ) -> Result<(), String> {
+        if let Some(listen) = listen {
+            self.listen = parse_listen(&listen).map_err(|why| format!("--listen {why}"))?;
+        }
+        if let Some(port) = port {
+            self.listen = with_port(&self.listen, port);
+        }
+        if let Some(log_file) = log_file {
+            self.log_file = log_file;
+        }
+        if let Some(ttl) = cache_ttl {
+            self.cache_ttl = ttl;
+        }
+        Ok(())
+    }
+}
+
 /// `listen` with its port replaced: `with_port("0.0.0.0:8080", 9090)` is `"0.0.0.0:9090"`.
 pub fn with_port(listen: &str, port: u16) -> String {
     match listen.rsplit_once(':') {

@@ -144,6 +144,23 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// `proxy --flush-cache`: removes the cache's entry files (and leftover temporary files)
+/// from `cache_dir`, and says what it removed. Other files there stay.
+///
+/// # Errors
+/// `Error::Startup` when the directory cannot be read or a file cannot be removed.
+pub fn flush_cache(config: &Config) -> Result<String> {
+    let dir = &config.cache_dir;
+    let store = Store::new(dir, config.cache_max_size, config.cache_max_object);
+    let (files, bytes) = store
+        .flush()
+        .map_err(|e| Error::Startup(format!("cannot flush {}: {e}", dir.display())))?;
+    Ok(format!(
+        "removed {files} files ({bytes} B) from {}",
+        dir.display()
+    ))
+}
+
 /// What one request turned into, for the log line.
 #[derive(Debug, Default)]
 struct Exchange {

@@ -46,34 +46,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(listen) = args.listen {
-        match relevo::config::parse_listen(&listen) {
-            Ok(listen) => config.listen = listen,
-            Err(why) => {
-                eprintln!("proxy: --listen {why}");
-                return ExitCode::from(1);
-            }
-        }
-    }
-    if let Some(port) = args.port {
-        config.listen = relevo::config::with_port(&config.listen, port);
-    }
-    if let Some(log) = args.log {
-        config.log_file = log;
-    }
-    if let Some(ttl) = args.ttl {
-        config.cache_ttl = ttl;
+    if let Err(why) = config.apply_overrides(args.listen, args.port, args.log, args.ttl) {
+        eprintln!("proxy: {why}");
+        return ExitCode::from(1);
     }
     if args.flush_cache {
-        let dir = &config.cache_dir;
-        let store = relevo::cache::Store::new(dir, config.cache_max_size, config.cache_max_object);
-        return match store.flush() {
-            Ok((files, bytes)) => {
-                println!("removed {files} files ({bytes} B) from {}", dir.display());
+        return match relevo::proxy::flush_cache(&config) {
+            Ok(said) => {
+                println!("{said}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("proxy: cannot flush {}: {e}", dir.display());
+                eprintln!("proxy: {e}");
                 ExitCode::from(1)
             }
         };
