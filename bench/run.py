@@ -548,6 +548,7 @@ def start_relevo(lab: Lab, name: str, cache: bool = False, max_connections: int 
     lines += [
         f"log_file = {lab.tmp / name}.log",
         "log_level = warn",
+        "access_log = off",  # nginx runs with access_log off too
         f"client_timeout = {client_timeout}",
         f"max_connections = {max_connections}",
         f"cache = {'on' if cache else 'off'}",
