@@ -1,0 +1,337 @@
+//! The backend side of the proxy (see `proxy`): read the request body (step 3), then choose
+//! a backend, connect or reuse a pooled connection, send the rewritten request and read the
+//! response head (steps 5 to 8), retrying on the next backend when that is safe. Sockets are
+//! `upstream`'s, the rotation and health `balancer`'s.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use super::rewrite::{add_validators, rewrite_request};
+use super::{Exchange, Proxy, CLIENT_WRITE_BUFFER, MAX_INTERIM_RESPONSES, REQUEST_BUFFER};
+use crate::error::{Error, ParseError, Result, Side};
+use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
+use crate::http::parse::{self, Limits};
+use crate::http::serialize::{self, ChunkedWriter};
+use crate::http::{Request, Response, Version};
+use crate::server::ClientStream;
+use crate::upstream::Connection;
+
+impl Proxy {
+    /// Steps 5 to 8, with retries: choose a backend and connect, rewrite (adding the cache's
+    /// validators when it is validating a stale entry), forward, read the response head.
+    ///
+    /// An attempt that fails is counted against its backend (passive health, see
+    /// `balancer`) and the request goes to the next backend in the plan, each at most once,
+    /// when that cannot do harm: when nothing reached the backend (it could not be
+    /// connected to), or when the method is idempotent (RFC 9110 §9.2.2) and there is no body
+    /// to replay, and nothing has been sent to the client yet. A POST is never sent twice.
+    pub(super) fn exchange_with_backends(
+        &self,
+        client: &mut BufReader<ClientStream>,
+        peer: SocketAddr,
+        request: &Request,
+        body: &RequestBody,
+        validators: Option<&[(String, String)]>,
+        exchange: &mut Exchange,
+    ) -> Result<Upstream> {
+        let replayable = is_idempotent(&request.method) && body.is_complete();
+        let mut last_error = Error::NoBackend("no backend configured".to_string());
+        'backends: for id in self.balancer.plan(Instant::now()) {
+            let backend = &self.balancer.backends()[id];
+            exchange.backend = Some(backend.authority());
+            exchange.backend_id = Some(id);
+            // Only a request that may be sent twice goes on an idle pooled connection: if
+            // the backend closed it meanwhile, the request is sent again on a fresh one.
+            let mut pooled = if replayable {
+                self.pool.take(id, Instant::now())
+            } else {
+                None
+            };
+            loop {
+                let from_pool = pooled.is_some();
+                let mut conn = match pooled.take() {
+                    Some(conn) => conn,
+                    None => match Connection::open(
+                        backend,
+                        self.config.connect_timeout,
+                        self.config.upstream_timeout,
+                    ) {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            self.backend_failed(id, &format!("unreachable: {e}"));
+                            last_error = Error::NoBackend(format!("{backend}: {e}"));
+                            continue 'backends;
+                        }
+                    },
+                };
+                let mut outgoing = rewrite_request(
+                    request,
+                    peer,
+                    backend,
+                    body.outgoing_framing(),
+                    self.config.upstream_keepalive > 0,
+                );
+                if let Some(conditionals) = validators {
+                    add_validators(&mut outgoing, conditionals);
+                }
+                log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
+                let attempt = forward(
+                    &mut conn,
+                    &outgoing,
+                    client,
+                    body,
+                    self.config.max_body_size,
+                )
+                .and_then(|()| {
+                    exchange.body_consumed = true;
+                    read_final_response(
+                        &mut conn,
+                        client.get_ref().tcp(),
+                        request,
+                        exchange,
+                        &self.response_limits,
+                    )
+                });
+                match attempt {
+                    Ok(response) => {
+                        log::debug!("{backend} → {peer}:\n{}", head_text_response(&response));
+                        if self.balancer.record_success(id) {
+                            log::info!("backend {backend} is up again");
+                        }
+                        return Ok(Upstream { id, conn, response });
+                    }
+                    Err(e) if from_pool && !exchange.head_sent && closed_before_answer(&e) => {
+                        log::debug!("idle connection to {backend} was closed ({e}); reconnecting");
+                    }
+                    Err(e @ (Error::Io(Side::Backend, _) | Error::Parse(Side::Backend, _))) => {
+                        self.backend_failed(id, &e.to_string());
+                        if !replayable || exchange.head_sent {
+                            return Err(e);
+                        }
+                        log::warn!(
+                            "{peer} \"{}\" failed on {backend} ({e}); trying the next backend",
+                            request.request_line()
+                        );
+                        last_error = e;
+                        continue 'backends;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// After a response was relayed: a connection whose response was read to its end, and
+    /// that the backend did not ask to close, goes back to the pool for the next request.
+    pub(super) fn release(&self, id: usize, mut conn: Connection, reusable: bool) {
+        if reusable && conn.reader().buffer().is_empty() {
+            self.pool.put(id, conn, Instant::now());
+        }
+    }
+
+    /// Counts a failed attempt against backend `id` and logs it, and logs when that marks
+    /// the backend down.
+    pub(super) fn backend_failed(&self, id: usize, why: &str) {
+        let backend = &self.balancer.backends()[id];
+        log::warn!("backend {backend}: {why}");
+        if self.balancer.record_failure(id, Instant::now(), why) {
+            log::warn!(
+                "backend {backend} marked down for {:?}",
+                self.config.fail_timeout
+            );
+        }
+    }
+}
+
+/// A backend connection whose response head has been read.
+pub(super) struct Upstream {
+    /// Which backend (index into the balancer's list).
+    pub(super) id: usize,
+    pub(super) conn: Connection,
+    pub(super) response: Response,
+}
+
+/// Whether a failure on a pooled connection means the backend had closed it before our
+/// request arrived (reset, broken pipe, end of stream before any byte), the known race of
+/// keep-alive connections; a timeout does not qualify.
+fn closed_before_answer(e: &Error) -> bool {
+    match e {
+        Error::Parse(Side::Backend, ParseError::UnexpectedEof) => true,
+        Error::Io(Side::Backend, e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+/// Whether the connection can carry another request once this response's body has been
+/// read (RFC 9112 §9.3): HTTP/1.1, no `Connection: close`, and a body whose end is known
+/// without closing; Content-Length with chunked is read as chunked but not trusted further
+/// (RFC 9112 §6.3).
+pub(super) fn reusable(response: &Response, framing: Framing) -> bool {
+    response.version == Version::Http11
+        && !response.headers.has_token("connection", "close")
+        && framing != Framing::Close
+        && !(response.headers.contains("content-length")
+            && response.headers.contains("transfer-encoding"))
+}
+
+/// Methods whose effect is the same however many times they are sent (RFC 9110 §9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
+fn expects_continue(request: &Request) -> bool {
+    request.version == Version::Http11 && request.headers.has_token("expect", "100-continue")
+}
+
+/// A request body as far as it was read before any backend was contacted.
+pub(super) struct RequestBody {
+    /// The framing the client used.
+    pub(super) framing: Framing,
+    /// The body, or its first `REQUEST_BUFFER` bytes.
+    pub(super) start: Vec<u8>,
+    /// Where reading stopped when the body is bigger than `start`; None when `start` is all
+    /// of it.
+    pub(super) rest: Option<BodyProgress>,
+}
+
+impl RequestBody {
+    /// Whether the whole body is in memory (and so can be sent again).
+    pub(super) fn is_complete(&self) -> bool {
+        self.rest.is_none()
+    }
+
+    /// How the backend gets it: a body read whole goes with our own Content-Length, a
+    /// streamed one with the framing it came with (re-encoded by us).
+    pub(super) fn outgoing_framing(&self) -> Framing {
+        match (self.framing, &self.rest) {
+            (Framing::Empty, _) => Framing::Empty,
+            (_, None) => Framing::Length(self.start.len() as u64),
+            (framing, Some(_)) => framing,
+        }
+    }
+}
+
+/// Step 3: read the request body, or its first `REQUEST_BUFFER` bytes, before any backend
+/// is contacted. A small body that is malformed, too large or cut short is refused before a
+/// backend sees any of it (as nginx does by buffering), and a small body can be replayed on
+/// another backend. `Expect: 100-continue` is answered here, since we are about to read.
+pub(super) fn read_body(
+    client: &mut BufReader<ClientStream>,
+    request: &Request,
+    framing: Framing,
+    max_body: u64,
+) -> Result<RequestBody> {
+    let mut body = RequestBody {
+        framing,
+        start: Vec::new(),
+        rest: None,
+    };
+    if framing == Framing::Empty {
+        return Ok(body);
+    }
+    if expects_continue(request) {
+        // RFC 9110 §10.1.1: we answer the expectation ourselves and do not forward Expect.
+        client
+            .get_ref()
+            .tcp()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|e| Error::Io(Side::Client, e))?;
+    }
+    let mut reader = BodyReader::new(&mut *client, framing);
+    let mut limited = (&mut reader).take(REQUEST_BUFFER as u64 + 1);
+    copy_body(
+        &mut limited,
+        &mut body.start,
+        Side::Client,
+        Side::Client,
+        max_body,
+    )?;
+    if !reader.is_done() {
+        body.rest = Some(reader.progress());
+    }
+    Ok(body)
+}
+
+/// Step 7: send the rewritten head and the body to the backend: what was read already, then
+/// the rest streamed from the client, re-framed by us.
+fn forward(
+    upstream: &mut Connection,
+    outgoing: &Request,
+    client: &mut BufReader<ClientStream>,
+    body: &RequestBody,
+    max_body: u64,
+) -> Result<()> {
+    let backend_err = |e| Error::Io(Side::Backend, e);
+    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, upstream.writer());
+    serialize::write_request_head(&mut out, outgoing).map_err(backend_err)?;
+    let Some(progress) = body.rest else {
+        out.write_all(&body.start).map_err(backend_err)?;
+        return out.flush().map_err(backend_err);
+    };
+    let mut rest = BodyReader::resume(client, progress);
+    let limit = max_body.saturating_sub(body.start.len() as u64);
+    if body.framing == Framing::Chunked {
+        let mut chunked = ChunkedWriter::new(&mut out);
+        chunked.write_all(&body.start).map_err(backend_err)?;
+        copy_body(&mut rest, &mut chunked, Side::Client, Side::Backend, limit)?;
+        chunked.finish().map_err(backend_err)?;
+    } else {
+        out.write_all(&body.start).map_err(backend_err)?;
+        copy_body(&mut rest, &mut out, Side::Client, Side::Backend, limit)?;
+    }
+    out.flush().map_err(backend_err)
+}
+
+/// Step 8: read the backend's response head. Interim 1xx responses are relayed to HTTP/1.1
+/// clients and dropped for HTTP/1.0 ones (RFC 9110 §15.2); a `101` is refused, since we never
+/// forward Upgrade.
+fn read_final_response(
+    upstream: &mut Connection,
+    client: &TcpStream,
+    request: &Request,
+    exchange: &mut Exchange,
+    limits: &Limits,
+) -> Result<Response> {
+    for _ in 0..=MAX_INTERIM_RESPONSES {
+        let response = parse::read_response(upstream.reader(), limits)?;
+        if !response.is_interim() {
+            return Ok(response);
+        }
+        if response.status == 101 {
+            return Err(Error::Parse(Side::Backend, ParseError::BadStatusLine));
+        }
+        if request.version == Version::Http11 {
+            let mut interim = response;
+            interim.version = Version::Http11;
+            let mut out = client;
+            serialize::write_response_head(&mut out, &interim)
+                .map_err(|e| Error::Io(Side::Client, e))?;
+            exchange.head_sent = true;
+        }
+    }
+    Err(Error::Parse(Side::Backend, ParseError::TooManyHeaders))
+}
+
+fn head_text_request(request: &Request) -> String {
+    let mut bytes = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = serialize::write_request_head(&mut bytes, request);
+    String::from_utf8_lossy(&bytes).trim_end().to_string()
+}
+
+fn head_text_response(response: &Response) -> String {
+    String::from_utf8_lossy(&serialize::response_head_bytes(response))
+        .trim_end()
+        .to_string()
+}

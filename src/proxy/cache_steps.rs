@@ -1,0 +1,189 @@
+//! The cache's steps of the proxy (see `proxy`): look the request up (step 4), drop what an
+//! unsafe method invalidates (step 9), and decide what to store from the backend's answer
+//! (step 10). The rules themselves (freshness, keys, what may be stored) are in `cache`;
+//! these functions only decide when to ask it what. Serving a stored response is `relay`.
+
+use std::time::{Duration, SystemTime};
+
+use super::{Proxy, Request, Response};
+use crate::cache::{
+    self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, Reuse, Role, Store,
+};
+use crate::http::body::Framing;
+
+/// The proxy's cache: its files, the fetches in progress, and the lifetime of responses
+/// that give none.
+pub(super) struct SharedCache {
+    pub(super) store: Store,
+    pub(super) in_flight: InFlight,
+    pub(super) default_ttl: Duration,
+}
+
+/// The outcome of the cache lookup step.
+pub(super) enum Lookup<'a> {
+    /// A fresh stored response, and its current age.
+    Hit(Entry, Duration),
+    /// The request goes to a backend.
+    Forward(Forward<'a>),
+}
+
+/// How a request the cache did not answer goes upstream, and what the cache may do with the
+/// response.
+pub(super) struct Forward<'a> {
+    /// `Miss` when the cache was consulted, `Bypass` when not.
+    pub(super) status: CacheStatus,
+    /// The primary cache key, when the response may be stored (a GET looked up).
+    pub(super) base: Option<String>,
+    /// A stale entry being validated (RFC 9111 §4.3).
+    pub(super) stale: Option<Stale>,
+    /// Held while we fetch a response other requests for the same URI wait for.
+    pub(super) leader: Option<FlightGuard<'a>>,
+}
+
+impl Forward<'_> {
+    pub(super) fn bypass() -> Self {
+        Forward {
+            status: CacheStatus::Bypass,
+            base: None,
+            stale: None,
+            leader: None,
+        }
+    }
+}
+
+/// A stale entry and the conditional fields that validate it.
+pub(super) struct Stale {
+    pub(super) key: String,
+    pub(super) entry: Entry,
+    pub(super) conditionals: Vec<(String, String)>,
+}
+
+/// What the cache does with a backend's response.
+pub(super) enum Fill {
+    /// The backend confirmed the stale entry (304): serve it, with this age.
+    Revalidated(Entry, Duration),
+    /// Relay the response, storing its body in this entry on the way.
+    Relay(Option<EntryWriter>),
+}
+
+impl Proxy {
+    /// Step 4: can the cache answer? A fresh entry is a hit (RFC 9111 §4.2); otherwise the
+    /// request goes upstream, to validate a stale entry when it has validators (§4.3).
+    ///
+    /// Only one GET per URI goes upstream at a time: the first becomes the leader of a
+    /// flight, the others wait for it (at most `upstream_timeout`) and look again, and go
+    /// upstream themselves only if there is still nothing fresh. A leader also looks again
+    /// once it leads, since the previous flight may have ended between its first look and
+    /// its joining, leaving a fresh entry behind.
+    pub(super) fn cache_lookup(&self, request: &Request, framing: Framing) -> Lookup<'_> {
+        let Some(cache) = &self.cache else {
+            return Lookup::Forward(Forward::bypass());
+        };
+        let base = match cache::cache_key(request) {
+            Some(base) if framing == Framing::Empty && cache::may_use_cache(request) => base,
+            _ => return Lookup::Forward(Forward::bypass()),
+        };
+        let is_get = request.method == "GET";
+        let mut leader = None;
+        let mut followed = false;
+        loop {
+            let now = SystemTime::now();
+            let mut stale = None;
+            if let Some((key, entry)) = cache.store.lookup(&base, request) {
+                let ttl = cache.default_ttl;
+                match cache::reuse(request, &entry.response, entry.stored_at, now, ttl) {
+                    Reuse::Fresh(age) => return Lookup::Hit(entry, age),
+                    Reuse::Bypass => return Lookup::Forward(Forward::bypass()),
+                    Reuse::Validate(conditionals) if is_get => {
+                        stale = Some(Stale {
+                            key,
+                            entry,
+                            conditionals,
+                        });
+                    }
+                    Reuse::Validate(_) | Reuse::Refetch => {}
+                }
+            }
+            // A HEAD is forwarded as it is and its response not stored (RFC 9111 §4.3.5
+            // allows updating a stored GET from it; we keep it simple).
+            if !is_get || leader.is_some() || followed {
+                return Lookup::Forward(Forward {
+                    status: CacheStatus::Miss,
+                    base: is_get.then_some(base),
+                    stale,
+                    leader,
+                });
+            }
+            match cache.in_flight.join(&base) {
+                Role::Leader(guard) => leader = Some(guard),
+                Role::Follower(flight) => {
+                    if !flight.wait(self.config.upstream_timeout) {
+                        log::debug!("gave up waiting for the request in flight for {base:?}");
+                    }
+                    followed = true;
+                }
+            }
+        }
+    }
+
+    /// Step 9: a non-error response to an unsafe method invalidates what is stored for its
+    /// URI and for its Location and Content-Location on the same host (RFC 9111 §4.4).
+    pub(super) fn invalidate(&self, request: &Request, response: &Response) {
+        let Some(cache) = &self.cache else { return };
+        for key in cache::invalidated_keys(request, response) {
+            log::debug!("cache: {} invalidates {key}", request.method);
+            cache.store.remove(&key);
+        }
+    }
+
+    /// Step 10: the cache's part in the backend's response. A 304 to our validation refreshes
+    /// the stale entry, which is then served (RFC 9111 §4.3.4); a storable response gets an
+    /// entry to be written while it is relayed (§3); a stale entry that the origin replaced
+    /// with something we may not store is removed (§4.3.3), unless the answer was a 5xx.
+    /// When nothing will be stored, the flight ends at once, so waiting requests go on.
+    pub(super) fn cache_response(
+        &self,
+        request: &Request,
+        response: &Response,
+        plan: &mut Forward,
+    ) -> Fill {
+        let (Some(cache), Some(base)) = (&self.cache, &plan.base) else {
+            return Fill::Relay(None);
+        };
+        let now = SystemTime::now();
+        let cacheable = cache::is_cacheable(request, response, cache.default_ttl);
+        if let Some(stale) = plan.stale.take() {
+            if response.status == 304 {
+                let Stale { key, mut entry, .. } = stale;
+                let update = cache::stored_response(response, now);
+                cache::merge_304(&mut entry.response, &update);
+                if let Err(e) = cache.store.refresh(&key, &entry.response) {
+                    log::warn!("cache: cannot refresh {base}: {e}");
+                }
+                let age = cache::current_age(&entry.response, now, now);
+                return Fill::Revalidated(entry, age);
+            }
+            if !cacheable && response.status < 500 {
+                cache.store.remove(&stale.key);
+            }
+        }
+        if !cacheable {
+            plan.leader = None;
+            return Fill::Relay(None);
+        }
+        let stored = cache::stored_response(response, now);
+        match cache.store.begin_variant(base, request, &stored) {
+            Ok(entry) if !entry.is_abandoned() => Fill::Relay(Some(entry)),
+            Ok(_) => {
+                log::debug!("cache: {base} is larger than cache_max_object, not stored");
+                plan.leader = None;
+                Fill::Relay(None)
+            }
+            Err(e) => {
+                log::warn!("cache: cannot store {base}: {e}");
+                plan.leader = None;
+                Fill::Relay(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Steps 11 and 12 of the proxy (see `proxy`): the response as the client should see it,
+//! then its body streamed from the backend to the client (and into the cache entry, through
+//! `Tee`), or a stored response served from the cache.
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::rewrite::via;
+use super::{Exchange, CLIENT_WRITE_BUFFER};
+use crate::cache::{self, Entry, EntryWriter};
+use crate::error::{Error, Result, Side};
+use crate::http::body::{copy_body, BodyReader, Framing, COPY_BUFFER};
+use crate::http::serialize::{self, ChunkedWriter};
+use crate::http::{remove_hop_by_hop, Request, Response, Version};
+use crate::upstream::Connection;
+
+/// Step 11: the response as the client should see it, the framing we send it with, and
+/// whether the connection stays open afterwards.
+///
+/// Hop-by-hop fields go (RFC 9110 §7.6.1), `Via` is added (§7.6.3). A body of known length
+/// keeps its Content-Length. A chunked or close-delimited body goes to an HTTP/1.1 client
+/// chunked (so the connection can stay open), and to an HTTP/1.0 client close-delimited.
+pub fn filter_response(
+    mut response: Response,
+    client_version: Version,
+    upstream: Framing,
+    keep_alive: bool,
+) -> (Response, Framing, bool) {
+    let received = response.version;
+    remove_hop_by_hop(&mut response.headers);
+    let (framing, keep_alive) = match upstream {
+        Framing::Empty => (Framing::Empty, keep_alive),
+        Framing::Length(n) => {
+            response.headers.set("Content-Length", n.to_string());
+            (Framing::Length(n), keep_alive)
+        }
+        Framing::Chunked | Framing::Close if client_version == Version::Http11 => {
+            response.headers.remove("content-length");
+            response.headers.append("Transfer-Encoding", "chunked");
+            (Framing::Chunked, keep_alive)
+        }
+        Framing::Chunked | Framing::Close => {
+            response.headers.remove("content-length");
+            (Framing::Close, false)
+        }
+    };
+    response.version = Version::Http11;
+    response.headers.append("Via", via(received));
+    match (keep_alive, client_version) {
+        (false, _) => response.headers.append("Connection", "close"),
+        (true, Version::Http10) => response.headers.append("Connection", "keep-alive"),
+        (true, Version::Http11) => {}
+    }
+    (response, framing, keep_alive)
+}
+
+/// Step 12: write the head and stream the body from the backend to the client, and into
+/// the cache entry when there is one. A body cut short by the backend ends the client
+/// connection without a last chunk, so the client sees the truncation, and stores nothing.
+pub(super) fn relay_response(
+    upstream: &mut Connection,
+    client: &TcpStream,
+    response: &Response,
+    (upstream_framing, client_framing): (Framing, Framing),
+    entry: Option<EntryWriter>,
+    exchange: &mut Exchange,
+) -> Result<()> {
+    let client_err = |e| Error::Io(Side::Client, e);
+    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
+    serialize::write_response_head(&mut out, response).map_err(client_err)?;
+    exchange.head_sent = true;
+    let mut body = BodyReader::new(upstream.reader(), upstream_framing);
+    let (from, to) = (Side::Backend, Side::Client);
+    match client_framing {
+        Framing::Chunked => {
+            let mut tee = Tee::new(ChunkedWriter::new(&mut out), entry);
+            exchange.bytes = copy_body(&mut body, &mut tee, from, to, u64::MAX)?;
+            tee.finish()?.finish().map_err(client_err)?;
+        }
+        _ => {
+            let mut tee = Tee::new(&mut out, entry);
+            exchange.bytes = copy_body(&mut body, &mut tee, from, to, u64::MAX)?;
+            tee.finish()?;
+        }
+    }
+    out.flush().map_err(client_err)
+}
+
+/// Step 12's writer: body bytes go to the client and, for a response being stored, to its
+/// cache entry. A client that goes away does not stop the entry: the body is still read to
+/// its end into the cache (bounded by `cache_max_object` and `upstream_timeout`; ATS calls
+/// this a background fill), and the client's error is reported after. An entry that fails
+/// or gives up is dropped, and the client never notices.
+struct Tee<W: Write> {
+    client: W,
+    client_error: Option<io::Error>,
+    entry: Option<EntryWriter>,
+}
+
+impl<W: Write> Tee<W> {
+    fn new(client: W, entry: Option<EntryWriter>) -> Self {
+        Tee {
+            client,
+            client_error: None,
+            entry,
+        }
+    }
+
+    /// Commits the entry (the whole body has been read), then gives the client writer back,
+    /// or the error the client had.
+    fn finish(self) -> Result<W> {
+        if let Some(entry) = self.entry {
+            if let Err(e) = entry.commit() {
+                log::warn!("cache: response not stored: {e}");
+            }
+        }
+        match self.client_error {
+            Some(e) => Err(Error::Io(Side::Client, e)),
+            None => Ok(self.client),
+        }
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.client_error.is_none() {
+            if let Err(e) = self.client.write_all(buf) {
+                self.client_error = Some(e);
+            }
+        }
+        if let Some(entry) = self.entry.as_mut() {
+            if let Err(e) = entry.write_all(buf) {
+                log::warn!("cache: cannot write the entry, not storing it: {e}");
+                self.entry = None;
+            } else if entry.is_abandoned() {
+                self.entry = None;
+            }
+        }
+        match self.client_error.take() {
+            Some(e) if self.entry.is_none() => Err(e),
+            error => {
+                self.client_error = error;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.client_error.is_none() {
+            if let Err(e) = self.client.flush() {
+                self.client_error = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Step 12, from the cache: the stored response, or a 304 when the client's own conditional
+/// matches (RFC 9111 §4.3.2), with `Age` (§5.1: the current age, whole seconds) and
+/// `X-Cache`. Date and the other stored fields are sent as stored. The request had no body
+/// (the lookup only answers those), so the connection may carry on.
+pub(super) fn serve_from_cache(
+    client: &TcpStream,
+    request: &Request,
+    mut entry: Entry,
+    age: Duration,
+    exchange: &mut Exchange,
+) -> Result<()> {
+    let client_err = |e| Error::Io(Side::Client, e);
+    let (head, framing) = if cache::not_modified(request, &entry.response) {
+        (
+            cache::not_modified_response(&entry.response),
+            Framing::Empty,
+        )
+    } else if entry.response.status == 204 {
+        (entry.response.clone(), Framing::Empty)
+    } else {
+        (entry.response.clone(), Framing::Length(entry.body_len))
+    };
+    let (mut head, _, keep_alive) =
+        filter_response(head, request.version, framing, request.keep_alive());
+    head.headers.set("Age", age.as_secs().to_string());
+    head.headers.set("X-Cache", exchange.cache.as_str());
+    exchange.status = Some(head.status);
+    exchange.keep_alive = keep_alive;
+    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
+    serialize::write_response_head(&mut out, &head).map_err(client_err)?;
+    exchange.head_sent = true;
+    if let (Framing::Length(len), false) = (framing, request.method == "HEAD") {
+        // A buffer no bigger than the body: a small entry is one read, and goes out in the
+        // same write as the head.
+        let capacity = usize::try_from(len)
+            .unwrap_or(COPY_BUFFER)
+            .clamp(1, COPY_BUFFER);
+        let mut stored = BufReader::with_capacity(capacity, entry.body());
+        exchange.bytes = copy_body(&mut stored, &mut out, Side::Backend, Side::Client, len)?;
+        if exchange.bytes != len {
+            let why = "the cache entry was truncated while being served";
+            return Err(Error::Io(
+                Side::Backend,
+                io::Error::new(io::ErrorKind::UnexpectedEof, why),
+            ));
+        }
+    }
+    out.flush().map_err(client_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Store;
+
+    #[test]
+    fn filter_keeps_known_lengths_and_rechunks_the_rest() {
+        let mut resp = Response::new(200);
+        resp.headers.append("Content-Length", "5");
+        resp.headers.append("Connection", "X-Internal");
+        resp.headers.append("X-Internal", "1");
+        let (out, framing, keep) = filter_response(resp, Version::Http11, Framing::Length(5), true);
+        assert_eq!((framing, keep), (Framing::Length(5), true));
+        assert!(!out.headers.contains("x-internal"));
+        assert!(!out.headers.contains("connection"));
+        assert_eq!(out.headers.get("via"), Some("1.1 relevo"));
+
+        let mut closing = Response::new(200);
+        closing.version = Version::Http10;
+        let (out, framing, keep) =
+            filter_response(closing.clone(), Version::Http11, Framing::Close, true);
+        assert_eq!((framing, keep), (Framing::Chunked, true));
+        assert_eq!(out.headers.get("transfer-encoding"), Some("chunked"));
+        assert_eq!(out.headers.get("via"), Some("1.0 relevo"));
+        assert_eq!(out.version, Version::Http11);
+
+        let (out, framing, keep) =
+            filter_response(closing, Version::Http10, Framing::Chunked, true);
+        assert_eq!((framing, keep), (Framing::Close, false));
+        assert_eq!(out.headers.get("connection"), Some("close"));
+    }
+
+    #[test]
+    fn http_1_0_keep_alive_is_answered_in_kind() {
+        let mut resp = Response::new(200);
+        resp.headers.append("Content-Length", "0");
+        let (out, _, keep) = filter_response(resp, Version::Http10, Framing::Length(0), true);
+        assert!(keep);
+        assert_eq!(out.headers.get("connection"), Some("keep-alive"));
+    }
+
+    /// A client that accepts `left` bytes, then fails as a closed socket does.
+    struct Leaving {
+        taken: Vec<u8>,
+        left: usize,
+    }
+
+    impl Write for Leaving {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+            }
+            let n = buf.len().min(self.left);
+            self.taken.extend_from_slice(&buf[..n]);
+            self.left -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn tee_keeps_filling_the_entry_after_the_client_leaves() {
+        let dir = std::env::temp_dir().join(format!("relevo-tee-{}", std::process::id()));
+        let store = Store::new(&dir, 1 << 20, 1 << 20);
+        let mut head = Response::new(200);
+        head.headers.append("Content-Length", "12");
+        let entry = store.begin("k", &head).unwrap();
+        let client = Leaving {
+            taken: Vec::new(),
+            left: 5,
+        };
+        let mut tee = Tee::new(client, Some(entry));
+        for part in [b"abcd", b"efgh", b"ijkl"] {
+            tee.write_all(part).unwrap();
+        }
+        assert_eq!(tee.client.taken, b"abcde");
+        assert!(matches!(tee.finish(), Err(Error::Io(Side::Client, _))));
+        let mut body = Vec::new();
+        let mut stored = store.read("k").unwrap();
+        std::io::Read::read_to_end(stored.body(), &mut body).unwrap();
+        assert_eq!(body, b"abcdefghijkl");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tee_without_an_entry_fails_with_the_client() {
+        let client = Leaving {
+            taken: Vec::new(),
+            left: 2,
+        };
+        let mut tee = Tee::new(client, None);
+        let e = tee.write_all(b"abcd").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+}

@@ -1,0 +1,191 @@
+//! Step 6 of the proxy (see `proxy`): the request as the backend should see it. Pure
+//! functions over `Request`, tested without sockets.
+
+use std::net::SocketAddr;
+
+use super::VIA;
+use crate::config::Backend;
+use crate::http::body::Framing;
+use crate::http::parse;
+use crate::http::{remove_hop_by_hop, Request, Version};
+
+/// Step 6: the request as the backend should see it (RFC 9110 §7.6).
+///
+/// - origin-form target (an absolute-form target is split into Host and path, RFC 9112
+///   §3.2.2: its authority wins over any Host field);
+/// - `Host` is the backend's `host:port`, and the client's host goes in `X-Forwarded-Host`;
+/// - hop-by-hop fields and the fields named in Connection are removed (§7.6.1), and so is
+///   Expect, which we answered ourselves;
+/// - the client's address is appended to `X-Forwarded-For`; `X-Forwarded-Proto: http`;
+/// - `Via: 1.1 relevo` is appended (§7.6.3);
+/// - the body is re-framed by us: our own Content-Length or `Transfer-Encoding: chunked`;
+/// - `Connection: close` unless `keep_alive` (the connection will go back to the pool):
+///   HTTP/1.1 connections are persistent by default (RFC 9112 §9.3).
+pub fn rewrite_request(
+    request: &Request,
+    peer: SocketAddr,
+    backend: &Backend,
+    framing: Framing,
+    keep_alive: bool,
+) -> Request {
+    let (host, target) = match parse::absolute_form_parts(&request.target) {
+        Some((authority, origin_form)) => (authority.to_string(), origin_form),
+        None => (
+            request.headers.get("host").unwrap_or_default().to_string(),
+            request.target.clone(),
+        ),
+    };
+    let mut out = Request::new(&request.method, &target);
+    out.headers.append("Host", backend.authority());
+    let mut rest = request.headers.clone();
+    remove_hop_by_hop(&mut rest);
+    for name in [
+        "host",
+        "expect",
+        "content-length",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+    ] {
+        rest.remove(name);
+    }
+    let forwarded_for = match rest
+        .get_all("x-forwarded-for")
+        .collect::<Vec<_>>()
+        .join(", ")
+    {
+        prior if prior.is_empty() => peer.ip().to_string(),
+        prior => format!("{prior}, {}", peer.ip()),
+    };
+    rest.remove("x-forwarded-for");
+    for (name, value) in rest.iter() {
+        out.headers.append(name, value);
+    }
+    out.headers.append("X-Forwarded-For", forwarded_for);
+    out.headers.append("X-Forwarded-Host", host);
+    out.headers.append("X-Forwarded-Proto", "http");
+    out.headers.append("Via", via(request.version));
+    match framing {
+        Framing::Length(n) => out.headers.append("Content-Length", n.to_string()),
+        Framing::Chunked => out.headers.append("Transfer-Encoding", "chunked"),
+        Framing::Empty | Framing::Close => {}
+    }
+    if !keep_alive {
+        out.headers.append("Connection", "close");
+    }
+    out
+}
+
+/// Step 6, validating a stale entry: our conditional fields replace the client's (RFC 9111
+/// §4.3.1). The client's own conditions are then answered from the refreshed entry.
+pub(super) fn add_validators(outgoing: &mut Request, conditionals: &[(String, String)]) {
+    outgoing.headers.remove("if-none-match");
+    outgoing.headers.remove("if-modified-since");
+    for (name, value) in conditionals {
+        outgoing.headers.append(name, value);
+    }
+}
+
+/// Our Via entry (RFC 9110 §7.6.3): `received-protocol` (the version the message arrived
+/// with, without "HTTP/") and our pseudonym.
+pub(super) fn via(received: Version) -> &'static str {
+    match received {
+        Version::Http10 => "1.0 relevo",
+        Version::Http11 => VIA,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{read_request, Limits};
+
+    fn backend() -> Backend {
+        Backend {
+            host: "10.0.0.7".to_string(),
+            port: 8081,
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        "192.0.2.9:50000".parse().unwrap()
+    }
+
+    fn req(raw: &str) -> Request {
+        read_request(&mut raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn rewrite_sets_host_and_forwarding_fields() {
+        let r = req("GET /a?b HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.1\r\nAccept: */*\r\n\r\n");
+        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
+        assert_eq!(out.target, "/a?b");
+        assert_eq!(out.headers.iter().next(), Some(("Host", "10.0.0.7:8081")));
+        assert_eq!(out.headers.get("x-forwarded-host"), Some("shop.example"));
+        assert_eq!(
+            out.headers.get("x-forwarded-for"),
+            Some("203.0.113.1, 192.0.2.9")
+        );
+        assert_eq!(out.headers.get("x-forwarded-proto"), Some("http"));
+        assert_eq!(out.headers.get("via"), Some("1.1 relevo"));
+        assert_eq!(out.headers.get("accept"), Some("*/*"));
+        assert_eq!(out.headers.get("connection"), Some("close"));
+        assert!(!out.headers.contains("content-length"));
+        // With pooling on, HTTP/1.1's default (persistent) is left to speak for itself.
+        let pooled = rewrite_request(&r, peer(), &backend(), Framing::Empty, true);
+        assert!(!pooled.headers.contains("connection"));
+    }
+
+    #[test]
+    fn rewrite_turns_absolute_form_into_origin_form() {
+        let r = req("GET http://Other.example:81/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
+        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
+        assert_eq!(out.target, "/x?y");
+        assert_eq!(
+            out.headers.get("x-forwarded-host"),
+            Some("Other.example:81")
+        );
+    }
+
+    #[test]
+    fn rewrite_drops_hop_by_hop_fields_and_reframes_the_body() {
+        let r = req("POST / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let out = rewrite_request(&r, peer(), &backend(), Framing::Chunked, false);
+        for gone in [
+            "x-secret",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "proxy-connection",
+            "expect",
+        ] {
+            assert!(!out.headers.contains(gone), "{gone} was forwarded");
+        }
+        assert_eq!(
+            out.headers.get_all("transfer-encoding").collect::<Vec<_>>(),
+            ["chunked"]
+        );
+        assert_eq!(
+            out.headers.get_all("connection").collect::<Vec<_>>(),
+            ["close"]
+        );
+        let sized = rewrite_request(&r, peer(), &backend(), Framing::Length(7), false);
+        assert_eq!(sized.headers.get("content-length"), Some("7"));
+        assert!(!sized.headers.contains("transfer-encoding"));
+    }
+
+    #[test]
+    fn validation_replaces_the_clients_conditionals() {
+        let r = req(
+            "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"mine\"\r\nIf-Modified-Since: x\r\n\r\n",
+        );
+        let mut out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
+        add_validators(&mut out, &[("If-None-Match".into(), "\"ours\"".into())]);
+        assert_eq!(
+            out.headers.get_all("if-none-match").collect::<Vec<_>>(),
+            ["\"ours\""]
+        );
+        assert!(!out.headers.contains("if-modified-since"));
+    }
+}

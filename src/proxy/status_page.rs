@@ -1,0 +1,125 @@
+//! The status page step of the proxy (see `proxy`): `status_path` answered by the proxy
+//! itself, never forwarded, to the addresses `status_allow` lets in. What it shows is
+//! gathered by `stats` and rendered by `status`.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Instant, SystemTime};
+
+use super::{Exchange, Proxy};
+use crate::cache;
+use crate::error::{Error, Result, Side};
+use crate::http::serialize;
+use crate::http::{text_response, Request, Response};
+use crate::status::{self, StatusView};
+
+impl Proxy {
+    /// Step 2, for the status page: answered by the proxy itself, never forwarded, and only
+    /// to the clients `status_allow` lets in (403 for the others). `?format=json` gives the
+    /// same data as JSON.
+    pub(super) fn serve_status(
+        &self,
+        client: &TcpStream,
+        peer: SocketAddr,
+        request: &Request,
+        query: Option<&str>,
+        exchange: &mut Exchange,
+    ) -> Result<()> {
+        exchange.internal = true;
+        exchange.keep_alive = request.keep_alive();
+        let allowed = self
+            .config
+            .status_allow
+            .iter()
+            .any(|net| net.contains(peer.ip()));
+        let (status, content_type, body) = if !allowed {
+            let (_, body) = text_response(403, "the status page is not open to your address");
+            (403, "text/plain; charset=utf-8", body)
+        } else if request.method != "GET" && request.method != "HEAD" {
+            let (_, body) = text_response(405, "the status page answers GET and HEAD");
+            (405, "text/plain; charset=utf-8", body)
+        } else {
+            let view = self.status_view();
+            let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
+            if json {
+                (
+                    200,
+                    "application/json",
+                    status::render_json(&view).into_bytes(),
+                )
+            } else {
+                (
+                    200,
+                    "text/html; charset=utf-8",
+                    status::render_html(&view).into_bytes(),
+                )
+            }
+        };
+        let mut response = Response::new(status);
+        response.headers.append("Content-Type", content_type);
+        response
+            .headers
+            .append("Content-Length", body.len().to_string());
+        response.headers.append("Cache-Control", "no-store");
+        if status == 405 {
+            response.headers.append("Allow", "GET, HEAD");
+        }
+        if !exchange.keep_alive {
+            response.headers.append("Connection", "close");
+        }
+        let mut bytes = serialize::response_head_bytes(&response);
+        if request.method != "HEAD" {
+            bytes.extend_from_slice(&body);
+            exchange.bytes = body.len() as u64;
+        }
+        exchange.status = Some(status);
+        exchange.head_sent = true;
+        let mut out = client;
+        out.write_all(&bytes)
+            .map_err(|e| Error::Io(Side::Client, e))
+    }
+
+    /// Everything the status page shows, taken now.
+    pub(super) fn status_view(&self) -> StatusView {
+        let health = self.balancer.health();
+        let backends = self
+            .balancer
+            .backends()
+            .iter()
+            .zip(health)
+            .map(|(b, h)| (b.authority(), h))
+            .collect();
+        let cache = self.cache.as_ref().map(|c| {
+            let entries = std::fs::read_dir(c.store.dir())
+                .map(|dir| {
+                    dir.flatten()
+                        .filter(|e| cache::is_entry_name(&e.file_name().to_string_lossy()))
+                        .count() as u64
+                })
+                .unwrap_or(0);
+            (entries, c.store.usage())
+        });
+        StatusView {
+            stats: self.stats.snapshot(),
+            backends,
+            cache,
+            now: Instant::now(),
+            now_wall: SystemTime::now(),
+        }
+    }
+
+    /// The path and query of a request for the status page, if it is one.
+    pub(super) fn status_query<'r>(&self, request: &'r Request) -> Option<Option<&'r str>> {
+        let status_path = self.config.status_path.as_deref()?;
+        let target = match request.target.split_once("://") {
+            // Absolute-form: skip the authority.
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => request.target.as_str(),
+        };
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        (path == status_path).then_some(query)
+    }
+}
