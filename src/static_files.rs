@@ -342,7 +342,7 @@ fn strip_weak(tag: &str) -> &str {
 /// The inserted text is not searched again.
 pub fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
     let needle = SERVER_PLACEHOLDER.as_bytes();
-    let name = html_escape(server_name);
+    let name = crate::status::escape_html(server_name);
     let mut out = Vec::with_capacity(html.len() + name.len());
     let mut rest = html;
     while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
@@ -351,23 +351,6 @@ pub fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
         rest = &rest[at + needle.len()..];
     }
     out.extend_from_slice(rest);
-    out
-}
-
-/// `text` with the five HTML-significant characters replaced by references,
-/// safe in element content and in quoted attribute values.
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
     out
 }
 

@@ -135,16 +135,7 @@ pub fn backend_lines(addrs: &[SocketAddr]) -> String {
 /// The real `proxy` binary, with `config` (backends and other keys) written into `dir`,
 /// listening on an ephemeral port and logging into `dir/proxy.log`.
 pub fn proxy(dir: &TempDir, config: &str) -> Process {
-    let path = dir.join("proxy.conf");
-    let text = format!(
-        "listen = 127.0.0.1:0\nlog_file = {}\ncache_dir = {}\n{config}",
-        dir.join("proxy.log").display(),
-        dir.join("cache").display()
-    );
-    std::fs::write(&path, text).expect("write proxy.conf");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
-    cmd.arg(&path).current_dir(&dir.path);
-    Process::start(cmd)
+    proxy_with_args(dir, config, &[])
 }
 
 /// An address on which nothing listens: bound, then released.
