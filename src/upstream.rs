@@ -1,9 +1,9 @@
 //! Talking to a backend: open a connection with a connect timeout, and put read and write
 //! timeouts on it so a silent backend can never hold a client thread forever.
 //!
-//! What is sent and how the answer is read is `proxy`'s sequence of steps; this module only
-//! owns the socket. One connection carries one request (the request says
-//! `Connection: close`).
+//! What is sent and how the answer is read is `proxy`'s sequence of steps; this module owns
+//! the socket, and the `Pool` of idle keep-alive connections the proxy reuses between
+//! requests (`upstream_keepalive`, `upstream_idle_timeout`).
 
 use std::io::{self, BufReader};
 use std::net::{TcpStream, ToSocketAddrs};
