@@ -35,10 +35,29 @@ impl Version {
 ///
 /// Names compare case-insensitively (RFC 9110 §5.1). A field may appear several times; `get`
 /// returns the first, `get_all` every one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// All names and values live back to back in one `String`, and each field is a pair of
+/// ranges into it: a parsed head costs two allocations however many fields it has, and a
+/// clone costs two more. Removing a field only drops its ranges; its bytes stay until the
+/// `Headers` is dropped, which for a message head is soon.
+#[derive(Clone, Default)]
 pub struct Headers {
-    fields: Vec<(String, String)>,
+    /// Every name and value, one after the other.
+    text: String,
+    /// Invariant: each span lies inside `text` on `char` boundaries; in field order.
+    fields: Vec<Span>,
 }
+
+/// One field inside `Headers::text`: the name is `start..colon`, the value `colon..end`.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    colon: usize,
+    end: usize,
+}
+
+/// Bytes of name and value reserved per field by `with_capacity`: most fields are shorter.
+const TYPICAL_FIELD_BYTES: usize = 40;
 
 impl Headers {
     /// No fields.
@@ -46,11 +65,20 @@ impl Headers {
         Headers::default()
     }
 
-    /// No fields, with room for `n` without reallocating.
+    /// No fields, with room for `n` typical ones without reallocating.
     pub fn with_capacity(n: usize) -> Self {
         Headers {
+            text: String::with_capacity(n * TYPICAL_FIELD_BYTES),
             fields: Vec::with_capacity(n),
         }
+    }
+
+    fn name_of(&self, span: &Span) -> &str {
+        &self.text[span.start..span.colon]
+    }
+
+    fn value_of(&self, span: &Span) -> &str {
+        &self.text[span.colon..span.end]
     }
 
     /// The value of the first field called `name`.
@@ -60,10 +88,9 @@ impl Headers {
 
     /// The values of every field called `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields
-            .iter()
+        self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Whether at least one field is called `name`.
@@ -72,12 +99,28 @@ impl Headers {
     }
 
     /// Adds a field after the existing ones.
-    pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.fields.push((name.into(), value.into()));
+    pub fn append(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let start = self.text.len();
+        self.text.push_str(name.as_ref());
+        let colon = self.text.len();
+        self.text.push_str(value.as_ref());
+        let end = self.text.len();
+        self.fields.push(Span { start, colon, end });
+    }
+
+    /// Adds a field from the bytes of a parsed field line: `name` is a token (ASCII), and
+    /// each byte of `value` becomes one `char` (ISO-8859-1, see the module doc).
+    pub(crate) fn append_bytes(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.text.len();
+        push_latin1(&mut self.text, name);
+        let colon = self.text.len();
+        push_latin1(&mut self.text, value);
+        let end = self.text.len();
+        self.fields.push(Span { start, colon, end });
     }
 
     /// Replaces every field called `name` with one field holding `value`.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
         self.remove(name);
         self.append(name, value);
     }
@@ -85,13 +128,32 @@ impl Headers {
     /// Removes every field called `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.fields.len();
-        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.retain(|n| !n.eq_ignore_ascii_case(name));
         self.fields.len() != before
+    }
+
+    /// Keeps only the fields whose name `keep` accepts.
+    fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let text = &self.text;
+        self.fields
+            .retain(|span| keep(&text[span.start..span.colon]));
     }
 
     /// Every field as `(name, value)`, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.fields
+            .iter()
+            .map(|span| (self.name_of(span), self.value_of(span)))
+    }
+
+    /// The bytes the fields take on the wire: `name: value` and CRLF each, plus the empty
+    /// line that ends a head. For sizing a buffer; exact for ASCII values.
+    pub fn wire_len(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|span| span.end - span.start + 4)
+            .sum::<usize>()
+            + 2
     }
 
     /// The number of fields.
@@ -117,6 +179,30 @@ impl Headers {
     /// (e.g. `Connection: close`).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.list(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+/// Two `Headers` are equal when they hold the same fields in the same order, names
+/// compared exactly; bytes left behind by removed fields do not count.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Appends bytes as one `char` each (ISO-8859-1); ASCII, the common case, is copied as is.
+pub(crate) fn push_latin1(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.is_ascii() => out.push_str(s),
+        _ => out.extend(bytes.iter().map(|&b| char::from(b))),
     }
 }
 
@@ -226,10 +312,17 @@ pub const HOP_BY_HOP: &[&str] = &[
 /// (RFC 9110 §7.6.1), in one pass over the fields.
 pub fn remove_hop_by_hop(headers: &mut Headers) {
     let named: Vec<String> = headers.list("connection").map(str::to_string).collect();
-    headers.fields.retain(|(name, _)| {
-        !HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-            && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
-    });
+    let named: Vec<&str> = named.iter().map(String::as_str).collect();
+    headers.retain(|name| !is_hop_by_hop(name, &named));
+}
+
+/// Whether the field `name` is hop-by-hop (RFC 9110 §7.6.1): one of `HOP_BY_HOP`, or named
+/// in the message's `Connection` field, whose elements are `connection_named`.
+pub fn is_hop_by_hop(name: &str, connection_named: &[&str]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || connection_named
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// The standard reason phrase for a status code (RFC 9110 §15), or "" when unknown.
@@ -298,6 +391,34 @@ mod tests {
         assert_eq!(h.iter().next(), Some(("X-Served-By", "a")));
         h.set("X-Served-By", "c");
         assert_eq!(h.get_all("x-served-by").collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
+    fn removed_fields_leave_no_trace_in_iteration_or_equality() {
+        let mut a = Headers::with_capacity(2);
+        a.append("Keep", "1");
+        a.append("Drop", "x");
+        a.append("Keep-Too", "2");
+        assert!(a.remove("drop"));
+        assert!(!a.remove("drop"));
+        let mut b = Headers::new();
+        b.append("Keep", "1");
+        b.append("Keep-Too", "2");
+        assert_eq!(a, b);
+        assert_eq!(a.clone(), b);
+        assert_eq!(a.len(), 2);
+        assert_eq!(format!("{a:?}"), r#"[("Keep", "1"), ("Keep-Too", "2")]"#);
+        b.append("Keep", "3");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn field_bytes_become_one_char_each() {
+        let mut h = Headers::new();
+        h.append_bytes(b"X-Name", b"caf\xe9 \xff");
+        assert_eq!(h.get("x-name"), Some("caf\u{e9} \u{ff}"));
+        h.append_bytes(b"X-Ascii", b"plain");
+        assert_eq!(h.get("x-ascii"), Some("plain"));
     }
 
     #[test]

@@ -75,21 +75,26 @@ pub fn read_request(r: &mut impl BufRead, limits: &Limits) -> Result<Option<Requ
             Err(e) => return Err(Error::Io(side, e)),
         }
     }
-    let mut line = Vec::with_capacity(128);
+    let mut scratch = Vec::new();
     let mut empty_lines = 0;
-    loop {
-        match read_line(r, &mut line, limits.max_line).map_err(|e| Error::Io(side, e))? {
-            Line::Eof => return Ok(None),
-            Line::Partial => return Err(Error::Parse(side, ParseError::UnexpectedEof)),
-            Line::TooLong => return Err(Error::Parse(side, ParseError::RequestLineTooLong)),
+    let (method, target, version) = loop {
+        let start = with_line(r, &mut scratch, limits.max_line, |kind, line| match kind {
+            Line::Eof => Ok(None),
+            Line::Partial => Err(ParseError::UnexpectedEof),
+            Line::TooLong => Err(ParseError::RequestLineTooLong),
             Line::Complete if line.is_empty() && empty_lines < MAX_LEADING_EMPTY_LINES => {
-                empty_lines += 1;
+                Ok(Some(None))
             }
-            Line::Complete => break,
+            Line::Complete => parse_request_line(line).map(|parts| Some(Some(parts))),
+        });
+        match start.map_err(|e| Error::Io(side, e))? {
+            Ok(None) => return Ok(None),
+            Ok(Some(None)) => empty_lines += 1,
+            Ok(Some(Some(parts))) => break parts,
+            Err(e) => return Err(Error::Parse(side, e)),
         }
-    }
-    let (method, target, version) = parse_request_line(&line).map_err(|e| Error::Parse(side, e))?;
-    let headers = read_headers(r, limits, side, &mut line)?;
+    };
+    let headers = read_headers(r, limits, side, &mut scratch)?;
     let request = Request {
         method,
         target,
@@ -108,14 +113,16 @@ pub fn read_request(r: &mut impl BufRead, limits: &Limits) -> Result<Option<Requ
 /// timeouts.
 pub fn read_response(r: &mut impl BufRead, limits: &Limits) -> Result<Response> {
     let side = Side::Backend;
-    let mut line = Vec::with_capacity(128);
-    match read_line(r, &mut line, limits.max_line).map_err(|e| Error::Io(side, e))? {
-        Line::Complete => {}
-        Line::Eof | Line::Partial => return Err(Error::Parse(side, ParseError::UnexpectedEof)),
-        Line::TooLong => return Err(Error::Parse(side, ParseError::BadStatusLine)),
-    }
-    let (version, status, reason) = parse_status_line(&line).map_err(|e| Error::Parse(side, e))?;
-    let headers = read_headers(r, limits, side, &mut line)?;
+    let mut scratch = Vec::new();
+    let status_line = with_line(r, &mut scratch, limits.max_line, |kind, line| match kind {
+        Line::Complete => parse_status_line(line),
+        Line::Eof | Line::Partial => Err(ParseError::UnexpectedEof),
+        Line::TooLong => Err(ParseError::BadStatusLine),
+    });
+    let (version, status, reason) = status_line
+        .map_err(|e| Error::Io(side, e))?
+        .map_err(|e| Error::Parse(side, e))?;
+    let headers = read_headers(r, limits, side, &mut scratch)?;
     Ok(Response {
         version,
         status,
@@ -135,6 +142,45 @@ enum Line {
     Partial,
     /// More than the limit without a line ending; the rest is left unread.
     TooLong,
+}
+
+/// Reads the next line and hands it to `f` without its line ending: in place when the
+/// reader's buffer already holds all of it (the common case: no copy), otherwise gathered
+/// into `scratch` by `read_line`. `f` gets the outcome, and the line when it is
+/// `Line::Complete` (an empty slice otherwise).
+fn with_line<T>(
+    r: &mut impl BufRead,
+    scratch: &mut Vec<u8>,
+    max: usize,
+    f: impl FnOnce(Line, &[u8]) -> T,
+) -> io::Result<T> {
+    let in_place = match r.fill_buf() {
+        Ok(buffered) => buffered.iter().position(|&b| b == b'\n'),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(lf) = in_place {
+        // The buffer is still filled: this returns it without reading.
+        let buffered = r.fill_buf()?;
+        let content = match &buffered[..lf] {
+            [content @ .., b'\r'] => content,
+            content => content,
+        };
+        let out = if content.len() > max {
+            f(Line::TooLong, &[])
+        } else {
+            f(Line::Complete, content)
+        };
+        r.consume(lf + 1);
+        return Ok(out);
+    }
+    let kind = read_line(r, scratch, max)?;
+    let line = if kind == Line::Complete {
+        &scratch[..]
+    } else {
+        &[]
+    };
+    Ok(f(kind, line))
 }
 
 /// Reads up to and including the next LF, keeping at most `max` bytes of line content.
@@ -184,30 +230,47 @@ fn read_headers(
     r: &mut impl BufRead,
     limits: &Limits,
     side: Side,
-    line: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
 ) -> Result<Headers> {
     let mut headers = Headers::with_capacity(TYPICAL_HEADERS);
     let mut budget = limits.max_header_bytes;
     loop {
-        match read_line(r, line, budget).map_err(|e| Error::Io(side, e))? {
-            Line::Complete => {}
-            Line::Eof | Line::Partial => return Err(Error::Parse(side, ParseError::UnexpectedEof)),
-            Line::TooLong => return Err(Error::Parse(side, ParseError::HeadersTooLarge)),
-        }
-        if line.is_empty() {
+        let end = with_line(r, scratch, budget, |kind, line| match kind {
+            Line::Complete => add_field(&mut headers, line, &mut budget, limits, side),
+            Line::Eof | Line::Partial => Err(Error::Parse(side, ParseError::UnexpectedEof)),
+            Line::TooLong => Err(Error::Parse(side, ParseError::HeadersTooLarge)),
+        });
+        if end.map_err(|e| Error::Io(side, e))?? {
             return Ok(headers);
         }
-        budget -= line.len();
-        if headers.len() == limits.max_headers {
-            return Err(Error::Parse(side, ParseError::TooManyHeaders));
-        }
-        let (name, value) = parse_field_line(line).map_err(|e| Error::Parse(side, e))?;
-        headers.append(name, value);
     }
 }
 
+/// Adds one field line (without its line ending) to `headers`, within the limits; `true`
+/// when it is the empty line that ends the head.
+fn add_field(
+    headers: &mut Headers,
+    line: &[u8],
+    budget: &mut usize,
+    limits: &Limits,
+    side: Side,
+) -> Result<bool> {
+    if line.is_empty() {
+        return Ok(true);
+    }
+    *budget = budget
+        .checked_sub(line.len())
+        .ok_or(Error::Parse(side, ParseError::HeadersTooLarge))?;
+    if headers.len() == limits.max_headers {
+        return Err(Error::Parse(side, ParseError::TooManyHeaders));
+    }
+    let (name, value) = parse_field_line(line).map_err(|e| Error::Parse(side, e))?;
+    headers.append_bytes(name, value);
+    Ok(false)
+}
+
 /// `field-line = field-name ":" OWS field-value OWS` (RFC 9112 §5, RFC 9110 §5.5).
-fn parse_field_line(line: &[u8]) -> std::result::Result<(String, String), ParseError> {
+fn parse_field_line(line: &[u8]) -> std::result::Result<(&[u8], &[u8]), ParseError> {
     // RFC 9112 §5.2: a line starting with whitespace continues the previous one (obs-fold);
     // a server MUST reject it with 400, and a proxy MAY reject it in a response.
     if line[0] == b' ' || line[0] == b'\t' {
@@ -236,7 +299,7 @@ fn parse_field_line(line: &[u8]) -> std::result::Result<(String, String), ParseE
             ParseError::BadHeaderValue
         });
     }
-    Ok((latin1(name), latin1(value)))
+    Ok((name, value))
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {
@@ -381,10 +444,9 @@ pub fn is_valid_host(host: &str) -> bool {
 
 /// Bytes as a `String` of one char per byte (ISO-8859-1), so any byte survives the trip.
 pub(crate) fn latin1(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => s.to_string(),
-        _ => bytes.iter().map(|&b| char::from(b)).collect(),
-    }
+    let mut s = String::with_capacity(bytes.len());
+    super::push_latin1(&mut s, bytes);
+    s
 }
 
 #[cfg(test)]
@@ -404,6 +466,65 @@ mod tests {
 
     fn response(bytes: &[u8]) -> Result<Response> {
         read_response(&mut &bytes[..], &Limits::default())
+    }
+
+    /// The outcome of parsing `bytes` as a request, compared through `Debug` (errors are not
+    /// `PartialEq`), with the input arriving `step` bytes per read.
+    fn parsed_in_steps(bytes: &[u8], step: usize, limits: &Limits) -> String {
+        let mut reader = io::BufReader::with_capacity(step, bytes);
+        format!("{:?}", read_request(&mut reader, limits))
+    }
+
+    #[test]
+    fn a_head_split_across_reads_parses_as_it_does_in_one_piece() {
+        let limits = Limits {
+            max_line: 64,
+            max_header_bytes: 40,
+            max_headers: 3,
+        };
+        let heads: [&[u8]; 8] = [
+            b"GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+            b"\r\n\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /0123456789012345678901234567890123456789012345678901234567890 HTTP/1.1\r\n\r\n",
+            b"GET /a HTTP/1.1\nHost: h\nX-Caf\xc3: \xe9\n\n",
+            b"GET /a HTTP/1.1\r\nHost: h\r\nX-Long: 0123456789012345678901234567890\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\r\nBad\rName: 1\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\r\nCut: short",
+        ];
+        for head in heads {
+            let whole = format!("{:?}", read_request(&mut &head[..], &limits));
+            for step in 1..=head.len() {
+                assert_eq!(
+                    parsed_in_steps(head, step, &limits),
+                    whole,
+                    "{} read {step} bytes at a time",
+                    String::from_utf8_lossy(head)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_response_head_split_across_reads_parses_as_it_does_in_one_piece() {
+        let limits = Limits {
+            max_line: 24,
+            ..Limits::default()
+        };
+        let heads: [&[u8]; 4] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 204\nServer: s\n\n",
+            b"HTTP/1.1 200 A reason far too long\r\n\r\n",
+            b"HTTP/1.1 200 O",
+        ];
+        for head in heads {
+            let whole = format!("{:?}", read_response(&mut &head[..], &limits));
+            for step in 1..=head.len() {
+                let mut reader = io::BufReader::with_capacity(step, head);
+                let split = format!("{:?}", read_response(&mut reader, &limits));
+                assert_eq!(split, whole, "read {step} bytes at a time");
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,14 @@ use super::{Headers, Request, Response};
 /// # Errors
 /// Whatever the writer returns.
 pub fn write_request_head(w: &mut impl Write, req: &Request) -> io::Result<()> {
-    let mut head = Vec::with_capacity(256);
+    w.write_all(&request_head_with_room(req, 0))
+}
+
+/// The bytes of a request head, with room for `extra` more (a small body sent in the same
+/// write).
+pub fn request_head_with_room(req: &Request, extra: usize) -> Vec<u8> {
+    let line = req.method.len() + req.target.len() + 12;
+    let mut head = Vec::with_capacity(line + req.headers.wire_len() + extra);
     push_latin1(&mut head, &req.method);
     head.push(b' ');
     push_latin1(&mut head, &req.target);
@@ -23,7 +30,7 @@ pub fn write_request_head(w: &mut impl Write, req: &Request) -> io::Result<()> {
     head.extend_from_slice(req.version.as_str().as_bytes());
     head.extend_from_slice(b"\r\n");
     push_fields(&mut head, &req.headers);
-    w.write_all(&head)
+    head
 }
 
 /// Writes `version SP status SP reason CRLF`, the fields and the empty line.
@@ -36,10 +43,22 @@ pub fn write_response_head(w: &mut impl Write, resp: &Response) -> io::Result<()
 
 /// The bytes of a response head, for callers that want to add body bytes to the same write.
 pub fn response_head_bytes(resp: &Response) -> Vec<u8> {
-    let mut head = Vec::with_capacity(256);
+    response_head_with_room(resp, 0)
+}
+
+/// The bytes of a response head, with room for `extra` more (body bytes sent in the same
+/// write).
+pub fn response_head_with_room(resp: &Response, extra: usize) -> Vec<u8> {
+    let line = resp.reason.len() + 15;
+    let mut head = Vec::with_capacity(line + resp.headers.wire_len() + extra);
     head.extend_from_slice(resp.version.as_str().as_bytes());
     head.push(b' ');
-    head.extend_from_slice(format!("{:03}", resp.status).as_bytes());
+    let status = resp.status.min(999);
+    head.extend_from_slice(&[
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
     head.push(b' ');
     push_latin1(&mut head, &resp.reason);
     head.extend_from_slice(b"\r\n");
