@@ -96,6 +96,9 @@ pub struct Proxy {
     access_log: Option<AccessLog>,
     /// `None` with `cache = off`.
     cache: Option<SharedCache>,
+    /// Each backend's `host:port`, by id, formatted once: it goes in the Host field of
+    /// every request forwarded and in every log line.
+    authorities: Vec<String>,
 }
 
 /// Binds the configured address, prints `listening on IP:PORT` on stdout, and serves
@@ -174,8 +177,6 @@ pub fn flush_cache(config: &Config) -> Result<String> {
 /// What one request turned into, for the log line.
 #[derive(Debug, Default)]
 struct Exchange {
-    /// The backend that answered (or the last one tried).
-    backend: Option<String>,
     /// The status sent to the client, once known.
     status: Option<u16>,
     /// Body bytes sent to the client.
@@ -188,7 +189,7 @@ struct Exchange {
     keep_alive: bool,
     /// What the cache did, for `X-Cache` and the log line.
     cache: CacheStatus,
-    /// Id of the backend in `backend`, for the status page.
+    /// Id of the backend that answered (or the last one tried).
     backend_id: Option<usize>,
     /// The request was for the status page: logged at debug level only and left out of the
     /// status page's own figures (a page refreshing every 2 s would drown them).
@@ -231,6 +232,7 @@ impl Proxy {
             .map(AccessLog::open)
             .transpose()?;
         Ok(Proxy {
+            authorities: config.backends.iter().map(Backend::authority).collect(),
             pool,
             stats: Stats::new(config.backends.len()),
             access_log,
@@ -438,10 +440,12 @@ impl Proxy {
         let elapsed = started.elapsed();
         let line = request.map(Request::request_line);
         let line_text = line.as_deref().unwrap_or("-");
-        let backend = exchange.backend.as_deref().unwrap_or("-");
-        let status = exchange
-            .status
-            .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let upstream = exchange.backend_id.map(|id| self.authorities[id].as_str());
+        let backend = upstream.unwrap_or("-");
+        let status: &dyn std::fmt::Display = match &exchange.status {
+            Some(status) => status,
+            None => &"-",
+        };
         let ms = elapsed.as_millis();
         let bytes = exchange.bytes;
         let cache = exchange.cache.as_str();
@@ -466,7 +470,7 @@ impl Proxy {
                 bytes,
                 referer: request.and_then(|r| r.headers.get("referer")),
                 user_agent: request.and_then(|r| r.headers.get("user-agent")),
-                upstream: exchange.backend.as_deref(),
+                upstream,
                 cache: request.map(|_| exchange.cache),
                 elapsed,
             });

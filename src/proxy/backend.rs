@@ -39,7 +39,6 @@ impl Proxy {
         let mut last_error = Error::NoBackend("no backend configured".to_string());
         'backends: for id in self.balancer.plan(Instant::now()) {
             let backend = &self.balancer.backends()[id];
-            exchange.backend = Some(backend.authority());
             exchange.backend_id = Some(id);
             // Only a request that may be sent twice goes on an idle pooled connection: if
             // the backend closed it meanwhile, the request is sent again on a fresh one.
@@ -68,7 +67,7 @@ impl Proxy {
                 let mut outgoing = rewrite_request(
                     request,
                     peer,
-                    backend,
+                    &self.authorities[id],
                     body.outgoing_framing(),
                     self.config.upstream_keepalive > 0,
                 );
@@ -273,12 +272,14 @@ fn forward(
     max_body: u64,
 ) -> Result<()> {
     let backend_err = |e| Error::Io(Side::Backend, e);
+    let Some(progress) = body.rest else {
+        // The whole body is in memory (or there is none): head and body in one write.
+        let mut bytes = serialize::request_head_with_room(outgoing, body.start.len());
+        bytes.extend_from_slice(&body.start);
+        return upstream.writer().write_all(&bytes).map_err(backend_err);
+    };
     let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, upstream.writer());
     serialize::write_request_head(&mut out, outgoing).map_err(backend_err)?;
-    let Some(progress) = body.rest else {
-        out.write_all(&body.start).map_err(backend_err)?;
-        return out.flush().map_err(backend_err);
-    };
     let mut rest = BodyReader::resume(client, progress);
     let limit = max_body.saturating_sub(body.start.len() as u64);
     if body.framing == Framing::Chunked {

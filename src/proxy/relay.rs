@@ -67,8 +67,19 @@ pub(super) fn relay_response(
     exchange: &mut Exchange,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
-    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
-    serialize::write_response_head(&mut out, response).map_err(client_err)?;
+    let head = serialize::response_head_bytes(response);
+    // Room for the head and, up to CLIENT_WRITE_BUFFER, the body: a small response leaves
+    // in one write, and a small buffer is all it costs.
+    let room = match client_framing {
+        Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        Framing::Empty => 0,
+        Framing::Chunked | Framing::Close => CLIENT_WRITE_BUFFER,
+    };
+    let mut out = BufWriter::with_capacity(
+        head.len().saturating_add(room).min(CLIENT_WRITE_BUFFER),
+        client,
+    );
+    out.write_all(&head).map_err(client_err)?;
     exchange.head_sent = true;
     let mut body = BodyReader::new(upstream.reader(), upstream_framing);
     let (from, to) = (Side::Backend, Side::Client);

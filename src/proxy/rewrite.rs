@@ -1,13 +1,13 @@
 //! Step 6 of the proxy (see `proxy`): the request as the backend should see it. Pure
 //! functions over `Request`, tested without sockets.
 
+use std::fmt::Write;
 use std::net::SocketAddr;
 
 use super::VIA;
-use crate::config::Backend;
 use crate::http::body::Framing;
 use crate::http::parse;
-use crate::http::{remove_hop_by_hop, Request, Version};
+use crate::http::{is_hop_by_hop, Headers, Request, Version};
 
 /// Step 6: the request as the backend should see it (RFC 9110 §7.6).
 ///
@@ -24,42 +24,46 @@ use crate::http::{remove_hop_by_hop, Request, Version};
 pub fn rewrite_request(
     request: &Request,
     peer: SocketAddr,
-    backend: &Backend,
+    backend_authority: &str,
     framing: Framing,
     keep_alive: bool,
 ) -> Request {
     let (host, target) = match parse::absolute_form_parts(&request.target) {
-        Some((authority, origin_form)) => (authority.to_string(), origin_form),
+        Some((authority, origin_form)) => (authority, origin_form),
         None => (
-            request.headers.get("host").unwrap_or_default().to_string(),
+            request.headers.get("host").unwrap_or_default(),
             request.target.clone(),
         ),
     };
-    let mut out = Request::new(&request.method, &target);
-    out.headers.append("Host", backend.authority());
-    let mut rest = request.headers.clone();
-    remove_hop_by_hop(&mut rest);
-    for name in [
-        "host",
-        "expect",
-        "content-length",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-    ] {
-        rest.remove(name);
-    }
-    let forwarded_for = match rest
-        .get_all("x-forwarded-for")
-        .collect::<Vec<_>>()
-        .join(", ")
-    {
-        prior if prior.is_empty() => peer.ip().to_string(),
-        prior => format!("{prior}, {}", peer.ip()),
+    let mut out = Request {
+        method: request.method.clone(),
+        target,
+        version: Version::Http11,
+        headers: Headers::with_capacity(request.headers.len() + ADDED_FIELDS),
     };
-    rest.remove("x-forwarded-for");
-    for (name, value) in rest.iter() {
+    out.headers.append("Host", backend_authority);
+    // One pass over the client's fields: drop what is hop-by-hop or replaced by ours, and
+    // gather every X-Forwarded-For value to extend.
+    let connection_named: Vec<&str> = request.headers.list("connection").collect();
+    let mut forwarded_for = String::new();
+    for (name, value) in request.headers.iter() {
+        if is_hop_by_hop(name, &connection_named)
+            || REPLACED.iter().any(|r| name.eq_ignore_ascii_case(r))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            if value.is_empty() {
+                continue;
+            }
+            forwarded_for.push_str(value);
+            forwarded_for.push_str(", ");
+            continue;
+        }
         out.headers.append(name, value);
     }
+    // Writing to a String cannot fail.
+    let _ = write!(forwarded_for, "{}", peer.ip());
     out.headers.append("X-Forwarded-For", forwarded_for);
     out.headers.append("X-Forwarded-Host", host);
     out.headers.append("X-Forwarded-Proto", "http");
@@ -74,6 +78,20 @@ pub fn rewrite_request(
     }
     out
 }
+
+/// Fields of the client's that we replace with our own, or drop: Host and the
+/// X-Forwarded-* we set, Content-Length (we re-frame the body) and Expect (we answered it).
+const REPLACED: &[&str] = &[
+    "host",
+    "expect",
+    "content-length",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// The most fields `rewrite_request` adds: Host, X-Forwarded-For, -Host, -Proto, Via, the
+/// framing field and Connection.
+const ADDED_FIELDS: usize = 7;
 
 /// Step 6, validating a stale entry: our conditional fields replace the client's (RFC 9111
 /// §4.3.1). The client's own conditions are then answered from the refreshed entry.
@@ -99,11 +117,8 @@ mod tests {
     use super::*;
     use crate::http::parse::{read_request, Limits};
 
-    fn backend() -> Backend {
-        Backend {
-            host: "10.0.0.7".to_string(),
-            port: 8081,
-        }
+    fn backend() -> &'static str {
+        "10.0.0.7:8081"
     }
 
     fn peer() -> SocketAddr {
@@ -119,7 +134,7 @@ mod tests {
     #[test]
     fn rewrite_sets_host_and_forwarding_fields() {
         let r = req("GET /a?b HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.1\r\nAccept: */*\r\n\r\n");
-        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
+        let out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
         assert_eq!(out.target, "/a?b");
         assert_eq!(out.headers.iter().next(), Some(("Host", "10.0.0.7:8081")));
         assert_eq!(out.headers.get("x-forwarded-host"), Some("shop.example"));
@@ -133,14 +148,14 @@ mod tests {
         assert_eq!(out.headers.get("connection"), Some("close"));
         assert!(!out.headers.contains("content-length"));
         // With pooling on, HTTP/1.1's default (persistent) is left to speak for itself.
-        let pooled = rewrite_request(&r, peer(), &backend(), Framing::Empty, true);
+        let pooled = rewrite_request(&r, peer(), backend(), Framing::Empty, true);
         assert!(!pooled.headers.contains("connection"));
     }
 
     #[test]
     fn rewrite_turns_absolute_form_into_origin_form() {
         let r = req("GET http://Other.example:81/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
-        let out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
+        let out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
         assert_eq!(out.target, "/x?y");
         assert_eq!(
             out.headers.get("x-forwarded-host"),
@@ -151,7 +166,7 @@ mod tests {
     #[test]
     fn rewrite_drops_hop_by_hop_fields_and_reframes_the_body() {
         let r = req("POST / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
-        let out = rewrite_request(&r, peer(), &backend(), Framing::Chunked, false);
+        let out = rewrite_request(&r, peer(), backend(), Framing::Chunked, false);
         for gone in [
             "x-secret",
             "keep-alive",
@@ -170,7 +185,7 @@ mod tests {
             out.headers.get_all("connection").collect::<Vec<_>>(),
             ["close"]
         );
-        let sized = rewrite_request(&r, peer(), &backend(), Framing::Length(7), false);
+        let sized = rewrite_request(&r, peer(), backend(), Framing::Length(7), false);
         assert_eq!(sized.headers.get("content-length"), Some("7"));
         assert!(!sized.headers.contains("transfer-encoding"));
     }
@@ -180,7 +195,7 @@ mod tests {
         let r = req(
             "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"mine\"\r\nIf-Modified-Since: x\r\n\r\n",
         );
-        let mut out = rewrite_request(&r, peer(), &backend(), Framing::Empty, false);
+        let mut out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
         add_validators(&mut out, &[("If-None-Match".into(), "\"ours\"".into())]);
         assert_eq!(
             out.headers.get_all("if-none-match").collect::<Vec<_>>(),
