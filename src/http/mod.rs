@@ -108,17 +108,6 @@ impl Headers {
         self.fields.push(Span { start, colon, end });
     }
 
-    /// Adds a field from the bytes of a parsed field line: `name` is a token (ASCII), and
-    /// each byte of `value` becomes one `char` (ISO-8859-1, see the module doc).
-    pub(crate) fn append_bytes(&mut self, name: &[u8], value: &[u8]) {
-        let start = self.text.len();
-        push_latin1(&mut self.text, name);
-        let colon = self.text.len();
-        push_latin1(&mut self.text, value);
-        let end = self.text.len();
-        self.fields.push(Span { start, colon, end });
-    }
-
     /// Replaces every field called `name` with one field holding `value`.
     pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
         self.remove(name);
@@ -203,6 +192,62 @@ pub(crate) fn push_latin1(out: &mut String, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(s) if s.is_ascii() => out.push_str(s),
         _ => out.extend(bytes.iter().map(|&b| char::from(b))),
+    }
+}
+
+/// Collects the fields of a head as the parser finds them, as bytes, and makes them a
+/// `Headers` at the end: the text is checked as UTF-8 once per head rather than once per
+/// name and value.
+pub(crate) struct HeadersBuilder {
+    /// Invariant: UTF-8, being ASCII bytes and the UTF-8 encoding of chars U+0080 to U+00FF.
+    text: Vec<u8>,
+    fields: Vec<Span>,
+}
+
+impl HeadersBuilder {
+    /// Room for `n` typical fields.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        HeadersBuilder {
+            text: Vec::with_capacity(n * TYPICAL_FIELD_BYTES),
+            fields: Vec::with_capacity(n),
+        }
+    }
+
+    /// The number of fields so far.
+    pub(crate) fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Adds a field; each byte of `name` and `value` becomes one `char` (ISO-8859-1).
+    pub(crate) fn push(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.text.len();
+        push_latin1_as_utf8(&mut self.text, name);
+        let colon = self.text.len();
+        push_latin1_as_utf8(&mut self.text, value);
+        let end = self.text.len();
+        self.fields.push(Span { start, colon, end });
+    }
+
+    /// The fields pushed, in order.
+    pub(crate) fn finish(self) -> Headers {
+        let text = String::from_utf8(self.text).expect("only UTF-8 is ever pushed");
+        Headers {
+            text,
+            fields: self.fields,
+        }
+    }
+}
+
+/// Appends the UTF-8 encoding of `bytes` read as ISO-8859-1: ASCII as is, any other byte as
+/// the two bytes of the `char` with that number.
+fn push_latin1_as_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.is_ascii() {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        let mut utf8 = [0; 2];
+        out.extend_from_slice(char::from(b).encode_utf8(&mut utf8).as_bytes());
     }
 }
 
@@ -374,7 +419,9 @@ pub fn is_token(s: &[u8]) -> bool {
 }
 
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~')
 }
 
 #[cfg(test)]
@@ -414,11 +461,15 @@ mod tests {
 
     #[test]
     fn field_bytes_become_one_char_each() {
-        let mut h = Headers::new();
-        h.append_bytes(b"X-Name", b"caf\xe9 \xff");
-        assert_eq!(h.get("x-name"), Some("caf\u{e9} \u{ff}"));
-        h.append_bytes(b"X-Ascii", b"plain");
+        let mut b = HeadersBuilder::with_capacity(1);
+        b.push(b"X-Name", b"caf\xe9 \xff\x80");
+        b.push(b"X-Ascii", b"plain");
+        b.push(b"X-\xe9", b"");
+        assert_eq!(b.len(), 3);
+        let h = b.finish();
+        assert_eq!(h.get("x-name"), Some("caf\u{e9} \u{ff}\u{80}"));
         assert_eq!(h.get("x-ascii"), Some("plain"));
+        assert_eq!(h.get("x-\u{e9}"), Some(""));
     }
 
     #[test]
@@ -458,6 +509,14 @@ mod tests {
         assert!(!old.keep_alive());
         old.headers.append("Connection", "Keep-Alive");
         assert!(old.keep_alive());
+    }
+
+    #[test]
+    fn tchar_is_exactly_the_rfc_9110_set() {
+        for b in 0..=u8::MAX {
+            let listed = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), listed, "byte {b:#04x}");
+        }
     }
 
     #[test]

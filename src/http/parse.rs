@@ -21,7 +21,7 @@
 
 use std::io::{self, BufRead};
 
-use super::{is_token, Headers, Request, Response, Version};
+use super::{is_token, Headers, HeadersBuilder, Request, Response, Version};
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
 
 /// Longest request line accepted by default, in bytes (RFC 9112 §3: at least 8000 advised).
@@ -232,7 +232,7 @@ fn read_headers(
     side: Side,
     scratch: &mut Vec<u8>,
 ) -> Result<Headers> {
-    let mut headers = Headers::with_capacity(TYPICAL_HEADERS);
+    let mut headers = HeadersBuilder::with_capacity(TYPICAL_HEADERS);
     let mut budget = limits.max_header_bytes;
     loop {
         let end = with_line(r, scratch, budget, |kind, line| match kind {
@@ -241,7 +241,7 @@ fn read_headers(
             Line::TooLong => Err(Error::Parse(side, ParseError::HeadersTooLarge)),
         });
         if end.map_err(|e| Error::Io(side, e))?? {
-            return Ok(headers);
+            return Ok(headers.finish());
         }
     }
 }
@@ -249,7 +249,7 @@ fn read_headers(
 /// Adds one field line (without its line ending) to `headers`, within the limits; `true`
 /// when it is the empty line that ends the head.
 fn add_field(
-    headers: &mut Headers,
+    headers: &mut HeadersBuilder,
     line: &[u8],
     budget: &mut usize,
     limits: &Limits,
@@ -265,7 +265,7 @@ fn add_field(
         return Err(Error::Parse(side, ParseError::TooManyHeaders));
     }
     let (name, value) = parse_field_line(line).map_err(|e| Error::Parse(side, e))?;
-    headers.append_bytes(name, value);
+    headers.push(name, value);
     Ok(false)
 }
 
