@@ -188,7 +188,16 @@ fn merge_seconds(slot: &mut Option<u64>, argument: Option<&str>) {
 
 /// The file name of an entry: lowercase SHA-1 hex (sha1_smol) of the key. 40 chars.
 pub fn entry_name(key: &str) -> String {
-    sha1_smol::Sha1::from(key.as_bytes()).digest().to_string()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha1_smol::Sha1::from(key.as_bytes()).digest().bytes();
+    // By hand rather than through `Display`, which formats byte by byte: this runs on every
+    // cache lookup.
+    let mut name = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        name.push(char::from(HEX[usize::from(byte >> 4)]));
+        name.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    name
 }
 
 /// The primary cache key of a request: its effective request URI (RFC 9110 §7.1), as
@@ -196,26 +205,27 @@ pub fn entry_name(key: &str) -> String {
 /// Host; it is lower-cased and a default `:80` dropped (RFC 9110 §4.2.3), the path and query
 /// are kept byte for byte. `None` for `*` and authority-form targets.
 pub fn cache_key(request: &Request) -> Option<String> {
-    let (authority, target) = match absolute_form_parts(&request.target) {
-        Some((authority, origin_form)) => (authority.to_string(), origin_form),
+    let absolute = absolute_form_parts(&request.target);
+    let (authority, target) = match &absolute {
+        Some((authority, origin_form)) => (*authority, origin_form.as_str()),
         None if request.target.starts_with('/') => (
-            request.headers.get("host").unwrap_or_default().to_string(),
-            request.target.clone(),
+            request.headers.get("host").unwrap_or_default(),
+            request.target.as_str(),
         ),
         None => return None,
     };
-    Some(format!(
-        "http://{}{target}",
-        normalize_authority(&authority)
-    ))
+    let mut key = String::with_capacity("http://".len() + authority.len() + target.len());
+    key.push_str("http://");
+    push_authority(&mut key, authority);
+    key.push_str(target);
+    Some(key)
 }
 
-fn normalize_authority(authority: &str) -> String {
-    let lower = authority.to_ascii_lowercase();
-    match lower.strip_suffix(":80") {
-        Some(host) => host.to_string(),
-        None => lower,
-    }
+/// Appends `authority` lower-cased, without a default `:80` (RFC 9110 §4.2.3).
+fn push_authority(key: &mut String, authority: &str) {
+    let start = key.len();
+    key.push_str(authority.strip_suffix(":80").unwrap_or(authority));
+    key[start..].make_ascii_lowercase();
 }
 
 /// The field names a response varies on (RFC 9111 §4.1), lower-cased, sorted and without
@@ -606,8 +616,9 @@ fn same_host_key(base: &str, reference: &str) -> Option<String> {
     let rest = base.strip_prefix("http://")?;
     let (authority, path) = rest.split_at(rest.find('/')?);
     if let Some((other, target)) = absolute_form_parts(reference) {
-        let other = normalize_authority(other);
-        return (other == authority).then(|| format!("http://{other}{target}"));
+        let mut other_authority = String::new();
+        push_authority(&mut other_authority, other);
+        return (other_authority == authority).then(|| format!("http://{other_authority}{target}"));
     }
     let scheme = reference
         .find(':')

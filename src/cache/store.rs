@@ -44,8 +44,8 @@
 //! request scans the directory. When a commit takes it past `max_size`, the directory is
 //! scanned once and the least recently used entries (oldest atime) are removed until the
 //! total is at most [`EVICT_TO_PERCENT`] of `max_size`, so a full cache does not rescan on
-//! every store. We set atime ourselves on every read rather than trust the mount's atime
-//! policy (`noatime`, `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU
+//! every store. We set atime ourselves on use, to the minute ([`ATIME_RESOLUTION`]), rather
+//! than trust the mount's atime policy (`noatime`, `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU
 //! order.
 
 use std::fs::{self, File, FileTimes, OpenOptions};
@@ -53,10 +53,10 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Take, W
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::{entry_name, variant_key, vary_names};
-use crate::http::body::{response_framing, Framing};
+use crate::http::body::{response_framing, Framing, COPY_BUFFER};
 use crate::http::parse::{read_response, Limits, MAX_HEADERS, MAX_HEADER_BYTES, MAX_REQUEST_LINE};
 use crate::http::serialize::response_head_bytes;
 use crate::http::{is_token, Request, Response};
@@ -67,6 +67,10 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 /// Eviction removes least recently used entries until the total is at most this percentage
 /// of `max_size`.
 pub const EVICT_TO_PERCENT: u64 = 90;
+/// An entry's atime is moved to now on use only when it is older than this: eviction order
+/// is kept to the minute, and a popular entry costs no write per hit (the idea of Linux's
+/// `relatime`).
+pub const ATIME_RESOLUTION: Duration = Duration::from_secs(60);
 
 /// Digits reserved for a Content-Length written at commit: `u64::MAX` has 20.
 const LENGTH_WIDTH: usize = 20;
@@ -130,7 +134,7 @@ pub struct Entry {
     pub stored_at: SystemTime,
     /// Invariant: positioned at the first body byte, limited to `body_len` bytes. The file
     /// is open, so the body stays readable even if the entry is replaced or removed meanwhile.
-    body: Take<BufReader<File>>,
+    body: Take<BufReader<Counted<File>>>,
 }
 
 impl Entry {
@@ -143,6 +147,12 @@ impl Entry {
     /// The body reader, taken out of the entry.
     pub fn into_body(self) -> impl Read {
         self.body
+    }
+
+    /// The stored head and the body reader, taken apart. The reader is buffered: a small
+    /// body usually came in with the head, in the read that found the head.
+    pub fn into_parts(self) -> (Response, impl BufRead) {
+        (self.response, self.body)
     }
 }
 
@@ -425,12 +435,16 @@ impl Shared {
     }
 
     /// Opens and checks the file `name`. A missing file is None; a file that cannot be
-    /// read or is malformed is removed and is None. Sets the file's atime to now: this is
-    /// what "recently used" means for eviction.
+    /// read or is malformed is removed and is None. Moves the file's atime to now (when it
+    /// is older than `ATIME_RESOLUTION`): this is what "recently used" means for eviction.
     fn open(&self, name: &str) -> Option<Stored> {
         let path = self.dir.join(name);
-        let file = match File::open(&path) {
-            Ok(file) => file,
+        let opened = File::open(&path).and_then(|file| {
+            let meta = file.metadata()?;
+            Ok((file, meta))
+        });
+        let (file, meta) = match opened {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => {
                 log::warn!("cache: removing unreadable entry {name}: {e}");
@@ -438,11 +452,16 @@ impl Shared {
                 return None;
             }
         };
-        let touched = file.set_times(FileTimes::new().set_accessed(SystemTime::now()));
-        if let Err(e) = touched {
-            log::debug!("cache: cannot set the atime of {name}: {e}");
+        let now = SystemTime::now();
+        let recently = meta
+            .accessed()
+            .is_ok_and(|atime| atime + ATIME_RESOLUTION > now);
+        if !recently {
+            if let Err(e) = file.set_times(FileTimes::new().set_accessed(now)) {
+                log::debug!("cache: cannot set the atime of {name}: {e}");
+            }
         }
-        match parse_file(file) {
+        match parse_file(file, &meta) {
             Ok(stored) => Some(stored),
             Err(why) => {
                 log::warn!("cache: removing malformed entry {name}: {why}");
@@ -580,10 +599,16 @@ fn opaque_etag(response: &Response) -> Option<&str> {
 
 /// Reads a store file: a variant index, or a response head whose body length matches its
 /// Content-Length (a 204: no body at all).
-fn parse_file(file: File) -> Result<Stored, String> {
-    let meta = file.metadata().map_err(|e| e.to_string())?;
+fn parse_file(file: File, meta: &fs::Metadata) -> Result<Stored, String> {
     let stored_at = meta.modified().map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(file);
+    // A buffer the size of the file, up to COPY_BUFFER: a small entry is read in one go,
+    // and a large body is copied in large reads.
+    let capacity = usize::try_from(meta.len()).map_or(COPY_BUFFER, |len| len.clamp(1, COPY_BUFFER));
+    let counted = Counted {
+        inner: file,
+        count: 0,
+    };
+    let mut reader = BufReader::with_capacity(capacity, counted);
     let start = reader.fill_buf().map_err(|e| e.to_string())?;
     if start.starts_with(INDEX_MAGIC) {
         let mut text = String::new();
@@ -600,7 +625,7 @@ fn parse_file(file: File) -> Result<Stored, String> {
     if response.is_interim() || response.status == 304 {
         return Err(format!("status {} is never stored", response.status));
     }
-    let head_len = reader.stream_position().map_err(|e| e.to_string())?;
+    let head_len = reader.get_ref().count - reader.buffer().len() as u64;
     let body_len = meta.len().saturating_sub(head_len);
     let expected = match response_framing("GET", &response) {
         Ok(Framing::Length(n)) => n,
@@ -618,6 +643,22 @@ fn parse_file(file: File) -> Result<Stored, String> {
         stored_at,
         body: reader.take(body_len),
     }))
+}
+
+/// A reader that counts the bytes it has read: where the file stands, without asking the
+/// kernel (`lseek`) on every cache hit.
+#[derive(Debug)]
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// Writes one entry's body to its temporary file (see [`Store::begin`]); `commit` puts it in
@@ -982,7 +1023,8 @@ mod tests {
         let s = Store::new(&dir.0, one * 2 + one / 2, 1 << 20);
         put(&s, "a", "Content-Length: 1000\r\n", &body).unwrap();
         put(&s, "b", "Content-Length: 1000\r\n", &body).unwrap();
-        let long_ago = SystemTime::now() - Duration::from_secs(60);
+        // Both used longer ago than ATIME_RESOLUTION, so a read moves the atime.
+        let long_ago = SystemTime::now() - ATIME_RESOLUTION * 10;
         for (key, age) in [("a", 20), ("b", 40)] {
             let file = File::open(dir.0.join(entry_name(key))).unwrap();
             let times = FileTimes::new().set_accessed(long_ago + Duration::from_secs(age));

@@ -2,7 +2,7 @@
 //! then its body streamed from the backend to the client (and into the cache entry, through
 //! `Tee`), or a stored response served from the cache.
 
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use super::rewrite::via;
 use super::{Exchange, CLIENT_WRITE_BUFFER};
 use crate::cache::{self, Entry, EntryWriter};
 use crate::error::{Error, Result, Side};
-use crate::http::body::{copy_body, BodyReader, Framing, COPY_BUFFER};
+use crate::http::body::{copy_body, BodyReader, Framing};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, Request, Response, Version};
 use crate::upstream::Connection;
@@ -174,20 +174,19 @@ impl<W: Write> Write for Tee<W> {
 pub(super) fn serve_from_cache(
     client: &TcpStream,
     request: &Request,
-    mut entry: Entry,
+    entry: Entry,
     age: Duration,
     exchange: &mut Exchange,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
-    let (head, framing) = if cache::not_modified(request, &entry.response) {
-        (
-            cache::not_modified_response(&entry.response),
-            Framing::Empty,
-        )
-    } else if entry.response.status == 204 {
-        (entry.response.clone(), Framing::Empty)
+    let body_len = entry.body_len;
+    let (stored_head, mut stored) = entry.into_parts();
+    let (head, framing) = if cache::not_modified(request, &stored_head) {
+        (cache::not_modified_response(&stored_head), Framing::Empty)
+    } else if stored_head.status == 204 {
+        (stored_head, Framing::Empty)
     } else {
-        (entry.response.clone(), Framing::Length(entry.body_len))
+        (stored_head, Framing::Length(body_len))
     };
     let (mut head, _, keep_alive) =
         filter_response(head, request.version, framing, request.keep_alive());
@@ -195,18 +194,24 @@ pub(super) fn serve_from_cache(
     head.headers.set("X-Cache", exchange.cache.as_str());
     exchange.status = Some(head.status);
     exchange.keep_alive = keep_alive;
-    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
-    serialize::write_response_head(&mut out, &head).map_err(client_err)?;
+    let send_body = matches!(framing, Framing::Length(_)) && request.method != "HEAD";
+    // Room for the head and, up to CLIENT_WRITE_BUFFER, the body: a small entry goes out in
+    // one write.
+    let head = serialize::response_head_bytes(&head);
+    let room = if send_body {
+        usize::try_from(body_len).unwrap_or(usize::MAX)
+    } else {
+        0
+    };
+    let mut out = BufWriter::with_capacity(
+        head.len().saturating_add(room).min(CLIENT_WRITE_BUFFER),
+        client,
+    );
+    out.write_all(&head).map_err(client_err)?;
     exchange.head_sent = true;
-    if let (Framing::Length(len), false) = (framing, request.method == "HEAD") {
-        // A buffer no bigger than the body: a small entry is one read, and goes out in the
-        // same write as the head.
-        let capacity = usize::try_from(len)
-            .unwrap_or(COPY_BUFFER)
-            .clamp(1, COPY_BUFFER);
-        let mut stored = BufReader::with_capacity(capacity, entry.body());
-        exchange.bytes = copy_body(&mut stored, &mut out, Side::Backend, Side::Client, len)?;
-        if exchange.bytes != len {
+    if send_body {
+        exchange.bytes = copy_body(&mut stored, &mut out, Side::Backend, Side::Client, body_len)?;
+        if exchange.bytes != body_len {
             let why = "the cache entry was truncated while being served";
             return Err(Error::Io(
                 Side::Backend,
