@@ -334,3 +334,200 @@ impl Read for ClientStream {
     }
 }
 
+// These tests use sockets, unlike the other unit tests: which thread serves which connection
+// is private to this module, so they drive `accept_loop` and `Workers` directly.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Shutdown;
+    use std::time::Instant;
+
+    /// How long a test waits for something that takes microseconds, before it fails.
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    /// A test server that accepts `connections` connections, then stops accepting.
+    fn start<H>(
+        connections: usize,
+        max_idle: usize,
+        idle_timeout: Duration,
+        handler: H,
+    ) -> (SocketAddr, Arc<AtomicUsize>, Arc<Workers<H>>)
+    where
+        H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let active = Arc::new(AtomicUsize::new(0));
+        let workers = Workers::new(handler, max_idle, idle_timeout);
+        let (count, pool) = (Arc::clone(&active), Arc::clone(&workers));
+        thread::spawn(move || {
+            accept_loop(listener.incoming().take(connections), 64, &count, &pool);
+        });
+        (addr, active, workers)
+    }
+
+    /// A handler that reports its thread, answers `ok`, and closes.
+    fn reporting(
+        threads: mpsc::Sender<ThreadId>,
+    ) -> impl Fn(TcpStream, SocketAddr) + Send + Sync + 'static {
+        move |mut stream, _| {
+            threads.send(thread::current().id()).unwrap();
+            stream.write_all(b"ok").unwrap();
+        }
+    }
+
+    /// Connects, sends `send`, and reads until the server closes.
+    fn exchange(addr: SocketAddr, send: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(send).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap();
+        reply
+    }
+
+    /// Waits until no connection is being served. Threads park before they give back their
+    /// slot, so afterwards every thread that has finished a connection is on the idle stack
+    /// (or has exited). This polls for teardown, bounded; it never waits for readiness.
+    fn settle(active: &AtomicUsize) {
+        let deadline = Instant::now() + PATIENCE;
+        while active.load(Ordering::Acquire) != 0 {
+            assert!(Instant::now() < deadline, "connections still being served");
+            thread::yield_now();
+        }
+    }
+
+    fn idle_count<H>(workers: &Workers<H>) -> usize
+    where
+        H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    {
+        workers.idle().len()
+    }
+
+    #[test]
+    fn connections_one_after_another_are_served_by_the_same_thread() {
+        let (tx, threads) = mpsc::channel();
+        let (addr, active, workers) = start(4, 8, PATIENCE, reporting(tx));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            assert_eq!(exchange(addr, b""), b"ok");
+            seen.push(threads.recv_timeout(PATIENCE).unwrap());
+            settle(&active);
+            assert_eq!(idle_count(&workers), 1);
+        }
+        assert!(seen.iter().all(|t| *t == seen[0]), "{seen:?}");
+        assert_ne!(seen[0], thread::current().id());
+    }
+
+    #[test]
+    fn connections_open_at_once_get_threads_of_their_own_which_are_then_reused() {
+        let (tx, threads) = mpsc::channel();
+        // The handler holds its connection until the client closes it.
+        let handler = move |mut stream: TcpStream, _| {
+            tx.send(thread::current().id()).unwrap();
+            let _ = stream.read_to_end(&mut Vec::new());
+        };
+        let (addr, active, workers) = start(4, 8, PATIENCE, handler);
+        let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let first: Vec<ThreadId> = (0..3)
+            .map(|_| threads.recv_timeout(PATIENCE).unwrap())
+            .collect();
+        assert_eq!(active.load(Ordering::Acquire), 3);
+        assert!(first[0] != first[1] && first[1] != first[2] && first[0] != first[2]);
+        drop(held);
+        settle(&active);
+        assert_eq!(idle_count(&workers), 3);
+        assert_eq!(exchange(addr, b""), b"");
+        let again = threads.recv_timeout(PATIENCE).unwrap();
+        assert!(first.contains(&again), "a parked thread is reused");
+        settle(&active);
+    }
+
+    #[test]
+    fn at_most_max_idle_threads_stay_parked() {
+        let (tx, threads) = mpsc::channel();
+        let handler = move |mut stream: TcpStream, _| {
+            tx.send(()).unwrap();
+            let _ = stream.read_to_end(&mut Vec::new());
+        };
+        let (addr, active, workers) = start(3, 1, PATIENCE, handler);
+        let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for _ in 0..3 {
+            threads.recv_timeout(PATIENCE).unwrap();
+        }
+        drop(held);
+        settle(&active);
+        assert_eq!(idle_count(&workers), 1);
+    }
+
+    #[test]
+    fn a_handler_that_panics_ends_only_its_own_thread() {
+        let (tx, threads) = mpsc::channel();
+        let handler = move |mut stream: TcpStream, _| {
+            let mut first = [0u8; 1];
+            stream.read_exact(&mut first).unwrap();
+            assert_ne!(&first, b"p", "a deliberate panic in a test handler");
+            tx.send(thread::current().id()).unwrap();
+            stream.write_all(b"ok").unwrap();
+        };
+        let (addr, active, workers) = start(3, 8, PATIENCE, handler);
+        assert_eq!(exchange(addr, b"x"), b"ok");
+        let survivor = threads.recv_timeout(PATIENCE).unwrap();
+        settle(&active);
+        // The parked thread takes the panic, and is not parked again.
+        assert_eq!(exchange(addr, b"p"), b"");
+        settle(&active);
+        assert_eq!(
+            idle_count(&workers),
+            0,
+            "the thread that panicked was parked"
+        );
+        // The next connection is served, by a new thread.
+        assert_eq!(exchange(addr, b"x"), b"ok");
+        assert_ne!(threads.recv_timeout(PATIENCE).unwrap(), survivor);
+        settle(&active);
+        assert_eq!(idle_count(&workers), 1);
+    }
+
+    #[test]
+    fn idle_threads_exit_after_the_timeout_and_no_connection_is_lost_on_the_way() {
+        // With no wait at all, every parked thread times out at once and races the accept
+        // loop for its own entry: each connection must still be served exactly once.
+        const CLIENTS: usize = 4;
+        const EACH: usize = 50;
+        let (tx, threads) = mpsc::channel();
+        let (addr, active, workers) = start(CLIENTS * EACH, 8, Duration::ZERO, reporting(tx));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| thread::spawn(move || (0..EACH).all(|_| exchange(addr, b"") == b"ok")))
+            .collect();
+        for client in clients {
+            assert!(client.join().unwrap(), "a connection got no answer");
+        }
+        assert_eq!(threads.try_iter().count(), CLIENTS * EACH);
+        settle(&active);
+        let deadline = Instant::now() + PATIENCE;
+        while idle_count(&workers) != 0 {
+            assert!(Instant::now() < deadline, "idle threads did not time out");
+            thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_parked_entry_whose_thread_is_gone_is_skipped() {
+        let (tx, threads) = mpsc::channel();
+        let (addr, active, workers) = start(1, 8, PATIENCE, reporting(tx));
+        let (sender, receiver) = mpsc::channel();
+        drop(receiver);
+        let thread = thread::current().id();
+        workers.idle().push(Idle { thread, sender });
+        assert_eq!(exchange(addr, b""), b"ok");
+        threads.recv_timeout(PATIENCE).unwrap();
+        settle(&active);
+        assert_eq!(
+            idle_count(&workers),
+            1,
+            "the dead entry is gone, the new thread parked"
+        );
+    }
+}
