@@ -9,9 +9,9 @@
 //! life; when the connection ends, the thread parks as an idle worker, and the accept loop
 //! hands the next connection to the most recently parked one (its stack and caches are still
 //! warm). Only when none is idle does it start a new thread. Starting and ending a thread
-//! costs about fifteen system calls, which on short `Connection: close` traffic was the
-//! largest share of the kernel time per request. At most `MAX_IDLE_WORKERS` wait, each for at
-//! most `IDLE_WORKER_TIMEOUT`; a handler that panics ends its thread, which is not reused.
+//! costs about fifteen system calls, a large part of the kernel time per request on short
+//! `Connection: close` traffic. At most `MAX_IDLE_WORKERS` wait, each for at most
+//! `IDLE_WORKER_TIMEOUT`; a handler that panics ends its thread, which is not reused.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
