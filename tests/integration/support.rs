@@ -460,15 +460,23 @@ impl Process {
             .and_then(|n| n.trim().parse().ok())
     }
 
-    /// Waits (bounded) until the thread count is back to `baseline`, returning the last count.
-    /// Connection threads end just after their client sees the close, so this polls briefly
+    /// Polls the proxy's status page (bounded) until it reports one connection open: the
+    /// one asking. Returns the last count it reported and how many connections the polling
+    /// made. Connections end just after their client sees the close, so this waits briefly
     /// for teardown; it never waits for readiness.
-    pub fn settle_threads(&self, baseline: usize) -> Option<usize> {
+    pub fn settle_connections(&self) -> (usize, usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut polls = 0;
         loop {
-            let now = self.threads()?;
-            if now <= baseline || std::time::Instant::now() > deadline {
-                return Some(now);
+            let status = get(self.addr, "/relevo/status?format=json").text();
+            polls += 1;
+            let open = status
+                .split_once("\"active_connections\":")
+                .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no active_connections in {status}"));
+            if open <= 1 || std::time::Instant::now() > deadline {
+                return (open, polls);
             }
             thread::sleep(Duration::from_millis(10));
         }
