@@ -64,12 +64,14 @@ where
     H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
 {
     let workers = Workers::new(handler, MAX_IDLE_WORKERS, IDLE_WORKER_TIMEOUT);
-    accept_loop(listener.incoming(), max_connections, &active, &workers);
+    // `accept` returns the peer's address with the socket: no `getpeername` per connection.
+    let incoming = std::iter::repeat_with(|| listener.accept());
+    accept_loop(incoming, max_connections, &active, &workers);
 }
 
 /// The body of `serve`, over any source of connections (tests pass a bounded one).
 fn accept_loop<H>(
-    incoming: impl Iterator<Item = io::Result<TcpStream>>,
+    incoming: impl Iterator<Item = io::Result<(TcpStream, SocketAddr)>>,
     max_connections: usize,
     active: &Arc<AtomicUsize>,
     workers: &Arc<Workers<H>>,
@@ -77,16 +79,13 @@ fn accept_loop<H>(
     H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
 {
     for conn in incoming {
-        let stream = match conn {
-            Ok(stream) => stream,
+        let (stream, peer) = match conn {
+            Ok(accepted) => accepted,
             Err(e) => {
                 log::warn!("accept failed: {e}");
                 thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
-        };
-        let Ok(peer) = stream.peer_addr() else {
-            continue; // the client is already gone
         };
         if active.load(Ordering::Acquire) >= max_connections {
             log::warn!("{peer} refused: {max_connections} connections already open");
@@ -361,7 +360,8 @@ mod tests {
         let workers = Workers::new(handler, max_idle, idle_timeout);
         let (count, pool) = (Arc::clone(&active), Arc::clone(&workers));
         thread::spawn(move || {
-            accept_loop(listener.incoming().take(connections), 64, &count, &pool);
+            let incoming = std::iter::repeat_with(|| listener.accept()).take(connections);
+            accept_loop(incoming, 64, &count, &pool);
         });
         (addr, active, workers)
     }
