@@ -187,14 +187,6 @@ impl std::fmt::Debug for Headers {
     }
 }
 
-/// Appends bytes as one `char` each (ISO-8859-1); ASCII, the common case, is copied as is.
-pub(crate) fn push_latin1(out: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => out.push_str(s),
-        _ => out.extend(bytes.iter().map(|&b| char::from(b))),
-    }
-}
-
 /// Collects the fields of a head as the parser finds them, as bytes, and makes them a
 /// `Headers` at the end: the text is checked as UTF-8 once per head rather than once per
 /// name and value.
@@ -221,9 +213,9 @@ impl HeadersBuilder {
     /// Adds a field; each byte of `name` and `value` becomes one `char` (ISO-8859-1).
     pub(crate) fn push(&mut self, name: &[u8], value: &[u8]) {
         let start = self.text.len();
-        push_latin1_as_utf8(&mut self.text, name);
+        push_bytes_as_utf8(&mut self.text, name);
         let colon = self.text.len();
-        push_latin1_as_utf8(&mut self.text, value);
+        push_bytes_as_utf8(&mut self.text, value);
         let end = self.text.len();
         self.fields.push(Span { start, colon, end });
     }
@@ -240,7 +232,7 @@ impl HeadersBuilder {
 
 /// Appends the UTF-8 encoding of `bytes` read as ISO-8859-1: ASCII as is, any other byte as
 /// the two bytes of the `char` with that number.
-fn push_latin1_as_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
+fn push_bytes_as_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.is_ascii() {
         out.extend_from_slice(bytes);
         return;

@@ -79,18 +79,18 @@ pub fn read_request(r: &mut impl BufRead, limits: &Limits) -> Result<Option<Requ
     let mut empty_lines = 0;
     let (method, target, version) = loop {
         let start = with_line(r, &mut scratch, limits.max_line, |kind, line| match kind {
-            Line::Eof => Ok(None),
+            Line::Eof => Ok(Start::Closed),
             Line::Partial => Err(ParseError::UnexpectedEof),
             Line::TooLong => Err(ParseError::RequestLineTooLong),
             Line::Complete if line.is_empty() && empty_lines < MAX_LEADING_EMPTY_LINES => {
-                Ok(Some(None))
+                Ok(Start::Blank)
             }
-            Line::Complete => parse_request_line(line).map(|parts| Some(Some(parts))),
+            Line::Complete => parse_request_line(line).map(Start::RequestLine),
         });
         match start.map_err(|e| Error::Io(side, e))? {
-            Ok(None) => return Ok(None),
-            Ok(Some(None)) => empty_lines += 1,
-            Ok(Some(Some(parts))) => break parts,
+            Ok(Start::Closed) => return Ok(None),
+            Ok(Start::Blank) => empty_lines += 1,
+            Ok(Start::RequestLine(parts)) => break parts,
             Err(e) => return Err(Error::Parse(side, e)),
         }
     };
@@ -131,6 +131,16 @@ pub fn read_response(r: &mut impl BufRead, limits: &Limits) -> Result<Response> 
     })
 }
 
+/// What the first lines of a request can be.
+enum Start {
+    /// The client closed the connection before sending anything.
+    Closed,
+    /// An empty line, skipped (RFC 9112 §2.2).
+    Blank,
+    /// Method, target and version.
+    RequestLine((String, String, Version)),
+}
+
 /// The outcome of reading one line.
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
@@ -140,7 +150,8 @@ enum Line {
     Eof,
     /// End of stream in the middle of a line.
     Partial,
-    /// More than the limit without a line ending; the rest is left unread.
+    /// A line longer than the limit. The connection cannot go on: the rest of the line
+    /// may or may not have been read.
     TooLong,
 }
 
@@ -155,6 +166,8 @@ fn with_line<T>(
     f: impl FnOnce(Line, &[u8]) -> T,
 ) -> io::Result<T> {
     let in_place = match r.fill_buf() {
+        // We are at the start of a line, so the end of the stream here is a clean one.
+        Ok([]) => return Ok(f(Line::Eof, &[])),
         Ok(buffered) => buffered.iter().position(|&b| b == b'\n'),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
         Err(e) => return Err(e),
@@ -235,12 +248,13 @@ fn read_headers(
     let mut headers = HeadersBuilder::with_capacity(TYPICAL_HEADERS);
     let mut budget = limits.max_header_bytes;
     loop {
-        let end = with_line(r, scratch, budget, |kind, line| match kind {
+        let field = with_line(r, scratch, budget, |kind, line| match kind {
             Line::Complete => add_field(&mut headers, line, &mut budget, limits, side),
             Line::Eof | Line::Partial => Err(Error::Parse(side, ParseError::UnexpectedEof)),
             Line::TooLong => Err(Error::Parse(side, ParseError::HeadersTooLarge)),
         });
-        if end.map_err(|e| Error::Io(side, e))?? {
+        let end_of_head = field.map_err(|e| Error::Io(side, e))??;
+        if end_of_head {
             return Ok(headers.finish());
         }
     }
@@ -444,9 +458,10 @@ pub fn is_valid_host(host: &str) -> bool {
 
 /// Bytes as a `String` of one char per byte (ISO-8859-1), so any byte survives the trip.
 pub(crate) fn latin1(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    super::push_latin1(&mut s, bytes);
-    s
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.is_ascii() => s.to_string(),
+        _ => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +516,47 @@ mod tests {
                     "{} read {step} bytes at a time",
                     String::from_utf8_lossy(head)
                 );
+            }
+        }
+    }
+
+    /// Every string of `a`, CR and LF up to `len` bytes.
+    fn strings_of_a_cr_lf(len: usize) -> Vec<Vec<u8>> {
+        let mut all = vec![Vec::new()];
+        for n in 1..=len {
+            let longer: Vec<Vec<u8>> = all
+                .iter()
+                .filter(|s| s.len() == n - 1)
+                .flat_map(|s| {
+                    b"a\r\n".iter().map(move |&b| {
+                        let mut t = s.clone();
+                        t.push(b);
+                        t
+                    })
+                })
+                .collect();
+            all.extend(longer);
+        }
+        all
+    }
+
+    #[test]
+    fn with_line_agrees_with_read_line_at_every_limit_and_read_size() {
+        for input in strings_of_a_cr_lf(6) {
+            for max in 0..=5 {
+                let mut scratch = Vec::new();
+                let expected = match read_line(&mut &input[..], &mut scratch, max).unwrap() {
+                    Line::Complete => (Line::Complete, scratch.clone()),
+                    other => (other, Vec::new()),
+                };
+                for step in 1..=input.len().max(1) {
+                    let mut reader = io::BufReader::with_capacity(step, &input[..]);
+                    let got = with_line(&mut reader, &mut Vec::new(), max, |kind, line| {
+                        (kind, line.to_vec())
+                    })
+                    .unwrap();
+                    assert_eq!(got, expected, "{input:?}, max {max}, {step} bytes a read");
+                }
             }
         }
     }

@@ -23,9 +23,9 @@ pub fn write_request_head(w: &mut impl Write, req: &Request) -> io::Result<()> {
 pub fn request_head_with_room(req: &Request, extra: usize) -> Vec<u8> {
     let line = req.method.len() + req.target.len() + 12;
     let mut head = Vec::with_capacity(line + req.headers.wire_len() + extra);
-    push_latin1(&mut head, &req.method);
+    push_chars_as_bytes(&mut head, &req.method);
     head.push(b' ');
-    push_latin1(&mut head, &req.target);
+    push_chars_as_bytes(&mut head, &req.target);
     head.push(b' ');
     head.extend_from_slice(req.version.as_str().as_bytes());
     head.extend_from_slice(b"\r\n");
@@ -53,6 +53,8 @@ pub fn response_head_with_room(resp: &Response, extra: usize) -> Vec<u8> {
     let mut head = Vec::with_capacity(line + resp.headers.wire_len() + extra);
     head.extend_from_slice(resp.version.as_str().as_bytes());
     head.push(b' ');
+    // Parsed statuses are three digits (RFC 9110 §15); ours are constants.
+    debug_assert!((100..=999).contains(&resp.status), "status {}", resp.status);
     let status = resp.status.min(999);
     head.extend_from_slice(&[
         b'0' + (status / 100) as u8,
@@ -60,7 +62,7 @@ pub fn response_head_with_room(resp: &Response, extra: usize) -> Vec<u8> {
         b'0' + (status % 10) as u8,
     ]);
     head.push(b' ');
-    push_latin1(&mut head, &resp.reason);
+    push_chars_as_bytes(&mut head, &resp.reason);
     head.extend_from_slice(b"\r\n");
     push_fields(&mut head, &resp.headers);
     head
@@ -68,9 +70,9 @@ pub fn response_head_with_room(resp: &Response, extra: usize) -> Vec<u8> {
 
 fn push_fields(head: &mut Vec<u8>, headers: &Headers) {
     for (name, value) in headers.iter() {
-        push_latin1(head, name);
+        push_chars_as_bytes(head, name);
         head.extend_from_slice(b": ");
-        push_latin1(head, value);
+        push_chars_as_bytes(head, value);
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
@@ -78,7 +80,7 @@ fn push_fields(head: &mut Vec<u8>, headers: &Headers) {
 
 /// Appends a string of one char per byte as those bytes. A char above U+00FF cannot come
 /// from the parser; one put there by code is written as `?` rather than as several bytes.
-fn push_latin1(out: &mut Vec<u8>, s: &str) {
+fn push_chars_as_bytes(out: &mut Vec<u8>, s: &str) {
     if s.is_ascii() {
         out.extend_from_slice(s.as_bytes());
     } else {
