@@ -417,7 +417,6 @@ mod tests {
             assert_eq!(idle_count(&workers), 1);
         }
         assert!(seen.iter().all(|t| *t == seen[0]), "{seen:?}");
-        assert_ne!(seen[0], thread::current().id());
     }
 
     #[test]
@@ -493,7 +492,9 @@ mod tests {
     #[test]
     fn idle_threads_exit_after_the_timeout_and_no_connection_is_lost_on_the_way() {
         // With no wait at all, every parked thread times out at once and races the accept
-        // loop for its own entry: each connection must still be served exactly once.
+        // loop for its own entry: each connection must still be served exactly once. The
+        // race is won by the accept loop only sometimes (a run or two in each test run when
+        // counted), so this test can miss a bug in that branch; it never fails without one.
         const CLIENTS: usize = 4;
         const EACH: usize = 50;
         let (tx, threads) = mpsc::channel();

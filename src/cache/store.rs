@@ -453,9 +453,11 @@ impl Shared {
             }
         };
         let now = SystemTime::now();
-        let recently = meta
-            .accessed()
-            .is_ok_and(|atime| atime + ATIME_RESOLUTION > now);
+        // An atime in the future (a clock stepped back, a copied file) counts as old.
+        let recently = meta.accessed().is_ok_and(|atime| {
+            now.duration_since(atime)
+                .is_ok_and(|age| age < ATIME_RESOLUTION)
+        });
         if !recently {
             if let Err(e) = file.set_times(FileTimes::new().set_accessed(now)) {
                 log::debug!("cache: cannot set the atime of {name}: {e}");

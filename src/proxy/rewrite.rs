@@ -153,6 +153,16 @@ mod tests {
     }
 
     #[test]
+    fn every_prior_x_forwarded_for_is_kept_in_order_and_empty_ones_dropped() {
+        let r = req("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.1, 10.0.0.1\r\nX-Forwarded-For:\r\nx-forwarded-for: 198.51.100.2\r\n\r\n");
+        let out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
+        assert_eq!(
+            out.headers.get_all("x-forwarded-for").collect::<Vec<_>>(),
+            ["203.0.113.1, 10.0.0.1, 198.51.100.2, 192.0.2.9"]
+        );
+    }
+
+    #[test]
     fn rewrite_turns_absolute_form_into_origin_form() {
         let r = req("GET http://Other.example:81/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
         let out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
