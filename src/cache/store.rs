@@ -144,11 +144,6 @@ impl Entry {
         &mut self.body
     }
 
-    /// The body reader, taken out of the entry.
-    pub fn into_body(self) -> impl Read {
-        self.body
-    }
-
     /// The stored head and the body reader, taken apart. The reader is buffered: a small
     /// body usually came in with the head, in the read that found the head.
     pub fn into_parts(self) -> (Response, impl BufRead) {

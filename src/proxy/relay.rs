@@ -67,20 +67,12 @@ pub(super) fn relay_response(
     exchange: &mut Exchange,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
-    let head = serialize::response_head_bytes(response);
-    // Room for the head and, up to CLIENT_WRITE_BUFFER, the body: a small response leaves
-    // in one write, and a small buffer is all it costs.
-    let room = match client_framing {
-        Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        Framing::Empty => 0,
-        Framing::Chunked | Framing::Close => CLIENT_WRITE_BUFFER,
+    let body_len = match client_framing {
+        Framing::Length(n) => Some(n),
+        Framing::Empty => Some(0),
+        Framing::Chunked | Framing::Close => None,
     };
-    let mut out = BufWriter::with_capacity(
-        head.len().saturating_add(room).min(CLIENT_WRITE_BUFFER),
-        client,
-    );
-    out.write_all(&head).map_err(client_err)?;
-    exchange.head_sent = true;
+    let mut out = start_response(client, response, body_len, exchange)?;
     let mut body = BodyReader::new(upstream.reader(), upstream_framing);
     let (from, to) = (Side::Backend, Side::Client);
     match client_framing {
@@ -96,6 +88,27 @@ pub(super) fn relay_response(
         }
     }
     out.flush().map_err(client_err)
+}
+
+/// Writes `response`'s head into a buffered writer toward the client, with room for the
+/// body when it is known (`body_len`) and small: up to CLIENT_WRITE_BUFFER in all, so a small
+/// response leaves in one write and costs only a small buffer.
+fn start_response<'a>(
+    client: &'a TcpStream,
+    response: &Response,
+    body_len: Option<u64>,
+    exchange: &mut Exchange,
+) -> Result<BufWriter<&'a TcpStream>> {
+    let head = serialize::response_head_bytes(response);
+    let room = body_len.map_or(CLIENT_WRITE_BUFFER, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    let capacity = head.len().saturating_add(room).min(CLIENT_WRITE_BUFFER);
+    let mut out = BufWriter::with_capacity(capacity, client);
+    out.write_all(&head)
+        .map_err(|e| Error::Io(Side::Client, e))?;
+    exchange.head_sent = true;
+    Ok(out)
 }
 
 /// Step 12's writer: body bytes go to the client and, for a response being stored, to its
@@ -195,20 +208,12 @@ pub(super) fn serve_from_cache(
     exchange.status = Some(head.status);
     exchange.keep_alive = keep_alive;
     let send_body = matches!(framing, Framing::Length(_)) && request.method != "HEAD";
-    // Room for the head and, up to CLIENT_WRITE_BUFFER, the body: a small entry goes out in
-    // one write.
-    let head = serialize::response_head_bytes(&head);
-    let room = if send_body {
-        usize::try_from(body_len).unwrap_or(usize::MAX)
-    } else {
-        0
-    };
-    let mut out = BufWriter::with_capacity(
-        head.len().saturating_add(room).min(CLIENT_WRITE_BUFFER),
+    let mut out = start_response(
         client,
-    );
-    out.write_all(&head).map_err(client_err)?;
-    exchange.head_sent = true;
+        &head,
+        Some(if send_body { body_len } else { 0 }),
+        exchange,
+    )?;
     if send_body {
         exchange.bytes = copy_body(&mut stored, &mut out, Side::Backend, Side::Client, body_len)?;
         if exchange.bytes != body_len {
