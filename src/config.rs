@@ -58,6 +58,12 @@
 //! access_log = logs/access.log   # one Combined Log Format line per request; `off` for none
 //! status_path = /relevo/status   # the proxy's own status page (never forwarded); `off` for none
 //! status_allow = 127.0.0.0/8 ::1 # addresses (CIDR) that may see it; others get 403
+//! tunnel_idle_timeout = 300      # seconds a WebSocket tunnel or event stream may stay silent
+//! rewrite_location = on          # backend addresses in Location become the client's host
+//! upstream_total_timeout = 60    # seconds for all attempts at one request, retries included
+//! max_connections_per_ip = 0     # client connections from one address (0: no cap)
+//! underscores_in_headers = off   # off drops request fields whose names contain `_`
+//! allow_trace = off              # off answers TRACE with 405
 //! ```
 
 use std::collections::HashMap;
@@ -122,6 +128,12 @@ const KEYS: &[&str] = &[
     "access_log",
     "status_path",
     "status_allow",
+    "tunnel_idle_timeout",
+    "rewrite_location",
+    "upstream_total_timeout",
+    "max_connections_per_ip",
+    "underscores_in_headers",
+    "allow_trace",
 ];
 
 /// Everything the proxy can be configured with. Each field is set by the key of the same
@@ -196,6 +208,23 @@ pub struct Config {
     /// Client addresses allowed to see the status page; others get 403. Default loopback
     /// only: `127.0.0.0/8 ::1`.
     pub status_allow: Vec<Cidr>,
+    /// How long a WebSocket tunnel, or a `text/event-stream` response body, may go without
+    /// a byte in either direction before it is closed. Default 300 s.
+    pub tunnel_idle_timeout: Duration,
+    /// Whether a `Location` or `Content-Location` pointing at the backend (as named in the
+    /// `Host` we sent it) is rewritten to the host the client used. Default `true` (`on`).
+    pub rewrite_location: bool,
+    /// Time allowed for every attempt at one request together, retries on other backends
+    /// included, until the response head has arrived. Default 60 s.
+    pub upstream_total_timeout: Duration,
+    /// Client connections one address may hold at once; 0 for no cap. Default 0.
+    pub max_connections_per_ip: usize,
+    /// Whether request fields whose names contain `_` are forwarded; off drops them (as
+    /// nginx's `underscores_in_headers off`). Default `false` (`off`).
+    pub underscores_in_headers: bool,
+    /// Whether TRACE is forwarded; off answers it with 405 (TRACE echoes credentials back).
+    /// Default `false` (`off`).
+    pub allow_trace: bool,
 }
 
 /// An address block such as `127.0.0.0/8` or `::1` (a single address is a full-length
@@ -297,6 +326,12 @@ impl Default for Config {
                     prefix: 128,
                 },
             ],
+            tunnel_idle_timeout: Duration::from_secs(300),
+            rewrite_location: true,
+            upstream_total_timeout: Duration::from_secs(60),
+            max_connections_per_ip: 0,
+            underscores_in_headers: false,
+            allow_trace: false,
         }
     }
 }
@@ -500,6 +535,12 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
                 .map(str::parse)
                 .collect::<Result<_, _>>()?;
         }
+        "tunnel_idle_timeout" => config.tunnel_idle_timeout = parse_seconds(value)?,
+        "rewrite_location" => config.rewrite_location = parse_bool(value)?,
+        "upstream_total_timeout" => config.upstream_total_timeout = parse_seconds(value)?,
+        "max_connections_per_ip" => config.max_connections_per_ip = parse_usize(value)?,
+        "underscores_in_headers" => config.underscores_in_headers = parse_bool(value)?,
+        "allow_trace" => config.allow_trace = parse_bool(value)?,
         _ => return Err("not a known key".to_string()),
     }
     Ok(())
