@@ -373,6 +373,11 @@ fn ext_is_clean(ext: &[u8]) -> bool {
 /// Copies a whole body from `src` (sent by `from`) to `dst` (going to `to`), straight out
 /// of the reader's own buffer. More than `limit` bytes is `BodyTooLarge`.
 ///
+/// `dst` is flushed after every piece read: whatever arrived reaches the other side before
+/// the next read, which may wait (a server sending events, a client uploading slowly). A
+/// buffered `dst` still gathers what one piece writes (a chunk's size line, data and CRLF)
+/// into one system call.
+///
 /// # Errors
 /// Read failures are blamed on `from`, write failures on `to`.
 pub fn copy_body(
@@ -395,7 +400,9 @@ pub fn copy_body(
         if total > limit {
             return Err(Error::Parse(from, ParseError::BodyTooLarge));
         }
-        dst.write_all(available).map_err(|e| Error::Io(to, e))?;
+        dst.write_all(available)
+            .and_then(|()| dst.flush())
+            .map_err(|e| Error::Io(to, e))?;
         src.consume(n);
     }
 }
@@ -605,6 +612,38 @@ mod tests {
             b"all of it"
         );
         assert_eq!(read_all(b"ignored", Framing::Empty).unwrap(), b"");
+    }
+
+    /// A writer that records what it holds at each flush.
+    #[derive(Default)]
+    struct Flushes {
+        pending: Vec<u8>,
+        flushed: Vec<Vec<u8>>,
+    }
+
+    impl Write for Flushes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.pending.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.flushed.push(std::mem::take(&mut self.pending));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn copy_body_flushes_every_piece_before_reading_the_next() {
+        // A reader that hands out two pieces, as two reads from a socket would.
+        let pieces = io::Cursor::new(b"data: 1\n\n".to_vec()).chain(&b"data: 2\n\n"[..]);
+        let mut src = io::BufReader::with_capacity(64, pieces);
+        let mut out = Flushes::default();
+        copy_body(&mut src, &mut out, Side::Backend, Side::Client, 100).unwrap();
+        assert_eq!(
+            out.flushed,
+            [b"data: 1\n\n".to_vec(), b"data: 2\n\n".to_vec()]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! (see `http` on ISO-8859-1 strings). This module decides nothing about which fields to
 //! send: `proxy` and the servers do that.
 
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 use super::{Headers, Request, Response};
 
@@ -128,19 +128,55 @@ impl<W: Write> Write for ChunkedWriter<W> {
         Ok(buf.len())
     }
 
+    /// One chunk: its size line, the data and the CRLF go to `inner` in one vectored write
+    /// (a buffered `inner` then sends a large chunk in one system call, not three).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         if buf.is_empty() {
             // An empty chunk would be the last-chunk: never write one by accident.
             return Ok(());
         }
-        write!(self.inner, "{:x}\r\n", buf.len())?;
-        self.inner.write_all(buf)?;
-        self.inner.write_all(b"\r\n")
+        let mut size = [0u8; CHUNK_SIZE_LINE];
+        let size = chunk_size_line(buf.len(), &mut size);
+        write_all_parts(&mut self.inner, &[size, buf, b"\r\n"])
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Room for a chunk-size line: 16 hex digits (a `u64`) and CRLF.
+const CHUNK_SIZE_LINE: usize = 18;
+
+/// `len` in hex followed by CRLF, written into `buf`; returns the part used.
+fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE]) -> &[u8] {
+    let mut at = CHUNK_SIZE_LINE - 2;
+    buf[at..].copy_from_slice(b"\r\n");
+    let mut n = len;
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+/// Writes every part, in order, with as few `write_vectored` calls as the writer allows.
+fn write_all_parts(w: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+    let mut written =
+        w.write_vectored(&parts.iter().map(|p| IoSlice::new(p)).collect::<Vec<_>>())?;
+    for part in parts {
+        if written >= part.len() {
+            written -= part.len();
+            continue;
+        }
+        w.write_all(&part[written..])?;
+        written = 0;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -204,5 +240,66 @@ mod tests {
         expected.extend_from_slice(&[b'x'; 26]);
         expected.extend_from_slice(b"\r\n0\r\n\r\n");
         assert_eq!(out, expected);
+    }
+
+    /// A writer that takes at most `max` bytes per call, vectored or not.
+    struct Dribble {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Dribble {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            let n = buf.len().min(self.max);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.max - n);
+                self.out.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_chunk_goes_out_in_one_vectored_write_and_survives_short_writes() {
+        let mut whole = ChunkedWriter::new(Dribble {
+            out: Vec::new(),
+            max: usize::MAX,
+            calls: 0,
+        });
+        whole.write_all(&[b'y'; 300]).unwrap();
+        assert_eq!(whole.inner.calls, 1);
+        let mut expected = b"12c\r\n".to_vec();
+        expected.extend_from_slice(&[b'y'; 300]);
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(whole.inner.out, expected);
+        for max in [1, 2, 5, 299, 303, 305] {
+            let mut short = ChunkedWriter::new(Dribble {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            });
+            short.write_all(&[b'y'; 300]).unwrap();
+            assert_eq!(short.inner.out, expected, "max {max}");
+        }
+        let mut size = [0u8; CHUNK_SIZE_LINE];
+        assert_eq!(chunk_size_line(0, &mut size), b"0\r\n");
+        assert_eq!(
+            chunk_size_line(usize::MAX, &mut size),
+            b"ffffffffffffffff\r\n"
+        );
     }
 }
