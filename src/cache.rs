@@ -30,7 +30,7 @@ use crate::http::{is_token, remove_hop_by_hop, Headers, Request, Response};
 mod flight;
 mod store;
 
-pub use flight::{Flight, FlightGuard, InFlight, Role};
+pub use flight::{Flight, FlightGuard, InFlight, PassMarks, Role, HIT_FOR_PASS};
 pub use store::{is_entry_name, Entry, EntryWriter, Store, TEMP_PREFIX};
 
 /// Largest delta-seconds value we represent (RFC 9111 §1.2.2: a bigger one, or an
@@ -336,6 +336,8 @@ pub fn current_age(response: &Response, stored_at: SystemTime, now: SystemTime) 
 /// it with. A response that needs validation before every reuse (`no-cache`) is stored only
 /// with a validator: without one it could never be reused.
 ///
+/// An event stream (`text/event-stream`) is never stored: it is live.
+///
 /// One choice beyond the RFC: a shared cache does not store a response carrying Set-Cookie
 /// unless it says `public` or `s-maxage`, so one user's cookie is never handed to another
 /// (ATS refuses such responses by default for text content; we refuse them for every type).
@@ -357,15 +359,43 @@ pub fn is_storable(method: &str, response: &Response, default_ttl: Duration, sha
         && vary_names(response).is_some()
         && cookie_ok
         && lifetime_ok
+        && !response.is_event_stream()
 }
 
 /// Whether the shared cache may store `response` to `request`: [`is_storable`], no
-/// `no-store` in the request (RFC 9111 §5.2.1.5), and for a request with Authorization only
-/// when the response says `public`, `s-maxage` or `must-revalidate` (§3.5).
+/// `no-store` in the request (RFC 9111 §5.2.1.5), for a request with Authorization only
+/// when the response says `public`, `s-maxage` or `must-revalidate` (§3.5), and for a
+/// personalised request only with explicit freshness ([`personal_rule_allows`]).
 pub fn is_cacheable(request: &Request, response: &Response, default_ttl: Duration) -> bool {
     is_storable(&request.method, response, default_ttl, true)
         && !CacheControl::of_request(request).no_store
         && authorization_allows(request, response)
+        && personal_rule_allows(request, response)
+}
+
+/// Whether a request carries credentials that may personalise its answer: `Cookie` or
+/// `Authorization`.
+pub fn is_personalised(request: &Request) -> bool {
+    request.headers.contains("cookie") || request.headers.contains("authorization")
+}
+
+/// The shared cache's rule for personalised requests, beyond RFC 9111: a request carrying
+/// `Cookie` or `Authorization` is never answered from, nor stored with, a heuristic
+/// lifetime (`cache_ttl`): only a response whose origin states its freshness (`max-age`,
+/// `s-maxage`, `Expires`) or says `public` may serve it or be stored from it. A page
+/// personalised by a cookie and sent without Cache-Control (as most frameworks do) would
+/// otherwise be handed to every user for `cache_ttl`. Varnish's built-in rules go further
+/// and never cache a request with Cookie or Authorization at all; this keeps what the
+/// origin explicitly allows.
+pub fn personal_rule_allows(request: &Request, response: &Response) -> bool {
+    if !is_personalised(request) {
+        return true;
+    }
+    let cc = CacheControl::parse(&response.headers);
+    cc.public
+        || cc.max_age.is_some()
+        || cc.s_maxage.is_some()
+        || response.headers.contains("expires")
 }
 
 /// RFC 9111 §3.5: a shared cache answers a request with Authorization only from a response
@@ -418,7 +448,7 @@ pub fn reuse(
     now: SystemTime,
     default_ttl: Duration,
 ) -> Reuse {
-    if !authorization_allows(request, stored) {
+    if !authorization_allows(request, stored) || !personal_rule_allows(request, stored) {
         return Reuse::Bypass;
     }
     let cc = CacheControl::parse(&stored.headers);
@@ -842,7 +872,11 @@ mod tests {
         assert!(!is_cacheable(&authed, &plain, TTL));
         assert!(is_cacheable(&get(""), &plain, TTL));
         assert_eq!(reuse(&authed, &plain, at(0), at(1), TTL), Reuse::Bypass);
-        for cc in ["public, max-age=60", "s-maxage=60", "must-revalidate"] {
+        for cc in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "must-revalidate, max-age=60",
+        ] {
             let r = resp(200, &format!("Cache-Control: {cc}\r\n"));
             assert!(is_cacheable(&authed, &r, TTL), "{cc}");
             assert!(matches!(
@@ -850,6 +884,48 @@ mod tests {
                 Reuse::Fresh(_)
             ));
         }
+        // must-revalidate satisfies §3.5, but a lifetime from cache_ttl alone is not enough
+        // for a personalised request.
+        let heuristic = resp(200, "Cache-Control: must-revalidate\r\n");
+        assert!(!is_cacheable(&authed, &heuristic, TTL));
+    }
+
+    #[test]
+    fn a_cookie_request_is_never_stored_or_served_with_a_heuristic_lifetime() {
+        let alice = get("Cookie: user=alice\r\n");
+        let anonymous = get("");
+        let bare = resp(200, "Content-Type: text/html\r\n");
+        assert!(is_cacheable(&anonymous, &bare, TTL));
+        assert!(!is_cacheable(&alice, &bare, TTL));
+        assert_eq!(reuse(&alice, &bare, at(0), at(1), TTL), Reuse::Bypass);
+        assert!(matches!(
+            reuse(&anonymous, &bare, at(0), at(1), TTL),
+            Reuse::Fresh(_)
+        ));
+        let expires = format!("Date: {}\r\nExpires: {}\r\n", date(0), date(60));
+        for explicit in [
+            "Cache-Control: max-age=60\r\n",
+            "Cache-Control: s-maxage=60\r\n",
+            "Cache-Control: public\r\n",
+            expires.as_str(),
+        ] {
+            let r = resp(200, explicit);
+            assert!(is_cacheable(&alice, &r, TTL), "{explicit}");
+            assert!(
+                matches!(reuse(&alice, &r, at(0), at(1), TTL), Reuse::Fresh(_)),
+                "{explicit}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_streams_are_never_stored() {
+        let stream = resp(
+            200,
+            "Content-Type: text/event-stream\r\nCache-Control: max-age=60\r\n",
+        );
+        assert!(!is_cacheable(&get(""), &stream, TTL));
+        assert!(!is_storable("GET", &stream, TTL, false));
     }
 
     #[test]

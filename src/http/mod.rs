@@ -319,6 +319,17 @@ impl Response {
     pub fn is_interim(&self) -> bool {
         (100..200).contains(&self.status)
     }
+
+    /// Whether the body is an event stream (`text/event-stream`, the HTML standard's
+    /// Server-Sent Events): it stays open, may be silent for minutes between events, and is
+    /// live, so no stored copy of it is the same stream.
+    pub fn is_event_stream(&self) -> bool {
+        self.headers.get("content-type").is_some_and(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+    }
 }
 
 /// A short `text/plain` response (errors, refusals, the web server's echo) with its
