@@ -9,10 +9,13 @@
 //! it will store nothing, so followers never wait for a body that will not be cached. A
 //! follower waits at most the time it is given (the proxy passes `upstream_timeout`), then
 //! carries on without the leader. This module decides nothing about HTTP.
+//!
+//! `PassMarks` remembers, for a while, the URIs whose responses could not be stored, so that
+//! requests for them are not made to wait for each other in the first place.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The flights in progress, by key.
 #[derive(Debug, Default)]
@@ -115,6 +118,59 @@ impl Drop for FlightGuard<'_> {
     }
 }
 
+/// How long a URI whose response could not be stored goes straight to the backends,
+/// without coalescing (Varnish's built-in rules keep such a "hit-for-pass" mark 120 s).
+pub const HIT_FOR_PASS: Duration = Duration::from_secs(120);
+/// Most URIs marked at once; past it, expired marks are dropped, and if none has expired
+/// new marks are not taken (requests for that URI are then coalesced as usual).
+pub const MAX_PASS_MARKS: usize = 10_000;
+
+/// URIs known to be uncacheable, for a while ("hit-for-pass", as Varnish calls it).
+///
+/// Coalescing makes requests wait for the one in flight so they can share its response. When
+/// that response turns out not to be storable (`private`, `no-store`, a Set-Cookie page), the
+/// wait was for nothing: five clients of a 2 s private page take 2, 4, 4, 4 and 4 s. So the
+/// URI is marked for `HIT_FOR_PASS`, and requests for it go to the backends at once, side by
+/// side. A response that turns out storable again clears the mark (and is stored as usual).
+#[derive(Debug, Default)]
+pub struct PassMarks {
+    /// Invariant: at most `MAX_PASS_MARKS` entries; each value is when its mark ends.
+    marks: Mutex<HashMap<String, Instant>>,
+}
+
+impl PassMarks {
+    /// No marks.
+    pub fn new() -> Self {
+        PassMarks::default()
+    }
+
+    /// Marks `key` uncacheable until `now + HIT_FOR_PASS`.
+    pub fn mark(&self, key: &str, now: Instant) {
+        let mut marks = self.lock();
+        if marks.len() >= MAX_PASS_MARKS && !marks.contains_key(key) {
+            marks.retain(|_, until| *until > now);
+            if marks.len() >= MAX_PASS_MARKS {
+                return;
+            }
+        }
+        marks.insert(key.to_string(), now + HIT_FOR_PASS);
+    }
+
+    /// Whether `key` is marked at `now`.
+    pub fn is_marked(&self, key: &str, now: Instant) -> bool {
+        self.lock().get(key).is_some_and(|until| *until > now)
+    }
+
+    /// Removes the mark of `key`, if any.
+    pub fn clear(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.marks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -163,6 +219,33 @@ mod tests {
         });
         assert_eq!(leaders.load(Ordering::SeqCst), 0);
         assert_eq!(woken.load(Ordering::SeqCst), 8);
+    }
+
+    #[test]
+    fn pass_marks_last_hit_for_pass_and_can_be_cleared() {
+        let marks = PassMarks::new();
+        let now = Instant::now();
+        assert!(!marks.is_marked("k", now));
+        marks.mark("k", now);
+        assert!(marks.is_marked("k", now + HIT_FOR_PASS - Duration::from_secs(1)));
+        assert!(!marks.is_marked("k", now + HIT_FOR_PASS));
+        marks.clear("k");
+        assert!(!marks.is_marked("k", now));
+    }
+
+    #[test]
+    fn pass_marks_are_bounded_and_expired_ones_make_room() {
+        let marks = PassMarks::new();
+        let now = Instant::now();
+        for i in 0..MAX_PASS_MARKS {
+            marks.mark(&i.to_string(), now);
+        }
+        marks.mark("one more", now + Duration::from_secs(1));
+        assert!(!marks.is_marked("one more", now + Duration::from_secs(1)));
+        let later = now + HIT_FOR_PASS;
+        marks.mark("one more", later);
+        assert!(marks.is_marked("one more", later));
+        assert_eq!(marks.lock().len(), 1, "the expired marks were dropped");
     }
 
     #[test]

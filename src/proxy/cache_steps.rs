@@ -3,11 +3,11 @@
 //! (step 10). The rules themselves (freshness, keys, what may be stored) are in `cache`;
 //! these functions only decide when to ask it what. Serving a stored response is `relay`.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Proxy, Request, Response};
 use crate::cache::{
-    self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, Reuse, Role, Store,
+    self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, PassMarks, Reuse, Role, Store,
 };
 use crate::http::body::Framing;
 
@@ -16,6 +16,8 @@ use crate::http::body::Framing;
 pub(super) struct SharedCache {
     pub(super) store: Store,
     pub(super) in_flight: InFlight,
+    /// URIs recently found uncacheable: their requests are not coalesced.
+    pub(super) pass: PassMarks,
     pub(super) default_ttl: Duration,
 }
 
@@ -105,8 +107,10 @@ impl Proxy {
                 }
             }
             // A HEAD is forwarded as it is and its response not stored (RFC 9111 §4.3.5
-            // allows updating a stored GET from it; we keep it simple).
-            if !is_get || leader.is_some() || followed {
+            // allows updating a stored GET from it; we keep it simple). A URI marked
+            // uncacheable goes at once, side by side with others (hit-for-pass).
+            let pass = || cache.pass.is_marked(&base, Instant::now());
+            if !is_get || leader.is_some() || followed || pass() {
                 return Lookup::Forward(Forward {
                     status: CacheStatus::Miss,
                     base: is_get.then_some(base),
@@ -168,9 +172,14 @@ impl Proxy {
             }
         }
         if !cacheable {
+            if !cache::is_storable(&request.method, response, cache.default_ttl, true) {
+                // The response itself forbids storing: no use making others wait for it.
+                cache.pass.mark(base, Instant::now());
+            }
             plan.leader = None;
             return Fill::Relay(None);
         }
+        cache.pass.clear(base);
         let stored = cache::stored_response(response, now);
         match cache.store.begin_variant(base, request, &stored) {
             Ok(entry) if !entry.is_abandoned() => Fill::Relay(Some(entry)),
