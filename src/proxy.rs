@@ -49,7 +49,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::access_log::{AccessEntry, AccessLog};
 use crate::balancer::{Balancer, HealthPolicy};
-use crate::cache::{CacheStatus, InFlight, Store};
+use crate::cache::{CacheStatus, InFlight, PassMarks, Store};
 use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
 use crate::health::{self, ProbeSettings};
@@ -59,12 +59,13 @@ use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
 use crate::server::{self, ClientStream};
 use crate::stats::{RequestRecord, Stats};
-use crate::upstream::{Connection, Pool};
+use crate::upstream::{Connection, Pool, POOL_REAP_INTERVAL};
 use backend::{read_body, reusable, Upstream};
 use cache_steps::{Fill, Lookup, SharedCache};
 pub use relay::filter_response;
 use relay::{relay_response, serve_from_cache};
-pub use rewrite::rewrite_request;
+use rewrite::client_host;
+pub use rewrite::{rewrite_locations, rewrite_request};
 
 /// Request bodies up to this size are read whole before a backend is contacted (see
 /// `read_body`); larger ones are streamed. Bytes.
@@ -150,6 +151,15 @@ pub fn run(config: Config) -> Result<()> {
         );
     }
 
+    let reaper = Arc::clone(&proxy);
+    std::thread::Builder::new()
+        .name("pool-reaper".to_string())
+        .spawn(move || loop {
+            std::thread::sleep(POOL_REAP_INTERVAL);
+            reaper.reap_pool();
+        })
+        .map_err(|e| Error::Startup(format!("cannot start the pool reaper: {e}")))?;
+
     let active = Arc::clone(&proxy.stats.active_connections);
     server::serve(listener, max_connections, active, move |stream, peer| {
         proxy.handle_connection(stream, peer);
@@ -172,6 +182,38 @@ pub fn flush_cache(config: &Config) -> Result<String> {
         "removed {files} files ({bytes} B) from {}",
         dir.display()
     ))
+}
+
+/// How long a lingering close waits for each read of what the client still sends (nginx's
+/// `lingering_timeout`).
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a lingering close goes on in all (nginx's `lingering_time`).
+pub const LINGER_TIME: Duration = Duration::from_secs(30);
+/// Bytes read and dropped per read during a lingering close.
+const LINGER_BUFFER: usize = 16 * 1024;
+
+/// Closes a connection whose request body was not read to its end (an early answer, a 413),
+/// as nginx's lingering close does. Closing a socket with unread bytes makes the kernel
+/// reset the connection, and a client still sending its body may then lose our response
+/// before reading it. So writing is shut down first (the client sees the response end), then
+/// whatever the client still sends is read and dropped until it closes, it stays silent for
+/// `LINGER_TIMEOUT`, or `LINGER_TIME` has passed.
+fn linger(stream: &TcpStream) {
+    use std::io::Read;
+    if stream.shutdown(std::net::Shutdown::Write).is_err()
+        || stream.set_read_timeout(Some(LINGER_TIMEOUT)).is_err()
+    {
+        return;
+    }
+    let until = Instant::now() + LINGER_TIME;
+    let mut sink = [0u8; LINGER_BUFFER];
+    let mut reader = stream;
+    while Instant::now() < until {
+        match reader.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// What one request turned into, for the log line.
@@ -214,6 +256,7 @@ impl Proxy {
                 config.cache_max_object,
             ),
             in_flight: InFlight::new(),
+            pass: PassMarks::new(),
             default_ttl: Duration::from_secs(config.cache_ttl),
         });
         let response_limits = Limits {
@@ -293,6 +336,9 @@ impl Proxy {
                 result.as_ref().err(),
             );
             if !exchange.keep_alive {
+                if !exchange.body_consumed && request_framing(&request) != Ok(Framing::Empty) {
+                    linger(client.get_ref().tcp());
+                }
                 return;
             }
         }
@@ -329,11 +375,15 @@ impl Proxy {
         let Upstream {
             id,
             mut conn,
-            response,
+            mut response,
+            complete,
         } = self.exchange_with_backends(client, peer, request, &body, validators, exchange)?;
+        if self.config.rewrite_location {
+            rewrite_locations(&mut response, &self.authorities[id], client_host(request));
+        }
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;
-        let reusable = reusable(&response, upstream_framing);
+        let reusable = complete && reusable(&response, upstream_framing);
         self.invalidate(request, &response);
         let entry = match self.cache_response(request, &response, &mut plan) {
             Fill::Revalidated(entry, age) => {
@@ -344,12 +394,26 @@ impl Proxy {
             }
             Fill::Relay(entry) => entry,
         };
-        let keep_alive = request.keep_alive();
-        let (mut response, client_framing, keep_alive) =
-            filter_response(response, request.version, upstream_framing, keep_alive);
+        // A client whose body was not read to its end (the backend answered early) cannot
+        // send another request on this connection.
+        let keep_alive = request.keep_alive() && exchange.body_consumed;
+        let (mut response, client_framing, keep_alive) = filter_response(
+            response,
+            request.version,
+            upstream_framing,
+            keep_alive,
+            SystemTime::now(),
+        );
         response.headers.set("X-Cache", exchange.cache.as_str());
         exchange.status = Some(response.status);
         exchange.keep_alive = keep_alive;
+        // An event stream may be silent for minutes between events: its reads wait up to
+        // tunnel_idle_timeout (as a WebSocket tunnel's), not upstream_timeout.
+        let event_stream = response.is_event_stream();
+        if event_stream {
+            conn.set_read_timeout(self.config.tunnel_idle_timeout)
+                .map_err(|e| Error::Io(Side::Backend, e))?;
+        }
         relay_response(
             &mut conn,
             client.get_ref().tcp(),
@@ -358,6 +422,9 @@ impl Proxy {
             entry,
             exchange,
         )?;
+        if event_stream && conn.set_read_timeout(self.config.upstream_timeout).is_err() {
+            return Ok(());
+        }
         self.release(id, conn, reusable);
         Ok(())
         // The flight, if we led one, ends here (`plan.leader` drops): after the commit.

@@ -5,17 +5,18 @@
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::rewrite::{add_validators, rewrite_request};
 use super::{Exchange, Proxy, CLIENT_WRITE_BUFFER, MAX_INTERIM_RESPONSES, REQUEST_BUFFER};
-use crate::error::{Error, ParseError, Result, Side};
+use crate::config::Config;
+use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{Request, Response, Version};
 use crate::server::ClientStream;
-use crate::upstream::Connection;
+use crate::upstream::{Connection, Pending};
 
 impl Proxy {
     /// Steps 5 to 8, with retries: choose a backend and connect, rewrite (adding the cache's
@@ -43,7 +44,7 @@ impl Proxy {
             // Only a request that may be sent twice goes on an idle pooled connection: if
             // the backend closed it meanwhile, the request is sent again on a fresh one.
             let mut pooled = if replayable {
-                self.pool.take(id, Instant::now())
+                self.take_pooled(id)
             } else {
                 None
             };
@@ -75,30 +76,48 @@ impl Proxy {
                     add_validators(&mut outgoing, conditionals);
                 }
                 log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
-                let attempt = forward(
-                    &mut conn,
-                    &outgoing,
-                    client,
-                    body,
-                    self.config.max_body_size,
-                )
-                .and_then(|()| {
+                let sent = forward(&mut conn, &outgoing, client, body, &self.config);
+                let complete = matches!(sent, Ok(Sent::Whole));
+                if complete {
                     exchange.body_consumed = true;
-                    read_final_response(
+                }
+                let attempt = match sent {
+                    Ok(_) => read_final_response(
                         &mut conn,
                         client.get_ref().tcp(),
                         request,
                         exchange,
                         &self.response_limits,
-                    )
-                });
+                    ),
+                    // A backend may answer and close before taking the whole body (a 413,
+                    // a 401, a 404 on an upload); its answer is what the client must get.
+                    Err(e @ Error::Io(Side::Backend, _)) if conn.pending() == Pending::Bytes => {
+                        log::debug!("{backend} answered before taking the whole request ({e})");
+                        read_final_response(
+                            &mut conn,
+                            client.get_ref().tcp(),
+                            request,
+                            exchange,
+                            &self.response_limits,
+                        )
+                        .map_err(|_| e)
+                    }
+                    Err(e) => Err(e),
+                };
                 match attempt {
                     Ok(response) => {
                         log::debug!("{backend} → {peer}:\n{}", head_text_response(&response));
+                        // Any well-formed answer is a working backend (nginx's max_fails
+                        // counts only errors and timeouts), whatever its status.
                         if self.balancer.record_success(id) {
                             log::info!("backend {backend} is up again");
                         }
-                        return Ok(Upstream { id, conn, response });
+                        return Ok(Upstream {
+                            id,
+                            conn,
+                            response,
+                            complete,
+                        });
                     }
                     Err(e) if from_pool && !exchange.head_sent && closed_before_answer(&e) => {
                         log::debug!("idle connection to {backend} was closed ({e}); reconnecting");
@@ -122,11 +141,53 @@ impl Proxy {
         Err(last_error)
     }
 
-    /// After a response was relayed: a connection whose response was read to its end, and
-    /// that the backend did not ask to close, goes back to the pool for the next request.
+    /// After a response was relayed: a connection whose response was read to its end, that
+    /// the backend did not ask to close, and that holds nothing unread, goes back to the pool
+    /// for the next request.
     pub(super) fn release(&self, id: usize, mut conn: Connection, reusable: bool) {
-        if reusable && conn.reader().buffer().is_empty() {
-            self.pool.put(id, conn, Instant::now());
+        if !reusable {
+            return;
+        }
+        match conn.park() {
+            Pending::Quiet => self.pool.put(id, conn, Instant::now()),
+            Pending::Bytes => self.stray_bytes(id),
+            Pending::Closed => {}
+        }
+    }
+
+    /// The freshest idle connection to backend `id` that is still quiet: one the backend
+    /// closed meanwhile is dropped, and one with bytes on it is dropped and reported.
+    fn take_pooled(&self, id: usize) -> Option<Connection> {
+        while let Some(mut conn) = self.pool.take(id, Instant::now()) {
+            match conn.unpark() {
+                Pending::Quiet => return Some(conn),
+                Pending::Bytes => self.stray_bytes(id),
+                Pending::Closed => {}
+            }
+        }
+        None
+    }
+
+    /// Reports a backend that sent bytes after a complete response (a buggy or hostile
+    /// application); the connection they came on is closed, never reused, so they can never
+    /// become the next client's response.
+    fn stray_bytes(&self, id: usize) {
+        let backend = &self.balancer.backends()[id];
+        log::warn!(
+            "backend {backend} sent bytes after a complete response; \
+             that connection is closed, not reused"
+        );
+    }
+
+    /// Closes idle pooled connections that their backend closed or wrote to, and those idle
+    /// past `upstream_idle_timeout`: run every `POOL_REAP_INTERVAL` by a background thread,
+    /// so such sockets do not stay open in CLOSE-WAIT until the next request comes.
+    pub(super) fn reap_pool(&self) {
+        let closed = self
+            .pool
+            .reap(Instant::now(), |conn| conn.look() == Pending::Quiet);
+        if closed > 0 {
+            log::debug!("closed {closed} idle backend connections");
         }
     }
 
@@ -150,6 +211,18 @@ pub(super) struct Upstream {
     pub(super) id: usize,
     pub(super) conn: Connection,
     pub(super) response: Response,
+    /// Whether the whole request reached the backend; after an early response it did not,
+    /// and the connection cannot carry another request.
+    pub(super) complete: bool,
+}
+
+/// How far step 7 got.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// The whole request.
+    Whole,
+    /// The backend began its response before the body was all sent, so we stopped sending.
+    Early,
 }
 
 /// Whether a failure on a pooled connection means the backend had closed it before our
@@ -263,35 +336,154 @@ pub(super) fn read_body(
 }
 
 /// Step 7: send the rewritten head and the body to the backend: what was read already, then
-/// the rest streamed from the client, re-framed by us.
+/// the rest streamed from the client, re-framed by us, each piece as it arrives.
+///
+/// A streamed body is watched (see `Watched`): when the backend starts answering before it
+/// has taken the whole body, sending stops and its answer is read (RFC 9112 §9.5: "a client
+/// sending a message body SHOULD monitor the network connection for an error response while
+/// it is transmitting the request").
 fn forward(
     upstream: &mut Connection,
     outgoing: &Request,
     client: &mut BufReader<ClientStream>,
     body: &RequestBody,
-    max_body: u64,
-) -> Result<()> {
+    config: &Config,
+) -> Result<Sent> {
     let backend_err = |e| Error::Io(Side::Backend, e);
     let Some(progress) = body.rest else {
         // The whole body is in memory (or there is none): head and body in one write.
         let mut bytes = serialize::request_head_with_room(outgoing, body.start.len());
         bytes.extend_from_slice(&body.start);
-        return upstream.writer().write_all(&bytes).map_err(backend_err);
+        upstream.writer().write_all(&bytes).map_err(backend_err)?;
+        return Ok(Sent::Whole);
     };
-    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, upstream.writer());
-    serialize::write_request_head(&mut out, outgoing).map_err(backend_err)?;
+    upstream
+        .set_write_timeout(EARLY_RESPONSE_POLL)
+        .map_err(backend_err)?;
+    let watched = Watched {
+        conn: upstream,
+        unchecked: 0,
+        patience: config.upstream_timeout,
+    };
+    let mut out = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, watched);
+    let result = send_streamed(
+        &mut out,
+        outgoing,
+        client,
+        body,
+        progress,
+        config.max_body_size,
+    );
+    drop(out);
+    upstream
+        .set_write_timeout(config.upstream_timeout)
+        .map_err(backend_err)?;
+    match result {
+        Err(Error::Io(Side::Backend, e)) if is_early_answer(&e) => Ok(Sent::Early),
+        other => other.map(|()| Sent::Whole),
+    }
+}
+
+/// The streamed part of step 7: the head, what was read of the body already, then the rest.
+fn send_streamed(
+    out: &mut impl Write,
+    outgoing: &Request,
+    client: &mut BufReader<ClientStream>,
+    body: &RequestBody,
+    progress: BodyProgress,
+    max_body: u64,
+) -> Result<()> {
+    let backend_err = |e| Error::Io(Side::Backend, e);
+    serialize::write_request_head(out, outgoing).map_err(backend_err)?;
     let mut rest = BodyReader::resume(client, progress);
     let limit = max_body.saturating_sub(body.start.len() as u64);
     if body.framing == Framing::Chunked {
-        let mut chunked = ChunkedWriter::new(&mut out);
+        let mut chunked = ChunkedWriter::new(out);
         chunked.write_all(&body.start).map_err(backend_err)?;
         copy_body(&mut rest, &mut chunked, Side::Client, Side::Backend, limit)?;
-        chunked.finish().map_err(backend_err)?;
+        chunked
+            .finish()
+            .and_then(|out| out.flush())
+            .map_err(backend_err)
     } else {
         out.write_all(&body.start).map_err(backend_err)?;
-        copy_body(&mut rest, &mut out, Side::Client, Side::Backend, limit)?;
+        copy_body(&mut rest, out, Side::Client, Side::Backend, limit)?;
+        out.flush().map_err(backend_err)
     }
-    out.flush().map_err(backend_err)
+}
+
+/// How long one write of a streamed request body may wait before we look whether the
+/// backend has answered instead of reading (it then never will); the writes go on waiting
+/// up to `upstream_timeout` in all.
+pub const EARLY_RESPONSE_POLL: Duration = Duration::from_secs(1);
+/// Body bytes sent between two looks for an early response.
+pub const EARLY_RESPONSE_CHECK: usize = 64 * 1024;
+
+/// The backend socket while a streamed body is sent to it. Every `EARLY_RESPONSE_CHECK`
+/// bytes, and whenever a write has waited `EARLY_RESPONSE_POLL`, it looks (without waiting)
+/// whether the backend has begun to answer; if so, the write fails with `EarlyAnswer` and
+/// the caller reads that answer.
+struct Watched<'a> {
+    conn: &'a Connection,
+    /// Bytes written since the last look.
+    unchecked: usize,
+    /// How long a write may wait in all (`upstream_timeout`).
+    patience: Duration,
+}
+
+/// The marker error of `Watched`: the backend answered before taking the whole body.
+#[derive(Debug)]
+struct EarlyAnswer;
+
+impl std::fmt::Display for EarlyAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the backend answered before taking the whole request body")
+    }
+}
+
+impl std::error::Error for EarlyAnswer {}
+
+fn is_early_answer(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<EarlyAnswer>())
+}
+
+impl Watched<'_> {
+    fn answered(&self) -> bool {
+        self.conn.pending() != Pending::Quiet
+    }
+}
+
+impl Write for Watched<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.unchecked >= EARLY_RESPONSE_CHECK {
+            self.unchecked = 0;
+            if self.answered() {
+                return Err(io::Error::other(EarlyAnswer));
+            }
+        }
+        let started = Instant::now();
+        loop {
+            match self.conn.writer().write(buf) {
+                Ok(n) => {
+                    self.unchecked += n;
+                    return Ok(n);
+                }
+                Err(e) if is_timeout(&e) => {
+                    if self.answered() {
+                        return Err(io::Error::other(EarlyAnswer));
+                    }
+                    if started.elapsed() >= self.patience {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Step 8: read the backend's response head. Interim 1xx responses are relayed to HTTP/1.1

@@ -4,13 +4,14 @@
 
 use std::io::{self, BufWriter, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::rewrite::via;
 use super::{Exchange, CLIENT_WRITE_BUFFER};
 use crate::cache::{self, Entry, EntryWriter};
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, BodyReader, Framing};
+use crate::http::date::format_http_date;
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, Request, Response, Version};
 use crate::upstream::Connection;
@@ -18,17 +19,23 @@ use crate::upstream::Connection;
 /// Step 11: the response as the client should see it, the framing we send it with, and
 /// whether the connection stays open afterwards.
 ///
-/// Hop-by-hop fields go (RFC 9110 §7.6.1), `Via` is added (§7.6.3). A body of known length
-/// keeps its Content-Length. A chunked or close-delimited body goes to an HTTP/1.1 client
-/// chunked (so the connection can stay open), and to an HTTP/1.0 client close-delimited.
+/// Hop-by-hop fields go (RFC 9110 §7.6.1), `Via` is added (§7.6.3), and so is `Date` when
+/// the backend sent none (§6.6.1: a recipient with a clock adds one, the time `now` it
+/// received the response). A body of known length keeps its Content-Length. A chunked or
+/// close-delimited body goes to an HTTP/1.1 client chunked (so the connection can stay
+/// open), and to an HTTP/1.0 client close-delimited.
 pub fn filter_response(
     mut response: Response,
     client_version: Version,
     upstream: Framing,
     keep_alive: bool,
+    now: SystemTime,
 ) -> (Response, Framing, bool) {
     let received = response.version;
     remove_hop_by_hop(&mut response.headers);
+    if !response.headers.contains("date") {
+        response.headers.append("Date", format_http_date(now));
+    }
     let (framing, keep_alive) = match upstream {
         Framing::Empty => (Framing::Empty, keep_alive),
         Framing::Length(n) => {
@@ -58,6 +65,11 @@ pub fn filter_response(
 /// Step 12: write the head and stream the body from the backend to the client, and into
 /// the cache entry when there is one. A body cut short by the backend ends the client
 /// connection without a last chunk, so the client sees the truncation, and stores nothing.
+///
+/// Nothing waits for more (issue: Server-Sent Events arrived together at the end): the head
+/// leaves at once unless the whole body arrived with it (then both go in one write), and
+/// every piece read from the backend is flushed to the client before the next read.
+/// `exchange.bytes` counts the body bytes the client took, also when the relay fails.
 pub(super) fn relay_response(
     upstream: &mut Connection,
     client: &TcpStream,
@@ -73,20 +85,27 @@ pub(super) fn relay_response(
         Framing::Chunked | Framing::Close => None,
     };
     let mut out = start_response(client, response, body_len, exchange)?;
+    let arrived = upstream.reader().buffer().len() as u64;
+    if !matches!(upstream_framing, Framing::Length(n) if n <= arrived) {
+        out.flush().map_err(client_err)?;
+    }
     let mut body = BodyReader::new(upstream.reader(), upstream_framing);
     let (from, to) = (Side::Backend, Side::Client);
-    match client_framing {
+    let result = match client_framing {
         Framing::Chunked => {
             let mut tee = Tee::new(ChunkedWriter::new(&mut out), entry);
-            exchange.bytes = copy_body(&mut body, &mut tee, from, to, u64::MAX)?;
-            tee.finish()?.finish().map_err(client_err)?;
+            let copied = copy_body(&mut body, &mut tee, from, to, u64::MAX);
+            exchange.bytes = tee.sent;
+            copied.and_then(|_| tee.finish()?.finish().map(drop).map_err(client_err))
         }
         _ => {
             let mut tee = Tee::new(&mut out, entry);
-            exchange.bytes = copy_body(&mut body, &mut tee, from, to, u64::MAX)?;
-            tee.finish()?;
+            let copied = copy_body(&mut body, &mut tee, from, to, u64::MAX);
+            exchange.bytes = tee.sent;
+            copied.and_then(|_| tee.finish().map(drop))
         }
-    }
+    };
+    result?;
     out.flush().map_err(client_err)
 }
 
@@ -120,6 +139,8 @@ struct Tee<W: Write> {
     client: W,
     client_error: Option<io::Error>,
     entry: Option<EntryWriter>,
+    /// Body bytes the client writer accepted.
+    sent: u64,
 }
 
 impl<W: Write> Tee<W> {
@@ -128,6 +149,7 @@ impl<W: Write> Tee<W> {
             client,
             client_error: None,
             entry,
+            sent: 0,
         }
     }
 
@@ -149,8 +171,9 @@ impl<W: Write> Tee<W> {
 impl<W: Write> Write for Tee<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.client_error.is_none() {
-            if let Err(e) = self.client.write_all(buf) {
-                self.client_error = Some(e);
+            match self.client.write_all(buf) {
+                Ok(()) => self.sent += buf.len() as u64,
+                Err(e) => self.client_error = Some(e),
             }
         }
         if let Some(entry) = self.entry.as_mut() {
@@ -201,8 +224,13 @@ pub(super) fn serve_from_cache(
     } else {
         (stored_head, Framing::Length(body_len))
     };
-    let (mut head, _, keep_alive) =
-        filter_response(head, request.version, framing, request.keep_alive());
+    let (mut head, _, keep_alive) = filter_response(
+        head,
+        request.version,
+        framing,
+        request.keep_alive(),
+        SystemTime::now(),
+    );
     head.headers.set("Age", age.as_secs().to_string());
     head.headers.set("X-Cache", exchange.cache.as_str());
     exchange.status = Some(head.status);
@@ -215,7 +243,16 @@ pub(super) fn serve_from_cache(
         exchange,
     )?;
     if send_body {
-        exchange.bytes = copy_body(&mut stored, &mut out, Side::Backend, Side::Client, body_len)?;
+        let mut counted = Tee::new(&mut out, None);
+        let copied = copy_body(
+            &mut stored,
+            &mut counted,
+            Side::Backend,
+            Side::Client,
+            body_len,
+        );
+        exchange.bytes = counted.sent;
+        copied?;
         if exchange.bytes != body_len {
             let why = "the cache entry was truncated while being served";
             return Err(Error::Io(
@@ -238,7 +275,8 @@ mod tests {
         resp.headers.append("Content-Length", "5");
         resp.headers.append("Connection", "X-Internal");
         resp.headers.append("X-Internal", "1");
-        let (out, framing, keep) = filter_response(resp, Version::Http11, Framing::Length(5), true);
+        let (out, framing, keep) =
+            filter_response(resp, Version::Http11, Framing::Length(5), true, at());
         assert_eq!((framing, keep), (Framing::Length(5), true));
         assert!(!out.headers.contains("x-internal"));
         assert!(!out.headers.contains("connection"));
@@ -247,23 +285,51 @@ mod tests {
         let mut closing = Response::new(200);
         closing.version = Version::Http10;
         let (out, framing, keep) =
-            filter_response(closing.clone(), Version::Http11, Framing::Close, true);
+            filter_response(closing.clone(), Version::Http11, Framing::Close, true, at());
         assert_eq!((framing, keep), (Framing::Chunked, true));
         assert_eq!(out.headers.get("transfer-encoding"), Some("chunked"));
         assert_eq!(out.headers.get("via"), Some("1.0 relevo"));
         assert_eq!(out.version, Version::Http11);
 
         let (out, framing, keep) =
-            filter_response(closing, Version::Http10, Framing::Chunked, true);
+            filter_response(closing, Version::Http10, Framing::Chunked, true, at());
         assert_eq!((framing, keep), (Framing::Close, false));
         assert_eq!(out.headers.get("connection"), Some("close"));
+    }
+
+    /// A fixed time for the `Date` we add: 2026-11-25 10:41:07 UTC.
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_603_267)
+    }
+
+    #[test]
+    fn a_response_without_date_gets_one_and_a_backends_date_is_kept() {
+        let mut resp = Response::new(200);
+        resp.headers.append("Content-Length", "0");
+        let (out, _, _) = filter_response(
+            resp.clone(),
+            Version::Http11,
+            Framing::Length(0),
+            true,
+            at(),
+        );
+        assert_eq!(
+            out.headers.get("date"),
+            Some("Wed, 25 Nov 2026 10:41:07 GMT")
+        );
+        resp.headers.append("Date", "Tue, 24 Nov 2026 08:00:00 GMT");
+        let (out, _, _) = filter_response(resp, Version::Http11, Framing::Length(0), true, at());
+        assert_eq!(
+            out.headers.get_all("date").collect::<Vec<_>>(),
+            ["Tue, 24 Nov 2026 08:00:00 GMT"]
+        );
     }
 
     #[test]
     fn http_1_0_keep_alive_is_answered_in_kind() {
         let mut resp = Response::new(200);
         resp.headers.append("Content-Length", "0");
-        let (out, _, keep) = filter_response(resp, Version::Http10, Framing::Length(0), true);
+        let (out, _, keep) = filter_response(resp, Version::Http10, Framing::Length(0), true, at());
         assert!(keep);
         assert_eq!(out.headers.get("connection"), Some("keep-alive"));
     }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::VIA;
 use crate::http::body::Framing;
 use crate::http::parse;
-use crate::http::{is_hop_by_hop, Headers, Request, Version};
+use crate::http::{is_hop_by_hop, Headers, Request, Response, Version};
 
 /// Step 6: the request as the backend should see it (RFC 9110 §7.6).
 ///
@@ -92,6 +92,53 @@ const REPLACED: &[&str] = &[
 /// The most fields `rewrite_request` adds: Host, X-Forwarded-For, -Host, -Proto, Via, the
 /// framing field and Connection.
 const ADDED_FIELDS: usize = 7;
+
+/// The host the client addressed: the authority of an absolute-form target (RFC 9112
+/// §3.2.2: it wins over Host), else the Host field; empty when there is neither (HTTP/1.0).
+pub(super) fn client_host(request: &Request) -> &str {
+    match parse::absolute_form_parts(&request.target) {
+        Some((authority, _)) => authority,
+        None => request.headers.get("host").unwrap_or_default(),
+    }
+}
+
+/// Step 11 (part), as nginx's `proxy_redirect default` does: a `Location` or
+/// `Content-Location` that points at the backend itself (`http://` and the authority we
+/// sent it in `Host`) is rewritten to the host the client used, so a redirect never sends a
+/// browser to an internal address. Anything else (relative references, other hosts) is left
+/// as it is. Done before the response is stored, so a stored redirect is the client's too.
+pub fn rewrite_locations(response: &mut Response, backend_authority: &str, client_host: &str) {
+    if client_host.is_empty() {
+        return;
+    }
+    for name in ["Location", "Content-Location"] {
+        let Some(value) = response.headers.get(name) else {
+            continue;
+        };
+        if let Some(rest) = backend_reference(value, backend_authority) {
+            let rewritten = format!("http://{client_host}{rest}");
+            response.headers.set(name, rewritten);
+        }
+    }
+}
+
+/// When `reference` is an `http` URI whose authority is the backend's (RFC 3986 §3.2: the
+/// scheme and host compare case-insensitively, and a missing port is 80), the part after
+/// the authority (path, query and fragment).
+fn backend_reference<'a>(reference: &'a str, backend_authority: &str) -> Option<&'a str> {
+    let scheme = reference.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("http://") {
+        return None;
+    }
+    let after = &reference[7..];
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let same = authority.eq_ignore_ascii_case(backend_authority)
+        || backend_authority
+            .strip_suffix(":80")
+            .is_some_and(|host| authority.eq_ignore_ascii_case(host));
+    same.then_some(rest)
+}
 
 /// Step 6, validating a stale entry: our conditional fields replace the client's (RFC 9111
 /// §4.3.1). The client's own conditions are then answered from the refreshed entry.
@@ -198,6 +245,59 @@ mod tests {
         let sized = rewrite_request(&r, peer(), backend(), Framing::Length(7), false);
         assert_eq!(sized.headers.get("content-length"), Some("7"));
         assert!(!sized.headers.contains("transfer-encoding"));
+    }
+
+    fn redirect(location: &str) -> Response {
+        let mut r = Response::new(301);
+        r.headers.append("Location", location);
+        r.headers.append("Content-Location", location);
+        r
+    }
+
+    #[test]
+    fn locations_naming_the_backend_point_at_the_clients_host() {
+        for (location, expected) in [
+            ("http://10.0.0.7:8081/img/", "http://shop.example/img/"),
+            ("HTTP://10.0.0.7:8081", "http://shop.example"),
+            ("http://10.0.0.7:8081?x=1#f", "http://shop.example?x=1#f"),
+            // Not the backend: other hosts, other ports, other schemes, relative ones.
+            ("http://10.0.0.7:8082/img/", "http://10.0.0.7:8082/img/"),
+            ("http://10.0.0.70:8081/", "http://10.0.0.70:8081/"),
+            ("https://10.0.0.7:8081/", "https://10.0.0.7:8081/"),
+            ("/img/", "/img/"),
+            ("http://cdn.example/img/", "http://cdn.example/img/"),
+        ] {
+            let mut r = redirect(location);
+            rewrite_locations(&mut r, backend(), "shop.example");
+            assert_eq!(r.headers.get("location"), Some(expected), "{location}");
+            assert_eq!(
+                r.headers.get("content-location"),
+                Some(expected),
+                "{location}"
+            );
+        }
+        // Port 80 may be left out on either side.
+        let mut r = redirect("http://app.internal/x");
+        rewrite_locations(&mut r, "app.internal:80", "shop.example:8080");
+        assert_eq!(
+            r.headers.get("location"),
+            Some("http://shop.example:8080/x")
+        );
+        // No Host to point at (HTTP/1.0 without one): left alone.
+        let mut r = redirect("http://10.0.0.7:8081/");
+        rewrite_locations(&mut r, backend(), "");
+        assert_eq!(r.headers.get("location"), Some("http://10.0.0.7:8081/"));
+    }
+
+    #[test]
+    fn the_client_host_comes_from_an_absolute_target_or_host() {
+        assert_eq!(
+            client_host(&req("GET /a HTTP/1.1\r\nHost: h:81\r\n\r\n")),
+            "h:81"
+        );
+        let absolute = req("GET http://other:82/a HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(client_host(&absolute), "other:82");
+        assert_eq!(client_host(&req("GET /a HTTP/1.0\r\n\r\n")), "");
     }
 
     #[test]

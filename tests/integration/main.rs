@@ -12,6 +12,7 @@ mod hardening;
 mod interop;
 mod proxy;
 mod random_input;
+mod real_traffic;
 mod reference;
 mod status;
 mod webserver;

@@ -109,6 +109,27 @@ fn drain(from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
     });
 }
 
+/// An executable called `name` on the PATH or in the sbin directories (nginx and haproxy
+/// live in /usr/sbin), or None after a `SKIP` line on stderr. Under
+/// `RELEVO_REQUIRE_EXTERNAL=1` (set by CI) a missing program fails the test instead: a test
+/// against real software must not pass by not running.
+pub fn external_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        let required = std::env::var("RELEVO_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "{name} is required (RELEVO_REQUIRE_EXTERNAL=1) but not installed"
+        );
+        eprintln!("SKIP: {name} not installed");
+    }
+    found
+}
+
 /// The demo site shipped with the repository.
 pub fn www_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("www")
@@ -169,6 +190,20 @@ impl Backend {
 
     /// A backend whose script gets the request bytes and the stream itself.
     pub fn raw(script: impl Fn(&[u8], &mut TcpStream) + Send + Sync + 'static) -> Backend {
+        Backend::reading(read_raw_request, script)
+    }
+
+    /// A backend that reads only each request's head (through the blank line, and whatever
+    /// came in the same reads) before its script runs: for backends that answer before
+    /// taking the body, or read it at their own pace.
+    pub fn on_head(script: impl Fn(&[u8], &mut TcpStream) + Send + Sync + 'static) -> Backend {
+        Backend::reading(read_raw_head, script)
+    }
+
+    fn reading(
+        read: fn(&mut TcpStream) -> Vec<u8>,
+        script: impl Fn(&[u8], &mut TcpStream) + Send + Sync + 'static,
+    ) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -184,7 +219,7 @@ impl Backend {
                 let (rec, script) = (Arc::clone(&rec), Arc::clone(&script));
                 thread::spawn(move || {
                     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                    let request = read_raw_request(&mut stream);
+                    let request = read(&mut stream);
                     rec.lock().unwrap().push(request.clone());
                     script(&request, &mut stream);
                     let _ = stream.flush();
@@ -216,6 +251,19 @@ impl Drop for Backend {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
     }
+}
+
+/// Reads until the end of a head (and whatever arrived with it).
+fn read_raw_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while find(&bytes, b"\r\n\r\n").is_none() {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    bytes
 }
 
 /// Reads one request's bytes: the head, then a body by Content-Length or up to the end of a
