@@ -24,7 +24,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::http::date::{format_http_date, parse_http_date};
-use crate::http::parse::absolute_form_parts;
+use crate::http::parse::{absolute_form_parts, normalize_authority};
 use crate::http::{is_token, remove_hop_by_hop, Headers, Request, Response};
 
 mod flight;
@@ -214,18 +214,12 @@ pub fn cache_key(request: &Request) -> Option<String> {
         ),
         None => return None,
     };
+    let authority = normalize_authority(authority);
     let mut key = String::with_capacity("http://".len() + authority.len() + target.len());
     key.push_str("http://");
-    push_authority(&mut key, authority);
+    key.push_str(&authority);
     key.push_str(target);
     Some(key)
-}
-
-/// Appends `authority` lower-cased, without a default `:80` (RFC 9110 §4.2.3).
-fn push_authority(key: &mut String, authority: &str) {
-    let start = key.len();
-    key.push_str(authority.strip_suffix(":80").unwrap_or(authority));
-    key[start..].make_ascii_lowercase();
 }
 
 /// The field names a response varies on (RFC 9111 §4.1), lower-cased, sorted and without
@@ -646,8 +640,7 @@ fn same_host_key(base: &str, reference: &str) -> Option<String> {
     let rest = base.strip_prefix("http://")?;
     let (authority, path) = rest.split_at(rest.find('/')?);
     if let Some((other, target)) = absolute_form_parts(reference) {
-        let mut other_authority = String::new();
-        push_authority(&mut other_authority, other);
+        let other_authority = normalize_authority(other);
         return (other_authority == authority).then(|| format!("http://{other_authority}{target}"));
     }
     let scheme = reference

@@ -195,7 +195,10 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::File(..) => EXIT_FILE,
         Error::TooManyRedirects(_) => EXIT_REDIRECTS,
         Error::Io(..) => EXIT_NETWORK,
-        Error::MethodNotForwarded(_) | Error::NoBackend(_) | Error::Config(_) => EXIT_UNSUPPORTED,
+        Error::MethodNotForwarded(_)
+        | Error::MethodNotAllowed(_)
+        | Error::NoBackend(_)
+        | Error::Config(_) => EXIT_UNSUPPORTED,
         Error::Startup(_) => EXIT_UNSUPPORTED,
     }
 }

@@ -144,6 +144,9 @@ pub enum Error {
     Io(Side, io::Error),
     /// The method is not in the configured `methods` list (RFC 9110 §15.6.2: 501).
     MethodNotForwarded(String),
+    /// The method is known but refused for every resource here: TRACE while `allow_trace`
+    /// is off (RFC 9110 §15.5.6: 405).
+    MethodNotAllowed(String),
     /// No backend could be connected to; holds the last failure for the log.
     NoBackend(String),
     /// The configuration is invalid.
@@ -176,6 +179,7 @@ impl Error {
             Error::Io(Side::Backend, e) if is_timeout(e) => Some(504),
             Error::Io(Side::Backend, _) => Some(502),
             Error::MethodNotForwarded(_) => Some(501),
+            Error::MethodNotAllowed(_) => Some(405),
             Error::NoBackend(_) => Some(502),
             Error::Resolve(..) | Error::Connect(..) => Some(502),
             Error::Config(_)
@@ -196,6 +200,7 @@ impl Error {
             Error::Io(Side::Backend, e) if is_timeout(e) => "the backend did not answer in time",
             Error::Io(Side::Backend, _) => "the backend connection failed",
             Error::MethodNotForwarded(_) => "this method is not forwarded by the proxy",
+            Error::MethodNotAllowed(_) => "this method is refused by the proxy",
             Error::NoBackend(_) | Error::Resolve(..) | Error::Connect(..) => {
                 "no backend could be reached"
             }
@@ -210,7 +215,10 @@ impl Error {
     /// True when this error left a message half-read or half-written, so the connection it
     /// happened on cannot carry another message.
     pub fn breaks_framing(&self) -> bool {
-        !matches!(self, Error::MethodNotForwarded(_) | Error::NoBackend(_))
+        !matches!(
+            self,
+            Error::MethodNotForwarded(_) | Error::MethodNotAllowed(_) | Error::NoBackend(_)
+        )
     }
 }
 
@@ -232,6 +240,7 @@ impl fmt::Display for Error {
             Error::Io(Side::Backend, e) if is_timeout(e) => f.write_str("backend timed out"),
             Error::Io(Side::Backend, e) => write!(f, "backend connection: {e}"),
             Error::MethodNotForwarded(m) => write!(f, "method {m} is not forwarded"),
+            Error::MethodNotAllowed(m) => write!(f, "method {m} is refused"),
             Error::NoBackend(why) => write!(f, "no backend available: {why}"),
             Error::Config(e) => write!(f, "{e}"),
             Error::Startup(why) => f.write_str(why),
@@ -289,5 +298,6 @@ mod tests {
         assert_eq!(ParseError::UnsupportedTransferEncoding.status(), 501);
         assert_eq!(ParseError::BodyTooLarge.status(), 413);
         assert_eq!(Error::MethodNotForwarded("PUT".into()).status(), Some(501));
+        assert_eq!(Error::MethodNotAllowed("TRACE".into()).status(), Some(405));
     }
 }

@@ -442,6 +442,11 @@ impl Proxy {
         if !forwarded {
             return Err(Error::MethodNotForwarded(request.method.clone()));
         }
+        // TRACE echoes the request back, cookies and credentials included: refused unless
+        // allowed (nginx and most servers refuse it too).
+        if request.method == "TRACE" && !self.config.allow_trace {
+            return Err(Error::MethodNotAllowed(request.method.clone()));
+        }
         let framing = request_framing(request).map_err(|e| Error::Parse(Side::Client, e))?;
         if let Framing::Length(n) = framing {
             if n > self.config.max_body_size {
@@ -476,6 +481,10 @@ impl Proxy {
             return;
         }
         let (mut resp, body) = text_response(status, e.reply_text());
+        if let Error::MethodNotAllowed(_) = e {
+            // RFC 9110 §15.5.6: a 405 lists the methods that are supported.
+            resp.headers.append("Allow", self.allowed_methods());
+        }
         resp.headers.append("Via", VIA);
         resp.headers.append("X-Cache", exchange.cache.as_str());
         if !keep_alive {
@@ -493,6 +502,21 @@ impl Proxy {
         } else {
             exchange.keep_alive = false;
         }
+    }
+
+    /// The methods forwarded, for `Allow`: the `methods` list, or the common ones with `*`;
+    /// TRACE and CONNECT only when they would be forwarded.
+    fn allowed_methods(&self) -> String {
+        const COMMON: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
+        let listed: Vec<&str> = match &self.config.methods {
+            Some(methods) => methods.iter().map(String::as_str).collect(),
+            None => COMMON.to_vec(),
+        };
+        listed
+            .into_iter()
+            .filter(|m| *m != "CONNECT" && (*m != "TRACE" || self.config.allow_trace))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Step 13: one line per request, on success and on error, with what the cache did.

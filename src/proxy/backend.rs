@@ -7,7 +7,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::rewrite::{add_validators, rewrite_request};
+use super::rewrite::{add_validators, drop_underscored_fields, rewrite_request};
 use super::{Exchange, Proxy, CLIENT_WRITE_BUFFER, MAX_INTERIM_RESPONSES, REQUEST_BUFFER};
 use crate::config::Config;
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
@@ -74,6 +74,9 @@ impl Proxy {
                 );
                 if let Some(conditionals) = validators {
                     add_validators(&mut outgoing, conditionals);
+                }
+                if !self.config.underscores_in_headers {
+                    drop_underscored_fields(&mut outgoing.headers);
                 }
                 log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
                 let sent = forward(&mut conn, &outgoing, client, body, &self.config);

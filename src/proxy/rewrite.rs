@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::VIA;
 use crate::http::body::Framing;
-use crate::http::parse;
+use crate::http::parse::{self, normalize_authority};
 use crate::http::{is_hop_by_hop, Headers, Request, Response, Version};
 
 /// Step 6: the request as the backend should see it (RFC 9110 §7.6).
@@ -93,6 +93,21 @@ const REPLACED: &[&str] = &[
 /// framing field and Connection.
 const ADDED_FIELDS: usize = 7;
 
+/// Removes the fields whose names contain `_` (as nginx does unless
+/// `underscores_in_headers` is on). Such names are valid tokens, but many servers and
+/// frameworks read `_` as `-` (CGI turns both into `HTTP_X_Y`), so `Transfer_Encoding:
+/// chunked` beside a Content-Length would mean a second framing to them.
+pub(super) fn drop_underscored_fields(headers: &mut Headers) {
+    let names: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| name.contains('_'))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for name in names {
+        headers.remove(&name);
+    }
+}
+
 /// The host the client addressed: the authority of an absolute-form target (RFC 9112
 /// §3.2.2: it wins over Host), else the Host field; empty when there is neither (HTTP/1.0).
 pub(super) fn client_host(request: &Request) -> &str {
@@ -122,9 +137,9 @@ pub fn rewrite_locations(response: &mut Response, backend_authority: &str, clien
     }
 }
 
-/// When `reference` is an `http` URI whose authority is the backend's (RFC 3986 §3.2: the
-/// scheme and host compare case-insensitively, and a missing port is 80), the part after
-/// the authority (path, query and fragment).
+/// When `reference` is an `http` URI whose authority is the backend's (compared in
+/// normal form: case-insensitively, a missing port being 80), the part after the authority
+/// (path, query and fragment).
 fn backend_reference<'a>(reference: &'a str, backend_authority: &str) -> Option<&'a str> {
     let scheme = reference.get(..7)?;
     if !scheme.eq_ignore_ascii_case("http://") {
@@ -133,10 +148,7 @@ fn backend_reference<'a>(reference: &'a str, backend_authority: &str) -> Option<
     let after = &reference[7..];
     let end = after.find(['/', '?', '#']).unwrap_or(after.len());
     let (authority, rest) = after.split_at(end);
-    let same = authority.eq_ignore_ascii_case(backend_authority)
-        || backend_authority
-            .strip_suffix(":80")
-            .is_some_and(|host| authority.eq_ignore_ascii_case(host));
+    let same = normalize_authority(authority) == normalize_authority(backend_authority);
     same.then_some(rest)
 }
 
@@ -298,6 +310,17 @@ mod tests {
         let absolute = req("GET http://other:82/a HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(client_host(&absolute), "other:82");
         assert_eq!(client_host(&req("GET /a HTTP/1.0\r\n\r\n")), "");
+    }
+
+    #[test]
+    fn fields_with_underscores_are_dropped() {
+        let r = req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer_Encoding: chunked\r\nX_Real_IP: 1.2.3.4\r\nX-Fine: 1\r\n\r\n");
+        let mut out = rewrite_request(&r, peer(), backend(), Framing::Length(5), false);
+        drop_underscored_fields(&mut out.headers);
+        assert!(!out.headers.contains("transfer_encoding"));
+        assert!(!out.headers.contains("x_real_ip"));
+        assert_eq!(out.headers.get("x-fine"), Some("1"));
+        assert_eq!(out.headers.get("content-length"), Some("5"));
     }
 
     #[test]

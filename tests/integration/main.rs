@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attacks;
 mod browser;
 mod cache;
 mod client;
