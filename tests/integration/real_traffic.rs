@@ -220,13 +220,13 @@ fn refusing_backend() -> Backend {
     })
 }
 
-/// Sends a PUT of `size` bytes through `addr` while reading the answer, as curl does, and
-/// returns the answer's bytes.
-fn upload(addr: std::net::SocketAddr, size: usize) -> Vec<u8> {
+/// Sends a PUT of `size` bytes to `path` through `addr` while reading the answer, as curl
+/// does, and returns the answer's bytes.
+fn upload(addr: std::net::SocketAddr, path: &str, size: usize) -> Vec<u8> {
     let mut stream = connect(addr);
     write!(
         stream,
-        "PUT /no-such-route HTTP/1.1\r\nHost: shop.example\r\nContent-Length: {size}\r\n\r\n"
+        "PUT {path} HTTP/1.1\r\nHost: shop.example\r\nContent-Length: {size}\r\n\r\n"
     )
     .unwrap();
     let mut sender = stream.try_clone().unwrap();
@@ -253,7 +253,7 @@ fn an_upload_answered_early_gets_the_answer_not_a_502() {
     let dir = TempDir::new("early");
     let proxy = proxy(&dir, &backend_lines(&[backend.addr]));
     for _ in 0..3 {
-        let answer = upload(proxy.addr, 50_000_000);
+        let answer = upload(proxy.addr, "/no-such-route", 50_000_000);
         let reply = &parse_replies(&answer, &[false])[0];
         assert_eq!((reply.status, reply.text().as_str()), (404, "not found"));
         assert_eq!(reply.header("connection"), Some("close"));
@@ -266,7 +266,7 @@ fn an_early_answer_never_marks_a_backend_down() {
     let dir = TempDir::new("early-health");
     let proxy = proxy(&dir, &backend_lines(&[backend.addr]));
     for _ in 0..3 {
-        upload(proxy.addr, 5_000_000);
+        upload(proxy.addr, "/no-such-route", 5_000_000);
     }
     assert_eq!(backend_state(&proxy), "up");
     // And the next request is answered by it, not refused with a 502.
@@ -285,7 +285,7 @@ fn a_backend_that_answers_early_and_stops_reading_is_heard() {
     });
     let dir = TempDir::new("early-stalled");
     let proxy = proxy(&dir, &backend_lines(&[backend.addr]));
-    let answer = upload(proxy.addr, 90_000_000);
+    let answer = upload(proxy.addr, "/no-such-route", 90_000_000);
     let reply = &parse_replies(&answer, &[false])[0];
     assert_eq!((reply.status, reply.text().as_str()), (413, "too big!"));
 }
@@ -538,4 +538,79 @@ fn a_response_without_date_gets_one() {
     // IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
     assert_eq!(date.len(), 29, "{date}");
     assert!(date.ends_with(" GMT"), "{date}");
+}
+
+// The same with a real application server ------------------------------------------------
+
+/// A Flask application, as a class or a small site would write it: a page personalised by
+/// a cookie (no Cache-Control), an event stream, and an upload limit that Flask enforces
+/// before reading the body. Each event waits for the test to acknowledge the previous one
+/// (a file in ACKS), so a proxy holding events back stalls the stream.
+const FLASK_APP: &str = r#"
+import os, time
+from flask import Flask, Response, request
+app = Flask(__name__)
+app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+ACKS = os.environ["ACKS"]
+
+@app.route("/account")
+def account():
+    return "hello " + request.cookies.get("user", "nobody")
+
+@app.route("/events")
+def events():
+    def stream():
+        for n in range(3):
+            yield f"data: event {n}\n\n"
+            deadline = time.time() + 5
+            while not os.path.exists(os.path.join(ACKS, str(n))) and time.time() < deadline:
+                time.sleep(0.01)
+    return Response(stream(), mimetype="text/event-stream")
+
+@app.route("/upload", methods=["PUT"])
+def upload():
+    return str(len(request.get_data()))
+"#;
+
+#[test]
+fn a_flask_app_under_gunicorn_streams_personalises_and_refuses_uploads() {
+    if external_program("gunicorn").is_none() || !python_modules(&["flask"]) {
+        return;
+    }
+    let dir = TempDir::new("flask");
+    std::fs::write(dir.join("app.py"), FLASK_APP).unwrap();
+    let acks = dir.join("acks");
+    std::fs::create_dir(&acks).unwrap();
+    let mut cmd = std::process::Command::new("gunicorn");
+    cmd.args(["-b", "127.0.0.1:0", "-w", "2", "--threads", "4", "app:app"])
+        .current_dir(&dir.path)
+        .env("ACKS", &acks);
+    let app = ExternalServer::start(cmd, |line| {
+        let (_, rest) = line.split_once("Listening at: http://")?;
+        rest.split_whitespace().next()?.parse().ok()
+    });
+    let proxy = proxy(&dir, &backend_lines(&[app.addr]));
+
+    for user in ["alice", "bob", "carol"] {
+        let reply = get_with(proxy.addr, "/account", &format!("Cookie: user={user}\r\n"));
+        assert_eq!(reply.text(), format!("hello {user}"), "{}", app.output());
+    }
+
+    let mut client = connect(proxy.addr);
+    client
+        .write_all(b"GET /events HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    for n in 0..3 {
+        read_until(
+            &mut client,
+            &mut seen,
+            format!("data: event {n}\n\n").as_bytes(),
+        );
+        std::fs::write(acks.join(n.to_string()), b"").unwrap();
+    }
+
+    let answer = upload(proxy.addr, "/upload", 20_000_000);
+    assert_eq!(parse_replies(&answer, &[false])[0].status, 413);
+    assert_eq!(backend_state(&proxy), "up");
 }

@@ -130,6 +130,92 @@ pub fn external_program(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// A reference server run as this test's own process (gunicorn, a Python script), killed
+/// when dropped. It is ready once a line of its output (stdout or stderr) gives its address.
+pub struct ExternalServer {
+    child: Child,
+    pub addr: SocketAddr,
+    output: Arc<Mutex<String>>,
+}
+
+impl ExternalServer {
+    /// Starts `cmd` and waits (at most `IO_TIMEOUT`) for a line from which `ready` reads the
+    /// listening address.
+    pub fn start(mut cmd: Command, ready: fn(&str) -> Option<SocketAddr>) -> ExternalServer {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("start the reference server");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (found_tx, found) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().expect("stdout piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr piped")),
+        ] {
+            let (output, found_tx) = (Arc::clone(&output), found_tx.clone());
+            thread::spawn(move || {
+                let mut reader = BufReader::new(pipe);
+                let mut line = String::new();
+                while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                    if let Some(addr) = ready(&line) {
+                        let _ = found_tx.send(addr);
+                    }
+                    output.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            });
+        }
+        let Ok(addr) = found.recv_timeout(IO_TIMEOUT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the reference server did not start: {}",
+                output.lock().unwrap()
+            );
+        };
+        ExternalServer {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ExternalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `python3` can import every module in `modules`; a SKIP line (or, under
+/// `RELEVO_REQUIRE_EXTERNAL=1`, a failure) when it cannot.
+pub fn python_modules(modules: &[&str]) -> bool {
+    let Some(python) = external_program("python3") else {
+        return false;
+    };
+    let imports = format!("import {}", modules.join(", "));
+    let ok = Command::new(python)
+        .args(["-c", &imports])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let required = std::env::var("RELEVO_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "python3 modules {modules:?} are required but missing"
+        );
+        eprintln!("SKIP: python3 modules {modules:?} not installed");
+    }
+    ok
+}
+
 /// The demo site shipped with the repository.
 pub fn www_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("www")
