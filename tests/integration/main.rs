@@ -15,3 +15,4 @@ mod random_input;
 mod reference;
 mod status;
 mod webserver;
+mod websocket;
