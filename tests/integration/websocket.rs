@@ -508,14 +508,20 @@ fn a_tunnel_never_leaves_a_thread_behind() {
     assert_eq!(half.receive(), (TEXT, b"last words".to_vec()));
     half.expect_end();
 
-    let (open, _) = proxy.settle_connections();
-    assert_eq!(open, 1, "a connection is still being served");
-    let after = proxy.threads().unwrap();
-    // Connection threads stay parked for reuse; the tunnels' second threads must be gone.
+    // Connection threads stay parked for reuse; the tunnels' second threads must end. Read
+    // from /proc alone, so that no new connection brings a thread of its own meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = proxy.threads().unwrap();
+    while after + 4 > during && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+        after = proxy.threads().unwrap();
+    }
     assert!(
         after + 4 <= during,
         "{after} threads after the tunnels closed, {during} while open"
     );
+    let (open, _) = proxy.settle_connections();
+    assert_eq!(open, 1, "a connection is still being served");
 }
 
 /// Whether a missing external program fails the test (CI) instead of skipping it.
