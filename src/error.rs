@@ -80,6 +80,9 @@ pub enum ParseError {
     BodyTooLarge,
     /// The peer closed the connection in the middle of a message.
     UnexpectedEof,
+    /// A `101 Switching Protocols` to a request that did not ask for that protocol
+    /// (RFC 9110 §15.2.2).
+    UnexpectedUpgrade,
 }
 
 impl ParseError {
@@ -123,6 +126,7 @@ impl ParseError {
             ParseError::BadChunk => "malformed chunked body",
             ParseError::BodyTooLarge => "request body too large",
             ParseError::UnexpectedEof => "connection closed in the middle of a message",
+            ParseError::UnexpectedUpgrade => "switched protocols without being asked to",
         }
     }
 }

@@ -7,6 +7,7 @@
 //!                       → 8 read response head   (5–8 retried on the next backend when safe)
 //!  9 invalidate → 10 cache the response (a 304 refreshes the entry, served from cache)
 //! 11 filter response → 12 relay body (and store it) → 13 log
+//!      └ 101 to a WebSocket upgrade → 12 tunnel bytes both ways until closed → 13 log
 //! ```
 //!
 //! `serve_request` below calls the steps in that order; each is a named function, kept with
@@ -19,6 +20,7 @@
 //! | `proxy/rewrite.rs` | 6 rewrite the request (pure) |
 //! | `proxy/cache_steps.rs` | 4 cache lookup, 9 invalidate, 10 cache the response |
 //! | `proxy/relay.rs` | 11 filter the response, 12 relay its body or serve from cache |
+//! | `proxy/tunnel.rs` | 12 for a `101`: the WebSocket tunnel |
 //! | `proxy/status_page.rs` | the status page, answered instead of step 3 onwards |
 //!
 //! A step that fails returns an `Error`;
@@ -41,6 +43,7 @@ mod cache_steps;
 mod relay;
 mod rewrite;
 mod status_page;
+mod tunnel;
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -236,6 +239,8 @@ struct Exchange {
     /// The request was for the status page: logged at debug level only and left out of the
     /// status page's own figures (a page refreshing every 2 s would drown them).
     internal: bool,
+    /// What a WebSocket tunnel carried, when the request became one.
+    tunnel: Option<tunnel::Report>,
 }
 
 impl Proxy {
@@ -378,6 +383,9 @@ impl Proxy {
             mut response,
             complete,
         } = self.exchange_with_backends(client, peer, request, &body, validators, exchange)?;
+        if response.status == 101 {
+            return self.tunnel(client, request, conn, response, exchange);
+        }
         if self.config.rewrite_location {
             rewrite_locations(&mut response, &self.authorities[id], client_host(request));
         }
@@ -540,11 +548,14 @@ impl Proxy {
         let ms = elapsed.as_millis();
         let bytes = exchange.bytes;
         let cache = exchange.cache.as_str();
+        let tunnel = exchange.tunnel.as_ref().map_or(String::new(), |t| {
+            format!(" (tunnel: {} B up, {} B down, {})", t.up, t.down, t.ending)
+        });
         match (error, exchange.internal) {
             (None, true) => log::debug!("{peer} \"{line_text}\" -> {status} {bytes} B {ms} ms"),
             (None, false) => {
                 log::info!(
-                    "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms"
+                    "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms{tunnel}"
                 );
             }
             (Some(e), _) => log::warn!(

@@ -1,8 +1,9 @@
 //! What the status page shows: counters per backend, the last requests, cache results and
 //! connection counts, gathered while the proxy runs.
 //!
-//! The proxy calls `Stats::record` once per request (from its log step) and `Stats::snapshot`
-//! takes a consistent copy for rendering (`status`). Percentiles are computed over a window
+//! The proxy calls `Stats::record` once per request (from its log step), holds a
+//! `TunnelGuard` while a WebSocket tunnel is open, and `Stats::snapshot` takes a consistent
+//! copy for rendering (`status`). Percentiles are computed over a window
 //! of recent samples, so a burst an hour ago does not hide today's latency. Nothing here
 //! touches a socket or a file.
 
@@ -43,6 +44,9 @@ pub struct RequestRecord {
 pub struct BackendCounters {
     /// Requests it answered (any status).
     pub requests: u64,
+    /// Requests whose time counts in the average and p99: all but tunnels (101), whose
+    /// time is how long the tunnel stayed open, not how long the backend took to answer.
+    pub timed: u64,
     /// Requests that failed on it: 5xx from it, or a failure of ours talking to it.
     pub errors: u64,
     /// Sum of response times, in microseconds, for the average.
@@ -54,7 +58,7 @@ pub struct BackendCounters {
 impl BackendCounters {
     /// Mean response time over every request.
     pub fn average(&self) -> Option<Duration> {
-        (self.requests > 0).then(|| Duration::from_micros(self.total_micros / self.requests))
+        (self.timed > 0).then(|| Duration::from_micros(self.total_micros / self.timed))
     }
 
     /// 99th percentile of the recent response times (nearest-rank method).
@@ -92,6 +96,10 @@ pub struct Stats {
     cache: CacheCounters,
     /// Client connections being served now; shared with the accept loop.
     pub active_connections: Arc<AtomicUsize>,
+    /// WebSocket tunnels open now.
+    tunnels_open: AtomicUsize,
+    /// WebSocket tunnels opened since start.
+    tunnels_total: AtomicU64,
 }
 
 /// A consistent copy of the stats at one moment, for rendering.
@@ -105,8 +113,12 @@ pub struct Snapshot {
     pub backends: Vec<BackendCounters>,
     /// The last requests, newest first.
     pub recent: Vec<RequestRecord>,
-    /// Client connections open now.
+    /// Client connections open now (tunnels included).
     pub active_connections: usize,
+    /// WebSocket tunnels open now.
+    pub tunnels_open: usize,
+    /// WebSocket tunnels opened since start.
+    pub tunnels_total: u64,
     /// Cache hits, misses, revalidations and bypasses since start.
     pub cache_hits: u64,
     /// See `cache_hits`.
@@ -137,7 +149,16 @@ impl Stats {
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
             cache: CacheCounters::default(),
             active_connections: Arc::new(AtomicUsize::new(0)),
+            tunnels_open: AtomicUsize::new(0),
+            tunnels_total: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a tunnel as open until the guard is dropped.
+    pub fn open_tunnel(&self) -> TunnelGuard<'_> {
+        self.tunnels_open.fetch_add(1, Ordering::Relaxed);
+        self.tunnels_total.fetch_add(1, Ordering::Relaxed);
+        TunnelGuard(self)
     }
 
     /// Records one finished request.
@@ -148,12 +169,15 @@ impl Stats {
             if record.status.map_or(true, |s| s >= 500) {
                 c.errors += 1;
             }
-            let micros = u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX);
-            c.total_micros = c.total_micros.saturating_add(micros);
-            if c.recent_micros.len() == LATENCY_WINDOW {
-                c.recent_micros.pop_front();
+            if record.status != Some(101) {
+                let micros = u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX);
+                c.timed += 1;
+                c.total_micros = c.total_micros.saturating_add(micros);
+                if c.recent_micros.len() == LATENCY_WINDOW {
+                    c.recent_micros.pop_front();
+                }
+                c.recent_micros.push_back(micros);
             }
-            c.recent_micros.push_back(micros);
         }
         let counter = match record.cache {
             Some(CacheStatus::Hit) => Some(&self.cache.hits),
@@ -180,11 +204,23 @@ impl Stats {
             backends: self.backends.iter().map(|b| lock(b).clone()).collect(),
             recent: lock(&self.recent).iter().cloned().collect(),
             active_connections: self.active_connections.load(Ordering::Relaxed),
+            tunnels_open: self.tunnels_open.load(Ordering::Relaxed),
+            tunnels_total: self.tunnels_total.load(Ordering::Relaxed),
             cache_hits: self.cache.hits.load(Ordering::Relaxed),
             cache_misses: self.cache.misses.load(Ordering::Relaxed),
             cache_revalidated: self.cache.revalidated.load(Ordering::Relaxed),
             cache_bypassed: self.cache.bypassed.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// An open tunnel, as counted in `Stats`; dropping it counts the tunnel as closed.
+#[derive(Debug)]
+pub struct TunnelGuard<'a>(&'a Stats);
+
+impl Drop for TunnelGuard<'_> {
+    fn drop(&mut self) {
+        self.0.tunnels_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -271,6 +307,25 @@ mod tests {
             (2, 1, 1, 1)
         );
         assert_eq!(snap.hit_ratio(), Some(0.75));
+    }
+
+    #[test]
+    fn tunnels_are_counted_open_and_in_total_and_stay_out_of_response_times() {
+        let stats = Stats::new(1);
+        let first = stats.open_tunnel();
+        let second = stats.open_tunnel();
+        drop(first);
+        let snap = stats.snapshot();
+        assert_eq!((snap.tunnels_open, snap.tunnels_total), (1, 2));
+        drop(second);
+        assert_eq!(stats.snapshot().tunnels_open, 0);
+
+        stats.record(record(Some(0), 200, 4, None));
+        stats.record(record(Some(0), 101, 60_000, Some(CacheStatus::Bypass)));
+        let b0 = &stats.snapshot().backends[0];
+        assert_eq!((b0.requests, b0.errors), (2, 0));
+        assert_eq!(b0.average(), Some(Duration::from_millis(4)));
+        assert_eq!(b0.p99(), Some(Duration::from_millis(4)));
     }
 
     #[test]

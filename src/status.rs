@@ -60,11 +60,14 @@ pub fn render_html(view: &StatusView) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\
          <title>Relevo status</title><style>{CSS}</style></head><body>\n\
-         <h1>Relevo status</h1>\n<p class=\"summary\">up {} &middot; {} client connection{} open &middot; \
-         refreshed {}</p>\n",
+         <h1>Relevo status</h1>\n<p class=\"summary\">up {} &middot; {} client connection{} open \
+         &middot; {} WebSocket tunnel{} open ({} since start) &middot; refreshed {}</p>\n",
         human_duration(s.uptime),
         s.active_connections,
         if s.active_connections == 1 { "" } else { "s" },
+        s.tunnels_open,
+        if s.tunnels_open == 1 { "" } else { "s" },
+        s.tunnels_total,
         clock(view.now_wall),
     );
     html.push_str(
@@ -146,10 +149,13 @@ pub fn render_json(view: &StatusView) -> String {
     let mut json = String::with_capacity(4 * 1024);
     let _ = write!(
         json,
-        "{{\"uptime_seconds\":{},\"started\":{},\"active_connections\":{},\"backends\":[",
+        "{{\"uptime_seconds\":{},\"started\":{},\"active_connections\":{},\
+         \"tunnels\":{{\"open\":{},\"total\":{}}},\"backends\":[",
         s.uptime.as_secs(),
         json_string(&rfc3339(s.started_at)),
-        s.active_connections
+        s.active_connections,
+        s.tunnels_open,
+        s.tunnels_total
     );
     for (id, (addr, health)) in view.backends.iter().enumerate() {
         let counters = s.backends.get(id).cloned().unwrap_or_default();
@@ -310,6 +316,11 @@ mod tests {
             cache: Some(CacheStatus::Miss),
             elapsed: Duration::from_millis(3),
         });
+        let ended = stats.open_tunnel();
+        let open = stats.open_tunnel();
+        drop(ended);
+        let snapshot = stats.snapshot();
+        drop(open);
         let now = Instant::now();
         let down = Health {
             fails: 1,
@@ -319,7 +330,7 @@ mod tests {
             down_since: Some(now),
         };
         StatusView {
-            stats: stats.snapshot(),
+            stats: snapshot,
             backends: vec![
                 ("127.0.0.1:8081".to_string(), Health::default()),
                 ("127.0.0.1:8082".to_string(), down),
@@ -338,6 +349,7 @@ mod tests {
         assert!(html.contains("<span class=\"down\">down</span> since"));
         assert!(html.contains("connection refused &quot;x&quot;"));
         assert!(html.contains("3 entries, 2.0 KiB"));
+        assert!(html.contains("1 WebSocket tunnel open (2 since start)"));
         assert!(html.contains("GET /&lt;script&gt;alert(1)&lt;/script&gt; HTTP/1.1"));
         assert!(!html.contains("<script>"));
     }
@@ -346,6 +358,7 @@ mod tests {
     fn json_has_the_same_data_and_valid_strings() {
         let json = render_json(&view());
         assert!(json.starts_with("{\"uptime_seconds\":"));
+        assert!(json.contains("\"tunnels\":{\"open\":1,\"total\":2},\"backends\":["));
         assert!(
             json.contains("\"address\":\"127.0.0.1:8081\",\"state\":\"up\",\"down_since\":null")
         );

@@ -490,8 +490,10 @@ impl Write for Watched<'_> {
 }
 
 /// Step 8: read the backend's response head. Interim 1xx responses are relayed to HTTP/1.1
-/// clients and dropped for HTTP/1.0 ones (RFC 9110 §15.2); a `101` is refused, since we never
-/// forward Upgrade.
+/// clients and dropped for HTTP/1.0 ones (RFC 9110 §15.2). A `101` is the last response on
+/// its connection (§15.2.2), so it is returned as the final one: `tunnel` decides whether it
+/// is the switch the client asked for. Either way the backend answered, so its health does
+/// not suffer.
 fn read_final_response(
     upstream: &mut Connection,
     client: &TcpStream,
@@ -501,11 +503,8 @@ fn read_final_response(
 ) -> Result<Response> {
     for _ in 0..=MAX_INTERIM_RESPONSES {
         let response = parse::read_response(upstream.reader(), limits)?;
-        if !response.is_interim() {
+        if !response.is_interim() || response.status == 101 {
             return Ok(response);
-        }
-        if response.status == 101 {
-            return Err(Error::Parse(Side::Backend, ParseError::BadStatusLine));
         }
         if request.version == Version::Http11 {
             let mut interim = response;

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::tunnel::asks_for_websocket;
 use super::{Proxy, Request, Response};
 use crate::cache::{
     self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, PassMarks, Reuse, Role, Store,
@@ -81,8 +82,16 @@ impl Proxy {
         let Some(cache) = &self.cache else {
             return Lookup::Forward(Forward::bypass());
         };
+        // A WebSocket upgrade becomes a tunnel, never a stored response, and must not make
+        // other requests for its URI wait for it.
         let base = match cache::cache_key(request) {
-            Some(base) if framing == Framing::Empty && cache::may_use_cache(request) => base,
+            Some(base)
+                if framing == Framing::Empty
+                    && cache::may_use_cache(request)
+                    && !asks_for_websocket(request) =>
+            {
+                base
+            }
             _ => return Lookup::Forward(Forward::bypass()),
         };
         let is_get = request.method == "GET";

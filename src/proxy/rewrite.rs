@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::net::SocketAddr;
 
+use super::tunnel::asks_for_websocket;
 use super::VIA;
 use crate::http::body::Framing;
 use crate::http::parse::{self, normalize_authority};
@@ -20,7 +21,10 @@ use crate::http::{is_hop_by_hop, Headers, Request, Response, Version};
 /// - `Via: 1.1 relevo` is appended (§7.6.3);
 /// - the body is re-framed by us: our own Content-Length or `Transfer-Encoding: chunked`;
 /// - `Connection: close` unless `keep_alive` (the connection will go back to the pool):
-///   HTTP/1.1 connections are persistent by default (RFC 9112 §9.3).
+///   HTTP/1.1 connections are persistent by default (RFC 9112 §9.3);
+/// - a WebSocket upgrade (`tunnel::asks_for_websocket`) gets `Upgrade: websocket` and
+///   `Connection: upgrade` instead, set by us since both are hop-by-hop (RFC 9110 §7.8);
+///   every other Upgrade is dropped, and so ignored.
 pub fn rewrite_request(
     request: &Request,
     peer: SocketAddr,
@@ -73,7 +77,10 @@ pub fn rewrite_request(
         Framing::Chunked => out.headers.append("Transfer-Encoding", "chunked"),
         Framing::Empty | Framing::Close => {}
     }
-    if !keep_alive {
+    if asks_for_websocket(request) {
+        out.headers.append("Upgrade", "websocket");
+        out.headers.append("Connection", "upgrade");
+    } else if !keep_alive {
         out.headers.append("Connection", "close");
     }
     out
@@ -90,8 +97,8 @@ const REPLACED: &[&str] = &[
 ];
 
 /// The most fields `rewrite_request` adds: Host, X-Forwarded-For, -Host, -Proto, Via, the
-/// framing field and Connection.
-const ADDED_FIELDS: usize = 7;
+/// framing field, Upgrade and Connection.
+const ADDED_FIELDS: usize = 8;
 
 /// Removes the fields whose names contain `_` (as nginx does unless
 /// `underscores_in_headers` is on). Such names are valid tokens, but many servers and
@@ -321,6 +328,29 @@ mod tests {
         assert!(!out.headers.contains("x_real_ip"));
         assert_eq!(out.headers.get("x-fine"), Some("1"));
         assert_eq!(out.headers.get("content-length"), Some("5"));
+    }
+
+    #[test]
+    fn a_websocket_upgrade_is_forwarded_and_any_other_upgrade_dropped() {
+        let ws = req("GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        let out = rewrite_request(&ws, peer(), backend(), Framing::Empty, false);
+        assert_eq!(
+            out.headers.get_all("upgrade").collect::<Vec<_>>(),
+            ["websocket"]
+        );
+        assert_eq!(
+            out.headers.get_all("connection").collect::<Vec<_>>(),
+            ["upgrade"]
+        );
+        assert_eq!(
+            out.headers.get("sec-websocket-key"),
+            Some("dGhlIHNhbXBsZSBub25jZQ==")
+        );
+        let h2c = req("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n");
+        let out = rewrite_request(&h2c, peer(), backend(), Framing::Empty, true);
+        for gone in ["upgrade", "connection", "http2-settings"] {
+            assert!(!out.headers.contains(gone), "{gone} was forwarded");
+        }
     }
 
     #[test]

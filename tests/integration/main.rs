@@ -17,3 +17,4 @@ mod real_traffic;
 mod reference;
 mod status;
 mod webserver;
+mod websocket;
