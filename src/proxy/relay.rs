@@ -32,7 +32,14 @@ pub fn filter_response(
     now: SystemTime,
 ) -> (Response, Framing, bool) {
     let received = response.version;
+    // A 426 must say which protocol to upgrade to (RFC 9110 §15.5.22), hop-by-hop or not.
+    let upgrade = (response.status == 426)
+        .then(|| response.headers.get("upgrade").map(str::to_string))
+        .flatten();
     remove_hop_by_hop(&mut response.headers);
+    if let Some(upgrade) = upgrade {
+        response.headers.append("Upgrade", upgrade);
+    }
     if !response.headers.contains("date") {
         response.headers.append("Date", format_http_date(now));
     }
@@ -323,6 +330,17 @@ mod tests {
             out.headers.get_all("date").collect::<Vec<_>>(),
             ["Tue, 24 Nov 2026 08:00:00 GMT"]
         );
+    }
+
+    #[test]
+    fn a_426_keeps_its_upgrade_field() {
+        let mut resp = Response::new(426);
+        resp.headers.append("Upgrade", "websocket");
+        resp.headers.append("Connection", "Upgrade");
+        resp.headers.append("Content-Length", "0");
+        let (out, _, _) = filter_response(resp, Version::Http11, Framing::Length(0), true, at());
+        assert_eq!(out.headers.get("upgrade"), Some("websocket"));
+        assert!(!out.headers.contains("connection"));
     }
 
     #[test]

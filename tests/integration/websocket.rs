@@ -525,10 +525,6 @@ fn a_tunnel_never_leaves_a_thread_behind() {
 }
 
 /// Whether a missing external program fails the test (CI) instead of skipping it.
-fn require_external() -> bool {
-    std::env::var("RELEVO_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
-}
-
 /// An echo server and a client, with Python's `websockets` (its asyncio API, 13.0 and later).
 const PYTHON_WEBSOCKETS: &str = r#"
 import asyncio, os, sys
@@ -567,14 +563,7 @@ else:
 
 #[test]
 fn a_real_websocket_client_and_server_talk_through_the_proxy() {
-    let found = Command::new("python3")
-        .args(["-c", "import websockets.asyncio.client"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        let why = "python3 with websockets 13 or later not found (pip install websockets)";
-        assert!(!require_external(), "{why}, and RELEVO_REQUIRE_EXTERNAL=1");
-        eprintln!("SKIP websocket: {why}");
+    if !python_modules(&["websockets.asyncio.client"]) {
         return;
     }
     let dir = TempDir::new("ws-python");
