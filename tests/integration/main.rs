@@ -13,5 +13,6 @@ mod interop;
 mod proxy;
 mod random_input;
 mod reference;
+mod slots;
 mod status;
 mod webserver;
