@@ -326,8 +326,8 @@ mod tests {
     /// connection busy until the client closes it. It reports its phases as the proxy does.
     fn line_server(stream: ClientStream, _: SocketAddr) {
         let mut reader = std::io::BufReader::new(stream);
+        reader.get_mut().await_head();
         loop {
-            reader.get_mut().await_head();
             let mut line = String::new();
             let read = std::io::BufRead::read_line(&mut reader, &mut line);
             reader.get_mut().head_received();
@@ -338,6 +338,9 @@ mod tests {
                 let _ = reader.read_to_end(&mut Vec::new());
                 return;
             }
+            // Idle from before the reply (the proxy marks it just after): a client holding
+            // its reply knows when the wait began, whatever the scheduler does.
+            reader.get_mut().await_head();
             if reader.get_mut().write_all(b"ok\n").is_err() {
                 return;
             }
