@@ -587,9 +587,11 @@ def main(argv: List[str]) -> int:
                 finally:
                     server.stop()
                 log(f"  probes: {summary(result['probes'])}")
-                if result["misses"]:
-                    at = ", ".join(f"{t:.1f}" for t in result["misses"])
-                    log(f"  probes without a 200 were sent at (s from the first): {at}")
+                misses = result["misses"]
+                if misses:
+                    at = ", ".join(f"{t:.1f}" for t in misses[:10])
+                    more = f" and {len(misses) - 10} more" if len(misses) > 10 else ""
+                    log(f"  probes without a 200 were sent at (s from the first): {at}{more}")
                 log(f"  attack: {summary(result['attack'])}")
                 results.append((attack, target, result))
         print(report(results))

@@ -122,7 +122,9 @@ fn accept_loop<H>(
             Ok(slot) => slot,
             Err((stream, why)) => {
                 match why {
-                    Refusal::Full => log::warn!("{peer} refused: every connection is busy"),
+                    Refusal::Full => {
+                        log::warn!("{peer} refused: every slot is taken and none can give way");
+                    }
                     Refusal::PerAddress => {
                         log::warn!("{peer} refused: max_connections_per_ip reached");
                     }
