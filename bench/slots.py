@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+sys.dont_write_bytecode = True  # importing run.py must not leave bench/__pycache__ behind
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # noqa: E402  (bench/run.py holds the server helpers)
     RELEASE, BenchError, Lab, Server, Tools, find_tool, free_port, log, nginx_can_proxy,
