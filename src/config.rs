@@ -38,7 +38,7 @@
 //! connect_timeout = 3            # seconds to open a connection to a backend
 //! upstream_timeout = 30          # seconds to wait for a backend to send or accept data
 //! client_timeout = 15            # seconds to wait for a client to send or accept data
-//! max_connections = 1024         # clients served at the same time
+//! max_connections = 10000        # clients served at the same time
 //! max_body_size = 104857600      # bytes in a request body (100 MiB); beyond: 413
 //! max_request_line = 8192        # bytes in the request line
 //! max_header_bytes = 65536       # bytes in the whole header section
@@ -159,7 +159,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Time allowed for each read from or write to a client. Default 15 s.
     pub client_timeout: Duration,
-    /// Client connections served at the same time (> 0). Default 1024.
+    /// Client connections served at the same time (> 0); lowered at start-up to what the
+    /// open-file limit holds. Default 10000.
     pub max_connections: usize,
     /// Largest request or response body, in bytes. Default 104857600 (100 MiB).
     pub max_body_size: u64,
@@ -297,7 +298,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(3),
             upstream_timeout: Duration::from_secs(30),
             client_timeout: Duration::from_secs(15),
-            max_connections: 1024,
+            max_connections: 10_000,
             max_body_size: 100 * 1024 * 1024,
             max_request_line: 8192,
             max_header_bytes: 64 * 1024,
@@ -910,7 +911,7 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.upstream_timeout, Duration::from_secs(30));
         assert_eq!(c.client_timeout, Duration::from_secs(15));
-        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.max_connections, 10_000);
         assert_eq!(c.max_body_size, 104_857_600);
         assert_eq!(c.max_request_line, 8192);
         assert_eq!(c.max_header_bytes, 65536);

@@ -4,7 +4,8 @@
 //! One request's path through the modules:
 //!
 //! ```text
-//! server   accept, hand to a parked thread or spawn one (bounded by max_connections)
+//! server   accept, hand to a parked thread or spawn one (bounded by max_connections; when
+//!          all are taken an idle or slow connection makes room, else 503)
 //!   proxy    read request (http::parse) → validate → cache lookup (cache) → choose backend
 //!            (balancer) → rewrite → forward (upstream, http::serialize, http::body)
 //!            → read response (http::parse) → invalidate, store (cache) → filter

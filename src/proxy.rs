@@ -137,7 +137,11 @@ pub fn run(config: Config) -> Result<()> {
     } else {
         log::info!("cache off");
     }
-    let max_connections = config.max_connections;
+    let settings = server::Settings {
+        max_connections: fit_to_open_files(&config),
+        max_connections_per_ip: config.max_connections_per_ip,
+        client_timeout: config.client_timeout,
+    };
     let proxy = Arc::new(Proxy::new(config)?);
     if let Some(path) = &proxy.config.health_check {
         let settings = ProbeSettings {
@@ -164,10 +168,19 @@ pub fn run(config: Config) -> Result<()> {
         .map_err(|e| Error::Startup(format!("cannot start the pool reaper: {e}")))?;
 
     let active = Arc::clone(&proxy.stats.active_connections);
-    server::serve(listener, max_connections, active, move |stream, peer| {
+    server::serve(listener, settings, active, move |stream, peer| {
         proxy.handle_connection(stream, peer);
     });
     Ok(())
+}
+
+/// `max_connections`, lowered to what the open-file limit holds: two files per connection,
+/// and one for each idle backend connection the pool may keep.
+fn fit_to_open_files(config: &Config) -> usize {
+    let pooled = config
+        .upstream_keepalive
+        .saturating_mul(config.backends.len());
+    server::fit_connections(config.max_connections, pooled)
 }
 
 /// `proxy --flush-cache`: removes the cache's entry files (and leftover temporary files)
@@ -300,24 +313,18 @@ impl Proxy {
 
     /// Serves one client connection: requests are read and answered in order until the
     /// client closes, asks to close, times out, or sends something that breaks framing.
-    pub fn handle_connection(&self, stream: TcpStream, peer: SocketAddr) {
-        let timeout = self.config.client_timeout;
-        let stream = match ClientStream::new(stream, timeout) {
-            Ok(stream) => stream,
-            Err(e) => {
-                log::warn!("{peer}: cannot configure the connection: {e}");
-                return;
-            }
-        };
+    pub fn handle_connection(&self, stream: ClientStream, peer: SocketAddr) {
         let mut client = BufReader::with_capacity(CLIENT_BUFFER, stream);
         loop {
             let started = Instant::now();
             // Step 1: read the request head, all of it within client_timeout (idle wait
-            // included). A clean close or an idle timeout between requests ends the
-            // connection without a log line: there was no request.
-            client.get_mut().set_deadline(Some(started + timeout));
+            // included; less when the slots are under pressure, and the connection may be
+            // closed to make room while it waits: see server::slots). A clean close, an
+            // idle timeout or a reclaim between requests ends the connection without a log
+            // line: there was no request.
+            client.get_mut().await_head();
             let head = parse::read_request(&mut client, &self.limits);
-            client.get_mut().set_deadline(None);
+            client.get_mut().head_received();
             let request = match head {
                 Ok(Some(request)) => request,
                 Ok(None) => return,

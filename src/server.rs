@@ -2,8 +2,11 @@
 //! connections, and give each one its own OS thread, at most `max_connections` at once.
 //!
 //! What happens on a connection is the handler's business (`proxy`, `webserver`). This
-//! module owns only the thread-per-connection policy and the refusal of connections beyond
-//! the limit with a `503` and `Retry-After` (RFC 9110 §15.6.4, §10.2.3).
+//! module owns the thread-per-connection policy, the slots (`slots`: which connection may be
+//! closed to make room for a new one when every slot is taken, the shorter waits under
+//! pressure, the cap per address), the refusal of a connection that finds no room with a
+//! `503` and `Retry-After` (RFC 9110 §15.6.4, §10.2.3), the client socket with its head
+//! deadline (`ClientStream`), and the check of the open-file limit (`open_files`).
 //!
 //! Threads are reused. A thread serves one connection at a time, for the connection's whole
 //! life; when the connection ends, the thread parks as an idle worker, and the accept loop
@@ -13,9 +16,13 @@
 //! `Connection: close` traffic. At most `MAX_IDLE_WORKERS` wait, each for at most
 //! `IDLE_WORKER_TIMEOUT`; a handler that panics ends its thread, which is not reused.
 
-use std::io::{self, Read, Write};
+mod client_stream;
+mod open_files;
+mod slots;
+
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
@@ -23,6 +30,13 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::http::{serialize, text_response};
+pub use client_stream::ClientStream;
+pub use open_files::{fit_connections, FDS_PER_CONNECTION, FD_RESERVE};
+pub use slots::{
+    choose_victim, head_deadline, under_pressure, Phase, PRESSURE_HEAD_TIMEOUT, PRESSURE_IDLE_WAIT,
+    PRESSURE_PERCENT, RECLAIM_GRACE,
+};
+use slots::{Refusal, Slot, Slots};
 
 /// Stack size of each connection thread. The per-connection work keeps its buffers on the
 /// heap, so a small stack lets thousands of idle connections fit in little memory.
@@ -55,28 +69,45 @@ pub fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(&addrs[..]).map_err(|e| fail(e.to_string()))
 }
 
+/// How `serve` shares out its connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Connections served at once; beyond, one is reclaimed or the newcomer refused.
+    pub max_connections: usize,
+    /// Connections one client address may hold at once; 0 for no cap.
+    pub max_connections_per_ip: usize,
+    /// Each read from and write to a client, and a whole request head without pressure.
+    pub client_timeout: Duration,
+}
+
 /// Accepts connections forever, running `handler` for each one on a thread of its own (an
-/// idle one when there is one, else a new one). Beyond `max_connections` handlers running
-/// at once, a new connection gets a `503` and is closed. `active` counts the connections
-/// being served (the status page shows it).
-pub fn serve<H>(listener: TcpListener, max_connections: usize, active: Arc<AtomicUsize>, handler: H)
+/// idle one when there is one, else a new one). When `settings.max_connections` handlers
+/// are running, an idle or slow connection is closed to make room (see `slots`), and when
+/// none may be, the new connection gets a `503` and is closed. `active` counts the
+/// connections being served (the status page shows it).
+pub fn serve<H>(listener: TcpListener, settings: Settings, active: Arc<AtomicUsize>, handler: H)
 where
-    H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    H: Fn(ClientStream, SocketAddr) + Send + Sync + 'static,
 {
+    let slots = Slots::new(
+        settings.max_connections,
+        settings.max_connections_per_ip,
+        settings.client_timeout,
+        active,
+    );
     let workers = Workers::new(handler, MAX_IDLE_WORKERS, IDLE_WORKER_TIMEOUT);
     // `accept` returns the peer's address with the socket: no `getpeername` per connection.
     let incoming = std::iter::repeat_with(|| listener.accept());
-    accept_loop(incoming, max_connections, &active, &workers);
+    accept_loop(incoming, &slots, &workers);
 }
 
 /// The body of `serve`, over any source of connections (tests pass a bounded one).
 fn accept_loop<H>(
     incoming: impl Iterator<Item = io::Result<(TcpStream, SocketAddr)>>,
-    max_connections: usize,
-    active: &Arc<AtomicUsize>,
+    slots: &Arc<Slots>,
     workers: &Arc<Workers<H>>,
 ) where
-    H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    H: Fn(ClientStream, SocketAddr) + Send + Sync + 'static,
 {
     for conn in incoming {
         let (stream, peer) = match conn {
@@ -87,19 +118,24 @@ fn accept_loop<H>(
                 continue;
             }
         };
-        if active.load(Ordering::Acquire) >= max_connections {
-            log::warn!("{peer} refused: {max_connections} connections already open");
-            refuse(stream);
-            continue;
-        }
-        let job = Job {
-            stream,
-            peer,
-            slot: Slot::take(active),
+        let slot = match slots.admit(stream, peer) {
+            Ok(slot) => slot,
+            Err((stream, why)) => {
+                match why {
+                    Refusal::Full => {
+                        log::warn!("{peer} refused: every slot is taken and none can give way");
+                    }
+                    Refusal::PerAddress => {
+                        log::warn!("{peer} refused: max_connections_per_ip reached");
+                    }
+                }
+                refuse(stream);
+                continue;
+            }
         };
-        // On failure the job, with its stream and slot, is dropped: the client sees the
-        // connection close and the count goes back down.
-        if let Err(e) = workers.dispatch(job) {
+        // On failure the job, with its slot, is dropped: the client sees the connection
+        // close and the count goes back down.
+        if let Err(e) = workers.dispatch(Job { peer, slot }) {
             log::error!("{peer} dropped: cannot start a thread: {e}");
         }
     }
@@ -107,9 +143,8 @@ fn accept_loop<H>(
 
 /// One accepted connection on its way to a thread.
 struct Job {
-    stream: TcpStream,
     peer: SocketAddr,
-    /// Held until the handler has finished with the connection.
+    /// Holds the connection's socket; held until the handler has finished with it.
     slot: Slot,
 }
 
@@ -140,7 +175,7 @@ struct Workers<H> {
 
 impl<H> Workers<H>
 where
-    H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    H: Fn(ClientStream, SocketAddr) + Send + Sync + 'static,
 {
     fn new(handler: H, max_idle: usize, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Workers {
@@ -182,8 +217,11 @@ where
     fn work(&self, mut job: Job) {
         let thread = thread::current().id();
         loop {
-            let Job { stream, peer, slot } = job;
-            (self.handler)(stream, peer);
+            let Job { peer, slot } = job;
+            match ClientStream::open(&slot) {
+                Ok(stream) => (self.handler)(stream, peer),
+                Err(e) => log::warn!("{peer}: cannot configure the connection: {e}"),
+            }
             match self.park(thread, slot) {
                 Some(next) => job = next,
                 None => return,
@@ -229,22 +267,6 @@ where
     }
 }
 
-/// One unit of the active-connection count, given back when dropped (also on unwinding).
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(active: &Arc<AtomicUsize>) -> Slot {
-        active.fetch_add(1, Ordering::AcqRel);
-        Slot(Arc::clone(active))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Answers `503 Service Unavailable` with `Retry-After` and closes.
 fn refuse(mut stream: TcpStream) {
     let (mut resp, body) = text_response(503, "too many connections, try again shortly");
@@ -258,87 +280,14 @@ fn refuse(mut stream: TcpStream) {
     let _ = stream.write_all(&bytes);
 }
 
-/// A client's socket whose reads can also stop at a deadline.
-///
-/// Every read already has a per-read timeout; that alone lets a client that sends one byte
-/// just inside each timeout hold a thread forever (slowloris). While a deadline is set, each
-/// read waits at most until the deadline, and a read at or past it fails with `TimedOut`.
-/// The proxy sets one for the whole request head (idle wait included) and clears it for the
-/// body, whose pace is only bounded per read.
-pub struct ClientStream {
-    stream: TcpStream,
-    /// The per-read timeout.
-    timeout: Duration,
-    deadline: Option<std::time::Instant>,
-    /// Invariant: the read timeout currently set on `stream`, to skip redundant syscalls.
-    applied: Duration,
-}
-
-impl ClientStream {
-    /// Wraps `stream`, setting `timeout` on its reads and writes and TCP_NODELAY.
-    ///
-    /// # Errors
-    /// When the socket options cannot be set (the client is usually gone).
-    pub fn new(stream: TcpStream, timeout: Duration) -> std::io::Result<Self> {
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
-        Ok(ClientStream {
-            stream,
-            timeout,
-            deadline: None,
-            applied: timeout,
-        })
-    }
-
-    /// Sets or clears the deadline for the reads that follow.
-    pub fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
-        self.deadline = deadline;
-    }
-
-    /// The socket, for writing.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.stream
-    }
-}
-
-impl Read for ClientStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let wait = match self.deadline {
-            None => self.timeout,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "deadline passed",
-                    ));
-                }
-                // Keep the timeout already set while the deadline is not much closer than
-                // it: a read may then overrun the deadline by at most a quarter of the
-                // timeout, checked again on the next read, and the common case (a head that
-                // arrives at once) costs no system call.
-                if left + self.applied / 4 >= self.applied {
-                    self.applied
-                } else {
-                    left
-                }
-            }
-        };
-        if wait != self.applied {
-            self.stream.set_read_timeout(Some(wait))?;
-            self.applied = wait;
-        }
-        self.stream.read(buf)
-    }
-}
-
 // These tests use sockets, unlike the other unit tests: which thread serves which connection
 // is private to this module, so they drive `accept_loop` and `Workers` directly.
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::Shutdown;
+    use std::sync::atomic::Ordering;
     use std::time::Instant;
 
     /// How long a test waits for something that takes microseconds, before it fails.
@@ -352,24 +301,77 @@ mod tests {
         handler: H,
     ) -> (SocketAddr, Arc<AtomicUsize>, Arc<Workers<H>>)
     where
-        H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+        H: Fn(ClientStream, SocketAddr) + Send + Sync + 'static,
+    {
+        let active = Arc::new(AtomicUsize::new(0));
+        let slots = Slots::new(64, 0, PATIENCE, Arc::clone(&active));
+        let workers = Workers::new(handler, max_idle, idle_timeout);
+        let addr = start_with(connections, slots, Arc::clone(&workers));
+        (addr, active, workers)
+    }
+
+    /// A test server with these slots and workers that accepts `connections` connections.
+    fn start_with<H>(connections: usize, slots: Arc<Slots>, workers: Arc<Workers<H>>) -> SocketAddr
+    where
+        H: Fn(ClientStream, SocketAddr) + Send + Sync + 'static,
     {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let active = Arc::new(AtomicUsize::new(0));
-        let workers = Workers::new(handler, max_idle, idle_timeout);
-        let (count, pool) = (Arc::clone(&active), Arc::clone(&workers));
         thread::spawn(move || {
             let incoming = std::iter::repeat_with(|| listener.accept()).take(connections);
-            accept_loop(incoming, 64, &count, &pool);
+            accept_loop(incoming, &slots, &workers);
         });
-        (addr, active, workers)
+        addr
+    }
+
+    /// A line server: for each line received, `ok`; a line `hold` instead keeps the
+    /// connection busy until the client closes it. It reports its phases as the proxy does.
+    fn line_server(stream: ClientStream, _: SocketAddr) {
+        let mut reader = std::io::BufReader::new(stream);
+        reader.get_mut().await_head();
+        loop {
+            let mut line = String::new();
+            let read = std::io::BufRead::read_line(&mut reader, &mut line);
+            reader.get_mut().head_received();
+            if !matches!(read, Ok(n) if n > 0) {
+                return;
+            }
+            if line == "hold\n" {
+                let _ = reader.read_to_end(&mut Vec::new());
+                return;
+            }
+            // Idle from before the reply (the proxy marks it just after): a client holding
+            // its reply knows when the wait began, whatever the scheduler does.
+            reader.get_mut().await_head();
+            if reader.get_mut().write_all(b"ok\n").is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A line server with room for `max` connections, at most `per_ip` from one address.
+    fn line_server_with(max: usize, per_ip: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        let active = Arc::new(AtomicUsize::new(0));
+        let slots = Slots::new(max, per_ip, PATIENCE, Arc::clone(&active));
+        let workers = Workers::new(line_server, 8, PATIENCE);
+        (start_with(16, slots, workers), active)
+    }
+
+    /// Connects and sends `line`; returns the stream and the first reply bytes.
+    fn say(addr: SocketAddr, line: &[u8]) -> (TcpStream, Vec<u8>) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(line).unwrap();
+        let mut reply = vec![0u8; 64];
+        let n = stream.read(&mut reply).unwrap();
+        reply.truncate(n);
+        (stream, reply)
     }
 
     /// A handler that reports its thread, answers `ok`, and closes.
     fn reporting(
         threads: mpsc::Sender<ThreadId>,
-    ) -> impl Fn(TcpStream, SocketAddr) + Send + Sync + 'static {
+    ) -> impl Fn(ClientStream, SocketAddr) + Send + Sync + 'static {
         move |mut stream, _| {
             threads.send(thread::current().id()).unwrap();
             stream.write_all(b"ok").unwrap();
@@ -400,7 +402,7 @@ mod tests {
 
     fn idle_count<H>(workers: &Workers<H>) -> usize
     where
-        H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+        H: Fn(ClientStream, SocketAddr) + Send + Sync + 'static,
     {
         workers.idle().len()
     }
@@ -423,7 +425,7 @@ mod tests {
     fn connections_open_at_once_get_threads_of_their_own_which_are_then_reused() {
         let (tx, threads) = mpsc::channel();
         // The handler holds its connection until the client closes it.
-        let handler = move |mut stream: TcpStream, _| {
+        let handler = move |mut stream: ClientStream, _| {
             tx.send(thread::current().id()).unwrap();
             let _ = stream.read_to_end(&mut Vec::new());
         };
@@ -446,7 +448,7 @@ mod tests {
     #[test]
     fn at_most_max_idle_threads_stay_parked() {
         let (tx, threads) = mpsc::channel();
-        let handler = move |mut stream: TcpStream, _| {
+        let handler = move |mut stream: ClientStream, _| {
             tx.send(()).unwrap();
             let _ = stream.read_to_end(&mut Vec::new());
         };
@@ -463,7 +465,7 @@ mod tests {
     #[test]
     fn a_handler_that_panics_ends_only_its_own_thread() {
         let (tx, threads) = mpsc::channel();
-        let handler = move |mut stream: TcpStream, _| {
+        let handler = move |mut stream: ClientStream, _| {
             let mut first = [0u8; 1];
             stream.read_exact(&mut first).unwrap();
             assert_ne!(&first, b"p", "a deliberate panic in a test handler");
@@ -530,5 +532,69 @@ mod tests {
             1,
             "the dead entry is gone, the new thread parked"
         );
+    }
+
+    #[test]
+    fn when_every_slot_is_taken_the_connection_idle_longest_makes_room() {
+        let (addr, active) = line_server_with(2, 0);
+        let (mut oldest, reply) = say(addr, b"a\n");
+        assert_eq!(reply, b"ok\n");
+        let (mut younger, reply) = say(addr, b"b\n");
+        assert_eq!(reply, b"ok\n");
+        // Both slots are held by keep-alive connections between requests.
+        let (_newcomer, reply) = say(addr, b"c\n");
+        assert_eq!(reply, b"ok\n", "the newcomer was not served");
+        assert_eq!(read_to_close(&mut oldest), b"", "the oldest was not closed");
+        younger.write_all(b"d\n").unwrap();
+        let mut again = [0u8; 3];
+        younger.read_exact(&mut again).unwrap();
+        assert_eq!(&again, b"ok\n", "the younger one was closed too");
+        assert!(active.load(Ordering::Acquire) <= 2);
+    }
+
+    #[test]
+    fn busy_and_newly_opened_connections_are_not_reclaimed_the_newcomer_gets_503() {
+        let (addr, _active) = line_server_with(2, 0);
+        let mut busy = TcpStream::connect(addr).unwrap();
+        busy.write_all(b"hold\n").unwrap();
+        // Silent, but younger than RECLAIM_GRACE.
+        let _fresh = TcpStream::connect(addr).unwrap();
+        let (_, reply) = say(addr, b"c\n");
+        assert!(reply.starts_with(b"HTTP/1.1 503 "), "{reply:?}");
+        let mut more = vec![0u8; 1];
+        busy.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(
+            busy.read(&mut more).is_err(),
+            "the busy connection was closed"
+        );
+    }
+
+    #[test]
+    fn the_cap_per_address_refuses_its_next_connection_and_frees_up_when_one_ends() {
+        let (addr, active) = line_server_with(8, 2);
+        let (first, reply) = say(addr, b"a\n");
+        assert_eq!(reply, b"ok\n");
+        let (_second, reply) = say(addr, b"b\n");
+        assert_eq!(reply, b"ok\n");
+        let (_, reply) = say(addr, b"c\n");
+        assert!(reply.starts_with(b"HTTP/1.1 503 "), "{reply:?}");
+        drop(first);
+        let deadline = Instant::now() + PATIENCE;
+        while active.load(Ordering::Acquire) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the first connection's slot stayed taken"
+            );
+            thread::yield_now();
+        }
+        assert_eq!(say(addr, b"d\n").1, b"ok\n");
+    }
+
+    /// Reads until the peer closes; what came before the close.
+    fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).unwrap();
+        out
     }
 }

@@ -24,10 +24,11 @@ use crate::http::body::{copy_body, request_framing, BodyReader};
 use crate::http::date::format_http_date;
 use crate::http::parse::{self, Limits};
 use crate::http::{serialize, text_response, Request, Response};
-use crate::server;
+use crate::server::{self, ClientStream};
 use crate::static_files::{self, Lookup};
 
-/// Read and write timeout on each connection; also the idle keep-alive limit.
+/// Read and write timeout on each connection; also the limit for a whole request head, the
+/// idle keep-alive wait included.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -66,7 +67,12 @@ pub fn run(listen: &str, site: Site) -> Result<()> {
     log::info!("{} serving {} on {addr}", site.name, site.root.display());
     let site = Arc::new(site);
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    server::serve(listener, MAX_CONNECTIONS, active, move |stream, peer| {
+    let settings = server::Settings {
+        max_connections: MAX_CONNECTIONS,
+        max_connections_per_ip: 0,
+        client_timeout: CONNECTION_TIMEOUT,
+    };
+    server::serve(listener, settings, active, move |stream, peer| {
         handle_connection(&site, stream, peer);
     });
     Ok(())
@@ -82,18 +88,14 @@ enum Body {
     File(File, u64),
 }
 
-fn handle_connection(site: &Site, stream: TcpStream, peer: SocketAddr) {
-    let timeouts = stream
-        .set_read_timeout(Some(CONNECTION_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(CONNECTION_TIMEOUT)))
-        .and_then(|()| stream.set_nodelay(true));
-    if timeouts.is_err() {
-        return;
-    }
+fn handle_connection(site: &Site, stream: ClientStream, peer: SocketAddr) {
     let mut reader = BufReader::new(stream);
     let limits = Limits::default();
     loop {
-        let (request, (mut response, body)) = match parse::read_request(&mut reader, &limits) {
+        reader.get_mut().await_head();
+        let head = parse::read_request(&mut reader, &limits);
+        reader.get_mut().head_received();
+        let (request, (mut response, body)) = match head {
             Ok(Some(request)) => {
                 let answer = answer(site, &request, &mut reader);
                 (Some(request), answer)
@@ -110,7 +112,7 @@ fn handle_connection(site: &Site, stream: TcpStream, peer: SocketAddr) {
             .as_ref()
             .map_or_else(|| "-".to_string(), Request::request_line);
         let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
-        match write_response(reader.get_ref(), &response, body, head_only) {
+        match write_response(reader.get_ref().tcp(), &response, body, head_only) {
             Ok(bytes) => log::info!(
                 "{} {peer} \"{line}\" {} {bytes} B",
                 site.name,

@@ -15,6 +15,7 @@ mod proxy;
 mod random_input;
 mod real_traffic;
 mod reference;
+mod slots;
 mod status;
 mod webserver;
 mod websocket;

@@ -451,18 +451,22 @@ fn fifty_concurrent_clients_are_all_answered() {
 fn connections_beyond_max_connections_get_503_and_the_others_are_served() {
     let backend = Backend::fixed(OK);
     let (_dir, proxy) = one_backend_proxy(&backend, "max_connections = 2\n");
-    // Two connections hold both slots; each is accepted before the next connects.
+    // Two connections hold both slots, busy: each is in the middle of its request body (an
+    // idle keep-alive connection would be closed to make room instead).
     let mut held: Vec<_> = (0..2).map(|_| connect(proxy.addr)).collect();
     for stream in &mut held {
-        std::io::Write::write_all(stream, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        let mut buf = [0u8; 256];
-        let n = std::io::Read::read(stream, &mut buf).unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        let head =
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nab";
+        std::io::Write::write_all(stream, head).unwrap();
     }
     let refused = get(proxy.addr, "/");
     assert_eq!(refused.status, 503);
     assert_eq!(refused.header("retry-after"), Some("1"));
-    drop(held);
+    for mut stream in held {
+        std::io::Write::write_all(&mut stream, b"cde").unwrap();
+        let replies = parse_replies(&read_to_close(&mut stream), &[false]);
+        assert_eq!(replies[0].status, 200);
+    }
 }
 
 #[test]
