@@ -63,7 +63,7 @@ use crate::http::{text_response, Request, Response};
 use crate::server::{self, ClientStream};
 use crate::stats::{RequestRecord, Stats};
 use crate::upstream::{Connection, Pool, POOL_REAP_INTERVAL};
-use backend::{read_body, reusable, Upstream};
+use backend::{read_body, reusable, Job, Upstream};
 use cache_steps::{Fill, Lookup, SharedCache};
 pub use relay::filter_response;
 use relay::{relay_response, serve_from_cache};
@@ -389,7 +389,16 @@ impl Proxy {
             mut conn,
             mut response,
             complete,
-        } = self.exchange_with_backends(client, peer, request, &body, validators, exchange)?;
+        } = self.exchange_with_backends(
+            &mut Job {
+                client,
+                peer,
+                request,
+                body: &body,
+                validators,
+            },
+            exchange,
+        )?;
         if response.status == 101 {
             return self.tunnel(client, request, conn, response, exchange);
         }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::http::{serialize, text_response};
-pub use client_stream::ClientStream;
+pub use client_stream::{needs_new_timeout, ClientStream};
 pub use open_files::{fit_connections, FDS_PER_CONNECTION, FD_RESERVE};
 pub use slots::{
     choose_victim, head_deadline, under_pressure, Phase, PRESSURE_HEAD_TIMEOUT, PRESSURE_IDLE_WAIT,

@@ -27,18 +27,22 @@ impl Proxy {
     /// when that cannot do harm: when nothing reached the backend (it could not be
     /// connected to), or when the method is idempotent (RFC 9110 §9.2.2) and there is no body
     /// to replay, and nothing has been sent to the client yet. A POST is never sent twice.
+    ///
+    /// Each attempt's response head must arrive whole within `upstream_timeout`, and all the
+    /// attempts together end within `upstream_total_timeout` (504 after it): retries never
+    /// multiply the wait by the number of backends.
     pub(super) fn exchange_with_backends(
         &self,
-        client: &mut BufReader<ClientStream>,
-        peer: SocketAddr,
-        request: &Request,
-        body: &RequestBody,
-        validators: Option<&[(String, String)]>,
+        job: &mut Job<'_>,
         exchange: &mut Exchange,
     ) -> Result<Upstream> {
-        let replayable = is_idempotent(&request.method) && body.is_complete();
+        let replayable = is_idempotent(&job.request.method) && job.body.is_complete();
+        let give_up = Instant::now() + self.config.upstream_total_timeout;
         let mut last_error = Error::NoBackend("no backend configured".to_string());
         'backends: for id in self.balancer.plan(Instant::now()) {
+            if Instant::now() >= give_up {
+                return Err(total_timeout());
+            }
             let backend = &self.balancer.backends()[id];
             exchange.backend_id = Some(id);
             // Only a request that may be sent twice goes on an idle pooled connection: if
@@ -50,78 +54,18 @@ impl Proxy {
             };
             loop {
                 let from_pool = pooled.is_some();
-                let mut conn = match pooled.take() {
+                let conn = match pooled.take() {
                     Some(conn) => conn,
-                    None => match Connection::open(
-                        backend,
-                        self.config.connect_timeout,
-                        self.config.upstream_timeout,
-                    ) {
+                    None => match self.connect(id, give_up) {
                         Ok(conn) => conn,
                         Err(e) => {
-                            self.backend_failed(id, &format!("unreachable: {e}"));
-                            last_error = Error::NoBackend(format!("{backend}: {e}"));
+                            last_error = e;
                             continue 'backends;
                         }
                     },
                 };
-                let mut outgoing = rewrite_request(
-                    request,
-                    peer,
-                    &self.authorities[id],
-                    body.outgoing_framing(),
-                    self.config.upstream_keepalive > 0,
-                );
-                if let Some(conditionals) = validators {
-                    add_validators(&mut outgoing, conditionals);
-                }
-                if !self.config.underscores_in_headers {
-                    drop_underscored_fields(&mut outgoing.headers);
-                }
-                log::debug!("{peer} → {backend}:\n{}", head_text_request(&outgoing));
-                let sent = forward(&mut conn, &outgoing, client, body, &self.config);
-                let complete = matches!(sent, Ok(Sent::Whole));
-                if complete {
-                    exchange.body_consumed = true;
-                }
-                let attempt = match sent {
-                    Ok(_) => read_final_response(
-                        &mut conn,
-                        client.get_ref().tcp(),
-                        request,
-                        exchange,
-                        &self.response_limits,
-                    ),
-                    // A backend may answer and close before taking the whole body (a 413,
-                    // a 401, a 404 on an upload); its answer is what the client must get.
-                    Err(e @ Error::Io(Side::Backend, _)) if conn.pending() == Pending::Bytes => {
-                        log::debug!("{backend} answered before taking the whole request ({e})");
-                        read_final_response(
-                            &mut conn,
-                            client.get_ref().tcp(),
-                            request,
-                            exchange,
-                            &self.response_limits,
-                        )
-                        .map_err(|_| e)
-                    }
-                    Err(e) => Err(e),
-                };
-                match attempt {
-                    Ok(response) => {
-                        log::debug!("{backend} → {peer}:\n{}", head_text_response(&response));
-                        // Any well-formed answer is a working backend (nginx's max_fails
-                        // counts only errors and timeouts), whatever its status.
-                        if self.balancer.record_success(id) {
-                            log::info!("backend {backend} is up again");
-                        }
-                        return Ok(Upstream {
-                            id,
-                            conn,
-                            response,
-                            complete,
-                        });
-                    }
+                match self.attempt(conn, id, job, exchange, give_up) {
+                    Ok(upstream) => return Ok(upstream),
                     Err(e) if from_pool && !exchange.head_sent && closed_before_answer(&e) => {
                         log::debug!("idle connection to {backend} was closed ({e}); reconnecting");
                     }
@@ -131,8 +75,9 @@ impl Proxy {
                             return Err(e);
                         }
                         log::warn!(
-                            "{peer} \"{}\" failed on {backend} ({e}); trying the next backend",
-                            request.request_line()
+                            "{} \"{}\" failed on {backend} ({e}); trying the next backend",
+                            job.peer,
+                            job.request.request_line()
                         );
                         last_error = e;
                         continue 'backends;
@@ -142,6 +87,98 @@ impl Proxy {
             }
         }
         Err(last_error)
+    }
+
+    /// Step 5: a new connection to backend `id`, within `connect_timeout` and what is left
+    /// of the request's total time. A failure counts against the backend.
+    fn connect(&self, id: usize, give_up: Instant) -> Result<Connection> {
+        let backend = &self.balancer.backends()[id];
+        let left = give_up.saturating_duration_since(Instant::now());
+        let timeout = self
+            .config
+            .connect_timeout
+            .min(left)
+            .max(MIN_CONNECT_TIMEOUT);
+        Connection::open(backend, timeout, self.config.upstream_timeout).map_err(|e| {
+            self.backend_failed(id, &format!("unreachable: {e}"));
+            Error::NoBackend(format!("{backend}: {e}"))
+        })
+    }
+
+    /// Steps 6 to 8 on one connection: rewrite, forward, read the response head (within
+    /// `upstream_timeout` and `give_up`). A backend that answers before taking the whole body
+    /// is heard (see `forward`); any well-formed answer counts as a success for its health.
+    fn attempt(
+        &self,
+        mut conn: Connection,
+        id: usize,
+        job: &mut Job<'_>,
+        exchange: &mut Exchange,
+        give_up: Instant,
+    ) -> Result<Upstream> {
+        let backend = &self.balancer.backends()[id];
+        let outgoing = self.outgoing(id, job);
+        log::debug!(
+            "{} → {backend}:\n{}",
+            job.peer,
+            head_text_request(&outgoing)
+        );
+        let sent = forward(&mut conn, &outgoing, job.client, job.body, &self.config);
+        let complete = matches!(sent, Ok(Sent::Whole));
+        if complete {
+            exchange.body_consumed = true;
+        }
+        let deadline = (Instant::now() + self.config.upstream_timeout).min(give_up);
+        let client = job.client.get_ref().tcp();
+        let limits = &self.response_limits;
+        let response = match sent {
+            Ok(_) => {
+                read_final_response(&mut conn, client, job.request, exchange, limits, deadline)
+            }
+            // A backend may answer and close before taking the whole body (a 413, a 401, a
+            // 404 on an upload); its answer is what the client must get.
+            Err(e @ Error::Io(Side::Backend, _)) if conn.pending() == Pending::Bytes => {
+                log::debug!("{backend} answered before taking the whole request ({e})");
+                read_final_response(&mut conn, client, job.request, exchange, limits, deadline)
+                    .map_err(|_| e)
+            }
+            Err(e) => Err(e),
+        }?;
+        log::debug!(
+            "{backend} → {}:\n{}",
+            job.peer,
+            head_text_response(&response)
+        );
+        // Any well-formed answer is a working backend (nginx's max_fails counts only errors
+        // and timeouts), whatever its status.
+        if self.balancer.record_success(id) {
+            log::info!("backend {backend} is up again");
+        }
+        Ok(Upstream {
+            id,
+            conn,
+            response,
+            complete,
+        })
+    }
+
+    /// Step 6: the request as backend `id` gets it, with the cache's validators and without
+    /// underscored fields (unless allowed).
+    fn outgoing(&self, id: usize, job: &Job<'_>) -> Request {
+        let mut outgoing = rewrite_request(
+            job.request,
+            job.peer,
+            &self.authorities[id],
+            job.body.outgoing_framing(),
+            self.config.upstream_keepalive > 0,
+        );
+        if let Some(conditionals) = job.validators {
+            add_validators(&mut outgoing, conditionals);
+        }
+        if !self.config.underscores_in_headers {
+            drop_underscored_fields(&mut outgoing.headers);
+        }
+        outgoing
     }
 
     /// After a response was relayed: a connection whose response was read to its end, that
@@ -206,6 +243,26 @@ impl Proxy {
             );
         }
     }
+}
+
+/// What steps 5 to 8 work from: the client's connection (its body may still be streaming
+/// in), the request, its body as far as it was read, and the validators of a stale entry.
+pub(super) struct Job<'a> {
+    pub(super) client: &'a mut BufReader<ClientStream>,
+    pub(super) peer: SocketAddr,
+    pub(super) request: &'a Request,
+    pub(super) body: &'a RequestBody,
+    pub(super) validators: Option<&'a [(String, String)]>,
+}
+
+/// The shortest connect timeout tried, when little of `upstream_total_timeout` is left (a
+/// zero `Duration` is refused by `connect_timeout`).
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The error when `upstream_total_timeout` has passed: a backend timeout (504).
+fn total_timeout() -> Error {
+    let why = "upstream_total_timeout passed before a backend answered";
+    Error::Io(Side::Backend, io::Error::new(io::ErrorKind::TimedOut, why))
 }
 
 /// A backend connection whose response head has been read.
@@ -489,7 +546,8 @@ impl Write for Watched<'_> {
     }
 }
 
-/// Step 8: read the backend's response head. Interim 1xx responses are relayed to HTTP/1.1
+/// Step 8: read the backend's response head, all of it by `deadline` (interim responses
+/// included). Interim 1xx responses are relayed to HTTP/1.1
 /// clients and dropped for HTTP/1.0 ones (RFC 9110 §15.2). A `101` is the last response on
 /// its connection (§15.2.2), so it is returned as the final one: `tunnel` decides whether it
 /// is the switch the client asked for. Either way the backend answered, so its health does
@@ -500,9 +558,11 @@ fn read_final_response(
     request: &Request,
     exchange: &mut Exchange,
     limits: &Limits,
+    deadline: Instant,
 ) -> Result<Response> {
+    let mut head = upstream.head_reader(deadline);
     for _ in 0..=MAX_INTERIM_RESPONSES {
-        let response = parse::read_response(upstream.reader(), limits)?;
+        let response = parse::read_response(&mut head, limits)?;
         if !response.is_interim() || response.status == 101 {
             return Ok(response);
         }

@@ -123,7 +123,7 @@ impl ClientStream {
     /// overrun the deadline by that much, checked again on the next read). The common case,
     /// a head that arrives at once, costs no system call.
     fn apply(&mut self, wait: Duration) -> io::Result<()> {
-        if wait > self.applied || wait + self.applied / 4 < self.applied {
+        if needs_new_timeout(wait, self.applied) {
             self.conn.stream.set_read_timeout(Some(wait))?;
             self.applied = wait;
         }
@@ -142,6 +142,15 @@ impl ClientStream {
             self.conn.set_phase(Phase::Head(slots.since_start(now)));
         }
     }
+}
+
+/// Whether a read that should wait at most `wait` needs the socket's read timeout changed
+/// from `applied`: when `applied` is shorter (the read would fail early), or longer by more
+/// than a quarter (the read may then overrun a deadline by at most that much, and the next
+/// read looks again). The common case, a head that arrives at once, costs no system call.
+/// Shared with the backend side (`upstream`), whose response head has a deadline too.
+pub fn needs_new_timeout(wait: Duration, applied: Duration) -> bool {
+    wait > applied || wait + applied / 4 < applied
 }
 
 impl Read for ClientStream {

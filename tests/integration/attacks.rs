@@ -181,3 +181,51 @@ fn trace_is_refused_with_405_unless_allowed() {
     assert_eq!(request(proxy.addr, trace).status, 200);
     assert_eq!(backend.requests().len(), 1);
 }
+
+// Deadlines ---------------------------------------------------------------------------------
+
+/// A backend that sends its response head one byte every 200 ms: each read is in time, the
+/// head never is.
+fn trickling_backend() -> Backend {
+    Backend::raw(|_, stream| {
+        let head = b"HTTP/1.1 200 OK\r\nX-Slow: ".iter().chain(&[b'x'; 200]);
+        for byte in head {
+            if stream.write_all(&[*byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        let _ = stream.write_all(b"\r\nContent-Length: 4\r\n\r\nlate");
+    })
+}
+
+#[test]
+fn a_backend_trickling_its_head_gets_504_within_upstream_timeout() {
+    let backend = trickling_backend();
+    let dir = TempDir::new("trickle");
+    let config = format!("{}upstream_timeout = 1\n", backend_lines(&[backend.addr]));
+    let proxy = proxy(&dir, &config);
+    // Without a deadline on the whole head this would be a 200 after 40 s.
+    assert_eq!(get(proxy.addr, "/").status, 504);
+}
+
+#[test]
+fn retries_share_one_upstream_total_timeout() {
+    let (a, b) = (trickling_backend(), trickling_backend());
+    let dir = TempDir::new("total");
+    let config = format!(
+        "{}upstream_timeout = 2\nupstream_total_timeout = 2.5\n",
+        backend_lines(&[a.addr, b.addr])
+    );
+    let proxy = proxy(&dir, &config);
+    let started = Instant::now();
+    assert_eq!(get(proxy.addr, "/").status, 504);
+    let took = started.elapsed();
+    // Two backends at 2 s each would be 4 s; the total bounds it at 2.5 s.
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
+    assert_eq!(
+        a.requests().len() + b.requests().len(),
+        2,
+        "the GET was retried once"
+    );
+}
