@@ -230,7 +230,8 @@ impl Proxy {
             .access_log
             .as_deref()
             .map(AccessLog::open)
-            .transpose()?;
+            .transpose()
+            .map_err(Error::Startup)?;
         Ok(Proxy {
             authorities: config.backends.iter().map(Backend::authority).collect(),
             pool,

@@ -10,6 +10,7 @@ mod config;
 mod faults;
 mod hardening;
 mod interop;
+mod logs;
 mod proxy;
 mod random_input;
 mod reference;
