@@ -154,12 +154,13 @@ pub struct Config {
     /// Backends in round-robin order, one `backend` line each. Default: none, and a file
     /// without any is an error.
     pub backends: Vec<Backend>,
-    /// File the proxy logs to. Default `logs/proxy.log`.
+    /// File the proxy logs to, reopened at its path when moved away. Default
+    /// `logs/proxy.log`.
     pub log_file: PathBuf,
     /// Most detailed log level written. Default `info`.
     pub log_level: LevelFilter,
-    /// Request methods forwarded, compared case-sensitively; `None` forwards every method.
-    /// Default `None` (written `*`).
+    /// Request methods forwarded, compared case-sensitively (so written in upper case, as
+    /// clients send them); `None` forwards every method. Default `None` (written `*`).
     pub methods: Option<Vec<String>>,
     /// Time allowed to open a connection to a backend. Default 3 s.
     pub connect_timeout: Duration,
@@ -207,8 +208,8 @@ pub struct Config {
     /// How long an idle backend connection is kept before it is closed. Keep it below the
     /// backends' own keep-alive timeout. Default 10 s.
     pub upstream_idle_timeout: Duration,
-    /// Where the access log goes (Combined Log Format); `None` (written `off`) for none.
-    /// Default `logs/access.log`.
+    /// Where the access log goes (Combined Log Format), reopened at its path when moved
+    /// away; `None` (written `off`) for none. Default `logs/access.log`.
     pub access_log: Option<PathBuf>,
     /// Path of the proxy's status page, answered by the proxy itself and never forwarded;
     /// `None` (written `off`) for none. Default `/relevo/status`.

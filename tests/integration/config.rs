@@ -1,7 +1,10 @@
 //! Start-up: configuration errors stop the proxy with `path:line: message` and status 1,
 //! and command-line overrides apply.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -9,14 +12,45 @@ fn run_proxy_with(config: &str) -> (Option<i32>, String) {
     let dir = TempDir::new("conf");
     let path = dir.join("proxy.conf");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
-        .arg(&path)
-        .current_dir(&dir.path)
-        .output()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg(&path).current_dir(&dir.path);
+    let (code, _, stderr) = run_bounded(cmd);
+    let stderr = stderr.replace(&format!("{}", path.display()), "proxy.conf");
+    (code, stderr)
+}
+
+/// Runs `cmd` to its end and returns its exit status, stdout and stderr; a process still
+/// running after `IO_TIMEOUT` (a proxy that started instead of refusing) is killed, and
+/// its status is `None`.
+fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr =
-        String::from_utf8_lossy(&out.stderr).replace(&format!("{}", path.display()), "proxy.conf");
-    (out.status.code(), stderr)
+    let collect = |mut from: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = from.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
 #[test]
@@ -113,19 +147,14 @@ fn refused(config: &str, args: &[&str], setup: impl FnOnce(&TempDir)) -> Refused
 /// Runs the proxy in `dir`, with `config` as proxy.conf.
 fn refused_in(dir: &TempDir, config: &str, args: &[&str]) -> Refused {
     std::fs::write(dir.join("proxy.conf"), config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
-        .arg("proxy.conf")
-        .args(args)
-        .current_dir(&dir.path)
-        .output()
-        .unwrap();
-    let text = |bytes: &[u8]| {
-        String::from_utf8_lossy(bytes).replace(&dir.path.display().to_string(), "DIR")
-    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg("proxy.conf").args(args).current_dir(&dir.path);
+    let (code, stdout, stderr) = run_bounded(cmd);
+    let text = |out: String| out.replace(&dir.path.display().to_string(), "DIR");
     Refused {
-        code: out.status.code(),
-        stdout: text(&out.stdout),
-        stderr: text(&out.stderr),
+        code,
+        stdout: text(stdout),
+        stderr: text(stderr),
     }
 }
 
@@ -273,14 +302,14 @@ fn an_unresolvable_backend_is_warned_about_with_its_line() {
     }
     // proxy() writes three lines before the config: the second backend is on line 5.
     let expected = "proxy.conf:5: backend: cannot resolve `no-such-host.invalid` (";
-    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    let deadline = Instant::now() + IO_TIMEOUT;
     while !proxy_log(&dir).contains(expected) {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "no warning in:\n{}",
             proxy_log(&dir)
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(20));
     }
     let line = proxy_log(&dir)
         .lines()
