@@ -83,11 +83,6 @@ impl LogFile {
         })
     }
 
-    /// The path the file was opened at.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends `record` (one line, ending in `\n`) whole or not at all, reopening the file
     /// first when it was moved away. Returns what is worth reporting: the first failure of a
     /// run of failures, the first success after one, or a reopen.
