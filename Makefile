@@ -11,14 +11,16 @@ all: build
 build:
 	$(CARGO) build --release --bins
 
-# Three webservers and the proxy in the foreground; Ctrl-C stops all four. Each webserver runs
+# Three webservers and the proxy in the foreground; Ctrl-C stops all four. The open-file
+# limit is raised to its hard limit first (no privilege needed), so the default
+# max_connections fits it (two files per connection). Each webserver runs
 # under a small supervisor loop that restarts it RESTART_DELAY seconds after it stops (as a
 # service manager would), so `make demo` can stop one and show it come back. Every job gets its
 # own process group (set -m), and the exit trap kills whole groups: nothing is left behind.
 RESTART_DELAY ?= 3
 run: build
 	@mkdir -p logs cache
-	@set -m; pids=(); \
+	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null; set -m; pids=(); \
 	trap 'for p in $${pids[@]}; do kill -- -$$p; done 2>/dev/null; wait 2>/dev/null; echo "relevo: all four servers stopped"' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for n in 1 2 3; do \

@@ -8,19 +8,17 @@
 //!
 //! Absent values are `-`. Text from the client is escaped as nginx does (`"` and `\` and
 //! bytes outside printable ASCII as `\xHH`), so one request can never forge a second line.
-//! The detailed log (heads at `log_level = debug`) stays in `log_file`; see `logging`.
+//! The detailed log (heads at `log_level = debug`) stays in `log_file`; see `logging`. The
+//! file itself (whole lines only, reopened after move-away rotation) is a `LogFile`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Local};
 
 use crate::cache::CacheStatus;
-use crate::error::{Error, Result};
+use crate::log_file::{LogFile, Notice};
 
 /// One request, as the access log records it.
 #[derive(Clone, Debug)]
@@ -80,38 +78,27 @@ fn escape(text: &str) -> String {
 
 /// An open access log file, shared by all connection threads.
 pub struct AccessLog {
-    file: Mutex<File>,
+    file: LogFile,
 }
 
 impl AccessLog {
     /// Opens `path` for appending, creating it and its directories.
     ///
     /// # Errors
-    /// `Error::Startup` when it cannot be opened.
-    pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)
-                .map_err(|e| Error::Startup(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| {
-                Error::Startup(format!("cannot open access log {}: {e}", path.display()))
-            })?;
+    /// What could not be created and why (see `LogFile::open`).
+    pub fn open(path: &Path) -> Result<Self, String> {
         Ok(AccessLog {
-            file: Mutex::new(file),
+            file: LogFile::open(path)?,
         })
     }
 
-    /// Appends one line. A failed write is reported in the main log, never to the client.
+    /// Appends one line, whole or not at all. A failure is reported in the main log (the
+    /// first of a run only), never to the client.
     pub fn write(&self, entry: &AccessEntry) {
         let mut line = combined_line(entry);
         line.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = file.write_all(line.as_bytes()) {
-            log::error!("cannot write the access log: {e}");
+        if let Some(Notice { level, text }) = self.file.append(line.as_bytes()) {
+            log::log!(level, "access log: {text}");
         }
     }
 }

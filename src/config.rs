@@ -6,7 +6,10 @@
 //! [`ConfigError`] that prints as `path:line: message`, in the manner of a compiler, and the
 //! parser stops at the first one. This module only reads and checks values; it does not open
 //! log files, create the cache directory or resolve backend names — the modules that use a
-//! value own what it means at run time.
+//! value own what it means at run time. So that their start-up errors can point at the line
+//! that set the value, a [`Config`] remembers where each value came from ([`Sources`]: a line
+//! of the file, the default, or a command-line option), as clap's `ValueSource` does for
+//! arguments.
 //!
 //! # Syntax
 //!
@@ -19,7 +22,13 @@
 //!
 //! A `#` starts a comment anywhere on a line, so no value can contain one. Blank lines are
 //! ignored, a UTF-8 byte order mark at the start of the file is skipped, and every key except
-//! `backend` may be given at most once.
+//! `backend` may be given at most once; the same backend may not be listed twice.
+//!
+//! Values are taken as written, spaces included, so quotes would become part of them
+//! (`cache_dir = "cache"` would name a directory `"cache"`): a value that starts or ends with
+//! `"` or `'` is refused, with the unquoted line as a hint. Methods are case-sensitive
+//! (RFC 9110 §9.1) and clients send them in upper case, so `methods = get head` would refuse
+//! every request: a method with a lower-case letter is refused too (see `parse_methods`).
 //!
 //! # Example
 //!
@@ -66,7 +75,6 @@
 //! allow_trace = off              # off answers TRACE with 405
 //! ```
 
-use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::fs::File;
@@ -146,12 +154,13 @@ pub struct Config {
     /// Backends in round-robin order, one `backend` line each. Default: none, and a file
     /// without any is an error.
     pub backends: Vec<Backend>,
-    /// File the proxy logs to. Default `logs/proxy.log`.
+    /// File the proxy logs to, reopened at its path when moved away. Default
+    /// `logs/proxy.log`.
     pub log_file: PathBuf,
     /// Most detailed log level written. Default `info`.
     pub log_level: LevelFilter,
-    /// Request methods forwarded, compared case-sensitively; `None` forwards every method.
-    /// Default `None` (written `*`).
+    /// Request methods forwarded, compared case-sensitively (so written in upper case, as
+    /// clients send them); `None` forwards every method. Default `None` (written `*`).
     pub methods: Option<Vec<String>>,
     /// Time allowed to open a connection to a backend. Default 3 s.
     pub connect_timeout: Duration,
@@ -200,8 +209,8 @@ pub struct Config {
     /// How long an idle backend connection is kept before it is closed. Keep it below the
     /// backends' own keep-alive timeout. Default 10 s.
     pub upstream_idle_timeout: Duration,
-    /// Where the access log goes (Combined Log Format); `None` (written `off`) for none.
-    /// Default `logs/access.log`.
+    /// Where the access log goes (Combined Log Format), reopened at its path when moved
+    /// away; `None` (written `off`) for none. Default `logs/access.log`.
     pub access_log: Option<PathBuf>,
     /// Path of the proxy's status page, answered by the proxy itself and never forwarded;
     /// `None` (written `off`) for none. Default `/relevo/status`.
@@ -226,6 +235,74 @@ pub struct Config {
     /// Whether TRACE is forwarded; off answers it with 405 (TRACE echoes credentials back).
     /// Default `false` (`off`).
     pub allow_trace: bool,
+    /// Where each value above came from, for start-up errors and warnings. Not a setting:
+    /// [`Config::default`] has every value from [`Source::Default`].
+    pub sources: Sources,
+}
+
+/// Where one value of a [`Config`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Set nowhere: the documented default.
+    Default,
+    /// Set on this 1-based line of the configuration file.
+    Line(usize),
+    /// Set by this command-line option (`--log`), which overrides the file.
+    Flag(&'static str),
+}
+
+/// Where each value of a [`Config`] came from: what [`parse`] and
+/// [`Config::apply_overrides`] record, so that an error found later (a log file that cannot
+/// be created, a backend name that does not resolve) can name the line that set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// The configuration file as named in errors (the `origin` given to [`parse`]).
+    file: String,
+    /// The keys the file or the command line set, each with where; `backend` is apart.
+    keys: Vec<(&'static str, Source)>,
+    /// The line of each `backend`, in the order of [`Config::backends`].
+    backends: Vec<usize>,
+}
+
+impl Sources {
+    /// The configuration file as named in errors; empty for a default configuration.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Where the value of `key` came from (for `backend`, the first backend's line).
+    pub fn of(&self, key: &str) -> Source {
+        if key == "backend" {
+            return self.of_backend(0);
+        }
+        self.keys
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map_or(Source::Default, |&(_, source)| source)
+    }
+
+    /// Where the backend at `index` in [`Config::backends`] was listed.
+    pub fn of_backend(&self, index: usize) -> Source {
+        self.backends
+            .get(index)
+            .map_or(Source::Default, |&line| Source::Line(line))
+    }
+
+    /// `key` and where its value came from, to start a message about it:
+    /// `proxy.conf:14: access_log`, `access_log (default)` or `log_file (--log)`.
+    pub fn locate(&self, key: &str, source: Source) -> String {
+        match source {
+            Source::Line(line) => format!("{}:{line}: {key}", self.file),
+            Source::Default => format!("{key} (default)"),
+            Source::Flag(flag) => format!("{key} ({flag})"),
+        }
+    }
+
+    fn set(&mut self, key: &'static str, source: Source) {
+        self.keys.retain(|(k, _)| *k != key);
+        self.keys.push((key, source));
+    }
 }
 
 /// An address block such as `127.0.0.0/8` or `::1` (a single address is a full-length
@@ -333,6 +410,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             underscores_in_headers: false,
             allow_trace: false,
+            sources: Sources::default(),
         }
     }
 }
@@ -351,6 +429,17 @@ impl Backend {
     /// that goes in the `Host` header (RFC 9110 §7.2) and that `TcpStream::connect` accepts.
     pub fn authority(&self) -> String {
         self.to_string()
+    }
+
+    /// Whether `other` names the same server: host names compare without case (RFC 4343),
+    /// addresses by value (`[::1]` and `[0::1]` are one). Names are not resolved, so
+    /// `localhost:80` and `127.0.0.1:80` are different.
+    pub fn same_as(&self, other: &Backend) -> bool {
+        let host = |b: &Backend| match b.host.parse::<IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => b.host.to_ascii_lowercase(),
+        };
+        self.port == other.port && host(self) == host(other)
     }
 }
 
@@ -445,33 +534,70 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut config = Config::default();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    config.sources.file = origin.to_string();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let Some((key, value)) = split_line(raw).map_err(|m| error(line, m))? else {
             continue;
         };
-        if !KEYS.contains(&key) {
+        let Some(key) = KEYS.iter().copied().find(|k| *k == key) else {
             return Err(error(line, format!("unknown key {}", quote(key))));
-        }
-        let earlier = match key {
-            "backend" => None,
-            _ => seen.insert(key, line),
         };
-        if let Some(first) = earlier {
+        if let (false, Source::Line(first)) = (key == "backend", config.sources.of(key)) {
             let message = format!("`{key}` given twice (first on line {first})");
             return Err(error(line, message));
         }
         if value.is_empty() {
             return Err(error(line, format!("missing value after `{key} =`")));
         }
-        apply(&mut config, key, value).map_err(|m| error(line, format!("{key}: {m}")))?;
+        check_unquoted(key, value)
+            .and_then(|()| apply(&mut config, key, value))
+            .map_err(|m| error(line, format!("{key}: {m}")))?;
+        if key == "backend" {
+            check_new_backend(&config).map_err(|m| error(line, m))?;
+            config.sources.backends.push(line);
+        } else {
+            config.sources.set(key, Source::Line(line));
+        }
     }
     if config.backends.is_empty() {
         let message = "no backend configured (add a line like `backend = 127.0.0.1:8081`)";
         return Err(error(text.lines().count().max(1), message.to_string()));
     }
     Ok(config)
+}
+
+/// Refuses a value wrapped in quotes (or starting or ending with one): values are taken as
+/// written, so the quotes would become part of a path or a name.
+fn check_unquoted(key: &str, value: &str) -> Result<(), String> {
+    let is_quote = |c: char| c == '"' || c == '\'';
+    if !value.starts_with(is_quote) && !value.ends_with(is_quote) {
+        return Ok(());
+    }
+    let bare = value.trim_matches(is_quote).trim();
+    Err(format!(
+        "values are written without quotes, or the quotes become part of the value: \
+         write {}",
+        quote(&format!("{key} = {bare}"))
+    ))
+}
+
+/// Refuses the backend just added when an earlier line lists the same server: every line is
+/// one backend with an equal share of the requests, so a repeated line would silently give
+/// one server a double share (there are no weights).
+fn check_new_backend(config: &Config) -> Result<(), String> {
+    let Some((new, earlier)) = config.backends.split_last() else {
+        return Ok(());
+    };
+    match earlier.iter().position(|b| b.same_as(new)) {
+        Some(first) => Err(format!(
+            "backend {} is listed twice (first on line {}): remove one; each line is one \
+             backend with an equal share of the requests",
+            quote(&new.authority()),
+            config.sources.backends[first]
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Splits one line into its trimmed key and value, or `None` for a blank or comment line.
@@ -562,15 +688,19 @@ impl Config {
     ) -> Result<(), String> {
         if let Some(listen) = listen {
             self.listen = parse_listen(&listen).map_err(|why| format!("--listen {why}"))?;
+            self.sources.set("listen", Source::Flag("--listen"));
         }
         if let Some(port) = port {
             self.listen = with_port(&self.listen, port);
+            self.sources.set("listen", Source::Flag("--port"));
         }
         if let Some(log_file) = log_file {
             self.log_file = log_file;
+            self.sources.set("log_file", Source::Flag("--log"));
         }
         if let Some(ttl) = cache_ttl {
             self.cache_ttl = ttl;
+            self.sources.set("cache_ttl", Source::Flag("--ttl"));
         }
         Ok(())
     }
@@ -706,6 +836,13 @@ fn parse_level(value: &str) -> Result<LevelFilter, String> {
 /// Methods are kept as written, since they are case-sensitive. `*` is a tchar, but here it
 /// only means "every method" and must stand alone; `#` cannot be written as it starts a
 /// comment.
+///
+/// A method with a lower-case letter is refused, whatever it is: every method in the IANA
+/// registry is upper case and clients send them so, so `get` would match no request and
+/// `methods = get head` would answer every GET with 501. Refusing only the lower-case forms
+/// of standard methods would need a table of them and would still let `purge` or
+/// `propfind` through; the one thing lost is a private lower-case method, which nothing
+/// we know of uses.
 fn parse_methods(value: &str) -> Result<Option<Vec<String>>, String> {
     if value == "*" {
         return Ok(None);
@@ -719,6 +856,18 @@ fn parse_methods(value: &str) -> Result<Option<Vec<String>>, String> {
             return Err(format!(
                 "{} is not a method name (letters, digits and !#$%&'*+-.^_`|~)",
                 quote(method)
+            ));
+        }
+        if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            let upper: Vec<String> = value
+                .split_ascii_whitespace()
+                .map(str::to_ascii_uppercase)
+                .collect();
+            return Err(format!(
+                "methods are case-sensitive and clients send them in upper case, so {} \
+                 would match no request: write {}",
+                quote(method),
+                quote(&format!("methods = {}", upper.join(" ")))
             ));
         }
         methods.push(method.to_string());
@@ -931,9 +1080,12 @@ mod tests {
                 host: "127.0.0.1".to_string(),
                 port: 8081,
             }],
+            sources: c.sources.clone(),
             ..Config::default()
         };
         assert_eq!(c, expected);
+        assert_eq!(c.sources.of("backend"), Source::Line(1));
+        assert_eq!(c.sources.of("log_file"), Source::Default);
     }
 
     #[test]
@@ -955,6 +1107,7 @@ mod tests {
         let expected = Config {
             backends: c.backends.clone(),
             health_check: Some("/health".to_string()),
+            sources: c.sources.clone(),
             ..Config::default()
         };
         assert_eq!(c, expected);
@@ -1221,11 +1374,11 @@ cache_max_object = 5
     fn methods_star_list_and_bad_tokens() {
         let c = parse(&format!("{MINIMAL}methods = *\n"), "t").unwrap();
         assert_eq!(c.methods, None);
-        let c = parse(&format!("{MINIMAL}methods = get PURGE M-SEARCH\n"), "t").unwrap();
+        let c = parse(&format!("{MINIMAL}methods = GET PURGE M-SEARCH\n"), "t").unwrap();
         assert_eq!(
             c.methods,
             Some(vec![
-                "get".to_string(),
+                "GET".to_string(),
                 "PURGE".to_string(),
                 "M-SEARCH".to_string()
             ])
@@ -1242,6 +1395,110 @@ cache_max_object = 5
             bad_line("methods = GÉT"),
             "methods: `GÉT` is not a method name (letters, digits and !#$%&'*+-.^_`|~)"
         );
+    }
+
+    #[test]
+    fn lowercase_methods_are_refused_with_a_hint() {
+        assert_eq!(
+            bad_line("methods = get head"),
+            "methods: methods are case-sensitive and clients send them in upper case, so \
+             `get` would match no request: write `methods = GET HEAD`"
+        );
+        // Not only the standard methods: any lower-case letter, in any position.
+        for value in ["GET purge", "Post", "M-search"] {
+            let message = bad_line(&format!("methods = {value}"));
+            assert!(message.contains("case-sensitive"), "{value}: {message}");
+        }
+        let hint = bad_line(&format!("methods = {}", "get ".repeat(10_000)));
+        assert!(hint.len() < 300, "{}", hint.len());
+    }
+
+    #[test]
+    fn a_quoted_value_is_refused_with_a_hint() {
+        assert_eq!(
+            bad_line("cache_dir = \"cache\""),
+            "cache_dir: values are written without quotes, or the quotes become part of the \
+             value: write `cache_dir = cache`"
+        );
+        assert_eq!(
+            bad_line("log_file = 'logs/my proxy.log'   # spaces need no quotes"),
+            "log_file: values are written without quotes, or the quotes become part of the \
+             value: write `log_file = logs/my proxy.log`"
+        );
+        // Half-quoted too (`"a#b"` loses its end to the comment), and on every key.
+        assert!(bad_line("access_log = \"a#b\"").ends_with("write `access_log = a`"));
+        assert!(bad_line("listen = \"0.0.0.0:80\"").starts_with("listen: values are"));
+        assert!(bad_line("status_path = /x'").starts_with("status_path: values are"));
+        // Quotes inside a value are kept.
+        let c = parse(&format!("{MINIMAL}cache_dir = it's here\n"), "t").unwrap();
+        assert_eq!(c.cache_dir, PathBuf::from("it's here"));
+    }
+
+    #[test]
+    fn a_duplicate_backend_is_refused_with_its_first_line() {
+        let text = "backend = 127.0.0.1:8081\nbackend = 127.0.0.1:8082\nbackend = 127.0.0.1:8081\n";
+        assert_eq!(
+            error(text),
+            (
+                3,
+                "backend `127.0.0.1:8081` is listed twice (first on line 1): remove one; each \
+                 line is one backend with an equal share of the requests"
+                    .to_string()
+            )
+        );
+        for (first, second) in [
+            ("App.Example:80", "app.example:80"),
+            ("[::1]:80", "[0::1]:80"),
+        ] {
+            let (line, message) = error(&format!("backend = {first}\nbackend = {second}\n"));
+            assert_eq!(line, 2);
+            assert!(
+                message.contains("listed twice (first on line 1)"),
+                "{message}"
+            );
+        }
+        // Same host, other port; or a name and an address: two backends.
+        let c = parse(
+            "backend = a:1\nbackend = a:2\nbackend = localhost:1\nbackend = 127.0.0.1:1\n",
+            "t",
+        );
+        assert_eq!(c.unwrap().backends.len(), 4);
+    }
+
+    #[test]
+    fn sources_remember_the_line_of_each_key() {
+        let text = "# proxy\nbackend = a:1\n\naccess_log = logs/a.log\nbackend = b:2\n";
+        let c = parse(text, "proxy.conf").unwrap();
+        assert_eq!(c.sources.file(), "proxy.conf");
+        assert_eq!(c.sources.of("access_log"), Source::Line(4));
+        assert_eq!(c.sources.of("cache_dir"), Source::Default);
+        assert_eq!(c.sources.of("backend"), Source::Line(2));
+        assert_eq!(c.sources.of_backend(1), Source::Line(5));
+        assert_eq!(c.sources.of_backend(2), Source::Default);
+        let at = |key| c.sources.locate(key, c.sources.of(key));
+        assert_eq!(at("access_log"), "proxy.conf:4: access_log");
+        assert_eq!(at("cache_dir"), "cache_dir (default)");
+        // Where a value came from is part of the configuration as parsed.
+        assert_ne!(c, parse(&format!("\n{text}"), "proxy.conf").unwrap());
+    }
+
+    #[test]
+    fn overrides_are_remembered_as_flags() {
+        let mut c = parse("listen = 1.2.3.4:80\nbackend = a:1\ncache_ttl = 5\n", "p").unwrap();
+        c.apply_overrides(None, Some(81), Some(PathBuf::from("x.log")), None)
+            .unwrap();
+        assert_eq!(c.listen, "1.2.3.4:81");
+        assert_eq!(c.sources.of("listen"), Source::Flag("--port"));
+        assert_eq!(c.sources.of("log_file"), Source::Flag("--log"));
+        assert_eq!(c.sources.of("cache_ttl"), Source::Line(3));
+        assert_eq!(
+            c.sources.locate("log_file", c.sources.of("log_file")),
+            "log_file (--log)"
+        );
+        c.apply_overrides(Some("[::1]:0".to_string()), None, None, Some(0))
+            .unwrap();
+        assert_eq!(c.sources.of("listen"), Source::Flag("--listen"));
+        assert_eq!(c.sources.of("cache_ttl"), Source::Flag("--ttl"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 
 use crate::client::url::UrlError;
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError, Source};
 
 /// Shorthand used across the crate.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -216,6 +216,22 @@ impl Error {
         }
     }
 
+    /// A start-up failure caused by the value of `key`, pointing at where that value came
+    /// from: when the file set it, a configuration error at its line, printed like any other
+    /// (`proxy.conf:14: access_log: why`); otherwise a start-up error that names the key and
+    /// its source (`access_log (default): why`, `log_file (--log): why`).
+    pub fn setting(config: &Config, key: &str, why: impl fmt::Display) -> Error {
+        let sources = &config.sources;
+        match sources.of(key) {
+            Source::Line(line) => Error::Config(ConfigError {
+                origin: sources.file().to_string(),
+                line,
+                message: format!("{key}: {why}"),
+            }),
+            source => Error::Startup(format!("{}: {why}", sources.locate(key, source))),
+        }
+    }
+
     /// True when this error left a message half-read or half-written, so the connection it
     /// happened on cannot carry another message.
     pub fn breaks_framing(&self) -> bool {
@@ -303,5 +319,22 @@ mod tests {
         assert_eq!(ParseError::BodyTooLarge.status(), 413);
         assert_eq!(Error::MethodNotForwarded("PUT".into()).status(), Some(501));
         assert_eq!(Error::MethodNotAllowed("TRACE".into()).status(), Some(405));
+    }
+
+    #[test]
+    fn a_setting_error_points_at_the_line_or_names_the_source() {
+        let mut config = crate::config::parse("backend = a:1\naccess_log = x\n", "p.conf").unwrap();
+        let e = Error::setting(&config, "access_log", "cannot create x: why");
+        assert!(matches!(e, Error::Config(_)));
+        assert_eq!(e.to_string(), "p.conf:2: access_log: cannot create x: why");
+        let e = Error::setting(&config, "cache_dir", "why");
+        assert_eq!(e.to_string(), "cache_dir (default): why");
+        config
+            .apply_overrides(None, None, Some("y".into()), None)
+            .unwrap();
+        let e = Error::setting(&config, "log_file", "why");
+        assert!(matches!(e, Error::Startup(_)));
+        assert_eq!(e.to_string(), "log_file (--log): why");
+        assert_eq!(e.status(), None);
     }
 }

@@ -9,6 +9,7 @@
 
 use std::io::BufWriter;
 use std::io::Write;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,28 +36,52 @@ pub struct ProbeSettings {
     pub io_timeout: Duration,
 }
 
-/// Starts the probing thread. It runs for the life of the process.
+/// The probing thread, created but not probing until [`HealthChecks::start`]: start-up
+/// creates it before it prints `listening on`, and its first log line must come after.
+pub struct HealthChecks {
+    go: mpsc::Sender<()>,
+}
+
+impl HealthChecks {
+    /// Lets the thread begin its rounds. (Dropping this instead ends the thread.)
+    pub fn start(self) {
+        // The thread only ends when this sender is gone, so the send cannot fail.
+        let _ = self.go.send(());
+    }
+}
+
+/// Creates the probing thread. Once started, it runs for the life of the process.
 ///
 /// # Errors
-/// When the thread cannot be started.
-pub fn spawn(balancer: Arc<Balancer>, settings: ProbeSettings) -> std::io::Result<()> {
+/// When the thread cannot be created.
+pub fn spawn(balancer: Arc<Balancer>, settings: ProbeSettings) -> std::io::Result<HealthChecks> {
+    let (go, started) = mpsc::channel();
     thread::Builder::new()
         .name("health-check".to_string())
         .stack_size(PROBE_STACK_SIZE)
-        .spawn(move || loop {
-            for (id, backend) in balancer.backends().iter().enumerate() {
-                let outcome = probe(backend, &settings);
-                let why = outcome.as_ref().err().map_or("", String::as_str);
-                if balancer.record_probe(id, outcome.is_ok(), Instant::now(), why) {
-                    match &outcome {
-                        Ok(()) => log::info!("backend {backend} is up (health check)"),
-                        Err(why) => log::warn!("backend {backend} is down (health check: {why})"),
-                    }
+        .spawn(move || {
+            if started.recv().is_ok() {
+                probe_forever(&balancer, &settings);
+            }
+        })?;
+    Ok(HealthChecks { go })
+}
+
+/// Probes every backend, then sleeps `settings.interval`, for ever; logs changes of state.
+fn probe_forever(balancer: &Balancer, settings: &ProbeSettings) {
+    loop {
+        for (id, backend) in balancer.backends().iter().enumerate() {
+            let outcome = probe(backend, settings);
+            let why = outcome.as_ref().err().map_or("", String::as_str);
+            if balancer.record_probe(id, outcome.is_ok(), Instant::now(), why) {
+                match &outcome {
+                    Ok(()) => log::info!("backend {backend} is up (health check)"),
+                    Err(why) => log::warn!("backend {backend} is down (health check: {why})"),
                 }
             }
-            thread::sleep(settings.interval);
-        })
-        .map(drop)
+        }
+        thread::sleep(settings.interval);
+    }
 }
 
 /// One probe: `GET path` with `Connection: close`; Ok for a 2xx or 3xx final status.

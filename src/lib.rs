@@ -16,7 +16,8 @@
 //! the other side of the wire, with a private cache built on `cache`.
 //!
 //! `config` reads proxy.conf, `error` maps every failure to one status code, `logging` sends
-//! log lines to the terminal and a file, `cache` keeps responses on disk (RFC 9111),
+//! log lines to the terminal and a file (`log_file` keeps such a file whole across full disks
+//! and rotation), `cache` keeps responses on disk (RFC 9111),
 //! `static_files` serves the demo site for `webserver`.
 
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod log_file;
 pub mod logging;
 pub mod proxy;
 pub mod server;

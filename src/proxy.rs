@@ -45,21 +45,24 @@ mod rewrite;
 mod status_page;
 mod tunnel;
 
+use std::fs::{self, File};
 use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::access_log::{AccessEntry, AccessLog};
 use crate::balancer::{Balancer, HealthPolicy};
-use crate::cache::{CacheStatus, InFlight, PassMarks, Store};
+use crate::cache::{CacheStatus, InFlight, PassMarks, Store, TEMP_PREFIX};
 use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
-use crate::health::{self, ProbeSettings};
+use crate::health::{self, HealthChecks, ProbeSettings};
 use crate::http::body::{request_framing, response_framing, Framing};
 use crate::http::parse::{self, Limits};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
+use crate::log_file;
 use crate::server::{self, ClientStream};
 use crate::stats::{RequestRecord, Stats};
 use crate::upstream::{Connection, Pool, POOL_REAP_INTERVAL};
@@ -83,6 +86,9 @@ pub const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 pub const MAX_INTERIM_RESPONSES: usize = 8;
 /// What we add to Via (RFC 9110 §7.6.3): protocol version and pseudonym.
 pub const VIA: &str = "1.1 relevo";
+/// Stack size of the thread that checks the backends' names at start-up (bytes): it only
+/// calls the resolver.
+const RESOLVE_CHECK_STACK_SIZE: usize = 128 * 1024;
 
 /// A running proxy's shared state: the configuration, the round-robin position and the
 /// cache.
@@ -105,68 +111,53 @@ pub struct Proxy {
     authorities: Vec<String>,
 }
 
-/// Binds the configured address, prints `listening on IP:PORT` on stdout, and serves
-/// forever.
+/// Starts the proxy and serves forever: binds the configured address, opens or creates
+/// everything it will need (access log, cache directory, health-check thread), and only
+/// then prints `listening on IP:PORT` on stdout, so that a printed address means a proxy
+/// that started. (The log file is opened before, by the caller.)
 ///
 /// # Errors
-/// `Error::Startup` when the address cannot be bound.
+/// A start-up failure, naming the key whose value caused it and the proxy.conf line that
+/// set it (see `Error::setting`): the address cannot be bound, the access log or the cache
+/// directory cannot be created, the health-check thread cannot be started.
 pub fn run(config: Config) -> Result<()> {
-    let listener = server::bind(&config.listen)?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Startup(format!("cannot read the listening address: {e}")))?;
-    println!("listening on {addr}");
-    let backends: Vec<String> = config.backends.iter().map(Backend::authority).collect();
-    log::info!(
-        "proxy listening on {addr}, backends in round-robin order: {}",
-        backends.join(", ")
-    );
+    let listener =
+        server::bind(&config.listen).map_err(|e| Error::setting(&config, "listen", e))?;
+    let addr = listener.local_addr().map_err(|e| {
+        Error::setting(
+            &config,
+            "listen",
+            format!("cannot read the listening address: {e}"),
+        )
+    })?;
     if config.cache {
-        std::fs::create_dir_all(&config.cache_dir).map_err(|e| {
-            let dir = config.cache_dir.display();
-            Error::Startup(format!("cannot create the cache directory {dir}: {e}"))
-        })?;
-        log::info!(
-            "cache in {}: {} s for responses without their own lifetime, at most {} B in \
-             total, {} B per response",
-            config.cache_dir.display(),
-            config.cache_ttl,
-            config.cache_max_size,
-            config.cache_max_object
-        );
-    } else {
-        log::info!("cache off");
+        prepare_cache_dir(&config)?;
     }
+    let (max_connections, too_few_files) = fit_to_open_files(&config);
     let settings = server::Settings {
-        max_connections: fit_to_open_files(&config),
+        max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
         client_timeout: config.client_timeout,
     };
     let proxy = Arc::new(Proxy::new(config)?);
-    if let Some(path) = &proxy.config.health_check {
-        let settings = ProbeSettings {
-            path: path.clone(),
-            interval: proxy.config.health_interval,
-            connect_timeout: proxy.config.connect_timeout,
-            io_timeout: proxy.config.upstream_timeout,
-        };
-        health::spawn(Arc::clone(&proxy.balancer), settings)
-            .map_err(|e| Error::Startup(format!("cannot start the health checks: {e}")))?;
-        log::info!(
-            "health checks: GET {path} every {:?}",
-            proxy.config.health_interval
-        );
+    let health = proxy.health_checks()?;
+    println!("listening on {addr}");
+    proxy.log_start(addr);
+    if let Some(warning) = too_few_files {
+        log::warn!("{warning}");
     }
-
+    if let Some(health) = health {
+        health.start();
+    }
+    check_backend_names(&proxy.config);
     let reaper = Arc::clone(&proxy);
-    std::thread::Builder::new()
+    thread::Builder::new()
         .name("pool-reaper".to_string())
         .spawn(move || loop {
-            std::thread::sleep(POOL_REAP_INTERVAL);
+            thread::sleep(POOL_REAP_INTERVAL);
             reaper.reap_pool();
         })
         .map_err(|e| Error::Startup(format!("cannot start the pool reaper: {e}")))?;
-
     let active = Arc::clone(&proxy.stats.active_connections);
     server::serve(listener, settings, active, move |stream, peer| {
         proxy.handle_connection(stream, peer);
@@ -175,12 +166,64 @@ pub fn run(config: Config) -> Result<()> {
 }
 
 /// `max_connections`, lowered to what the open-file limit holds: two files per connection,
-/// and one for each idle backend connection the pool may keep.
-fn fit_to_open_files(config: &Config) -> usize {
+/// and one for each idle backend connection the pool may keep; and the warning to log
+/// when it was lowered.
+fn fit_to_open_files(config: &Config) -> (usize, Option<String>) {
     let pooled = config
         .upstream_keepalive
         .saturating_mul(config.backends.len());
     server::fit_connections(config.max_connections, pooled)
+}
+
+/// Creates `cache_dir` and checks that a file can be created in it, so that a cache that
+/// could store nothing stops start-up instead of warning on every response.
+fn prepare_cache_dir(config: &Config) -> Result<()> {
+    let dir = &config.cache_dir;
+    let blame = |why| Error::setting(config, "cache_dir", why);
+    log_file::create_dir_all(dir).map_err(blame)?;
+    // A temporary file's name: `flush` and the store's start-up clean-up remove leftovers.
+    let probe = dir.join(format!("{TEMP_PREFIX}startup-{}", std::process::id()));
+    File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| blame(format!("cannot create files in {}: {e}", dir.display())))
+}
+
+/// Warns about every backend whose name does not resolve now, with the line that lists it.
+///
+/// A warning, not an error as in nginx ("host not found in upstream"): Relevo looks a name
+/// up again for every new connection, so a backend whose name appears later (a container
+/// started after the proxy, a DNS record not yet published) starts taking requests without
+/// a restart, and meanwhile its requests fail over to the other backends. Refusing to start
+/// would trade that for catching a typo, which this warning, on the terminal at start-up,
+/// catches too. It runs on a thread of its own, after `listening on`, so a slow resolver
+/// delays nothing.
+fn check_backend_names(config: &Config) {
+    let backends: Vec<(Backend, String)> = (0..config.backends.len())
+        .map(|i| {
+            let at = config
+                .sources
+                .locate("backend", config.sources.of_backend(i));
+            (config.backends[i].clone(), at)
+        })
+        .collect();
+    let checked = thread::Builder::new()
+        .name("resolve-check".to_string())
+        .stack_size(RESOLVE_CHECK_STACK_SIZE)
+        .spawn(move || {
+            for (backend, at) in backends {
+                if let Err(e) = (backend.host.as_str(), backend.port).to_socket_addrs() {
+                    log::warn!(
+                        "{at}: cannot resolve `{}` ({e}): check the name; until it resolves, \
+                         its requests fail over to the other backends (it is looked up again \
+                         for every new connection)",
+                        backend.host
+                    );
+                }
+            }
+        });
+    if let Err(e) = checked {
+        log::warn!("cannot start the check of backend names: {e}");
+    }
 }
 
 /// `proxy --flush-cache`: removes the cache's entry files (and leftover temporary files)
@@ -260,7 +303,7 @@ impl Proxy {
     /// A proxy for `config`.
     ///
     /// # Errors
-    /// `Error::Startup` when the access log cannot be opened.
+    /// When the access log cannot be opened (see `Error::setting`).
     pub fn new(config: Config) -> Result<Self> {
         let limits = Limits {
             max_line: config.max_request_line,
@@ -291,7 +334,8 @@ impl Proxy {
             .access_log
             .as_deref()
             .map(AccessLog::open)
-            .transpose()?;
+            .transpose()
+            .map_err(|why| Error::setting(&config, "access_log", why))?;
         Ok(Proxy {
             authorities: config.backends.iter().map(Backend::authority).collect(),
             pool,
@@ -309,6 +353,52 @@ impl Proxy {
             response_limits,
             cache,
         })
+    }
+
+    /// Creates the health-check thread when `health_check` is set, not yet probing.
+    fn health_checks(&self) -> Result<Option<HealthChecks>> {
+        let Some(path) = &self.config.health_check else {
+            return Ok(None);
+        };
+        let settings = ProbeSettings {
+            path: path.clone(),
+            interval: self.config.health_interval,
+            connect_timeout: self.config.connect_timeout,
+            io_timeout: self.config.upstream_timeout,
+        };
+        health::spawn(Arc::clone(&self.balancer), settings)
+            .map(Some)
+            .map_err(|e| {
+                let why = format!("cannot start the health-check thread: {e}");
+                Error::setting(&self.config, "health_check", why)
+            })
+    }
+
+    /// Logs what the proxy started with, once `listening on` is out.
+    fn log_start(&self, addr: SocketAddr) {
+        let config = &self.config;
+        log::info!(
+            "proxy listening on {addr}, backends in round-robin order: {}",
+            self.authorities.join(", ")
+        );
+        if config.cache {
+            log::info!(
+                "cache in {}: {} s for responses without their own lifetime, at most {} B in \
+                 total, {} B per response",
+                config.cache_dir.display(),
+                config.cache_ttl,
+                config.cache_max_size,
+                config.cache_max_object
+            );
+        } else {
+            log::info!("cache off");
+        }
+        if let Some(path) = &config.health_check {
+            log::info!(
+                "health checks: GET {path} every {:?}",
+                config.health_interval
+            );
+        }
     }
 
     /// Serves one client connection: requests are read and answered in order until the

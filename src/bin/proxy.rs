@@ -5,13 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use relevo::log_file::LogFile;
+use relevo::Error;
 
 /// Relevo: an HTTP/1.1 reverse proxy that spreads requests over backends in round-robin
 /// order. Prints `listening on IP:PORT` once ready, then logs every request.
 ///
 /// Exit status: 0 never (it serves until stopped) except after --flush-cache, 1 for a bad
-/// configuration or a start-up failure (address in use, log file not writable, cache not
-/// flushable), 2 for bad arguments.
+/// configuration or a start-up failure (address in use, log file, access log or cache
+/// directory that cannot be created, cache not flushable), 2 for bad arguments. Every file
+/// and directory is opened or created before `listening on` is printed, and a start-up
+/// error names the key (and its proxy.conf line, or the option) that set the value.
 #[derive(Parser, Debug)]
 #[command(name = "proxy", version)]
 struct Args {
@@ -62,13 +66,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    let started = relevo::logging::init(config.log_level, Some(&config.log_file))
+    let started = LogFile::open(&config.log_file)
+        .map_err(|why| Error::setting(&config, "log_file", why))
+        .and_then(|file| relevo::logging::init_with(config.log_level, Some(file)))
         .and_then(|()| relevo::proxy::run(config));
     match started {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("proxy: {e}");
+            match e {
+                // Located at a proxy.conf line: printed like the file's own errors.
+                Error::Config(e) => eprintln!("{e}"),
+                e => eprintln!("proxy: {e}"),
+            }
             ExitCode::from(1)
         }
     }

@@ -345,21 +345,23 @@ impl Store {
     /// are compared: a 304 may legitimately bring a newer Last-Modified. The body length is
     /// checked at commit whatever the validators.)
     ///
+    /// Returns whether it wrote anything: `Ok(false)` when another request got there first
+    /// (the entry is gone, or was replaced by a response with another ETag). That is a normal
+    /// race between concurrent requests, not a failure.
+    ///
     /// # Errors
-    /// `NotFound` when there is no entry; `InvalidData` when it was replaced meanwhile or the
-    /// body length no longer matches; I/O errors.
-    pub fn refresh(&self, key: &str, response: &Response) -> io::Result<()> {
+    /// `InvalidData` when the body length no longer matches; I/O errors.
+    pub fn refresh(&self, key: &str, response: &Response) -> io::Result<bool> {
         let Some(Stored::Entry(mut entry)) = self.shared.open(&entry_name(key)) else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "no such entry"));
+            return Ok(false);
         };
         let (old, new) = (opaque_etag(&entry.response), opaque_etag(response));
         if matches!((old, new), (Some(a), Some(b)) if a != b) {
-            let why = "the entry was replaced by another response";
-            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+            return Ok(false);
         }
         let mut writer = self.begin(key, response)?;
         io::copy(&mut entry.body, &mut writer)?;
-        writer.commit()
+        writer.commit().map(|()| true)
     }
 
     /// Removes the entry for `key` if present (for a primary key holding a variant index:
@@ -951,7 +953,7 @@ mod tests {
             .unwrap();
         let mut head = s.read("k").unwrap().response;
         head.headers.set("X-V", "new");
-        s.refresh("k", &head).unwrap();
+        assert!(s.refresh("k", &head).unwrap());
         let e = s.read("k").unwrap();
         assert_eq!(e.response.headers.get("x-v"), Some("new"));
         assert!(e.stored_at > old + Duration::from_secs(3000));
@@ -959,14 +961,16 @@ mod tests {
         head.headers
             .set("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT");
         head.headers.set("ETag", "W/\"1\"");
-        s.refresh("k", &head).unwrap();
+        assert!(s.refresh("k", &head).unwrap());
+        // Another request replaced or removed the entry meanwhile: nothing written, no error.
         head.headers.set("ETag", "\"2\"");
-        let replaced = s.refresh("k", &head).unwrap_err();
-        assert_eq!(replaced.kind(), io::ErrorKind::InvalidData);
+        assert!(!s.refresh("k", &head).unwrap());
         assert_eq!(
-            s.refresh("nope", &head).unwrap_err().kind(),
-            io::ErrorKind::NotFound
+            s.read("k").unwrap().response.headers.get("etag"),
+            Some("W/\"1\"")
         );
+        assert!(!s.refresh("nope", &head).unwrap());
+        assert!(s.read("nope").is_none());
     }
 
     #[test]

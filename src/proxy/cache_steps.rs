@@ -170,8 +170,11 @@ impl Proxy {
                 let Stale { key, mut entry, .. } = stale;
                 let update = cache::stored_response(response, now);
                 cache::merge_304(&mut entry.response, &update);
-                if let Err(e) = cache.store.refresh(&key, &entry.response) {
-                    log::warn!("cache: cannot refresh {base}: {e}");
+                match cache.store.refresh(&key, &entry.response) {
+                    Ok(true) => {}
+                    // Another request replaced or removed the entry first: a normal race.
+                    Ok(false) => log::debug!("cache: {base} changed meanwhile, not refreshed"),
+                    Err(e) => log::warn!("cache: cannot refresh {base}: {e}"),
                 }
                 let age = cache::current_age(&entry.response, now, now);
                 return Fill::Revalidated(entry, age);

@@ -49,22 +49,24 @@ pub fn connections_within(soft: usize, wanted: usize, reserved: usize) -> usize 
     wanted.min(spare / FDS_PER_CONNECTION).max(1)
 }
 
-/// `wanted` connections, lowered (with a warning in the log) to what this process's
-/// open-file limit holds when `reserved` files go to idle backend connections.
-pub fn fit_connections(wanted: usize, reserved: usize) -> usize {
+/// `wanted` connections, lowered to what this process's open-file limit holds when
+/// `reserved` files go to idle backend connections, and when lowered, the warning to log
+/// (the caller logs it once it has printed its `listening on` line, which must come first).
+pub fn fit_connections(wanted: usize, reserved: usize) -> (usize, Option<String>) {
     let Some(soft) = soft_limit() else {
-        return wanted;
+        return (wanted, None);
     };
     let fitted = connections_within(soft, wanted, reserved);
-    if fitted < wanted {
-        let needed = files_needed(wanted, reserved);
-        log::warn!(
-            "max_connections = {wanted} needs {needed} open files, and the limit (ulimit -n) \
-             is {soft}: serving at most {fitted} connections at once; raise the limit with \
-             `ulimit -n {needed}` (or LimitNOFILE= in a systemd unit)"
-        );
+    if fitted >= wanted {
+        return (fitted, None);
     }
-    fitted
+    let needed = files_needed(wanted, reserved);
+    let warning = format!(
+        "max_connections = {wanted} needs {needed} open files, and the limit (ulimit -n) is \
+         {soft}: serving at most {fitted} connections at once; raise the limit with \
+         `ulimit -n {needed}` (or LimitNOFILE= in a systemd unit)"
+    );
+    (fitted, Some(warning))
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Start-up: configuration errors stop the proxy with `path:line: message` and status 1,
 //! and command-line overrides apply.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -9,14 +12,45 @@ fn run_proxy_with(config: &str) -> (Option<i32>, String) {
     let dir = TempDir::new("conf");
     let path = dir.join("proxy.conf");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
-        .arg(&path)
-        .current_dir(&dir.path)
-        .output()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg(&path).current_dir(&dir.path);
+    let (code, _, stderr) = run_bounded(cmd);
+    let stderr = stderr.replace(&format!("{}", path.display()), "proxy.conf");
+    (code, stderr)
+}
+
+/// Runs `cmd` to its end and returns its exit status, stdout and stderr; a process still
+/// running after `IO_TIMEOUT` (a proxy that started instead of refusing) is killed, and
+/// its status is `None`.
+fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr =
-        String::from_utf8_lossy(&out.stderr).replace(&format!("{}", path.display()), "proxy.conf");
-    (out.status.code(), stderr)
+    let collect = |mut from: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = from.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
 #[test]
@@ -93,4 +127,195 @@ fn help_documents_every_option() {
     for option in ["--listen", "--port", "--log", "[CONFIG]"] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
+}
+
+/// What a proxy that does not start printed: its exit status, stdout and stderr, with the
+/// temporary directory's path replaced by `DIR`.
+struct Refused {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the proxy in a new directory prepared by `setup`, with `config` as proxy.conf.
+fn refused(config: &str, args: &[&str], setup: impl FnOnce(&TempDir)) -> Refused {
+    let dir = TempDir::new("refused");
+    setup(&dir);
+    refused_in(&dir, config, args)
+}
+
+/// Runs the proxy in `dir`, with `config` as proxy.conf.
+fn refused_in(dir: &TempDir, config: &str, args: &[&str]) -> Refused {
+    std::fs::write(dir.join("proxy.conf"), config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg("proxy.conf").args(args).current_dir(&dir.path);
+    let (code, stdout, stderr) = run_bounded(cmd);
+    let text = |out: String| out.replace(&dir.path.display().to_string(), "DIR");
+    Refused {
+        code,
+        stdout: text(stdout),
+        stderr: text(stderr),
+    }
+}
+
+/// A regular file named `logs`, where the default log paths need a directory.
+fn file_named_logs(dir: &TempDir) {
+    std::fs::write(dir.join("logs"), "not a directory").unwrap();
+}
+
+/// Asserts the proxy stopped with status 1 before saying it listens, and printed `expected`
+/// as a line of its own on stderr.
+fn assert_refused(r: &Refused, expected: &str) {
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(!r.stdout.contains("listening on"), "{}", r.stdout);
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with(expected)),
+        "expected a line starting {expected:?} in:\n{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_bad_access_log_stops_start_up_before_listening_with_its_line() {
+    let config = "listen = 127.0.0.1:0\nbackend = 127.0.0.1:1\nlog_file = proxy.log\n\
+                  cache = off\naccess_log = logs/x/access.log\n";
+    let r = refused(config, &[], file_named_logs);
+    assert_refused(
+        &r,
+        "proxy.conf:5: access_log: cannot create logs/x/access.log: a file is in the way: logs (",
+    );
+}
+
+#[test]
+fn a_bad_cache_dir_stops_start_up_before_listening_with_its_line() {
+    let config = "listen = 127.0.0.1:0\nbackend = 127.0.0.1:1\nlog_file = proxy.log\n\
+                  access_log = access.log\ncache_dir = cache\n";
+    let r = refused(config, &[], |dir| {
+        std::fs::write(dir.join("cache"), "a file").unwrap();
+    });
+    assert_refused(
+        &r,
+        "proxy.conf:5: cache_dir: cannot create cache: a file of that name is in the way (",
+    );
+    // A directory in which no file can be created (even by root) is refused too.
+    let config = config.replace("cache_dir = cache", "cache_dir = /proc/self");
+    let r = refused(&config, &[], |_| {});
+    assert_refused(
+        &r,
+        "proxy.conf:5: cache_dir: cannot create files in /proc/self: ",
+    );
+}
+
+#[test]
+fn a_bad_log_file_is_named_with_its_default_or_option() {
+    let config = "listen = 127.0.0.1:0\nbackend = 127.0.0.1:1\naccess_log = off\ncache = off\n";
+    let r = refused(config, &[], file_named_logs);
+    assert_refused(
+        &r,
+        "proxy: log_file (default): cannot create logs/proxy.log: a file is in the way: logs (",
+    );
+    let r = refused(config, &["--log", "logs/mine.log"], file_named_logs);
+    assert_refused(
+        &r,
+        "proxy: log_file (--log): cannot create logs/mine.log: a file is in the way: logs (",
+    );
+    let r = refused(
+        &format!("{config}log_file = logs/p.log\n"),
+        &[],
+        file_named_logs,
+    );
+    assert_refused(&r, "proxy.conf:5: log_file: cannot create logs/p.log: ");
+}
+
+#[test]
+fn an_address_in_use_is_named_with_its_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = format!(
+        "# proxy\nlisten = {addr}\nbackend = 127.0.0.1:1\nlog_file = proxy.log\naccess_log = off\n"
+    );
+    let r = refused(&config, &[], |_| {});
+    assert_refused(
+        &r,
+        &format!("proxy.conf:2: listen: cannot listen on {addr}: "),
+    );
+    let r = refused(&config, &["--port", &addr.port().to_string()], |_| {});
+    assert_refused(
+        &r,
+        &format!("proxy: listen (--port): cannot listen on {addr}: "),
+    );
+}
+
+#[test]
+fn lowercase_methods_are_refused_with_a_hint() {
+    let (code, stderr) = run_proxy_with("backend = 127.0.0.1:1\nmethods = get head\n");
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr.trim_end(),
+        "proxy.conf:2: methods: methods are case-sensitive and clients send them in upper \
+         case, so `get` would match no request: write `methods = GET HEAD`"
+    );
+}
+
+#[test]
+fn a_duplicate_backend_is_refused_with_its_first_line() {
+    let text = "backend = 127.0.0.1:8081\nbackend = 127.0.0.1:8082\n\nbackend = 127.0.0.1:8081\n";
+    let (code, stderr) = run_proxy_with(text);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with(
+            "proxy.conf:4: backend `127.0.0.1:8081` is listed twice (first on line 1): remove one"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_quoted_value_is_refused_with_a_hint() {
+    let config = "listen = 127.0.0.1:0\nbackend = 127.0.0.1:1\ncache_dir = \"cache\"\n";
+    let dir = TempDir::new("quoted");
+    let r = refused_in(&dir, config, &[]);
+    assert_refused(
+        &r,
+        "proxy.conf:3: cache_dir: values are written without quotes, or the quotes become part \
+         of the value: write `cache_dir = cache`",
+    );
+    assert!(!dir.join("\"cache\"").exists());
+    assert!(!dir.join("cache").exists());
+}
+
+#[test]
+fn an_unresolvable_backend_is_warned_about_with_its_line() {
+    let backend = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let dir = TempDir::new("unresolvable");
+    // RFC 6761: names under .invalid never resolve.
+    let proxy = proxy(
+        &dir,
+        &format!(
+            "backend = {}\nbackend = no-such-host.invalid:80\n",
+            backend.addr
+        ),
+    );
+    // The proxy runs, and the backend that resolves serves every request.
+    for _ in 0..3 {
+        assert_eq!(get(proxy.addr, "/").status, 200);
+    }
+    // proxy() writes three lines before the config: the second backend is on line 5.
+    let expected = "proxy.conf:5: backend: cannot resolve `no-such-host.invalid` (";
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !proxy_log(&dir).contains(expected) {
+        assert!(
+            Instant::now() < deadline,
+            "no warning in:\n{}",
+            proxy_log(&dir)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let line = proxy_log(&dir)
+        .lines()
+        .find(|l| l.contains(expected))
+        .unwrap()
+        .to_string();
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("check the name"), "{line}");
 }

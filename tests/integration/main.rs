@@ -11,6 +11,7 @@ mod config;
 mod faults;
 mod hardening;
 mod interop;
+mod logs;
 mod proxy;
 mod random_input;
 mod real_traffic;

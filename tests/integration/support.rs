@@ -70,6 +70,9 @@ impl Process {
         let mut first = String::new();
         let _ = stdout.read_line(&mut first);
         let Some(addr) = first.trim().strip_prefix("listening on ") else {
+            // A process that printed something else first may still be running: stop it, so
+            // the test fails instead of waiting for it forever.
+            let _ = child.kill();
             let _ = child.wait();
             panic!(
                 "expected `listening on ADDR`, got {first:?}; output: {}",
