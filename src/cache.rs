@@ -30,7 +30,9 @@ use crate::http::{is_token, remove_hop_by_hop, Headers, Request, Response};
 mod flight;
 mod store;
 
-pub use flight::{Flight, FlightGuard, InFlight, PassMarks, Role, HIT_FOR_PASS};
+pub use flight::{
+    Fill, Flight, FlightGuard, Growing, InFlight, PassMarks, Role, Waited, HIT_FOR_PASS,
+};
 pub use store::{is_entry_name, Entry, EntryWriter, Store, TEMP_PREFIX};
 
 /// Largest delta-seconds value we represent (RFC 9111 §1.2.2: a bigger one, or an

@@ -10,12 +10,20 @@
 //! follower waits at most the time it is given (the proxy passes `upstream_timeout`), then
 //! carries on without the leader. This module decides nothing about HTTP.
 //!
+//! Followers need not wait for the whole body: once the leader has begun storing its
+//! response, it publishes the entry (`Growing`) and how far it is (`Fill`), and followers
+//! read the file as it grows. The leader fills it at the backend's pace, whatever its own
+//! client's (see the proxy's relay step), so no follower is held to the slowest client.
+//!
 //! `PassMarks` remembers, for a while, the URIs whose responses could not be stored, so that
 //! requests for them are not made to wait for each other in the first place.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::http::Response;
 
 /// The flights in progress, by key.
 #[derive(Debug, Default)]
@@ -24,11 +32,66 @@ pub struct InFlight {
     flights: Mutex<HashMap<String, Arc<Flight>>>,
 }
 
-/// One fetch in progress, that followers can wait on.
+/// One fetch in progress, that followers can wait on, and read as it is stored.
 #[derive(Debug, Default)]
 pub struct Flight {
-    done: Mutex<bool>,
-    finished: Condvar,
+    state: Mutex<FlightState>,
+    /// Notified when the flight ends and whenever its entry grows.
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct FlightState {
+    /// The leader's guard is gone.
+    done: bool,
+    /// The entry the leader is writing, once it has begun one.
+    growing: Option<Arc<Growing>>,
+    /// How far that entry is.
+    fill: Fill,
+}
+
+/// An entry being written by a flight's leader: followers read its file as it grows (ATS's
+/// read-while-writer), so they get the response at the backend's pace, not after it.
+#[derive(Clone, Debug)]
+pub struct Growing {
+    /// The key the entry is stored under (its variant's): a follower whose request selects
+    /// another variant does not read it.
+    pub key: String,
+    /// The file being written. Readers open it while the flight lasts; once the entry is
+    /// committed it is renamed, and an open file goes on reading the same bytes.
+    pub path: PathBuf,
+    /// The stored head, as written at the start of the file.
+    pub head: Response,
+    /// Where the body starts in the file.
+    pub body_start: u64,
+}
+
+/// How far a growing entry's body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Being written; this many body bytes can be read from the file.
+    Writing(u64),
+    /// Complete, with this many body bytes.
+    Complete(u64),
+    /// Given up: what was read of it is all there will be.
+    Failed,
+}
+
+impl Default for Fill {
+    fn default() -> Self {
+        Fill::Writing(0)
+    }
+}
+
+/// What a follower's wait for a flight ends with.
+#[derive(Debug)]
+pub enum Waited {
+    /// The leader is storing its response: read it as it grows.
+    Growing(Arc<Growing>),
+    /// The flight ended (the entry committed, or nothing stored): look in the cache again.
+    Ended,
+    /// Neither happened in time.
+    TimedOut,
 }
 
 /// What a request becomes when it joins the flight for a key.
@@ -86,12 +149,76 @@ impl InFlight {
 impl Flight {
     /// Waits until the flight ends or `timeout` passes; returns whether it ended.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        let (done, _) = self
-            .finished
-            .wait_timeout_while(done, timeout, |done| !*done)
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |state| !state.done)
             .unwrap_or_else(PoisonError::into_inner);
-        *done
+        state.done
+    }
+
+    /// Waits until the leader has begun storing its response, or the flight ends, or
+    /// `timeout` passes.
+    pub fn wait_for_entry(&self, timeout: Duration) -> Waited {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| !s.done && s.growing.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        match (&state.growing, state.fill, state.done) {
+            (Some(growing), Fill::Writing(_), _) => Waited::Growing(Arc::clone(growing)),
+            (_, _, true) | (Some(_), _, false) => Waited::Ended,
+            (None, _, false) => Waited::TimedOut,
+        }
+    }
+
+    /// Waits until the growing entry has more than `read` body bytes, is complete or has
+    /// failed, or `timeout` passes; returns how far it is then.
+    pub fn wait_for_bytes(&self, read: u64, timeout: Duration) -> Fill {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(
+                state,
+                timeout,
+                |s| matches!(s.fill, Fill::Writing(n) if n <= read),
+            )
+            .unwrap_or_else(PoisonError::into_inner);
+        state.fill
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut FlightState)) {
+        change(&mut self.lock());
+        self.changed.notify_all();
+    }
+}
+
+impl FlightGuard<'_> {
+    /// The leader has begun storing its response in `growing`: followers may read it.
+    pub fn publish(&self, growing: Growing) {
+        self.flight.update(|s| {
+            s.growing = Some(Arc::new(growing));
+            s.fill = Fill::Writing(0);
+        });
+    }
+
+    /// `written` body bytes of the published entry are in its file.
+    pub fn advance(&self, written: u64) {
+        self.flight.update(|s| s.fill = Fill::Writing(written));
+    }
+
+    /// The published entry is complete, with `total` body bytes.
+    pub fn complete(&self, total: u64) {
+        self.flight.update(|s| s.fill = Fill::Complete(total));
+    }
+
+    /// The published entry was given up.
+    pub fn fail(&self) {
+        self.flight.update(|s| s.fill = Fill::Failed);
     }
 }
 
@@ -109,12 +236,13 @@ impl Drop for FlightGuard<'_> {
             flights.remove(&self.key);
         }
         drop(flights);
-        *self
-            .flight
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = true;
-        self.flight.finished.notify_all();
+        self.flight.update(|s| {
+            s.done = true;
+            // A leader gone without saying the entry was complete has given it up.
+            if matches!(s.fill, Fill::Writing(_)) && s.growing.is_some() {
+                s.fill = Fill::Failed;
+            }
+        });
     }
 }
 
@@ -246,6 +374,86 @@ mod tests {
         marks.mark("one more", later);
         assert!(marks.is_marked("one more", later));
         assert_eq!(marks.lock().len(), 1, "the expired marks were dropped");
+    }
+
+    fn growing() -> Growing {
+        Growing {
+            key: "k".to_string(),
+            path: PathBuf::from("/nowhere"),
+            head: Response::new(200),
+            body_start: 40,
+        }
+    }
+
+    #[test]
+    fn followers_see_the_entry_as_it_grows_then_complete() {
+        let f = InFlight::new();
+        let Role::Leader(guard) = f.join("k") else {
+            panic!("expected to lead")
+        };
+        let Role::Follower(flight) = f.join("k") else {
+            panic!("expected to follow")
+        };
+        assert!(matches!(
+            flight.wait_for_entry(Duration::ZERO),
+            Waited::TimedOut
+        ));
+        guard.publish(growing());
+        guard.advance(10);
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let Waited::Growing(entry) = flight.wait_for_entry(Duration::from_secs(20)) else {
+                    panic!("no entry")
+                };
+                assert_eq!(entry.body_start, 40);
+                ready_tx.send(()).unwrap();
+                let mut seen = vec![];
+                let mut read = 0;
+                loop {
+                    match flight.wait_for_bytes(read, Duration::from_secs(20)) {
+                        Fill::Writing(n) => {
+                            seen.push(n);
+                            read = n;
+                        }
+                        Fill::Complete(n) => return (seen, n),
+                        Fill::Failed => panic!("failed"),
+                    }
+                }
+            });
+            ready.recv().unwrap();
+            for n in [20, 30] {
+                guard.advance(n);
+            }
+            guard.complete(30);
+            let (seen, total) = reader.join().unwrap();
+            assert_eq!(total, 30);
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        });
+        drop(guard);
+        assert!(matches!(
+            flight.wait_for_entry(Duration::ZERO),
+            Waited::Ended
+        ));
+    }
+
+    #[test]
+    fn a_leader_gone_without_completing_leaves_a_failed_entry() {
+        let f = InFlight::new();
+        let Role::Leader(guard) = f.join("k") else {
+            panic!("expected to lead")
+        };
+        let Role::Follower(flight) = f.join("k") else {
+            panic!("expected to follow")
+        };
+        guard.publish(growing());
+        guard.advance(5);
+        drop(guard);
+        assert_eq!(flight.wait_for_bytes(5, Duration::ZERO), Fill::Failed);
+        assert!(matches!(
+            flight.wait_for_entry(Duration::ZERO),
+            Waited::Ended
+        ));
     }
 
     #[test]
