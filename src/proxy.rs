@@ -216,6 +216,11 @@ impl Proxy {
             in_flight: InFlight::new(),
             default_ttl: Duration::from_secs(config.cache_ttl),
         });
+        if let Some(cache) = &cache {
+            cache.store.start_upkeep().map_err(|e| {
+                Error::Startup(format!("cannot start the cache's upkeep thread: {e}"))
+            })?;
+        }
         let response_limits = Limits {
             max_line: config.max_response_header_bytes,
             max_header_bytes: config.max_response_header_bytes,

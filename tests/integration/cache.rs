@@ -61,6 +61,27 @@ fn upstream(backend: &Backend, n: usize) -> String {
     String::from_utf8_lossy(&backend.requests()[n]).to_ascii_lowercase()
 }
 
+/// What a file of `len` bytes takes on the disk of `dir`: its allocated blocks (or its
+/// length, if more), as the cache counts it.
+fn on_disk(dir: &TempDir, len: usize) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let probe = dir.join("probe");
+    std::fs::write(&probe, vec![b'x'; len]).unwrap();
+    let meta = std::fs::metadata(&probe).unwrap();
+    std::fs::remove_file(&probe).unwrap();
+    (meta.blocks() * 512).max(meta.len())
+}
+
+/// Polls `done` until it holds, for at most `IO_TIMEOUT`: for what the proxy does in the
+/// background after answering (eviction, the census).
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A proxy with the cache on (the default) in front of `backend`, with extra config lines.
 fn cached(dir: &TempDir, backend: &Backend, config: &str) -> Process {
     proxy(dir, &format!("{}{config}", backend_lines(&[backend.addr])))
@@ -685,7 +706,7 @@ fn cache_max_object_skips_and_cache_max_size_evicts_the_least_recently_used() {
     let dir = TempDir::new("cache-limits");
     let config = format!(
         "cache_max_object = 1500\ncache_max_size = {}\n",
-        size * 5 / 2
+        on_disk(&dir, size) * 5 / 2
     );
     let proxy = cached(&dir, &backend, &config);
     // Too big to store: relayed whole, every time.
@@ -699,8 +720,8 @@ fn cache_max_object_skips_and_cache_max_size_evicts_the_least_recently_used() {
     assert_eq!(x_cache(&get(proxy.addr, "/b")), "MISS");
     assert_eq!(x_cache(&get(proxy.addr, "/a")), "HIT");
     assert_eq!(x_cache(&get(proxy.addr, "/c")), "MISS");
+    eventually("the eviction", || cache_entries(&dir).len() == 2);
     let entries = cache_entries(&dir);
-    assert_eq!(entries.len(), 2);
     for entry in &entries {
         // The stored file is the backend's response byte for byte.
         assert_eq!(std::fs::metadata(entry).unwrap().len(), size as u64);
