@@ -32,8 +32,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Eviction removes least recently used entries until the total is at most this percentage
-/// of the limit.
+/// With an upkeep thread, a batch of eviction starts when the total passes this percentage
+/// of the limit, so that the limit itself is seldom reached.
+pub const EVICT_FROM_PERCENT: u64 = 95;
+
+/// A batch of eviction removes least recently used entries until the total is at most this
+/// percentage of the limit.
 pub const EVICT_TO_PERCENT: u64 = 90;
 
 /// At most one info line about eviction per this interval; each batch also has its own
@@ -78,9 +82,18 @@ pub fn millis(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The total eviction brings the cache down to, for a limit of `limit` bytes.
-pub fn eviction_target(limit: u64) -> u64 {
-    u64::try_from(u128::from(limit) * u128::from(EVICT_TO_PERCENT) / 100).unwrap_or(u64::MAX)
+/// `percent` percent of `limit`, rounded down, without overflow.
+pub fn percent_of(limit: u64, percent: u64) -> u64 {
+    u64::try_from(u128::from(limit) * u128::from(percent) / 100).unwrap_or(u64::MAX)
+}
+
+/// What eviction a store asks for (`Index::after_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfterStore {
+    /// Evict now, in the storing thread, down to this total.
+    pub evict_now_to: Option<u64>,
+    /// Wake the upkeep thread for a batch.
+    pub wake: bool,
 }
 
 /// One file as the census listed it.
@@ -162,6 +175,11 @@ impl Index {
         self.entries.len()
     }
 
+    /// Whether the entry `name` is known.
+    pub fn contains(&self, name: &Name) -> bool {
+        self.entries.contains_key(name)
+    }
+
     /// Whether the census has not started (nothing is recorded yet).
     pub fn is_uncounted(&self) -> bool {
         matches!(self.census, Census::NotStarted)
@@ -172,9 +190,31 @@ impl Index {
         matches!(self.census, Census::Complete)
     }
 
-    /// Whether the total is past `limit` and eviction should run.
+    /// Whether the census is complete and the total is past `limit`.
     pub fn is_over(&self, limit: u64) -> bool {
         self.is_complete() && self.usage > limit
+    }
+
+    /// The eviction a store that left this total asks for, with a limit of `limit` bytes.
+    ///
+    /// With an upkeep thread (`upkeep`), past `EVICT_FROM_PERCENT` of the limit the thread
+    /// is woken for a batch; a store that takes the total past the limit itself means the
+    /// thread is behind (it has one thread's share of the CPU against every writer's), so
+    /// the storing thread evicts down to the limit: about as much as it added, one or two
+    /// files. Without one, a store past the limit evicts the batch itself.
+    pub fn after_store(&self, limit: u64, upkeep: bool) -> AfterStore {
+        let past_limit = self.is_over(limit);
+        if upkeep {
+            AfterStore {
+                evict_now_to: past_limit.then_some(limit),
+                wake: self.is_over(percent_of(limit, EVICT_FROM_PERCENT)),
+            }
+        } else {
+            AfterStore {
+                evict_now_to: past_limit.then(|| percent_of(limit, EVICT_TO_PERCENT)),
+                wake: false,
+            }
+        }
     }
 
     /// Records that the file `name` was (re)written, taking `size` bytes, at `now`: it
@@ -543,10 +583,55 @@ mod tests {
     }
 
     #[test]
-    fn eviction_target_is_a_percentage_of_the_limit_without_overflow() {
-        assert_eq!(eviction_target(1000), 900);
-        assert_eq!(eviction_target(0), 0);
-        assert_eq!(eviction_target(u64::MAX), 16_602_069_666_338_596_453);
+    fn percentages_of_the_limit_do_not_overflow() {
+        assert_eq!(percent_of(1000, EVICT_TO_PERCENT), 900);
+        assert_eq!(percent_of(0, EVICT_TO_PERCENT), 0);
+        assert_eq!(
+            percent_of(u64::MAX, EVICT_TO_PERCENT),
+            16_602_069_666_338_596_453
+        );
+    }
+
+    #[test]
+    fn the_upkeep_thread_is_woken_early_and_writers_evict_only_past_the_limit() {
+        let after = |usage: u64, upkeep| {
+            let mut index = complete();
+            index.record(n(1), usage, at(1));
+            index.after_store(1000, upkeep)
+        };
+        let quiet = AfterStore {
+            evict_now_to: None,
+            wake: false,
+        };
+        assert_eq!(after(950, true), quiet);
+        assert_eq!(
+            after(951, true),
+            AfterStore {
+                evict_now_to: None,
+                wake: true
+            }
+        );
+        assert_eq!(
+            after(1001, true),
+            AfterStore {
+                evict_now_to: Some(1000),
+                wake: true
+            }
+        );
+        // Without an upkeep thread the store evicts the whole batch, past the limit only.
+        assert_eq!(after(999, false), quiet);
+        assert_eq!(
+            after(1001, false),
+            AfterStore {
+                evict_now_to: Some(900),
+                wake: false
+            }
+        );
+        // Never before the census is complete.
+        let mut counting = Index::new();
+        counting.begin_census();
+        counting.record(n(1), 5000, at(1));
+        assert_eq!(counting.after_store(1000, true), quiet);
     }
 
     #[test]

@@ -575,8 +575,8 @@ impl Shared {
         }
     }
 
-    /// Renames `temp` (`size` bytes on disk) to `name`, recording it in the index, then has
-    /// the cache evicted if the total is past `max_size`. A name being evicted at this very
+    /// Renames `temp` (`size` bytes on disk) to `name`, recording it in the index, then
+    /// evicts or has the upkeep thread evict, as `Index::after_store` says. A name being evicted at this very
     /// moment takes nothing: the temporary file is removed and the entry not stored.
     fn install(&self, temp: &Path, name: &str, size: u64) -> io::Result<()> {
         let dest = self.dir.join(name);
@@ -590,11 +590,9 @@ impl Shared {
         }
         fs::rename(temp, &dest)?;
         index.record(parsed, size, SystemTime::now());
-        let over = index.is_over(self.max_size);
+        let asked = index.after_store(self.max_size, self.upkeep.load(Ordering::SeqCst));
         drop(index);
-        if over {
-            self.evict_soon();
-        }
+        self.evict_after_store(asked);
         Ok(())
     }
 
@@ -628,10 +626,22 @@ impl Shared {
         }
     }
 
-    /// Drops the record of `name`, whose file is gone.
+    /// Drops the record of `name`, whose file was not found. If the index knows it and the
+    /// file is still missing (not put back meanwhile), someone else removed it (we change
+    /// the index before or with the file), so the whole index is re-synced.
     fn forget(&self, name: &str) {
-        if let Some(name) = parse_name(name) {
-            self.lock_index().remove(&name);
+        let Some(parsed) = parse_name(name) else {
+            return;
+        };
+        let mut index = self.lock_index();
+        if index.contains(&parsed) && self.dir.join(name).exists() {
+            return;
+        }
+        let known = index.remove(&parsed).is_some();
+        drop(index);
+        if known {
+            log::debug!("cache: {name} was removed by someone else");
+            self.want_census();
         }
     }
 

@@ -15,11 +15,16 @@ use std::time::{Instant, SystemTime};
 
 use super::{allocated, Shared, TEMP_PREFIX};
 use crate::cache::index::{
-    eviction_target, millis, name_hex, parse_name, EvictionSummary, EvictionTally, Index, Listed,
+    millis, name_hex, parse_name, percent_of, AfterStore, EvictionSummary, EvictionTally, Index,
+    Listed, EVICT_FROM_PERCENT, EVICT_TO_PERCENT,
 };
 
 /// Listed files folded into the index per lock taken during a census.
 const CENSUS_CHUNK: usize = 1024;
+
+/// A census to re-sync starts no sooner than this many times the last census's duration
+/// after it ended: at most about a tenth of the upkeep thread's time goes to listing.
+const CENSUS_SPACING: u32 = 10;
 
 /// What one eviction batch did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,44 +34,67 @@ pub(super) struct Batch {
 }
 
 impl Shared {
-    /// The upkeep thread: the census, then until the store is dropped: eviction whenever
-    /// the total passes `max_size`, a new census when one is wanted, the log line when due.
+    /// The upkeep thread: the census, then until the store is dropped: a batch of eviction
+    /// whenever the total passes `EVICT_FROM_PERCENT` of `max_size`, a new census when one
+    /// is wanted (no sooner than `CENSUS_SPACING` times the last one's duration after it),
+    /// the log line when due.
     pub(super) fn run_upkeep(&self) {
-        self.census(true);
+        let mut next_census = self.census(true);
+        let mark = percent_of(self.max_size, EVICT_FROM_PERCENT);
         loop {
-            let log_wait = self.lock_tally().wait(Instant::now());
-            let idle = |index: &mut Index| {
-                !self.stopping.load(Ordering::SeqCst)
-                    && !self.census_wanted.load(Ordering::SeqCst)
-                    && !index.is_over(self.max_size)
-            };
-            let index = self.lock_index();
-            let index = match log_wait {
-                Some(wait) => {
-                    self.wake
-                        .wait_timeout_while(index, wait, idle)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-                None => self
-                    .wake
-                    .wait_while(index, idle)
-                    .unwrap_or_else(PoisonError::into_inner),
-            };
-            let over = index.is_over(self.max_size);
-            drop(index);
+            let over = self.wait_for_work(mark, next_census);
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
             if over {
-                let batch = self.evict_batch(eviction_target(self.max_size));
+                let batch = self.evict_batch(percent_of(self.max_size, EVICT_TO_PERCENT));
                 self.report(batch);
             }
-            if self.census_wanted.swap(false, Ordering::SeqCst) {
+            if Instant::now() >= next_census && self.census_wanted.swap(false, Ordering::SeqCst) {
                 self.lock_index().begin_census();
-                self.census(false);
+                next_census = self.census(false);
             }
             self.log_due();
+        }
+    }
+
+    /// Sleeps until there is something to do: the total past `mark` (returns true), a census
+    /// wanted and allowed after `next_census`, a log line due, or the store dropped.
+    fn wait_for_work(&self, mark: u64, next_census: Instant) -> bool {
+        let now = Instant::now();
+        let wanted = self.census_wanted.load(Ordering::SeqCst);
+        let census_in = wanted.then(|| next_census.saturating_duration_since(now));
+        let timeout = census_in
+            .into_iter()
+            .chain(self.lock_tally().wait(now))
+            .min();
+        // Woken early when the store is dropped, eviction is needed, or a census becomes
+        // wanted (to compute when it may start).
+        let idle = |index: &mut Index| {
+            !self.stopping.load(Ordering::SeqCst)
+                && !index.is_over(mark)
+                && self.census_wanted.load(Ordering::SeqCst) == wanted
+        };
+        let index = self.lock_index();
+        let index = match timeout {
+            Some(timeout) => {
+                self.wake
+                    .wait_timeout_while(index, timeout, idle)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+            None => self
+                .wake
+                .wait_while(index, idle)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
+        index.is_over(mark)
+    }
+
+    /// Asks the upkeep thread, if any, for a census: files went away behind our back.
+    pub(super) fn want_census(&self) {
+        if self.upkeep.load(Ordering::SeqCst) && !self.census_wanted.swap(true, Ordering::SeqCst) {
+            self.wake_upkeep();
         }
     }
 
@@ -76,14 +104,15 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    /// The total is past `max_size`: the upkeep thread evicts, or without one, this thread.
-    pub(super) fn evict_soon(&self) {
-        if self.upkeep.load(Ordering::SeqCst) {
+    /// Evicts what a store asked for (`Index::after_store`).
+    pub(super) fn evict_after_store(&self, asked: AfterStore) {
+        if asked.wake {
             // The total changed under the lock before this, so the thread cannot miss it.
             self.wake.notify_all();
-        } else {
-            let batch = self.evict_batch(eviction_target(self.max_size));
-            self.report(batch);
+        }
+        if let Some(target) = asked.evict_now_to {
+            let batch = self.evict_batch(target);
+            self.tally(batch);
         }
     }
 
@@ -116,11 +145,8 @@ impl Shared {
             }
         }
         if vanished > 0 {
-            log::info!("cache: {vanished} entries were removed by someone else; re-counting");
-            self.census_wanted.store(true, Ordering::SeqCst);
-            if self.upkeep.load(Ordering::SeqCst) {
-                self.wake_upkeep();
-            }
+            log::info!("cache: {vanished} entries were removed by someone else");
+            self.want_census();
         }
         batch
     }
@@ -145,7 +171,7 @@ impl Shared {
             log::warn!("cache: the disk is full while the cache is being counted");
             return false;
         };
-        let batch = self.evict_batch(eviction_target(usage));
+        let batch = self.evict_batch(percent_of(usage, EVICT_TO_PERCENT));
         self.room_made.fetch_add(1, Ordering::SeqCst);
         log::warn!(
             "cache: the disk is full: evicted {} files ({} B, least recently used)",
@@ -155,8 +181,7 @@ impl Shared {
         batch.files > 0
     }
 
-    /// Reports a batch evicted to stay under `max_size`: a debug line, and the info
-    /// summary when one is due.
+    /// Reports a batch of the upkeep thread: a debug line, and the info summary when due.
     fn report(&self, batch: Batch) {
         let usage = self.lock_index().usage();
         log::debug!(
@@ -165,6 +190,14 @@ impl Shared {
             batch.bytes,
             self.max_size
         );
+        self.tally(batch);
+    }
+
+    /// Counts a batch for the info summary, and writes the summary if it is due.
+    fn tally(&self, batch: Batch) {
+        if batch.files == 0 {
+            return;
+        }
         let due = self
             .lock_tally()
             .add(batch.files, batch.bytes, Instant::now());
@@ -196,8 +229,9 @@ impl Shared {
     }
 
     /// Lists the directory into the index, whose census has begun, a chunk at a time, and
-    /// completes it. The first census also removes what killed processes left.
-    pub(super) fn census(&self, first: bool) {
+    /// completes it. The first census also removes what killed processes left. Returns when
+    /// the next census may start.
+    pub(super) fn census(&self, first: bool) -> Instant {
         let started = Instant::now();
         let mut chunk = Vec::with_capacity(CENSUS_CHUNK);
         for file in self.listing(first) {
@@ -220,6 +254,7 @@ impl Shared {
                 n => format!("; {n} removed by someone else"),
             }
         );
+        Instant::now() + started.elapsed() * CENSUS_SPACING
     }
 
     /// The entry files in the directory, each with its allocated size and its atime (one in
