@@ -43,15 +43,18 @@
 //! What an entry costs is the space its file takes on disk (allocated blocks, at least its
 //! length), not its length: a 1 KiB response takes a 4 KiB block. The in-memory index
 //! (`index`) keeps every entry's size and last use and the running total, so no request
-//! lists the directory:
+//! lists the directory.
 //!
 //! - A proxy's store runs [`Store::start_upkeep`]: a background thread rebuilds the index
 //!   once (the *census*: every file's allocated size, its atime as its last use) while
-//!   requests are served, then evicts. When a commit takes the total past `max_size`, it
-//!   wakes that thread, which removes least recently used entries, one file at a time with
-//!   the lock taken only to pick each one, until the total is at most
-//!   [`EVICT_TO_PERCENT`](super::index::EVICT_TO_PERCENT) of `max_size`. During the census nothing is evicted (the total is not known yet, and the
-//!   least recently used entries are the ones not yet listed).
+//!   requests are served, then evicts. When a commit takes the total past 95% of
+//!   `max_size`, it wakes that thread, which removes least recently used entries, one file
+//!   at a time with the lock taken only to pick each one, down to 90%
+//!   ([`EVICT_TO_PERCENT`](super::index::EVICT_TO_PERCENT)). Should the writers outrun it
+//!   (it gets one thread's share of the CPU), a commit that takes the total past `max_size`
+//!   evicts about as much as it added, itself. During the census nothing is evicted: the
+//!   total is not known yet, and the least recently used entries are the ones not yet
+//!   listed. Temporary files being written are not counted.
 //! - Without it (the client, `--flush-cache`), the first commit counts the directory and a
 //!   commit past the limit evicts the batch itself, as a one-shot program should.
 //!
@@ -61,12 +64,12 @@
 //! `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU order.
 //!
 //! A file removed by someone else (an `rm`, another process's flush) is forgotten when a
-//! lookup fails to open it, or when eviction fails to remove it; eviction meeting one also
-//! asks for a new census, which re-syncs the whole index in the background.
+//! lookup fails to open it or eviction fails to remove it, and either asks the upkeep
+//! thread for a new census, which re-syncs the whole index in the background.
 //!
-//! A write that fails because the disk is full (`ENOSPC`, `EDQUOT`) evicts a batch (the
-//! least recently used tenth of what the cache holds) and is tried once more; if it fails
-//! again the entry is dropped. The cache keeps working either way.
+//! A write that fails because the disk is full (`ENOSPC`, `EDQUOT`) evicts a batch, the
+//! least recently used tenth of what the cache holds, in the writing thread, and is tried
+//! once more; if it fails again the entry is dropped. The cache keeps working either way.
 
 use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
@@ -136,13 +139,16 @@ struct Shared {
     /// of an entry file is recorded in the same critical section, except eviction's, which
     /// marks the name as being evicted instead (`Index::may_install`).
     index: Mutex<Index>,
-    /// Wakes the upkeep thread: the total passed `max_size`, a census is wanted, or the
-    /// store is being dropped.
+    /// Wakes the upkeep thread: the total passed `EVICT_FROM_PERCENT` of `max_size`, a
+    /// census is wanted, or the store is being dropped.
     wake: Condvar,
     /// Whether an upkeep thread counts and evicts (`Store::start_upkeep`); otherwise the
     /// first commit counts and a commit past the limit evicts.
     upkeep: AtomicBool,
-    /// Set when eviction met a file someone else removed: the upkeep thread re-syncs.
+    /// Set while the upkeep thread evicts a batch: stores past the mark need not wake it.
+    evicting: AtomicBool,
+    /// Set when a lookup or an eviction met a file someone else removed: the upkeep thread
+    /// re-syncs.
     census_wanted: AtomicBool,
     /// Set when the store is dropped: the upkeep thread ends.
     stopping: AtomicBool,
@@ -157,6 +163,8 @@ struct Shared {
     index_lock: Mutex<()>,
     /// Numbers temporary files and nonces within this process.
     counter: AtomicU64,
+    /// Our process id, for temporary file names (asked once: it is a system call).
+    pid: u32,
 }
 
 /// A stored response, opened: its head, and its body ready to be read.
@@ -234,6 +242,7 @@ impl Store {
                 index: Mutex::new(Index::new()),
                 wake: Condvar::new(),
                 upkeep: AtomicBool::new(false),
+                evicting: AtomicBool::new(false),
                 census_wanted: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 room_lock: Mutex::new(()),
@@ -241,13 +250,14 @@ impl Store {
                 tally: Mutex::new(EvictionTally::default()),
                 index_lock: Mutex::new(()),
                 counter: AtomicU64::new(0),
+                pid: std::process::id(),
             }),
         }
     }
 
     /// Starts the background thread that counts the entries already on disk (requests are
-    /// served meanwhile) and then evicts whenever the total passes `max_size`, so no request
-    /// waits on either. For a long-running program (the proxy); call it once, before use.
+    /// served meanwhile) and then evicts as the total nears `max_size`, so no request waits
+    /// on either. For a long-running program (the proxy); call it once, before use.
     ///
     /// # Errors
     /// The thread cannot be started.
@@ -348,12 +358,19 @@ impl Store {
             // The placeholder is the value of the last field: before its CRLF and the final CRLF.
             writer.patch_at = Some((bytes.len() - 4 - LENGTH_WIDTH) as u64);
         }
-        fs::create_dir_all(&self.shared.dir)?;
-        let create = || {
+        let open = || {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&writer.temp)
+        };
+        // The directory is made when the first entry is written (or when someone removed it).
+        let create = || match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.shared.dir)?;
+                open()
+            }
+            other => other,
         };
         let file = self.shared.with_room(&mut writer.retried, create)?;
         writer.file = Some(BufWriter::new(file));
@@ -512,8 +529,8 @@ impl Shared {
 
     fn temp_path(&self, name: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        self.dir.join(format!("{TEMP_PREFIX}{name}-{pid}-{n}"))
+        self.dir
+            .join(format!("{TEMP_PREFIX}{name}-{}-{n}", self.pid))
     }
 
     /// A new variant index nonce, unique across processes and restarts in practice.
@@ -523,7 +540,7 @@ impl Shared {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let seed = format!("{base}\n{now}\n{}\n{n}", std::process::id());
+        let seed = format!("{base}\n{now}\n{}\n{n}", self.pid);
         entry_name(&seed)[..NONCE_LEN].to_string()
     }
 
@@ -576,8 +593,9 @@ impl Shared {
     }
 
     /// Renames `temp` (`size` bytes on disk) to `name`, recording it in the index, then
-    /// evicts or has the upkeep thread evict, as `Index::after_store` says. A name being evicted at this very
-    /// moment takes nothing: the temporary file is removed and the entry not stored.
+    /// evicts or has the upkeep thread evict, as `Index::after_store` says. A name being
+    /// evicted at this very moment takes nothing: the temporary file is removed and the
+    /// entry not stored.
     fn install(&self, temp: &Path, name: &str, size: u64) -> io::Result<()> {
         let dest = self.dir.join(name);
         let parsed = parse_name(name).expect("entry names are 40 hex digits");
@@ -590,7 +608,8 @@ impl Shared {
         }
         fs::rename(temp, &dest)?;
         index.record(parsed, size, SystemTime::now());
-        let asked = index.after_store(self.max_size, self.upkeep.load(Ordering::SeqCst));
+        let upkeep = self.upkeep.load(Ordering::SeqCst);
+        let asked = index.after_store(self.max_size, upkeep, size);
         drop(index);
         self.evict_after_store(asked);
         Ok(())
@@ -777,7 +796,8 @@ impl EntryWriter {
 
     /// Puts the entry in place: checks the body length against the head, writes the
     /// Content-Length if it was not known, sets mtime to when the response was received and
-    /// renames the file over any previous entry. Does nothing if the writer has given up.
+    /// renames the file over any previous entry. Does nothing if the writer has given up (or
+    /// if the entry's name is being evicted at that very moment).
     ///
     /// # Errors
     /// The body is shorter or longer than the head says (`InvalidData`), or an I/O error; the

@@ -897,7 +897,7 @@ fn eviction_is_logged_in_summary_not_one_line_per_file() {
     assert!((1..=2).contains(&lines.len()), "{lines:#?}");
     assert!(
         lines[0].contains(" INFO  cache: evicted ")
-            && lines[0].contains(" B, least recently used) in 1 batches"),
+            && lines[0].contains(" B, least recently used) in 1 batch, "),
         "{}",
         lines[0]
     );

@@ -15,8 +15,8 @@ use std::time::{Instant, SystemTime};
 
 use super::{allocated, Shared, TEMP_PREFIX};
 use crate::cache::index::{
-    millis, name_hex, parse_name, percent_of, AfterStore, EvictionSummary, EvictionTally, Index,
-    Listed, EVICT_FROM_PERCENT, EVICT_TO_PERCENT,
+    millis, name_hex, parse_name, percent_of, AfterStore, Eviction, EvictionSummary, EvictionTally,
+    Index, Listed, EVICT_FROM_PERCENT, EVICT_TO_PERCENT,
 };
 
 /// Listed files folded into the index per lock taken during a census.
@@ -47,7 +47,11 @@ impl Shared {
                 return;
             }
             if over {
-                let batch = self.evict_batch(percent_of(self.max_size, EVICT_TO_PERCENT));
+                self.evicting.store(true, Ordering::SeqCst);
+                let target = percent_of(self.max_size, EVICT_TO_PERCENT);
+                let batch = self.evict_batch(Eviction::down_to(target));
+                // Cleared before `wait_for_work` looks at the total again, under the lock.
+                self.evicting.store(false, Ordering::SeqCst);
                 self.report(batch);
             }
             if Instant::now() >= next_census && self.census_wanted.swap(false, Ordering::SeqCst) {
@@ -106,22 +110,23 @@ impl Shared {
 
     /// Evicts what a store asked for (`Index::after_store`).
     pub(super) fn evict_after_store(&self, asked: AfterStore) {
-        if asked.wake {
-            // The total changed under the lock before this, so the thread cannot miss it.
+        if asked.wake && !self.evicting.load(Ordering::SeqCst) {
+            // The total changed under the lock before this, so the thread cannot miss it;
+            // and one that is evicting looks at the total again before it sleeps.
             self.wake.notify_all();
         }
-        if let Some(target) = asked.evict_now_to {
-            let batch = self.evict_batch(target);
+        if let Some(eviction) = asked.evict_now {
+            let batch = self.evict_batch(eviction);
             self.tally(batch);
         }
     }
 
-    /// Removes least recently used entries until the total is at most `target` (or the
-    /// census is not complete). A file already gone is only forgotten, and asks for a new
-    /// census: someone else is removing files.
-    pub(super) fn evict_batch(&self, target: u64) -> Batch {
+    /// Removes least recently used entries as `eviction` says (nothing until the census is
+    /// complete). A file already gone is only forgotten, and asks for a new census: someone
+    /// else is removing files.
+    pub(super) fn evict_batch(&self, eviction: Eviction) -> Batch {
         let mut batch = Batch::default();
-        let mut vanished = 0;
+        let (mut vanished, mut taken) = (0, 0);
         let mut last = None;
         loop {
             let next = {
@@ -129,10 +134,14 @@ impl Shared {
                 if let Some(name) = last.take() {
                     index.evicted(&name);
                 }
-                index.evict_one(target)
+                let budget_left = taken < eviction.at_most;
+                budget_left
+                    .then(|| index.evict_one(eviction.down_to))
+                    .flatten()
             };
             let Some((name, size)) = next else { break };
             last = Some(name);
+            taken += size;
             let hex = name_hex(&name);
             match fs::remove_file(self.dir.join(&hex)) {
                 Ok(()) => {
@@ -171,7 +180,7 @@ impl Shared {
             log::warn!("cache: the disk is full while the cache is being counted");
             return false;
         };
-        let batch = self.evict_batch(percent_of(usage, EVICT_TO_PERCENT));
+        let batch = self.evict_batch(Eviction::down_to(percent_of(usage, EVICT_TO_PERCENT)));
         self.room_made.fetch_add(1, Ordering::SeqCst);
         log::warn!(
             "cache: the disk is full: evicted {} files ({} B, least recently used)",
@@ -216,10 +225,11 @@ impl Shared {
 
     fn log_summary(&self, s: EvictionSummary) {
         log::info!(
-            "cache: evicted {} files ({} B, least recently used) in {} batches, to stay under cache_max_size ({} B)",
+            "cache: evicted {} files ({} B, least recently used) in {} {}, to stay under cache_max_size ({} B)",
             s.files,
             s.bytes,
             s.batches,
+            if s.batches == 1 { "batch" } else { "batches" },
             self.max_size
         );
     }
@@ -268,7 +278,7 @@ impl Shared {
                 }
             })
             .ok();
-        let ours = std::process::id().to_string();
+        let ours = self.pid.to_string();
         let now = millis(SystemTime::now());
         listing
             .into_iter()
