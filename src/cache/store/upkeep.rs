@@ -183,8 +183,8 @@ impl Shared {
         let batch = self.evict_batch(Eviction::down_to(percent_of(usage, EVICT_TO_PERCENT)));
         self.room_made.fetch_add(1, Ordering::SeqCst);
         log::warn!(
-            "cache: the disk is full: evicted {} files ({} B, least recently used)",
-            batch.files,
+            "cache: the disk is full: evicted {} ({} B, least recently used)",
+            counted(batch.files, "file", "files"),
             batch.bytes
         );
         batch.files > 0
@@ -225,11 +225,10 @@ impl Shared {
 
     fn log_summary(&self, s: EvictionSummary) {
         log::info!(
-            "cache: evicted {} files ({} B, least recently used) in {} {}, to stay under cache_max_size ({} B)",
-            s.files,
+            "cache: evicted {} ({} B, least recently used) in {}, to stay under cache_max_size ({} B)",
+            counted(s.files, "file", "files"),
             s.bytes,
-            s.batches,
-            if s.batches == 1 { "batch" } else { "batches" },
+            counted(s.batches, "batch", "batches"),
             self.max_size
         );
     }
@@ -309,4 +308,9 @@ impl Shared {
                 None
             })
     }
+}
+
+/// `n` and the noun, singular or plural: "1 file", "2 files".
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
