@@ -21,7 +21,7 @@
 //!   (the least recently used entries are exactly the ones not yet listed);
 //! - at its end, entries the listing did not see and that were not noted are dropped: their
 //!   files went away behind our back (a flush or `rm` by someone else). The same census runs
-//!   again later to re-sync when eviction meets such a file.
+//!   again later to re-sync, when a lookup or an eviction meets such a file.
 //!
 //! # Memory
 //!
