@@ -133,7 +133,7 @@ struct Meta {
     size: u64,
     /// Last use, in `millis`; the entry's place in `Index::order`.
     used: u64,
-    /// Seen by the census now running (or the last one).
+    /// Listed or changed since the current (or last) census began; `begin_census` clears it.
     listed: bool,
 }
 
@@ -252,7 +252,7 @@ impl Index {
         }
         let used = self.next_use(now);
         self.note(name);
-        self.put(name, size, used, true);
+        self.put(name, size, used);
     }
 
     /// Records a use of `name` (a file of `size` bytes) at `now`: it becomes the most
@@ -267,7 +267,7 @@ impl Index {
             _ => {
                 let used = self.next_use(now);
                 self.note(name);
-                self.put(name, size, used, true);
+                self.put(name, size, used);
             }
         }
     }
@@ -331,7 +331,7 @@ impl Index {
                 continue;
             }
             let used = self.entries.get(&file.name).map_or(file.used, |m| m.used);
-            self.put(file.name, file.size, used.max(file.used), true);
+            self.put(file.name, file.size, used.max(file.used));
         }
     }
 
@@ -368,8 +368,12 @@ impl Index {
     }
 
     /// Inserts or replaces an entry, keeping `order` and `usage` in step.
-    fn put(&mut self, name: Name, size: u64, used: u64, listed: bool) {
-        let meta = Meta { size, used, listed };
+    fn put(&mut self, name: Name, size: u64, used: u64) {
+        let meta = Meta {
+            size,
+            used,
+            listed: true,
+        };
         if let Some(old) = self.entries.insert(name, meta) {
             self.order.remove(&(old.used, name));
             self.usage -= old.size;
