@@ -28,6 +28,7 @@ use crate::http::parse::{absolute_form_parts, normalize_authority};
 use crate::http::{is_token, remove_hop_by_hop, Headers, Request, Response};
 
 mod flight;
+mod index;
 mod store;
 
 pub use flight::{

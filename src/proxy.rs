@@ -143,6 +143,14 @@ pub fn run(config: Config) -> Result<()> {
     let health = proxy.health_checks()?;
     println!("listening on {addr}");
     proxy.log_start(addr);
+    // Started after the line above, which must be the first on stdout: the count of the
+    // entries already on disk logs what it found.
+    if let Some(cache) = &proxy.cache {
+        cache
+            .store
+            .start_upkeep()
+            .map_err(|e| Error::Startup(format!("cannot start the cache's upkeep thread: {e}")))?;
+    }
     if let Some(warning) = too_few_files {
         log::warn!("{warning}");
     }

@@ -40,33 +40,57 @@
 //!
 //! # Size
 //!
-//! A running total of the bytes in entry files is kept, counted once on first use, so no
-//! request scans the directory. When a commit takes it past `max_size`, the directory is
-//! scanned once and the least recently used entries (oldest atime) are removed until the
-//! total is at most [`EVICT_TO_PERCENT`] of `max_size`, so a full cache does not rescan on
-//! every store. We set atime ourselves on use, to the minute ([`ATIME_RESOLUTION`]), rather
-//! than trust the mount's atime policy (`noatime`, `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU
-//! order.
+//! What an entry costs is the space its file takes on disk (allocated blocks, at least its
+//! length), not its length: a 1 KiB response takes a 4 KiB block. The in-memory index
+//! (`index`) keeps every entry's size and last use and the running total, so no request
+//! lists the directory.
+//!
+//! - A proxy's store runs [`Store::start_upkeep`]: a background thread rebuilds the index
+//!   once (the *census*: every file's allocated size, its atime as its last use) while
+//!   requests are served, then evicts. When a commit takes the total past 95% of
+//!   `max_size`, it wakes that thread, which removes least recently used entries, one file
+//!   at a time with the lock taken only to pick each one, down to 90%
+//!   ([`EVICT_TO_PERCENT`](super::index::EVICT_TO_PERCENT)). Should the writers outrun it
+//!   (it gets one thread's share of the CPU), a commit that takes the total past `max_size`
+//!   evicts about as much as it added, itself. During the census nothing is evicted: the
+//!   total is not known yet, and the least recently used entries are the ones not yet
+//!   listed. Temporary files being written are not counted.
+//! - Without it (the client, `--flush-cache`), the first commit counts the directory and a
+//!   commit past the limit evicts the batch itself, as a one-shot program should.
+//!
+//! "Used" is a lookup that found the entry, or its storing. The index orders uses exactly;
+//! the file's atime, which is what survives a restart, we move ourselves on use, to the
+//! minute ([`ATIME_RESOLUTION`]), rather than trust the mount's atime policy (`noatime`,
+//! `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU order.
+//!
+//! A file removed by someone else (an `rm`, another process's flush) is forgotten when a
+//! lookup fails to open it or eviction fails to remove it, and either asks the upkeep
+//! thread for a new census, which re-syncs the whole index in the background.
+//!
+//! A write that fails because the disk is full (`ENOSPC`, `EDQUOT`) evicts a batch, the
+//! least recently used tenth of what the cache holds, in the writing thread, and is tried
+//! once more; if it fails again the entry is dropped. The cache keeps working either way.
 
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use super::index::{parse_name, EvictionTally, Index};
 use super::{entry_name, variant_key, vary_names};
 use crate::http::body::{response_framing, Framing, COPY_BUFFER};
 use crate::http::parse::{read_response, Limits, MAX_HEADERS, MAX_HEADER_BYTES, MAX_REQUEST_LINE};
 use crate::http::serialize::response_head_bytes;
 use crate::http::{is_token, Request, Response};
 
+mod upkeep;
+
 /// Start of every temporary file's name; `flush` removes these too.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// Eviction removes least recently used entries until the total is at most this percentage
-/// of `max_size`.
-pub const EVICT_TO_PERCENT: u64 = 90;
 /// An entry's atime is moved to now on use only when it is older than this: eviction order
 /// is kept to the minute, and a popular entry costs no write per hit (the idea of Linux's
 /// `relatime`).
@@ -94,17 +118,15 @@ const STORED_HEAD_LIMITS: Limits = Limits {
 
 /// Whether `name` is an entry file's name: 40 lowercase hex digits.
 pub fn is_entry_name(name: &str) -> bool {
-    name.len() == 40
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    parse_name(name).is_some()
 }
 
 /// On-disk store: one file per entry under `dir`, named `entry_name(key)`, holding the status
 /// line, the header fields and the body, byte-exact. mtime = stored / last validated.
 ///
 /// Cheap to share between threads (`&Store` is all they need); every file operation that
-/// changes the total size happens under one lock.
+/// changes the total size happens under one lock, with the change to the in-memory index.
+/// Dropping the store stops its upkeep thread, if it has one.
 pub struct Store {
     shared: Arc<Shared>,
 }
@@ -113,14 +135,36 @@ struct Shared {
     dir: PathBuf,
     max_size: u64,
     max_object: u64,
-    /// Bytes in entry files, `None` until first counted. Invariant: only changed with the
-    /// lock held, in the same critical section as the rename or removal it accounts for.
-    usage: Mutex<Option<u64>>,
+    /// The entries, their sizes and last uses. Invariant: a rename into place or a removal
+    /// of an entry file is recorded in the same critical section, except eviction's, which
+    /// marks the name as being evicted instead (`Index::may_install`).
+    index: Mutex<Index>,
+    /// Wakes the upkeep thread: the total passed `EVICT_FROM_PERCENT` of `max_size`, a
+    /// census is wanted, or the store is being dropped.
+    wake: Condvar,
+    /// Whether an upkeep thread counts and evicts (`Store::start_upkeep`); otherwise the
+    /// first commit counts and a commit past the limit evicts.
+    upkeep: AtomicBool,
+    /// Set while the upkeep thread evicts a batch: stores past the mark need not wake it.
+    evicting: AtomicBool,
+    /// Set when a lookup or an eviction met a file someone else removed: the upkeep thread
+    /// re-syncs.
+    census_wanted: AtomicBool,
+    /// Set when the store is dropped: the upkeep thread ends.
+    stopping: AtomicBool,
+    /// Held while a batch is evicted because the disk was full, so writers that fail at
+    /// the same time make room once; `room_made` counts those batches.
+    room_lock: Mutex<()>,
+    room_made: AtomicU64,
+    /// Evictions not yet reported in the log.
+    tally: Mutex<EvictionTally>,
     /// Held while a variant index is read and replaced, so concurrent variants of one URI
     /// agree on one nonce.
     index_lock: Mutex<()>,
     /// Numbers temporary files and nonces within this process.
     counter: AtomicU64,
+    /// Our process id, for temporary file names (asked once: it is a system call).
+    pid: u32,
 }
 
 /// A stored response, opened: its head, and its body ready to be read.
@@ -195,11 +239,36 @@ impl Store {
                 dir: dir.into(),
                 max_size,
                 max_object,
-                usage: Mutex::new(None),
+                index: Mutex::new(Index::new()),
+                wake: Condvar::new(),
+                upkeep: AtomicBool::new(false),
+                evicting: AtomicBool::new(false),
+                census_wanted: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                room_lock: Mutex::new(()),
+                room_made: AtomicU64::new(0),
+                tally: Mutex::new(EvictionTally::default()),
                 index_lock: Mutex::new(()),
                 counter: AtomicU64::new(0),
+                pid: std::process::id(),
             }),
         }
+    }
+
+    /// Starts the background thread that counts the entries already on disk (requests are
+    /// served meanwhile) and then evicts as the total nears `max_size`, so no request waits
+    /// on either. For a long-running program (the proxy); call it once, before use.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn start_upkeep(&self) -> io::Result<()> {
+        self.shared.lock_index().begin_census();
+        self.shared.upkeep.store(true, Ordering::SeqCst);
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("cache-upkeep".to_string())
+            .spawn(move || shared.run_upkeep())
+            .map(drop)
     }
 
     /// The directory the entries live in.
@@ -207,9 +276,16 @@ impl Store {
         &self.shared.dir
     }
 
-    /// Bytes currently used by entry files, counting them first if that has not been done.
+    /// Bytes on disk taken by the entry files. With an upkeep thread this is what is known
+    /// so far (only what was stored or used, until the census is complete); without, the
+    /// directory is counted first if it has not been.
     pub fn usage(&self) -> u64 {
-        *self.shared.lock_usage()
+        self.shared.counted_index().usage()
+    }
+
+    /// Entry files known (with an upkeep thread: so far), variant indexes included.
+    pub fn entries(&self) -> u64 {
+        self.shared.counted_index().len() as u64
     }
 
     /// The entry for `key`, or None. An unreadable or malformed file is removed and is None.
@@ -265,6 +341,7 @@ impl Store {
             declared,
             patch_at: None,
             received: SystemTime::now(),
+            retried: false,
         };
         if declared.is_some_and(|n| n > self.shared.max_object) {
             return Ok(writer);
@@ -281,15 +358,23 @@ impl Store {
             // The placeholder is the value of the last field: before its CRLF and the final CRLF.
             writer.patch_at = Some((bytes.len() - 4 - LENGTH_WIDTH) as u64);
         }
-        fs::create_dir_all(&self.shared.dir)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&writer.temp)?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&writer.temp)
+        };
+        // The directory is made when the first entry is written (or when someone removed it).
+        let create = || match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.shared.dir)?;
+                open()
+            }
+            other => other,
+        };
+        let file = self.shared.with_room(&mut writer.retried, create)?;
         writer.file = Some(BufWriter::new(file));
-        if let Some(file) = writer.file.as_mut() {
-            file.write_all(&bytes)?;
-        }
+        writer.write_on(&mut &bytes[..])?;
         Ok(writer)
     }
 
@@ -377,11 +462,7 @@ impl Store {
     /// The directory cannot be listed or a file cannot be removed. A missing directory is
     /// an empty cache, not an error.
     pub fn flush(&self) -> io::Result<(u64, u64)> {
-        let mut usage = self
-            .shared
-            .usage
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut index = self.shared.lock_index();
         let listing = match fs::read_dir(&self.shared.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
             other => other?,
@@ -396,28 +477,62 @@ impl Store {
                 continue;
             }
             fs::remove_file(item.path())?;
+            if let Some(name) = parse_name(name) {
+                index.remove(&name);
+            }
             files += 1;
             bytes += meta.len();
         }
-        *usage = None;
         Ok((files, bytes))
     }
 }
 
+impl Drop for Store {
+    /// Stops the upkeep thread (it finishes the file it is removing, if any).
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake_upkeep();
+    }
+}
+
+/// The space a file takes on disk: its allocated blocks, or its length if that is more (a
+/// file whose blocks are not allocated yet, or kept inline by the filesystem).
+fn allocated(meta: &Metadata) -> u64 {
+    meta.blocks().saturating_mul(512).max(meta.len())
+}
+
+/// Linux's "no space left on device".
+const ENOSPC: i32 = 28;
+/// Linux's "disk quota exceeded".
+const EDQUOT: i32 = 122;
+
+/// Whether an I/O error says the disk (or the user's quota) is full. (By number:
+/// `ErrorKind::StorageFull` is newer than our minimum Rust.)
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
 impl Shared {
-    fn lock_usage(&self) -> UsageGuard<'_> {
-        let mut guard = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard.is_none() {
-            let files = self.scan(true);
-            *guard = Some(files.iter().map(|f| f.size).sum());
+    fn lock_index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The index, counted first when no upkeep thread does it and nobody has yet: the
+    /// one-shot way, for the client and for tests.
+    fn counted_index(&self) -> MutexGuard<'_, Index> {
+        let mut index = self.lock_index();
+        if index.is_uncounted() {
+            index.begin_census();
+            index.merge(self.listing(true));
+            index.finish_census();
         }
-        UsageGuard(guard)
+        index
     }
 
     fn temp_path(&self, name: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        self.dir.join(format!("{TEMP_PREFIX}{name}-{pid}-{n}"))
+        self.dir
+            .join(format!("{TEMP_PREFIX}{name}-{}-{n}", self.pid))
     }
 
     /// A new variant index nonce, unique across processes and restarts in practice.
@@ -427,13 +542,14 @@ impl Shared {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let seed = format!("{base}\n{now}\n{}\n{n}", std::process::id());
+        let seed = format!("{base}\n{now}\n{}\n{n}", self.pid);
         entry_name(&seed)[..NONCE_LEN].to_string()
     }
 
-    /// Opens and checks the file `name`. A missing file is None; a file that cannot be
-    /// read or is malformed is removed and is None. Moves the file's atime to now (when it
-    /// is older than `ATIME_RESOLUTION`): this is what "recently used" means for eviction.
+    /// Opens and checks the file `name`. A missing file is None (and forgotten); a file that
+    /// cannot be read or is malformed is removed and is None. A file found is used now, for
+    /// eviction's order; its atime, which keeps that order across restarts, is moved to now
+    /// when it is older than `ATIME_RESOLUTION`.
     fn open(&self, name: &str) -> Option<Stored> {
         let path = self.dir.join(name);
         let opened = File::open(&path).and_then(|file| {
@@ -442,7 +558,10 @@ impl Shared {
         });
         let (file, meta) = match opened {
             Ok(opened) => opened,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(name);
+                return None;
+            }
             Err(e) => {
                 log::warn!("cache: removing unreadable entry {name}: {e}");
                 self.remove_file(name);
@@ -461,7 +580,12 @@ impl Shared {
             }
         }
         match parse_file(file, &meta) {
-            Ok(stored) => Some(stored),
+            Ok(stored) => {
+                if let Some(parsed) = parse_name(name) {
+                    self.lock_index().touch(parsed, allocated(&meta), now);
+                }
+                Some(stored)
+            }
             Err(why) => {
                 log::warn!("cache: removing malformed entry {name}: {why}");
                 self.remove_file(name);
@@ -470,18 +594,26 @@ impl Shared {
         }
     }
 
-    /// Renames `temp` to `name`, accounting for the bytes it adds and the file it replaces,
-    /// then evicts if the total is past `max_size`.
-    fn install(&self, temp: &Path, name: &str) -> io::Result<()> {
-        let size = fs::metadata(temp)?.len();
+    /// Renames `temp` (`size` bytes on disk) to `name`, recording it in the index, then
+    /// evicts or has the upkeep thread evict, as `Index::after_store` says. A name being
+    /// evicted at this very moment takes nothing: the temporary file is removed and the
+    /// entry not stored.
+    fn install(&self, temp: &Path, name: &str, size: u64) -> io::Result<()> {
         let dest = self.dir.join(name);
-        let mut usage = self.lock_usage();
-        let replaced = fs::metadata(&dest).map_or(0, |m| m.len());
-        fs::rename(temp, &dest)?;
-        *usage = usage.saturating_sub(replaced) + size;
-        if *usage > self.max_size {
-            self.evict(&mut usage);
+        let parsed = parse_name(name).expect("entry names are 40 hex digits");
+        let mut index = self.counted_index();
+        if !index.may_install(&parsed) {
+            drop(index);
+            log::debug!("cache: {name} is being evicted, not replaced");
+            let _ = fs::remove_file(temp);
+            return Ok(());
         }
+        fs::rename(temp, &dest)?;
+        index.record(parsed, size, SystemTime::now());
+        let upkeep = self.upkeep.load(Ordering::SeqCst);
+        let asked = index.after_store(self.max_size, upkeep, size);
+        drop(index);
+        self.evict_after_store(asked);
         Ok(())
     }
 
@@ -489,103 +621,71 @@ impl Shared {
     fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let temp = self.temp_path(name);
-        let written = fs::write(&temp, bytes).and_then(|()| self.install(&temp, name));
+        let mut retried = false;
+        let written = self
+            .with_room(&mut retried, || fs::write(&temp, bytes))
+            .and_then(|()| {
+                let size = allocated(&fs::metadata(&temp)?);
+                self.with_room(&mut retried, || self.install(&temp, name, size))
+            });
         if written.is_err() {
             let _ = fs::remove_file(&temp);
         }
         written
     }
 
+    /// Removes the file `name`, and its record.
     fn remove_file(&self, name: &str) {
         let path = self.dir.join(name);
-        let mut usage = self.lock_usage();
-        let size = fs::metadata(&path).map_or(0, |m| m.len());
-        if fs::remove_file(&path).is_ok() {
-            *usage = usage.saturating_sub(size);
-        }
-    }
-
-    /// Removes least recently used entries until the total is at most
-    /// `EVICT_TO_PERCENT` of `max_size`. The scan also corrects the running total, should
-    /// another process (a flush) have changed the directory.
-    fn evict(&self, usage: &mut u64) {
-        let mut files = self.scan(false);
-        *usage = files.iter().map(|f| f.size).sum();
-        let target = u64::try_from(u128::from(self.max_size) * u128::from(EVICT_TO_PERCENT) / 100)
-            .unwrap_or(u64::MAX);
-        files.sort_by_key(|f| f.accessed);
-        for file in files {
-            if *usage <= target {
-                break;
-            }
-            if fs::remove_file(&file.path).is_ok() {
-                *usage = usage.saturating_sub(file.size);
-                log::info!(
-                    "cache: evicted {} ({} B, least recently used)",
-                    file.path.display(),
-                    file.size
-                );
-            }
-        }
-    }
-
-    /// The entry files in the directory. With `clean_up`, temporary files left by other
-    /// processes (a proxy that was killed) are removed on the way.
-    fn scan(&self, clean_up: bool) -> Vec<FileInfo> {
-        let Ok(listing) = fs::read_dir(&self.dir) else {
-            return Vec::new();
+        let mut index = self.lock_index();
+        let removed = match fs::remove_file(&path) {
+            Ok(()) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
         };
-        let ours = std::process::id().to_string();
-        let mut files = Vec::new();
-        for item in listing.flatten() {
-            let name = item.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Ok(meta) = item.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
-            if is_entry_name(name) {
-                files.push(FileInfo {
-                    path: item.path(),
-                    size: meta.len(),
-                    accessed: meta.accessed().unwrap_or(SystemTime::UNIX_EPOCH),
-                });
-            } else if clean_up
-                && name.starts_with(TEMP_PREFIX)
-                && name.rsplit('-').nth(1) != Some(ours.as_str())
-            {
-                log::info!("cache: removing leftover temporary file {name}");
-                let _ = fs::remove_file(item.path());
-            }
+        if let (true, Some(name)) = (removed, parse_name(name)) {
+            index.remove(&name);
         }
-        files
     }
-}
 
-/// The usage total, locked and counted.
-struct UsageGuard<'a>(MutexGuard<'a, Option<u64>>);
-
-impl std::ops::Deref for UsageGuard<'_> {
-    type Target = u64;
-    fn deref(&self) -> &u64 {
-        self.0
-            .as_ref()
-            .expect("lock_usage counts before handing out the guard")
+    /// Drops the record of `name`, whose file was not found. If the index knows it and the
+    /// file is still missing (not put back meanwhile), someone else removed it (we change
+    /// the index before or with the file), so the whole index is re-synced.
+    fn forget(&self, name: &str) {
+        let Some(parsed) = parse_name(name) else {
+            return;
+        };
+        let mut index = self.lock_index();
+        if index.contains(&parsed) && self.dir.join(name).exists() {
+            return;
+        }
+        let known = index.remove(&parsed).is_some();
+        drop(index);
+        if known {
+            log::debug!("cache: {name} was removed by someone else");
+            self.want_census();
+        }
     }
-}
 
-impl std::ops::DerefMut for UsageGuard<'_> {
-    fn deref_mut(&mut self) -> &mut u64 {
-        self.0
-            .as_mut()
-            .expect("lock_usage counts before handing out the guard")
+    /// Runs `op`; if it fails because the disk is full and this writer has not done so yet
+    /// (`retried`), makes room and runs it once more.
+    fn with_room<T>(
+        &self,
+        retried: &mut bool,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<T> {
+        let seen = self.room_made.load(Ordering::SeqCst);
+        match op() {
+            Err(e) if is_disk_full(&e) && !*retried => {
+                *retried = true;
+                if self.make_room(seen) {
+                    op()
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
     }
-}
-
-struct FileInfo {
-    path: PathBuf,
-    size: u64,
-    accessed: SystemTime,
 }
 
 /// The ETag of a response without its weakness mark (`W/`).
@@ -678,6 +778,9 @@ pub struct EntryWriter {
     patch_at: Option<u64>,
     /// When the response was received: the entry's mtime.
     received: SystemTime,
+    /// Whether a write of this entry already found the disk full and made room: the next
+    /// such failure drops the entry.
+    retried: bool,
 }
 
 impl EntryWriter {
@@ -695,7 +798,8 @@ impl EntryWriter {
 
     /// Puts the entry in place: checks the body length against the head, writes the
     /// Content-Length if it was not known, sets mtime to when the response was received and
-    /// renames the file over any previous entry. Does nothing if the writer has given up.
+    /// renames the file over any previous entry. Does nothing if the writer has given up (or
+    /// if the entry's name is being evicted at that very moment).
     ///
     /// # Errors
     /// The body is shorter or longer than the head says (`InvalidData`), or an I/O error; the
@@ -711,11 +815,13 @@ impl EntryWriter {
         result
     }
 
-    fn finish(&self, buffered: BufWriter<File>) -> io::Result<()> {
+    fn finish(&mut self, mut buffered: BufWriter<File>) -> io::Result<()> {
         if self.declared.is_some_and(|n| n != self.body_len) {
             let why = "the body length does not match the stored Content-Length";
             return Err(io::Error::new(io::ErrorKind::InvalidData, why));
         }
+        let shared = &self.shared;
+        shared.with_room(&mut self.retried, || buffered.flush())?;
         let mut file = buffered.into_inner().map_err(|e| e.into_error())?;
         if let Some(at) = self.patch_at {
             file.seek(SeekFrom::Start(at))?;
@@ -725,24 +831,51 @@ impl EntryWriter {
             .set_modified(self.received)
             .set_accessed(SystemTime::now());
         file.set_times(times)?;
+        let size = allocated(&file.metadata()?);
         drop(file);
-        self.shared.install(&self.temp, &self.name)
+        let (temp, name) = (&self.temp, &self.name);
+        shared.with_room(&mut self.retried, || shared.install(temp, name, size))
     }
+
+    /// Writes `rest` to the temporary file, advancing it past what was written. When the
+    /// disk is full, room is made once and the write goes on from where it stopped.
+    fn write_on(&mut self, rest: &mut &[u8]) -> io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        self.shared
+            .with_room(&mut self.retried, || write_all_from(file, rest))
+    }
+}
+
+/// `write_all` that leaves in `rest` what is not written yet when it fails, so that calling
+/// it again goes on from there. Through a `BufWriter`, each `write` takes some bytes or
+/// none, so nothing is written twice or skipped.
+fn write_all_from(out: &mut impl Write, rest: &mut &[u8]) -> io::Result<()> {
+    while !rest.is_empty() {
+        match out.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Write for EntryWriter {
     /// Appends body bytes; past max_object the writer gives up quietly and keeps accepting
     /// (and dropping) bytes, so the response it copies keeps flowing to the client.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(file) = self.file.as_mut() else {
+        if self.file.is_none() {
             return Ok(buf.len());
-        };
+        }
         self.body_len += buf.len() as u64;
         if self.body_len > self.shared.max_object {
             self.abandon();
             return Ok(buf.len());
         }
-        if let Err(e) = file.write_all(buf) {
+        if let Err(e) = self.write_on(&mut &buf[..]) {
             self.abandon();
             return Err(e);
         }
@@ -824,6 +957,11 @@ mod tests {
         w.commit()
     }
 
+    /// What a file takes on disk, as the store counts it.
+    fn on_disk(path: &Path) -> u64 {
+        allocated(&fs::metadata(path).unwrap())
+    }
+
     fn body_of(mut entry: Entry) -> Vec<u8> {
         let mut out = Vec::new();
         entry.body().read_to_end(&mut out).unwrap();
@@ -844,7 +982,8 @@ mod tests {
         let file = fs::read(dir.0.join(entry_name("k"))).unwrap();
         assert!(file.starts_with(b"HTTP/1.1 200 OK\r\nContent-Length: 256\r\n"));
         assert!(file.ends_with(&body));
-        assert_eq!(s.usage(), file.len() as u64);
+        assert_eq!(s.usage(), on_disk(&dir.0.join(entry_name("k"))));
+        assert!(s.usage() >= file.len() as u64);
     }
 
     #[test]
@@ -1018,8 +1157,10 @@ mod tests {
     fn eviction_removes_least_recently_used_first() {
         let dir = TempDir::new("evict");
         let body = [b'x'; 1000];
-        let head_len = response_head_bytes(&resp("Content-Length: 1000\r\n")).len() as u64;
-        let one = head_len + 1000;
+        let probe = Store::new(&dir.0, 1 << 20, 1 << 20);
+        put(&probe, "probe", "Content-Length: 1000\r\n", &body).unwrap();
+        let one = probe.usage();
+        probe.flush().unwrap();
         // Room for two entries, not three.
         let s = Store::new(&dir.0, one * 2 + one / 2, 1 << 20);
         put(&s, "a", "Content-Length: 1000\r\n", &body).unwrap();
@@ -1097,5 +1238,157 @@ mod tests {
         ] {
             assert_eq!(VaryIndex::parse(bad), None, "{bad}");
         }
+    }
+
+    /// Polls `done` until it holds, for at most ten seconds.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_file_removed_behind_the_stores_back_is_forgotten() {
+        let dir = TempDir::new("forget");
+        let s = store(&dir);
+        put(&s, "a", "Content-Length: 2\r\n", b"hi").unwrap();
+        put(&s, "b", "Content-Length: 2\r\n", b"hi").unwrap();
+        let one = on_disk(&dir.0.join(entry_name("a")));
+        fs::remove_file(dir.0.join(entry_name("a"))).unwrap();
+        assert!(s.read("a").is_none());
+        assert_eq!((s.entries(), s.usage()), (1, one));
+    }
+
+    /// A writer that takes `room` bytes, then fails as a full disk does until `room` grows.
+    struct Disk {
+        written: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.room - self.written.len());
+            if n == 0 {
+                return Err(io::Error::from_raw_os_error(ENOSPC));
+            }
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_stopped_by_a_full_disk_goes_on_where_it_stopped() {
+        let data: Vec<u8> = (0..100).collect();
+        let mut out = BufWriter::with_capacity(
+            8,
+            Disk {
+                written: Vec::new(),
+                room: 37,
+            },
+        );
+        let mut failures = 0;
+        // Pieces smaller and larger than the buffer: both of BufWriter's ways of writing.
+        let mut pieces = Vec::new();
+        let mut left = &data[..];
+        for len in [5, 30, 3, 3, 40, 19] {
+            let (piece, rest) = left.split_at(len);
+            pieces.push(piece);
+            left = rest;
+        }
+        for mut piece in pieces {
+            while let Err(e) = write_all_from(&mut out, &mut piece) {
+                assert!(is_disk_full(&e));
+                failures += 1;
+                out.get_mut().room += 40;
+            }
+            assert!(piece.is_empty());
+        }
+        out.flush().unwrap();
+        assert_eq!(
+            out.get_ref().written,
+            data,
+            "nothing repeated, nothing skipped"
+        );
+        assert_eq!(failures, 2);
+    }
+
+    #[test]
+    fn a_full_disk_evicts_a_tenth_least_recently_used_and_is_tried_once_more() {
+        let dir = TempDir::new("full");
+        let s = store(&dir);
+        for key in 0..20 {
+            put(&s, &key.to_string(), "Content-Length: 2\r\n", b"hi").unwrap();
+        }
+        let one = on_disk(&dir.0.join(entry_name("0")));
+        assert!(s.read("0").is_some(), "0 becomes the most recently used");
+        let full = || io::Error::from_raw_os_error(ENOSPC);
+        let mut attempts = 0;
+        let mut retried = false;
+        let ok = s.shared.with_room(&mut retried, || {
+            attempts += 1;
+            if attempts == 1 {
+                Err(full())
+            } else {
+                Ok(())
+            }
+        });
+        assert!(ok.is_ok() && retried);
+        assert_eq!(attempts, 2);
+        // 20 entries, down to 90%: the two least recently used went.
+        assert_eq!((s.entries(), s.usage()), (18, 18 * one));
+        for gone in ["1", "2"] {
+            assert!(s.read(gone).is_none(), "{gone}");
+        }
+        assert!(s.read("0").is_some() && s.read("3").is_some());
+        // A second failure of the same writer is not retried: the entry is dropped.
+        let again = s.shared.with_room(&mut retried, || Err::<(), _>(full()));
+        assert!(is_disk_full(&again.unwrap_err()));
+        assert_eq!(s.entries(), 18);
+        // Other errors are not retried.
+        let mut fresh = false;
+        let other = s.shared.with_room(&mut fresh, || {
+            Err::<(), _>(io::Error::from(io::ErrorKind::PermissionDenied))
+        });
+        assert!(other.is_err() && !fresh);
+    }
+
+    #[test]
+    fn upkeep_counts_in_the_background_and_evicts_past_the_limit() {
+        let dir = TempDir::new("upkeep");
+        let before = store(&dir);
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        for key in 0..10 {
+            put(&before, &key.to_string(), "Content-Length: 2\r\n", b"hi").unwrap();
+            let file = File::open(dir.0.join(entry_name(&key.to_string()))).unwrap();
+            let used = long_ago + Duration::from_secs(key);
+            file.set_times(FileTimes::new().set_accessed(used)).unwrap();
+        }
+        let one = on_disk(&dir.0.join(entry_name("0")));
+        drop(before);
+        // Room for 12.5 entries: the census finds ten, three more pass the limit.
+        let s = Store::new(&dir.0, 12 * one + one / 2, 1 << 16);
+        s.start_upkeep().unwrap();
+        assert!(
+            s.read("5").is_some(),
+            "served whether or not the census is done"
+        );
+        eventually("the census", || s.entries() == 10);
+        for key in 10..13 {
+            put(&s, &key.to_string(), "Content-Length: 2\r\n", b"hi").unwrap();
+        }
+        // Down to 90% of the limit: 11 entries of the 13, the oldest atimes first.
+        eventually("the eviction", || s.entries() == 11);
+        assert_eq!(s.usage(), 11 * one);
+        assert_eq!(dir.files().len(), 11);
+        for gone in ["0", "1"] {
+            assert!(s.read(gone).is_none(), "{gone}");
+        }
+        assert!(s.read("5").is_some(), "used after the others, so kept");
     }
 }

@@ -7,7 +7,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Instant, SystemTime};
 
 use super::{Exchange, Proxy};
-use crate::cache;
 use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
@@ -89,16 +88,10 @@ impl Proxy {
             .zip(health)
             .map(|(b, h)| (b.authority(), h))
             .collect();
-        let cache = self.cache.as_ref().map(|c| {
-            let entries = std::fs::read_dir(c.store.dir())
-                .map(|dir| {
-                    dir.flatten()
-                        .filter(|e| cache::is_entry_name(&e.file_name().to_string_lossy()))
-                        .count() as u64
-                })
-                .unwrap_or(0);
-            (entries, c.store.usage())
-        });
+        let cache = self
+            .cache
+            .as_ref()
+            .map(|c| (c.store.entries(), c.store.usage()));
         StatusView {
             stats: self.stats.snapshot(),
             backends,
