@@ -32,7 +32,7 @@ mod index;
 mod store;
 
 pub use flight::{
-    Fill, Flight, FlightGuard, Growing, InFlight, PassMarks, Role, Waited, HIT_FOR_PASS,
+    Flight, FlightGuard, Growing, InFlight, PassMarks, Progress, Role, Waited, HIT_FOR_PASS,
 };
 pub use store::{is_entry_name, Entry, EntryWriter, Store, TEMP_PREFIX};
 

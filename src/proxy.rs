@@ -40,6 +40,7 @@
 
 mod backend;
 mod cache_steps;
+mod fill;
 mod relay;
 mod rewrite;
 mod status_page;
@@ -67,7 +68,8 @@ use crate::server::{self, ClientStream};
 use crate::stats::{RequestRecord, Stats};
 use crate::upstream::{Connection, Pool, POOL_REAP_INTERVAL};
 use backend::{read_body, reusable, Job, Upstream};
-use cache_steps::{Fill, Lookup, SharedCache};
+use cache_steps::{Fill, Forward, Lookup, SharedCache};
+use fill::serve_growing;
 pub use relay::filter_response;
 use relay::{relay_response, serve_from_cache};
 use rewrite::client_host;
@@ -475,6 +477,22 @@ impl Proxy {
                 exchange.cache = CacheStatus::Hit;
                 return serve_from_cache(client.get_ref().tcp(), request, entry, age, exchange);
             }
+            Lookup::Follow(flight, growing) => {
+                exchange.cache = CacheStatus::Hit;
+                let tcp = client.get_ref().tcp();
+                let wait = self.config.upstream_timeout;
+                if serve_growing(tcp, request, &flight, &growing, wait, exchange)? {
+                    return Ok(());
+                }
+                // The entry was committed or dropped just now: look again, once.
+                match self.cache_lookup(request, framing) {
+                    Lookup::Hit(entry, age) => {
+                        return serve_from_cache(tcp, request, entry, age, exchange);
+                    }
+                    Lookup::Forward(plan) => plan,
+                    Lookup::Follow(..) => Forward::bypass(),
+                }
+            }
             Lookup::Forward(plan) => plan,
         };
         exchange.cache = plan.status;
@@ -541,7 +559,7 @@ impl Proxy {
             client.get_ref().tcp(),
             &response,
             (upstream_framing, client_framing),
-            entry,
+            entry.map(|entry| (entry, plan.leader.as_ref())),
             exchange,
         )?;
         if event_stream && conn.set_read_timeout(self.config.upstream_timeout).is_err() {

@@ -11,7 +11,7 @@
 //! carries on without the leader. This module decides nothing about HTTP.
 //!
 //! Followers need not wait for the whole body: once the leader has begun storing its
-//! response, it publishes the entry (`Growing`) and how far it is (`Fill`), and followers
+//! response, it publishes the entry (`Growing`) and how far it is (`Progress`), and followers
 //! read the file as it grows. The leader fills it at the backend's pace, whatever its own
 //! client's (see the proxy's relay step), so no follower is held to the slowest client.
 //!
@@ -47,7 +47,7 @@ struct FlightState {
     /// The entry the leader is writing, once it has begun one.
     growing: Option<Arc<Growing>>,
     /// How far that entry is.
-    fill: Fill,
+    fill: Progress,
 }
 
 /// An entry being written by a flight's leader: followers read its file as it grows (ATS's
@@ -68,7 +68,7 @@ pub struct Growing {
 
 /// How far a growing entry's body is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fill {
+pub enum Progress {
     /// Being written; this many body bytes can be read from the file.
     Writing(u64),
     /// Complete, with this many body bytes.
@@ -77,9 +77,9 @@ pub enum Fill {
     Failed,
 }
 
-impl Default for Fill {
+impl Default for Progress {
     fn default() -> Self {
-        Fill::Writing(0)
+        Progress::Writing(0)
     }
 }
 
@@ -166,7 +166,7 @@ impl Flight {
             .wait_timeout_while(state, timeout, |s| !s.done && s.growing.is_none())
             .unwrap_or_else(PoisonError::into_inner);
         match (&state.growing, state.fill, state.done) {
-            (Some(growing), Fill::Writing(_), _) => Waited::Growing(Arc::clone(growing)),
+            (Some(growing), Progress::Writing(_), _) => Waited::Growing(Arc::clone(growing)),
             (_, _, true) | (Some(_), _, false) => Waited::Ended,
             (None, _, false) => Waited::TimedOut,
         }
@@ -174,14 +174,14 @@ impl Flight {
 
     /// Waits until the growing entry has more than `read` body bytes, is complete or has
     /// failed, or `timeout` passes; returns how far it is then.
-    pub fn wait_for_bytes(&self, read: u64, timeout: Duration) -> Fill {
+    pub fn wait_for_bytes(&self, read: u64, timeout: Duration) -> Progress {
         let state = self.lock();
         let (state, _) = self
             .changed
             .wait_timeout_while(
                 state,
                 timeout,
-                |s| matches!(s.fill, Fill::Writing(n) if n <= read),
+                |s| matches!(s.fill, Progress::Writing(n) if n <= read),
             )
             .unwrap_or_else(PoisonError::into_inner);
         state.fill
@@ -202,23 +202,23 @@ impl FlightGuard<'_> {
     pub fn publish(&self, growing: Growing) {
         self.flight.update(|s| {
             s.growing = Some(Arc::new(growing));
-            s.fill = Fill::Writing(0);
+            s.fill = Progress::Writing(0);
         });
     }
 
     /// `written` body bytes of the published entry are in its file.
     pub fn advance(&self, written: u64) {
-        self.flight.update(|s| s.fill = Fill::Writing(written));
+        self.flight.update(|s| s.fill = Progress::Writing(written));
     }
 
     /// The published entry is complete, with `total` body bytes.
     pub fn complete(&self, total: u64) {
-        self.flight.update(|s| s.fill = Fill::Complete(total));
+        self.flight.update(|s| s.fill = Progress::Complete(total));
     }
 
     /// The published entry was given up.
     pub fn fail(&self) {
-        self.flight.update(|s| s.fill = Fill::Failed);
+        self.flight.update(|s| s.fill = Progress::Failed);
     }
 }
 
@@ -239,8 +239,8 @@ impl Drop for FlightGuard<'_> {
         self.flight.update(|s| {
             s.done = true;
             // A leader gone without saying the entry was complete has given it up.
-            if matches!(s.fill, Fill::Writing(_)) && s.growing.is_some() {
-                s.fill = Fill::Failed;
+            if matches!(s.fill, Progress::Writing(_)) && s.growing.is_some() {
+                s.fill = Progress::Failed;
             }
         });
     }
@@ -412,12 +412,12 @@ mod tests {
                 let mut read = 0;
                 loop {
                     match flight.wait_for_bytes(read, Duration::from_secs(20)) {
-                        Fill::Writing(n) => {
+                        Progress::Writing(n) => {
                             seen.push(n);
                             read = n;
                         }
-                        Fill::Complete(n) => return (seen, n),
-                        Fill::Failed => panic!("failed"),
+                        Progress::Complete(n) => return (seen, n),
+                        Progress::Failed => panic!("failed"),
                     }
                 }
             });
@@ -449,7 +449,7 @@ mod tests {
         guard.publish(growing());
         guard.advance(5);
         drop(guard);
-        assert_eq!(flight.wait_for_bytes(5, Duration::ZERO), Fill::Failed);
+        assert_eq!(flight.wait_for_bytes(5, Duration::ZERO), Progress::Failed);
         assert!(matches!(
             flight.wait_for_entry(Duration::ZERO),
             Waited::Ended

@@ -338,6 +338,7 @@ impl Store {
             name,
             file: None,
             body_len: 0,
+            body_start: 0,
             declared,
             patch_at: None,
             received: SystemTime::now(),
@@ -375,6 +376,7 @@ impl Store {
         let file = self.shared.with_room(&mut writer.retried, create)?;
         writer.file = Some(BufWriter::new(file));
         writer.write_on(&mut &bytes[..])?;
+        writer.body_start = bytes.len() as u64;
         Ok(writer)
     }
 
@@ -772,6 +774,8 @@ pub struct EntryWriter {
     file: Option<BufWriter<File>>,
     /// Body bytes written so far.
     body_len: u64,
+    /// Where the body starts in the file: the length of the head written first.
+    body_start: u64,
     /// The body length the head promises (Content-Length, or 0 for a 204), checked at commit.
     declared: Option<u64>,
     /// Where the Content-Length digits go, when the head did not have one.
@@ -788,6 +792,23 @@ impl EntryWriter {
     /// will store nothing.
     pub fn is_abandoned(&self) -> bool {
         self.file.is_none()
+    }
+
+    /// The temporary file being written, for readers that follow it as it grows (after
+    /// `flush`, everything written is in it). Renamed into place at commit, removed if the
+    /// writer gives up; a reader that opened it goes on reading the same bytes either way.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Where the body starts in the file.
+    pub fn body_start(&self) -> u64 {
+        self.body_start
+    }
+
+    /// Body bytes written so far.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
     }
 
     fn abandon(&mut self) {
@@ -882,11 +903,17 @@ impl Write for EntryWriter {
         Ok(buf.len())
     }
 
+    /// Puts what was written in the file, for readers following it; when the disk is full,
+    /// room is made once, as for `write`. A failure gives the entry up.
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(file) => file.flush(),
-            None => Ok(()),
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let flushed = self.shared.with_room(&mut self.retried, || file.flush());
+        if flushed.is_err() {
+            self.abandon();
         }
+        flushed
     }
 }
 

@@ -3,12 +3,15 @@
 //! (step 10). The rules themselves (freshness, keys, what may be stored) are in `cache`;
 //! these functions only decide when to ask it what. Serving a stored response is `relay`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::fill::{growing, selecting_values};
 use super::tunnel::asks_for_websocket;
 use super::{Proxy, Request, Response};
 use crate::cache::{
-    self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, PassMarks, Reuse, Role, Store,
+    self, CacheStatus, Entry, EntryWriter, Flight, FlightGuard, Growing, InFlight, PassMarks,
+    Reuse, Role, Store, Waited,
 };
 use crate::http::body::Framing;
 
@@ -26,6 +29,8 @@ pub(super) struct SharedCache {
 pub(super) enum Lookup<'a> {
     /// A fresh stored response, and its current age.
     Hit(Entry, Duration),
+    /// Another request is storing the response: read it as it is written.
+    Follow(Arc<Flight>, Arc<Growing>),
     /// The request goes to a backend.
     Forward(Forward<'a>),
 }
@@ -74,8 +79,9 @@ impl Proxy {
     /// request goes upstream, to validate a stale entry when it has validators (§4.3).
     ///
     /// Only one GET per URI goes upstream at a time: the first becomes the leader of a
-    /// flight, the others wait for it (at most `upstream_timeout`) and look again, and go
-    /// upstream themselves only if there is still nothing fresh. A leader also looks again
+    /// flight, the others wait for it (at most `upstream_timeout`). As soon as the leader
+    /// begins storing its response, they read it as it is written (`Follow`); if it stores
+    /// nothing they look again, and go upstream themselves if there is still nothing fresh. A leader also looks again
     /// once it leads, since the previous flight may have ended between its first look and
     /// its joining, leaving a fresh entry behind.
     pub(super) fn cache_lookup(&self, request: &Request, framing: Framing) -> Lookup<'_> {
@@ -130,8 +136,21 @@ impl Proxy {
             match cache.in_flight.join(&base) {
                 Role::Leader(guard) => leader = Some(guard),
                 Role::Follower(flight) => {
-                    if !flight.wait(self.config.upstream_timeout) {
-                        log::debug!("gave up waiting for the request in flight for {base:?}");
+                    let wait = self.config.upstream_timeout;
+                    match flight.wait_for_entry(wait) {
+                        Waited::Growing(growing)
+                            if growing.key == selecting_values(&growing.head, request) =>
+                        {
+                            return Lookup::Follow(flight, growing);
+                        }
+                        // Another variant is being stored: wait for it, then look again.
+                        Waited::Growing(_) => {
+                            flight.wait(wait);
+                        }
+                        Waited::Ended => {}
+                        Waited::TimedOut => {
+                            log::debug!("gave up waiting for the request in flight for {base:?}");
+                        }
                     }
                     followed = true;
                 }
@@ -194,7 +213,12 @@ impl Proxy {
         cache.pass.clear(base);
         let stored = cache::stored_response(response, now);
         match cache.store.begin_variant(base, request, &stored) {
-            Ok(entry) if !entry.is_abandoned() => Fill::Relay(Some(entry)),
+            Ok(entry) if !entry.is_abandoned() => {
+                if let Some(leader) = &plan.leader {
+                    leader.publish(growing(&entry, &stored, request));
+                }
+                Fill::Relay(Some(entry))
+            }
             Ok(_) => {
                 log::debug!("cache: {base} is larger than cache_max_object, not stored");
                 plan.leader = None;

@@ -6,9 +6,10 @@ use std::io::{self, BufWriter, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
+use super::fill::relay_and_store;
 use super::rewrite::via;
 use super::{Exchange, CLIENT_WRITE_BUFFER};
-use crate::cache::{self, Entry, EntryWriter};
+use crate::cache::{self, Entry, EntryWriter, FlightGuard};
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, BodyReader, Framing};
 use crate::http::date::format_http_date;
@@ -70,8 +71,10 @@ pub fn filter_response(
 }
 
 /// Step 12: write the head and stream the body from the backend to the client, and into
-/// the cache entry when there is one. A body cut short by the backend ends the client
-/// connection without a last chunk, so the client sees the truncation, and stores nothing.
+/// the cache entry when there is one (see `fill`: the entry is then written at the backend's
+/// pace, and its followers told how far it is, through the flight's guard). A body cut short
+/// by the backend ends the client connection without a last chunk, so the client sees the
+/// truncation, and stores nothing.
 ///
 /// Nothing waits for more (issue: Server-Sent Events arrived together at the end): the head
 /// leaves at once unless the whole body arrived with it (then both go in one write), and
@@ -82,10 +85,16 @@ pub(super) fn relay_response(
     client: &TcpStream,
     response: &Response,
     (upstream_framing, client_framing): (Framing, Framing),
-    entry: Option<EntryWriter>,
+    entry: Option<(EntryWriter, Option<&FlightGuard<'_>>)>,
     exchange: &mut Exchange,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
+    if let Some((entry, guard)) = entry {
+        let head = serialize::response_head_bytes(response);
+        let chunked = client_framing == Framing::Chunked;
+        let mut body = BodyReader::new(upstream.reader(), upstream_framing);
+        return relay_and_store(client, head, chunked, &mut body, entry, guard, exchange);
+    }
     let body_len = match client_framing {
         Framing::Length(n) => Some(n),
         Framing::Empty => Some(0),
@@ -100,16 +109,16 @@ pub(super) fn relay_response(
     let (from, to) = (Side::Backend, Side::Client);
     let result = match client_framing {
         Framing::Chunked => {
-            let mut tee = Tee::new(ChunkedWriter::new(&mut out), entry);
-            let copied = copy_body(&mut body, &mut tee, from, to, u64::MAX);
-            exchange.bytes = tee.sent;
-            copied.and_then(|_| tee.finish()?.finish().map(drop).map_err(client_err))
+            let mut counted = Counted::new(ChunkedWriter::new(&mut out));
+            let copied = copy_body(&mut body, &mut counted, from, to, u64::MAX);
+            exchange.bytes = counted.sent;
+            copied.and_then(|_| counted.inner.finish().map(drop).map_err(client_err))
         }
         _ => {
-            let mut tee = Tee::new(&mut out, entry);
-            let copied = copy_body(&mut body, &mut tee, from, to, u64::MAX);
-            exchange.bytes = tee.sent;
-            copied.and_then(|_| tee.finish().map(drop))
+            let mut counted = Counted::new(&mut out);
+            let copied = copy_body(&mut body, &mut counted, from, to, u64::MAX);
+            exchange.bytes = counted.sent;
+            copied.map(drop)
         }
     };
     result?;
@@ -119,7 +128,7 @@ pub(super) fn relay_response(
 /// Writes `response`'s head into a buffered writer toward the client, with room for the
 /// body when it is known (`body_len`) and small: up to CLIENT_WRITE_BUFFER in all, so a small
 /// response leaves in one write and costs only a small buffer.
-fn start_response<'a>(
+pub(super) fn start_response<'a>(
     client: &'a TcpStream,
     response: &Response,
     body_len: Option<u64>,
@@ -137,76 +146,35 @@ fn start_response<'a>(
     Ok(out)
 }
 
-/// Step 12's writer: body bytes go to the client and, for a response being stored, to its
-/// cache entry. A client that goes away does not stop the entry: the body is still read to
-/// its end into the cache (bounded by `cache_max_object` and `upstream_timeout`; ATS calls
-/// this a background fill), and the client's error is reported after. An entry that fails
-/// or gives up is dropped, and the client never notices.
-struct Tee<W: Write> {
-    client: W,
-    client_error: Option<io::Error>,
-    entry: Option<EntryWriter>,
-    /// Body bytes the client writer accepted.
+/// A writer that counts the body bytes that went through it (for the log line, also when
+/// the relay fails part-way).
+struct Counted<W: Write> {
+    inner: W,
+    /// Body bytes the inner writer accepted.
     sent: u64,
 }
 
-impl<W: Write> Tee<W> {
-    fn new(client: W, entry: Option<EntryWriter>) -> Self {
-        Tee {
-            client,
-            client_error: None,
-            entry,
-            sent: 0,
-        }
-    }
-
-    /// Commits the entry (the whole body has been read), then gives the client writer back,
-    /// or the error the client had.
-    fn finish(self) -> Result<W> {
-        if let Some(entry) = self.entry {
-            if let Err(e) = entry.commit() {
-                log::warn!("cache: response not stored: {e}");
-            }
-        }
-        match self.client_error {
-            Some(e) => Err(Error::Io(Side::Client, e)),
-            None => Ok(self.client),
-        }
+impl<W: Write> Counted<W> {
+    fn new(inner: W) -> Self {
+        Counted { inner, sent: 0 }
     }
 }
 
-impl<W: Write> Write for Tee<W> {
+impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.client_error.is_none() {
-            match self.client.write_all(buf) {
-                Ok(()) => self.sent += buf.len() as u64,
-                Err(e) => self.client_error = Some(e),
-            }
-        }
-        if let Some(entry) = self.entry.as_mut() {
-            if let Err(e) = entry.write_all(buf) {
-                log::warn!("cache: cannot write the entry, not storing it: {e}");
-                self.entry = None;
-            } else if entry.is_abandoned() {
-                self.entry = None;
-            }
-        }
-        match self.client_error.take() {
-            Some(e) if self.entry.is_none() => Err(e),
-            error => {
-                self.client_error = error;
-                Ok(buf.len())
-            }
-        }
+        let n = self.inner.write(buf)?;
+        self.sent += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.sent += buf.len() as u64;
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.client_error.is_none() {
-            if let Err(e) = self.client.flush() {
-                self.client_error = Some(e);
-            }
-        }
-        Ok(())
+        self.inner.flush()
     }
 }
 
@@ -250,7 +218,7 @@ pub(super) fn serve_from_cache(
         exchange,
     )?;
     if send_body {
-        let mut counted = Tee::new(&mut out, None);
+        let mut counted = Counted::new(&mut out);
         let copied = copy_body(
             &mut stored,
             &mut counted,
@@ -274,7 +242,6 @@ pub(super) fn serve_from_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::Store;
 
     #[test]
     fn filter_keeps_known_lengths_and_rechunks_the_rest() {
@@ -352,60 +319,32 @@ mod tests {
         assert_eq!(out.headers.get("connection"), Some("keep-alive"));
     }
 
-    /// A client that accepts `left` bytes, then fails as a closed socket does.
-    struct Leaving {
-        taken: Vec<u8>,
-        left: usize,
-    }
+    #[test]
+    fn counted_counts_what_the_writer_took_also_when_it_fails() {
+        /// A client that takes `left` bytes, then fails as a closed socket does.
+        struct Leaving {
+            left: usize,
+        }
 
-    impl Write for Leaving {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.left == 0 {
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+        impl Write for Leaving {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.left == 0 {
+                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+                }
+                let n = buf.len().min(self.left);
+                self.left -= n;
+                Ok(n)
             }
-            let n = buf.len().min(self.left);
-            self.taken.extend_from_slice(&buf[..n]);
-            self.left -= n;
-            Ok(n)
+
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
         }
 
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn tee_keeps_filling_the_entry_after_the_client_leaves() {
-        let dir = std::env::temp_dir().join(format!("relevo-tee-{}", std::process::id()));
-        let store = Store::new(&dir, 1 << 20, 1 << 20);
-        let mut head = Response::new(200);
-        head.headers.append("Content-Length", "12");
-        let entry = store.begin("k", &head).unwrap();
-        let client = Leaving {
-            taken: Vec::new(),
-            left: 5,
-        };
-        let mut tee = Tee::new(client, Some(entry));
-        for part in [b"abcd", b"efgh", b"ijkl"] {
-            tee.write_all(part).unwrap();
-        }
-        assert_eq!(tee.client.taken, b"abcde");
-        assert!(matches!(tee.finish(), Err(Error::Io(Side::Client, _))));
-        let mut body = Vec::new();
-        let mut stored = store.read("k").unwrap();
-        std::io::Read::read_to_end(stored.body(), &mut body).unwrap();
-        assert_eq!(body, b"abcdefghijkl");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn tee_without_an_entry_fails_with_the_client() {
-        let client = Leaving {
-            taken: Vec::new(),
-            left: 2,
-        };
-        let mut tee = Tee::new(client, None);
-        let e = tee.write_all(b"abcd").unwrap_err();
+        let mut counted = Counted::new(Leaving { left: 6 });
+        counted.write_all(b"abcd").unwrap();
+        let e = counted.write_all(b"efgh").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(counted.sent, 4, "whole writes only");
     }
 }

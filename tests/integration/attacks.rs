@@ -229,3 +229,135 @@ fn retries_share_one_upstream_total_timeout() {
         "the GET was retried once"
     );
 }
+
+// A slow client leading a cache fill ---------------------------------------------------------
+
+/// The head of a response from the proxy on `stream`, read without reading into the body
+/// more than the head's own read does.
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed in the head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn a_slow_leader_holds_back_neither_the_fill_nor_its_followers() {
+    // More than the kernel's socket buffers can hold between the proxy and a client that
+    // does not read (up to 32 MiB to receive and 4 MiB to send on some Linux systems).
+    const SIZE: usize = 64 << 20;
+    let body = Arc::new(pseudo_random(SIZE, 12));
+    let served = Arc::clone(&body);
+    let backend = Backend::raw(move |_, stream| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: {SIZE}\r\n\r\n"
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&served);
+    });
+    let dir = TempDir::new("slow-leader");
+    let config = format!("{}upstream_timeout = 5\n", backend_lines(&[backend.addr]));
+    let proxy = proxy(&dir, &config);
+    // The leader asks, reads the head, then reads nothing for now: far more than the
+    // sockets' buffers is left to come.
+    let mut leader = connect(proxy.addr);
+    leader
+        .write_all(b"GET /video HTTP/1.1\r\nHost: test.example\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut leader).starts_with("HTTP/1.1 200"));
+    let addr = proxy.addr;
+    let followers: Vec<_> = (0..3)
+        .map(|_| thread::spawn(move || get(addr, "/video")))
+        .collect();
+    for follower in followers {
+        let reply = follower.join().unwrap();
+        assert_eq!(reply.status, 200);
+        assert!(reply.body == *body, "a follower got other bytes");
+        assert_eq!(
+            reply.header("x-cache"),
+            Some("HIT"),
+            "not served from the fill: {}",
+            proxy_log(&dir)
+        );
+    }
+    assert_eq!(backend.requests().len(), 1, "followers went to the backend");
+    // The leader still gets every byte, at its own pace.
+    let mut rest = vec![0u8; SIZE];
+    leader.read_exact(&mut rest).unwrap();
+    assert!(rest == *body, "the leader got other bytes");
+    assert_eq!(get(proxy.addr, "/video").header("x-cache"), Some("HIT"));
+}
+
+#[test]
+fn followers_get_the_first_bytes_while_the_body_is_still_coming() {
+    let (go_tx, go) = mpsc::channel::<()>();
+    let go = Mutex::new(go);
+    let backend = Backend::raw(move |_, stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 12\r\n\r\nfirst-",
+        );
+        if go.lock().unwrap().recv_timeout(WAIT * 2).is_ok() {
+            let _ = stream.write_all(b"second");
+        }
+    });
+    let dir = TempDir::new("read-while-writer");
+    let proxy = proxy(&dir, &backend_lines(&[backend.addr]));
+    let mut leader = connect(proxy.addr);
+    leader
+        .write_all(b"GET /feed HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut leader).starts_with("HTTP/1.1 200"));
+    let mut follower = connect(proxy.addr);
+    follower
+        .write_all(b"GET /feed HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut follower);
+    assert!(head.contains("X-Cache: HIT"), "{head}");
+    let mut first = [0u8; 6];
+    follower.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"first-");
+    go_tx.send(()).unwrap();
+    let mut second = [0u8; 6];
+    follower.read_exact(&mut second).unwrap();
+    assert_eq!(&second, b"second");
+    assert_eq!(backend.requests().len(), 1);
+}
+
+#[test]
+fn a_fill_that_fails_midway_cuts_its_followers_short_and_stores_nothing() {
+    let (go_tx, go) = mpsc::channel::<()>();
+    let go = Mutex::new(go);
+    let backend = Backend::raw(move |_, stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 100\r\n\r\nhalf",
+        );
+        // Then the backend dies.
+        let _ = go.lock().unwrap().recv_timeout(WAIT * 2);
+    });
+    let dir = TempDir::new("fill-fails");
+    let proxy = proxy(&dir, &backend_lines(&[backend.addr]));
+    let mut leader = connect(proxy.addr);
+    leader
+        .write_all(b"GET /broken HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut leader).starts_with("HTTP/1.1 200"));
+    let mut follower = connect(proxy.addr);
+    follower
+        .write_all(b"GET /broken HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .unwrap();
+    read_head(&mut follower);
+    let mut half = [0u8; 4];
+    follower.read_exact(&mut half).unwrap();
+    go_tx.send(()).unwrap();
+    let rest = read_to_close(&mut follower);
+    assert!(
+        rest.is_empty(),
+        "the follower got more than was sent: {rest:?}"
+    );
+    assert_eq!(read_to_close(&mut leader), b"half");
+    assert!(cache_entries(&dir).is_empty());
+}
