@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 
 use crate::client::url::UrlError;
-use crate::config::{Config, ConfigError, Source};
+use crate::proxy::config::{Config, ConfigError, Source};
 
 /// Shorthand used across the crate.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -323,7 +323,8 @@ mod tests {
 
     #[test]
     fn a_setting_error_points_at_the_line_or_names_the_source() {
-        let mut config = crate::config::parse("backend = a:1\naccess_log = x\n", "p.conf").unwrap();
+        let mut config =
+            crate::proxy::config::parse("backend = a:1\naccess_log = x\n", "p.conf").unwrap();
         let e = Error::setting(&config, "access_log", "cannot create x: why");
         assert!(matches!(e, Error::Config(_)));
         assert_eq!(e.to_string(), "p.conf:2: access_log: cannot create x: why");

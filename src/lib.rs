@@ -22,25 +22,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod access_log;
-pub mod balancer;
 pub mod cache;
 pub mod client;
-pub mod config;
 pub mod error;
-pub mod health;
 pub mod http;
-pub mod log_file;
 pub mod logging;
 pub mod proxy;
 pub mod server;
-pub mod static_files;
-pub mod stats;
-pub mod status;
-pub mod upstream;
 pub mod webserver;
-
-pub use balancer::Balancer;
-pub use config::{Backend, Config, ConfigError};
-pub use error::{Error, ParseError, Result, Side};
-pub use http::{Headers, Request, Response, Version};

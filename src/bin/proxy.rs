@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use relevo::log_file::LogFile;
-use relevo::Error;
+use relevo::error::Error;
+use relevo::logging::file::LogFile;
 
 /// Relevo: an HTTP/1.1 reverse proxy that spreads requests over backends in round-robin
 /// order. Prints `listening on IP:PORT` once ready, then logs every request.
@@ -43,7 +43,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = match relevo::config::load(&args.config) {
+    let mut config = match relevo::proxy::config::load(&args.config) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");

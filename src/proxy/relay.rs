@@ -15,7 +15,7 @@ use crate::http::body::{copy_body, BodyReader, Framing};
 use crate::http::date::format_http_date;
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, Request, Response, Version};
-use crate::upstream::Connection;
+use crate::proxy::upstream::Connection;
 
 /// Step 11: the response as the client should see it, the framing we send it with, and
 /// whether the connection stays open afterwards.

@@ -10,7 +10,7 @@ use super::{Exchange, Proxy};
 use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
-use crate::status::{self, StatusView};
+use crate::proxy::status::{self, StatusView};
 
 impl Proxy {
     /// Step 2, for the status page: answered by the proxy itself, never forwarded, and only

@@ -41,8 +41,8 @@ use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::body::{request_framing, Framing};
 use crate::http::serialize;
 use crate::http::{remove_hop_by_hop, Request, Response, Version};
+use crate::proxy::upstream::Connection;
 use crate::server::{ClientStream, THREAD_STACK_SIZE};
-use crate::upstream::Connection;
 
 /// Bytes each direction of a tunnel moves per read and write; two per tunnel, on the heap.
 pub const TUNNEL_BUFFER: usize = 16 * 1024;

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::balancer::Balancer;
-use crate::config::Backend;
 use crate::http::parse::{self, Limits};
 use crate::http::{serialize, Request};
-use crate::upstream::Connection;
+use crate::proxy::balancer::Balancer;
+use crate::proxy::config::Backend;
+use crate::proxy::upstream::Connection;
 
 /// Stack size of the probing thread.
 pub const PROBE_STACK_SIZE: usize = 128 * 1024;

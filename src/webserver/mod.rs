@@ -12,6 +12,8 @@
 //! - POST answered with a line describing what arrived (method, path, body length);
 //! - `X-Served-By: <name>` on every response; 501 for any other method.
 
+pub mod static_files;
+
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,7 +27,7 @@ use crate::http::date::format_http_date;
 use crate::http::parse::{self, Limits};
 use crate::http::{serialize, text_response, Request, Response};
 use crate::server::{self, ClientStream};
-use crate::static_files::{self, Lookup};
+use static_files::Lookup;
 
 /// Read and write timeout on each connection; also the limit for a whole request head, the
 /// idle keep-alive wait included.

@@ -14,7 +14,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::config::Backend;
+use crate::proxy::config::Backend;
 
 /// Passive health settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::config::Backend;
+use crate::proxy::config::Backend;
 use crate::server::needs_new_timeout;
 
 /// Read buffer for a backend's responses, in bytes. A large body is relayed in reads of

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use super::rewrite::{add_validators, drop_underscored_fields, rewrite_request};
 use super::{Exchange, Proxy, CLIENT_WRITE_BUFFER, MAX_INTERIM_RESPONSES, REQUEST_BUFFER};
-use crate::config::Config;
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{Request, Response, Version};
+use crate::proxy::config::Config;
+use crate::proxy::upstream::{Connection, Pending};
 use crate::server::ClientStream;
-use crate::upstream::{Connection, Pending};
 
 impl Proxy {
     /// Steps 5 to 8, with retries: choose a backend and connect, rewrite (adding the cache's

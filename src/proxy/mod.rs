@@ -38,13 +38,20 @@
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
 //! second one past us (RFC 9112 §11.2).
 
-mod backend;
-mod cache_steps;
+pub mod access_log;
+pub mod balancer;
+mod caching;
+pub mod config;
 mod fill;
+mod forward;
+pub mod health;
 mod relay;
 mod rewrite;
+pub mod stats;
+pub mod status;
 mod status_page;
 mod tunnel;
+pub mod upstream;
 
 use std::fs::{self, File};
 use std::io::{BufReader, Write};
@@ -53,23 +60,23 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::access_log::{AccessEntry, AccessLog};
-use crate::balancer::{Balancer, HealthPolicy};
 use crate::cache::{CacheStatus, InFlight, PassMarks, Store, TEMP_PREFIX};
-use crate::config::{Backend, Config};
 use crate::error::{Error, ParseError, Result, Side};
-use crate::health::{self, HealthChecks, ProbeSettings};
 use crate::http::body::{request_framing, response_framing, Framing};
 use crate::http::parse::{self, Limits};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
-use crate::log_file;
+use crate::logging::file as log_file;
+use crate::proxy::access_log::{AccessEntry, AccessLog};
+use crate::proxy::balancer::{Balancer, HealthPolicy};
+use crate::proxy::config::{Backend, Config};
+use crate::proxy::stats::{RequestRecord, Stats};
+use crate::proxy::upstream::{Connection, Pool, POOL_REAP_INTERVAL};
 use crate::server::{self, ClientStream};
-use crate::stats::{RequestRecord, Stats};
-use crate::upstream::{Connection, Pool, POOL_REAP_INTERVAL};
-use backend::{read_body, reusable, Job, Upstream};
-use cache_steps::{Fill, Forward, Lookup, SharedCache};
+use caching::{Fill, Forward, Lookup, SharedCache};
 use fill::serve_growing;
+use forward::{read_body, reusable, Job, Upstream};
+use health::{HealthChecks, ProbeSettings};
 pub use relay::filter_response;
 use relay::{relay_response, serve_from_cache};
 use rewrite::client_host;

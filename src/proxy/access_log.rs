@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Local};
 
 use crate::cache::CacheStatus;
-use crate::log_file::{LogFile, Notice};
+use crate::logging::file::{LogFile, Notice};
 
 /// One request, as the access log records it.
 #[derive(Clone, Debug)]

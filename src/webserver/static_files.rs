@@ -342,7 +342,7 @@ fn strip_weak(tag: &str) -> &str {
 /// The inserted text is not searched again.
 pub fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
     let needle = SERVER_PLACEHOLDER.as_bytes();
-    let name = crate::status::escape_html(server_name);
+    let name = crate::proxy::status::escape_html(server_name);
     let mut out = Vec::with_capacity(html.len() + name.len());
     let mut rest = html;
     while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {

@@ -10,13 +10,15 @@
 //! 2026-11-25 10:41:07.412 INFO  127.0.0.1:50412 "GET / HTTP/1.1" -> 127.0.0.1:8081 200 MISS 1432 B 2 ms
 //! ```
 
+pub mod file;
+
 use std::path::Path;
 
 use log::{LevelFilter, Log, Metadata, Record};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use crate::error::{Error, Result};
-use crate::log_file::{LogFile, Notice};
+use file::{LogFile, Notice};
 
 /// Installs the global logger: the terminal, plus `file` when given (opened for appending,
 /// its directories created), both at `level`.

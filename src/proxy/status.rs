@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Local};
 
-use crate::balancer::Health;
-use crate::stats::{RequestRecord, Snapshot};
+use crate::proxy::balancer::Health;
+use crate::proxy::stats::{RequestRecord, Snapshot};
 
 /// Seconds between two automatic reloads of the HTML page.
 pub const REFRESH_SECS: u32 = 2;
@@ -303,7 +303,7 @@ fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use crate::cache::CacheStatus;
-    use crate::stats::{RequestRecord, Stats};
+    use crate::proxy::stats::{RequestRecord, Stats};
 
     fn view() -> StatusView {
         let stats = Stats::new(2);
