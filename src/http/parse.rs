@@ -105,7 +105,37 @@ pub fn read_request(r: &mut impl BufRead, limits: &Limits) -> Result<Option<Requ
     Ok(Some(request))
 }
 
-/// Reads one response head (interim 1xx responses included: the caller loops past them).
+/// Most interim (1xx) responses accepted before the final one; more is a malformed
+/// response (a backend could otherwise keep a reader busy forever).
+pub const MAX_INTERIM_RESPONSES: usize = 8;
+
+/// Reads response heads until the final one (RFC 9110 §15.2: any number of interim 1xx
+/// responses may come first), at most `MAX_INTERIM_RESPONSES` of them, handing each interim
+/// one to `interim` (which may relay it, or do nothing). A `101 Switching Protocols` is the
+/// last response on its connection (§15.2.2), so it is returned as the final one: whether it
+/// was asked for is the caller's business. The one loop past 1xx responses, for the proxy,
+/// its health checks and the client.
+///
+/// # Errors
+/// What `read_response` reports, what `interim` returns, and more than
+/// `MAX_INTERIM_RESPONSES` interim responses (`TooManyHeaders`, as for any head that never
+/// ends).
+pub fn read_final_response(
+    r: &mut impl BufRead,
+    limits: &Limits,
+    mut interim: impl FnMut(Response) -> Result<()>,
+) -> Result<Response> {
+    for _ in 0..=MAX_INTERIM_RESPONSES {
+        let response = read_response(r, limits)?;
+        if !response.is_interim() || response.status == 101 {
+            return Ok(response);
+        }
+        interim(response)?;
+    }
+    Err(Error::Parse(Side::Backend, ParseError::TooManyHeaders))
+}
+
+/// Reads one response head (interim 1xx responses included: see `read_final_response`).
 ///
 /// # Errors
 /// `Error::Parse(Side::Backend, _)` for malformed input, a limit exceeded or a connection
@@ -556,6 +586,28 @@ mod tests {
     fn parsed_in_steps(bytes: &[u8], step: usize, limits: &Limits) -> String {
         let mut reader = io::BufReader::with_capacity(step, bytes);
         format!("{:?}", read_request(&mut reader, limits))
+    }
+
+    #[test]
+    fn interim_responses_are_handed_over_then_the_final_one_returned() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut seen = Vec::new();
+        let last = read_final_response(&mut &raw[..], &Limits::default(), |r| {
+            seen.push(r.status);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((seen, last.status), (vec![100, 103], 200));
+        let switching = b"HTTP/1.1 101 Switching Protocols\r\n\r\nframes";
+        let last =
+            read_final_response(&mut &switching[..], &Limits::default(), |_| Ok(())).unwrap();
+        assert_eq!(last.status, 101);
+        let endless = "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_RESPONSES + 1);
+        let e = read_final_response(&mut endless.as_bytes(), &Limits::default(), |_| Ok(()));
+        assert!(matches!(
+            e,
+            Err(Error::Parse(Side::Backend, ParseError::TooManyHeaders))
+        ));
     }
 
     #[test]

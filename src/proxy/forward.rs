@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::rewrite::{add_validators, drop_underscored_fields, rewrite_request};
-use super::{Exchange, Proxy, CLIENT_WRITE_BUFFER, MAX_INTERIM_RESPONSES, REQUEST_BUFFER};
+use super::{Exchange, Proxy, CLIENT_WRITE_BUFFER, REQUEST_BUFFER};
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
@@ -561,21 +561,17 @@ fn read_final_response(
     deadline: Instant,
 ) -> Result<Response> {
     let mut head = upstream.head_reader(deadline);
-    for _ in 0..=MAX_INTERIM_RESPONSES {
-        let response = parse::read_response(&mut head, limits)?;
-        if !response.is_interim() || response.status == 101 {
-            return Ok(response);
-        }
+    parse::read_final_response(&mut head, limits, |interim| {
         if request.version == Version::Http11 {
-            let mut interim = response;
+            let mut interim = interim;
             interim.version = Version::Http11;
             let mut out = client;
             serialize::write_response_head(&mut out, &interim)
                 .map_err(|e| Error::Io(Side::Client, e))?;
             exchange.head_sent = true;
         }
-    }
-    Err(Error::Parse(Side::Backend, ParseError::TooManyHeaders))
+        Ok(())
+    })
 }
 
 fn head_text_request(request: &Request) -> String {

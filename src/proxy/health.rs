@@ -97,13 +97,10 @@ pub fn probe(backend: &Backend, settings: &ProbeSettings) -> Result<(), String> 
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot send the probe: {e}"))?;
     drop(out);
-    loop {
-        let response =
-            parse::read_response(conn.reader(), &Limits::default()).map_err(|e| e.to_string())?;
-        match response.status {
-            100..=199 => continue,
-            200..=399 => return Ok(()),
-            status => return Err(format!("answered {status}")),
-        }
+    let response = parse::read_final_response(conn.reader(), &Limits::default(), |_| Ok(()))
+        .map_err(|e| e.to_string())?;
+    match response.status {
+        200..=399 => Ok(()),
+        status => Err(format!("answered {status}")),
     }
 }

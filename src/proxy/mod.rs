@@ -91,8 +91,6 @@ pub const CLIENT_BUFFER: usize = 8 * 1024;
 /// Write buffer toward the client and toward backends: a head and a small body leave in one
 /// write, and larger writes pass through it unbuffered (so it need not be large).
 pub const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
-/// Most interim (1xx) responses accepted before the final one.
-pub const MAX_INTERIM_RESPONSES: usize = 8;
 /// What we add to Via (RFC 9110 §7.6.3): protocol version and pseudonym.
 pub const VIA: &str = "1.1 relevo";
 /// Stack size of the thread that checks the backends' names at start-up (bytes): it only
