@@ -3,17 +3,16 @@
 //! (step 10). The rules themselves (freshness, keys, what may be stored) are in `cache`;
 //! these functions only decide when to ask it what. Serving a stored response is `relay`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::fill::{growing, selecting_values};
+use super::fill::{growing, selecting_values, Following};
 use super::tunnel::asks_for_websocket;
-use super::{Proxy, Request, Response};
 use crate::cache::{
-    self, CacheStatus, Entry, EntryWriter, Flight, FlightGuard, Growing, InFlight, PassMarks,
-    Reuse, Role, Store, Waited,
+    self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, PassMarks, Reuse, Role, Store,
+    Waited,
 };
 use crate::http::body::Framing;
+use crate::http::{Request, Response};
 
 /// The proxy's cache: its files, the fetches in progress, and the lifetime of responses
 /// that give none.
@@ -30,7 +29,7 @@ pub(super) enum Lookup<'a> {
     /// A fresh stored response, and its current age.
     Hit(Entry, Duration),
     /// Another request is storing the response: read it as it is written.
-    Follow(Arc<Flight>, Arc<Growing>),
+    Follow(Following),
     /// The request goes to a backend.
     Forward(Forward<'a>),
 }
@@ -74,161 +73,163 @@ pub(super) enum Fill {
     Relay(Option<EntryWriter>),
 }
 
-impl Proxy {
-    /// Step 4: can the cache answer? A fresh entry is a hit (RFC 9111 §4.2); otherwise the
-    /// request goes upstream, to validate a stale entry when it has validators (§4.3).
-    ///
-    /// Only one GET per URI goes upstream at a time: the first becomes the leader of a
-    /// flight, the others wait for it (at most `upstream_timeout`). As soon as the leader
-    /// begins storing its response, they read it as it is written (`Follow`); if it stores
-    /// nothing they look again, and go upstream themselves if there is still nothing fresh. A leader also looks again
-    /// once it leads, since the previous flight may have ended between its first look and
-    /// its joining, leaving a fresh entry behind.
-    pub(super) fn cache_lookup(&self, request: &Request, framing: Framing) -> Lookup<'_> {
-        let Some(cache) = &self.cache else {
-            return Lookup::Forward(Forward::bypass());
-        };
-        // A WebSocket upgrade becomes a tunnel, never a stored response, and must not make
-        // other requests for its URI wait for it.
-        let base = match cache::cache_key(request) {
-            Some(base)
-                if framing == Framing::Empty
-                    && cache::may_use_cache(request)
-                    && !asks_for_websocket(request) =>
-            {
-                base
-            }
-            _ => return Lookup::Forward(Forward::bypass()),
-        };
-        let is_get = request.method == "GET";
-        let mut leader = None;
-        let mut followed = false;
-        loop {
-            let now = SystemTime::now();
-            let mut stale = None;
-            if let Some((key, entry)) = cache.store.lookup(&base, request) {
-                let ttl = cache.default_ttl;
-                match cache::reuse(request, &entry.response, entry.stored_at, now, ttl) {
-                    Reuse::Fresh(age) => return Lookup::Hit(entry, age),
-                    Reuse::Bypass => return Lookup::Forward(Forward::bypass()),
-                    Reuse::Validate(conditionals) if is_get => {
-                        stale = Some(Stale {
-                            key,
-                            entry,
-                            conditionals,
-                        });
-                    }
-                    Reuse::Validate(_) | Reuse::Refetch => {}
-                }
-            }
-            // A HEAD is forwarded as it is and its response not stored (RFC 9111 §4.3.5
-            // allows updating a stored GET from it; we keep it simple). A URI marked
-            // uncacheable goes at once, side by side with others (hit-for-pass).
-            let pass = || cache.pass.is_marked(&base, Instant::now());
-            if !is_get || leader.is_some() || followed || pass() {
-                return Lookup::Forward(Forward {
-                    status: CacheStatus::Miss,
-                    base: is_get.then_some(base),
-                    stale,
-                    leader,
-                });
-            }
-            match cache.in_flight.join(&base) {
-                Role::Leader(guard) => leader = Some(guard),
-                Role::Follower(flight) => {
-                    let wait = self.config.upstream_timeout;
-                    match flight.wait_for_entry(wait) {
-                        Waited::Growing(growing)
-                            if growing.key == selecting_values(&growing.head, request) =>
-                        {
-                            return Lookup::Follow(flight, growing);
-                        }
-                        // Another variant is being stored: wait for it, then look again.
-                        Waited::Growing(_) => {
-                            flight.wait(wait);
-                        }
-                        Waited::Ended => {}
-                        Waited::TimedOut => {
-                            log::debug!("gave up waiting for the request in flight for {base:?}");
-                        }
-                    }
-                    followed = true;
-                }
-            }
+/// Step 4: can the cache answer? A fresh entry is a hit (RFC 9111 §4.2); otherwise the
+/// request goes upstream, to validate a stale entry when it has validators (§4.3).
+///
+/// Only one GET per URI goes upstream at a time: the first becomes the leader of a
+/// flight, the others wait for it (at most `upstream_timeout`). As soon as the leader
+/// begins storing its response, they read it as it is written (`Follow`); if it stores
+/// nothing they look again, and go upstream themselves if there is still nothing fresh. A leader also looks again
+/// once it leads, since the previous flight may have ended between its first look and
+/// its joining, leaving a fresh entry behind.
+pub(super) fn lookup<'c>(
+    cache: Option<&'c SharedCache>,
+    request: &Request,
+    framing: Framing,
+    wait: Duration,
+) -> Lookup<'c> {
+    let Some(cache) = cache else {
+        return Lookup::Forward(Forward::bypass());
+    };
+    // A WebSocket upgrade becomes a tunnel, never a stored response, and must not make
+    // other requests for its URI wait for it.
+    let base = match cache::cache_key(request) {
+        Some(base)
+            if framing == Framing::Empty
+                && cache::may_use_cache(request)
+                && !asks_for_websocket(request) =>
+        {
+            base
         }
-    }
-
-    /// Step 9: a non-error response to an unsafe method invalidates what is stored for its
-    /// URI and for its Location and Content-Location on the same host (RFC 9111 §4.4).
-    pub(super) fn invalidate(&self, request: &Request, response: &Response) {
-        let Some(cache) = &self.cache else { return };
-        for key in cache::invalidated_keys(request, response) {
-            log::debug!("cache: {} invalidates {key}", request.method);
-            cache.store.remove(&key);
-        }
-    }
-
-    /// Step 10: the cache's part in the backend's response. A 304 to our validation refreshes
-    /// the stale entry, which is then served (RFC 9111 §4.3.4); a storable response gets an
-    /// entry to be written while it is relayed (§3); a stale entry that the origin replaced
-    /// with something we may not store is removed (§4.3.3), unless the answer was a 5xx.
-    /// When nothing will be stored, the flight ends at once, so waiting requests go on.
-    pub(super) fn cache_response(
-        &self,
-        request: &Request,
-        response: &Response,
-        plan: &mut Forward,
-    ) -> Fill {
-        let (Some(cache), Some(base)) = (&self.cache, &plan.base) else {
-            return Fill::Relay(None);
-        };
+        _ => return Lookup::Forward(Forward::bypass()),
+    };
+    let is_get = request.method == "GET";
+    let mut leader = None;
+    let mut followed = false;
+    loop {
         let now = SystemTime::now();
-        let cacheable = cache::is_cacheable(request, response, cache.default_ttl);
-        if let Some(stale) = plan.stale.take() {
-            if response.status == 304 {
-                let Stale { key, mut entry, .. } = stale;
-                let update = cache::stored_response(response, now);
-                cache::merge_304(&mut entry.response, &update);
-                match cache.store.refresh(&key, &entry.response) {
-                    Ok(true) => {}
-                    // Another request replaced or removed the entry first: a normal race.
-                    Ok(false) => log::debug!("cache: {base} changed meanwhile, not refreshed"),
-                    Err(e) => log::warn!("cache: cannot refresh {base}: {e}"),
+        let mut stale = None;
+        if let Some((key, entry)) = cache.store.lookup(&base, request) {
+            let ttl = cache.default_ttl;
+            match cache::reuse(request, &entry.response, entry.stored_at, now, ttl) {
+                Reuse::Fresh(age) => return Lookup::Hit(entry, age),
+                Reuse::Bypass => return Lookup::Forward(Forward::bypass()),
+                Reuse::Validate(conditionals) if is_get => {
+                    stale = Some(Stale {
+                        key,
+                        entry,
+                        conditionals,
+                    });
                 }
-                let age = cache::current_age(&entry.response, now, now);
-                return Fill::Revalidated(entry, age);
-            }
-            if !cacheable && response.status < 500 {
-                cache.store.remove(&stale.key);
+                Reuse::Validate(_) | Reuse::Refetch => {}
             }
         }
-        if !cacheable {
-            if !cache::is_storable(&request.method, response, cache.default_ttl, true) {
-                // The response itself forbids storing: no use making others wait for it.
-                cache.pass.mark(base, Instant::now());
+        // A HEAD is forwarded as it is and its response not stored (RFC 9111 §4.3.5
+        // allows updating a stored GET from it; we keep it simple). A URI marked
+        // uncacheable goes at once, side by side with others (hit-for-pass).
+        let pass = || cache.pass.is_marked(&base, Instant::now());
+        if !is_get || leader.is_some() || followed || pass() {
+            return Lookup::Forward(Forward {
+                status: CacheStatus::Miss,
+                base: is_get.then_some(base),
+                stale,
+                leader,
+            });
+        }
+        match cache.in_flight.join(&base) {
+            Role::Leader(guard) => leader = Some(guard),
+            Role::Follower(flight) => {
+                match flight.wait_for_entry(wait) {
+                    Waited::Growing(growing)
+                        if growing.key == selecting_values(&growing.head, request) =>
+                    {
+                        return Lookup::Follow(Following { flight, growing });
+                    }
+                    // Another variant is being stored: wait for it, then look again.
+                    Waited::Growing(_) => {
+                        flight.wait(wait);
+                    }
+                    Waited::Ended => {}
+                    Waited::TimedOut => {
+                        log::debug!("gave up waiting for the request in flight for {base:?}");
+                    }
+                }
+                followed = true;
             }
+        }
+    }
+}
+
+/// Step 9: a non-error response to an unsafe method invalidates what is stored for its
+/// URI and for its Location and Content-Location on the same host (RFC 9111 §4.4).
+pub(super) fn invalidate(cache: Option<&SharedCache>, request: &Request, response: &Response) {
+    let Some(cache) = cache else { return };
+    for key in cache::invalidated_keys(request, response) {
+        log::debug!("cache: {} invalidates {key}", request.method);
+        cache.store.remove(&key);
+    }
+}
+
+/// Step 10: the cache's part in the backend's response. A 304 to our validation refreshes
+/// the stale entry, which is then served (RFC 9111 §4.3.4); a storable response gets an
+/// entry to be written while it is relayed (§3); a stale entry that the origin replaced
+/// with something we may not store is removed (§4.3.3), unless the answer was a 5xx.
+/// When nothing will be stored, the flight ends at once, so waiting requests go on.
+pub(super) fn store(
+    cache: Option<&SharedCache>,
+    request: &Request,
+    response: &Response,
+    plan: &mut Forward,
+) -> Fill {
+    let (Some(cache), Some(base)) = (cache, &plan.base) else {
+        return Fill::Relay(None);
+    };
+    let now = SystemTime::now();
+    let cacheable = cache::is_cacheable(request, response, cache.default_ttl);
+    if let Some(stale) = plan.stale.take() {
+        if response.status == 304 {
+            let Stale { key, mut entry, .. } = stale;
+            let update = cache::stored_response(response, now);
+            cache::merge_304(&mut entry.response, &update);
+            match cache.store.refresh(&key, &entry.response) {
+                Ok(true) => {}
+                // Another request replaced or removed the entry first: a normal race.
+                Ok(false) => log::debug!("cache: {base} changed meanwhile, not refreshed"),
+                Err(e) => log::warn!("cache: cannot refresh {base}: {e}"),
+            }
+            let age = cache::current_age(&entry.response, now, now);
+            return Fill::Revalidated(entry, age);
+        }
+        if !cacheable && response.status < 500 {
+            cache.store.remove(&stale.key);
+        }
+    }
+    if !cacheable {
+        if !cache::is_storable(&request.method, response, cache.default_ttl, true) {
+            // The response itself forbids storing: no use making others wait for it.
+            cache.pass.mark(base, Instant::now());
+        }
+        plan.leader = None;
+        return Fill::Relay(None);
+    }
+    cache.pass.clear(base);
+    let stored = cache::stored_response(response, now);
+    match cache.store.begin_variant(base, request, &stored) {
+        Ok(entry) if !entry.is_abandoned() => {
+            if let Some(leader) = &plan.leader {
+                leader.publish(growing(&entry, &stored, request));
+            }
+            Fill::Relay(Some(entry))
+        }
+        Ok(_) => {
+            log::debug!("cache: {base} is larger than cache_max_object, not stored");
             plan.leader = None;
-            return Fill::Relay(None);
+            Fill::Relay(None)
         }
-        cache.pass.clear(base);
-        let stored = cache::stored_response(response, now);
-        match cache.store.begin_variant(base, request, &stored) {
-            Ok(entry) if !entry.is_abandoned() => {
-                if let Some(leader) = &plan.leader {
-                    leader.publish(growing(&entry, &stored, request));
-                }
-                Fill::Relay(Some(entry))
-            }
-            Ok(_) => {
-                log::debug!("cache: {base} is larger than cache_max_object, not stored");
-                plan.leader = None;
-                Fill::Relay(None)
-            }
-            Err(e) => {
-                log::warn!("cache: cannot store {base}: {e}");
-                plan.leader = None;
-                Fill::Relay(None)
-            }
+        Err(e) => {
+            log::warn!("cache: cannot store {base}: {e}");
+            plan.leader = None;
+            Fill::Relay(None)
         }
     }
 }

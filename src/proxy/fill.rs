@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::relay::{filter_response, start_response};
-use super::Exchange;
-use crate::cache::{self, EntryWriter, Flight, FlightGuard, Growing, Progress};
+use super::Sent;
+use crate::cache::{self, CacheStatus, EntryWriter, Flight, FlightGuard, Growing, Progress};
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, response_framing, Framing};
 use crate::http::serialize::ChunkedWriter;
@@ -52,16 +52,16 @@ pub(super) fn relay_and_store(
     body: &mut impl BufRead,
     entry: EntryWriter,
     guard: Option<&FlightGuard<'_>>,
-    exchange: &mut Exchange,
+    sent: &mut Sent,
 ) -> Result<()> {
     client
         .set_nonblocking(true)
         .map_err(|e| Error::Io(Side::Client, e))?;
-    exchange.head_sent = true;
+    sent.head = true;
     let paced = Paced::new(client, head, chunked, &entry);
     let mut filler = Filler::new(entry, guard, paced);
     let copied = copy_body(body, &mut filler, Side::Backend, Side::Client, u64::MAX);
-    filler.end(copied, exchange)
+    filler.end(copied, sent)
 }
 
 /// The writer step 12 copies the backend's body into while storing: each piece goes to the
@@ -115,7 +115,7 @@ impl<'a, 'g> Filler<'a, 'g> {
 
     /// After the copy: commits the entry when the body is whole, sends the client the rest,
     /// and says how it went.
-    fn end(mut self, copied: Result<u64>, exchange: &mut Exchange) -> Result<()> {
+    fn end(mut self, copied: Result<u64>, sent: &mut Sent) -> Result<()> {
         let complete = copied.is_ok();
         if let Some(entry) = self.entry.take() {
             let total = entry.body_len();
@@ -132,10 +132,10 @@ impl<'a, 'g> Filler<'a, 'g> {
                 _ => {}
             }
         }
-        let sent = self.paced.finish(self.filled.max(self.read), complete);
-        exchange.bytes = self.paced.taken;
+        let finished = self.paced.finish(self.filled.max(self.read), complete);
+        sent.bytes = self.paced.taken;
         copied?;
-        sent.map_err(|e| Error::Io(Side::Client, e))
+        finished.map_err(|e| Error::Io(Side::Client, e))
     }
 }
 
@@ -337,13 +337,14 @@ impl<'a> Paced<'a> {
 /// The fill failed or stalled past `wait` once the head was sent (the client then sees a
 /// cut-short body), or the client went away.
 pub(super) fn serve_growing(
-    client: &TcpStream,
+    client: impl Write,
     request: &Request,
-    flight: &Arc<Flight>,
-    growing: &Growing,
+    following: &Following,
     wait: Duration,
-    exchange: &mut Exchange,
+    cache: CacheStatus,
+    sent: &mut Sent,
 ) -> Result<bool> {
+    let Following { flight, growing } = following;
     let Ok(file) = File::open(&growing.path) else {
         return Ok(false);
     };
@@ -367,15 +368,15 @@ pub(super) fn serve_growing(
         SystemTime::now(),
     );
     head.headers.set("Age", "0");
-    head.headers.set("X-Cache", exchange.cache.as_str());
-    exchange.status = Some(head.status);
-    exchange.keep_alive = keep_alive;
+    head.headers.set("X-Cache", cache.as_str());
+    sent.status = Some(head.status);
+    sent.keep_alive = keep_alive;
     let body_len = match client_framing {
         Framing::Length(n) => Some(n),
         Framing::Empty => Some(0),
         _ => None,
     };
-    let mut out = start_response(client, &head, body_len, exchange)?;
+    let mut out = start_response(client, &head, body_len, sent)?;
     out.flush().map_err(client_err)?;
     if body_len == Some(0) || request.method == "HEAD" {
         return Ok(true);
@@ -403,7 +404,7 @@ pub(super) fn serve_growing(
     } else {
         copy_body(&mut reader, &mut out, Side::Backend, Side::Client, u64::MAX)
     };
-    exchange.bytes = reader.read;
+    sent.bytes = reader.read;
     copied?;
     out.flush().map_err(client_err)?;
     Ok(true)
@@ -464,6 +465,13 @@ impl io::Read for GrowingReader<'_> {
 
 fn cut_short(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, why.to_string())
+}
+
+/// A request following a flight whose leader is storing the response: the flight (to wait
+/// for more of the body) and the entry being written.
+pub(super) struct Following {
+    pub(super) flight: Arc<Flight>,
+    pub(super) growing: Arc<Growing>,
 }
 
 /// The entry a flight's leader publishes: what followers need to read it while it grows.
@@ -532,7 +540,7 @@ mod tests {
         head.headers.append("Content-Length", LEN.to_string());
         let entry = store.begin("k", &head).unwrap();
         let (proxy_end, mut client_end) = pair();
-        let sent = body(LEN);
+        let data = body(LEN);
         // The client reads only once the entry is complete on disk: more than any socket
         // buffer, so a fill that waited on the client would never get there.
         let reader = std::thread::spawn(move || {
@@ -546,8 +554,8 @@ mod tests {
             client_end.read_to_end(&mut got).unwrap();
             (got, dir)
         });
-        let mut exchange = Exchange::default();
-        let mut source = io::BufReader::with_capacity(256 * 1024, &sent[..]);
+        let mut sent = Sent::default();
+        let mut source = io::BufReader::with_capacity(256 * 1024, &data[..]);
         relay_and_store(
             &proxy_end,
             b"HEAD\r\n".to_vec(),
@@ -555,14 +563,14 @@ mod tests {
             &mut source,
             entry,
             None,
-            &mut exchange,
+            &mut sent,
         )
         .unwrap();
         drop(proxy_end);
         let (got, _dir) = reader.join().unwrap();
-        assert_eq!(exchange.bytes, LEN as u64);
+        assert_eq!(sent.bytes, LEN as u64);
         assert!(got.starts_with(b"HEAD\r\n"));
-        assert!(got[6..] == sent[..], "the client got other bytes");
+        assert!(got[6..] == data[..], "the client got other bytes");
     }
 
     #[test]
@@ -571,7 +579,7 @@ mod tests {
         let store = Store::new(&dir.0, 1 << 30, 1 << 30);
         let entry = store.begin("k", &Response::new(200)).unwrap();
         let (proxy_end, mut client_end) = pair();
-        let sent = body(40 << 20);
+        let data = body(40 << 20);
         // As above: the client reads once the entry is complete, so most of the body is read
         // back from the file, in chunks framed afresh.
         let path = dir.0.join(cache::entry_name("k"));
@@ -585,8 +593,8 @@ mod tests {
             client_end.read_to_end(&mut got).unwrap();
             got
         });
-        let mut exchange = Exchange::default();
-        let mut source = io::BufReader::with_capacity(100_000, &sent[..]);
+        let mut sent = Sent::default();
+        let mut source = io::BufReader::with_capacity(100_000, &data[..]);
         relay_and_store(
             &proxy_end,
             Vec::new(),
@@ -594,7 +602,7 @@ mod tests {
             &mut source,
             entry,
             None,
-            &mut exchange,
+            &mut sent,
         )
         .unwrap();
         drop(proxy_end);
@@ -615,9 +623,9 @@ mod tests {
             assert_eq!(&rest[size..size + 2], b"\r\n");
             rest = &rest[size + 2..];
         }
-        assert!(body_back == sent, "the chunks hold other bytes");
+        assert!(body_back == data, "the chunks hold other bytes");
         let stored = store.read("k").unwrap();
-        assert_eq!(stored.body_len, sent.len() as u64);
+        assert_eq!(stored.body_len, data.len() as u64);
     }
 
     #[test]
@@ -629,9 +637,9 @@ mod tests {
         let entry = store.begin("k", &head).unwrap();
         let (proxy_end, client_end) = pair();
         drop(client_end);
-        let sent = body(1_000_000);
-        let mut source = io::BufReader::with_capacity(10_000, &sent[..]);
-        let mut exchange = Exchange::default();
+        let data = body(1_000_000);
+        let mut source = io::BufReader::with_capacity(10_000, &data[..]);
+        let mut sent = Sent::default();
         let result = relay_and_store(
             &proxy_end,
             b"HEAD\r\n".to_vec(),
@@ -639,7 +647,7 @@ mod tests {
             &mut source,
             entry,
             None,
-            &mut exchange,
+            &mut sent,
         );
         assert!(
             matches!(result, Err(Error::Io(Side::Client, _))),
@@ -648,6 +656,6 @@ mod tests {
         let mut stored = store.read("k").unwrap();
         let mut body_back = Vec::new();
         stored.body().read_to_end(&mut body_back).unwrap();
-        assert!(body_back == sent, "the entry holds other bytes");
+        assert!(body_back == data, "the entry holds other bytes");
     }
 }

@@ -3,12 +3,16 @@
 //! response head (steps 5 to 8), retrying on the next backend when that is safe. Sockets are
 //! `upstream`'s, the rotation and health `balancer`'s.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::balancer::Balancer;
+use super::request_body::RequestBody;
 use super::rewrite::{add_validators, drop_underscored_fields, rewrite_request};
-use super::{Exchange, Proxy, CLIENT_WRITE_BUFFER, REQUEST_BUFFER};
+use super::upstream::Pool;
+use super::{Sent, CLIENT_WRITE_BUFFER};
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
@@ -18,7 +22,20 @@ use crate::proxy::config::Config;
 use crate::proxy::upstream::{Connection, Pending};
 use crate::server::ClientStream;
 
-impl Proxy {
+/// The backends of a proxy and what is kept about them: the rotation and health
+/// (`balancer`), the idle keep-alive connections (`pool`), each backend's `host:port` as it
+/// goes in `Host` and the logs, and the limits on their response heads.
+pub(super) struct Upstreams {
+    pub(super) balancer: Arc<Balancer>,
+    /// Idle keep-alive connections to the backends.
+    pub(super) pool: Pool<Connection>,
+    /// Each backend's `host:port`, by id, formatted once.
+    pub(super) authorities: Vec<String>,
+    /// Limits on a backend's response head.
+    pub(super) limits: Limits,
+}
+
+impl Upstreams {
     /// Steps 5 to 8, with retries: choose a backend and connect, rewrite (adding the cache's
     /// validators when it is validating a stale entry), forward, read the response head.
     ///
@@ -31,20 +48,21 @@ impl Proxy {
     /// Each attempt's response head must arrive whole within `upstream_timeout`, and all the
     /// attempts together end within `upstream_total_timeout` (504 after it): retries never
     /// multiply the wait by the number of backends.
-    pub(super) fn exchange_with_backends(
+    pub(super) fn exchange(
         &self,
+        config: &Config,
         job: &mut Job<'_>,
-        exchange: &mut Exchange,
+        sent: &mut Sent,
     ) -> Result<Upstream> {
         let replayable = is_idempotent(&job.request.method) && job.body.is_complete();
-        let give_up = Instant::now() + self.config.upstream_total_timeout;
+        let give_up = Instant::now() + config.upstream_total_timeout;
         let mut last_error = Error::NoBackend("no backend configured".to_string());
         'backends: for id in self.balancer.plan(Instant::now()) {
             if Instant::now() >= give_up {
                 return Err(total_timeout());
             }
             let backend = &self.balancer.backends()[id];
-            exchange.backend_id = Some(id);
+            job.tried = Some(id);
             // Only a request that may be sent twice goes on an idle pooled connection: if
             // the backend closed it meanwhile, the request is sent again on a fresh one.
             let mut pooled = if replayable {
@@ -56,7 +74,7 @@ impl Proxy {
                 let from_pool = pooled.is_some();
                 let conn = match pooled.take() {
                     Some(conn) => conn,
-                    None => match self.connect(id, give_up) {
+                    None => match self.connect(config, id, give_up) {
                         Ok(conn) => conn,
                         Err(e) => {
                             last_error = e;
@@ -64,14 +82,14 @@ impl Proxy {
                         }
                     },
                 };
-                match self.attempt(conn, id, job, exchange, give_up) {
+                match self.attempt(config, conn, id, job, sent, give_up) {
                     Ok(upstream) => return Ok(upstream),
-                    Err(e) if from_pool && !exchange.head_sent && closed_before_answer(&e) => {
+                    Err(e) if from_pool && !sent.head && closed_before_answer(&e) => {
                         log::debug!("idle connection to {backend} was closed ({e}); reconnecting");
                     }
                     Err(e @ (Error::Io(Side::Backend, _) | Error::Parse(Side::Backend, _))) => {
-                        self.backend_failed(id, &e.to_string());
-                        if !replayable || exchange.head_sent {
+                        self.backend_failed(config, id, &e.to_string());
+                        if !replayable || sent.head {
                             return Err(e);
                         }
                         log::warn!(
@@ -91,16 +109,12 @@ impl Proxy {
 
     /// Step 5: a new connection to backend `id`, within `connect_timeout` and what is left
     /// of the request's total time. A failure counts against the backend.
-    fn connect(&self, id: usize, give_up: Instant) -> Result<Connection> {
+    fn connect(&self, config: &Config, id: usize, give_up: Instant) -> Result<Connection> {
         let backend = &self.balancer.backends()[id];
         let left = give_up.saturating_duration_since(Instant::now());
-        let timeout = self
-            .config
-            .connect_timeout
-            .min(left)
-            .max(MIN_CONNECT_TIMEOUT);
-        Connection::open(backend, timeout, self.config.upstream_timeout).map_err(|e| {
-            self.backend_failed(id, &format!("unreachable: {e}"));
+        let timeout = config.connect_timeout.min(left).max(MIN_CONNECT_TIMEOUT);
+        Connection::open(backend, timeout, config.upstream_timeout).map_err(|e| {
+            self.backend_failed(config, id, &format!("unreachable: {e}"));
             Error::NoBackend(format!("{backend}: {e}"))
         })
     }
@@ -110,36 +124,35 @@ impl Proxy {
     /// is heard (see `forward`); any well-formed answer counts as a success for its health.
     fn attempt(
         &self,
+        config: &Config,
         mut conn: Connection,
         id: usize,
         job: &mut Job<'_>,
-        exchange: &mut Exchange,
+        sent: &mut Sent,
         give_up: Instant,
     ) -> Result<Upstream> {
         let backend = &self.balancer.backends()[id];
-        let outgoing = self.outgoing(id, job);
+        let outgoing = self.outgoing(config, id, job);
         log::debug!(
             "{} → {backend}:\n{}",
             job.peer,
             head_text_request(&outgoing)
         );
-        let sent = forward(&mut conn, &outgoing, job.client, job.body, &self.config);
-        let complete = matches!(sent, Ok(Sent::Whole));
+        let forwarded = forward(&mut conn, &outgoing, job.client, job.body, config);
+        let complete = matches!(forwarded, Ok(Forwarded::Whole));
         if complete {
-            exchange.body_consumed = true;
+            job.body_sent = true;
         }
-        let deadline = (Instant::now() + self.config.upstream_timeout).min(give_up);
+        let deadline = (Instant::now() + config.upstream_timeout).min(give_up);
         let client = job.client.get_ref().tcp();
-        let limits = &self.response_limits;
-        let response = match sent {
-            Ok(_) => {
-                read_final_response(&mut conn, client, job.request, exchange, limits, deadline)
-            }
+        let limits = &self.limits;
+        let response = match forwarded {
+            Ok(_) => read_final_response(&mut conn, client, job.request, sent, limits, deadline),
             // A backend may answer and close before taking the whole body (a 413, a 401, a
             // 404 on an upload); its answer is what the client must get.
             Err(e @ Error::Io(Side::Backend, _)) if conn.pending() == Pending::Bytes => {
                 log::debug!("{backend} answered before taking the whole request ({e})");
-                read_final_response(&mut conn, client, job.request, exchange, limits, deadline)
+                read_final_response(&mut conn, client, job.request, sent, limits, deadline)
                     .map_err(|_| e)
             }
             Err(e) => Err(e),
@@ -164,18 +177,18 @@ impl Proxy {
 
     /// Step 6: the request as backend `id` gets it, with the cache's validators and without
     /// underscored fields (unless allowed).
-    fn outgoing(&self, id: usize, job: &Job<'_>) -> Request {
+    fn outgoing(&self, config: &Config, id: usize, job: &Job<'_>) -> Request {
         let mut outgoing = rewrite_request(
             job.request,
             job.peer,
             &self.authorities[id],
             job.body.outgoing_framing(),
-            self.config.upstream_keepalive > 0,
+            config.upstream_keepalive > 0,
         );
         if let Some(conditionals) = job.validators {
             add_validators(&mut outgoing, conditionals);
         }
-        if !self.config.underscores_in_headers {
+        if !config.underscores_in_headers {
             drop_underscored_fields(&mut outgoing.headers);
         }
         outgoing
@@ -233,26 +246,32 @@ impl Proxy {
 
     /// Counts a failed attempt against backend `id` and logs it, and logs when that marks
     /// the backend down.
-    pub(super) fn backend_failed(&self, id: usize, why: &str) {
+    fn backend_failed(&self, config: &Config, id: usize, why: &str) {
         let backend = &self.balancer.backends()[id];
         log::warn!("backend {backend}: {why}");
         if self.balancer.record_failure(id, Instant::now(), why) {
             log::warn!(
                 "backend {backend} marked down for {:?}",
-                self.config.fail_timeout
+                config.fail_timeout
             );
         }
     }
 }
 
 /// What steps 5 to 8 work from: the client's connection (its body may still be streaming
-/// in), the request, its body as far as it was read, and the validators of a stale entry.
+/// in), the request, its body as far as it was read, and the validators of a stale entry;
+/// and what they did that the record needs whether they succeed or fail.
 pub(super) struct Job<'a> {
     pub(super) client: &'a mut BufReader<ClientStream>,
     pub(super) peer: SocketAddr,
     pub(super) request: &'a Request,
     pub(super) body: &'a RequestBody,
     pub(super) validators: Option<&'a [(String, String)]>,
+    /// The backend tried last (the one that answered, on success).
+    pub(super) tried: Option<usize>,
+    /// Whether the request body was sent whole, so none of it is left on the client's
+    /// connection.
+    pub(super) body_sent: bool,
 }
 
 /// The shortest connect timeout tried, when little of `upstream_total_timeout` is left (a
@@ -278,7 +297,7 @@ pub(super) struct Upstream {
 
 /// How far step 7 got.
 #[derive(Debug, PartialEq, Eq)]
-enum Sent {
+enum Forwarded {
     /// The whole request.
     Whole,
     /// The backend began its response before the body was all sent, so we stopped sending.
@@ -322,79 +341,6 @@ fn is_idempotent(method: &str) -> bool {
     )
 }
 
-fn expects_continue(request: &Request) -> bool {
-    request.version == Version::Http11 && request.headers.has_token("expect", "100-continue")
-}
-
-/// A request body as far as it was read before any backend was contacted.
-pub(super) struct RequestBody {
-    /// The framing the client used.
-    pub(super) framing: Framing,
-    /// The body, or its first `REQUEST_BUFFER` bytes.
-    pub(super) start: Vec<u8>,
-    /// Where reading stopped when the body is bigger than `start`; None when `start` is all
-    /// of it.
-    pub(super) rest: Option<BodyProgress>,
-}
-
-impl RequestBody {
-    /// Whether the whole body is in memory (and so can be sent again).
-    pub(super) fn is_complete(&self) -> bool {
-        self.rest.is_none()
-    }
-
-    /// How the backend gets it: a body read whole goes with our own Content-Length, a
-    /// streamed one with the framing it came with (re-encoded by us).
-    pub(super) fn outgoing_framing(&self) -> Framing {
-        match (self.framing, &self.rest) {
-            (Framing::Empty, _) => Framing::Empty,
-            (_, None) => Framing::Length(self.start.len() as u64),
-            (framing, Some(_)) => framing,
-        }
-    }
-}
-
-/// Step 3: read the request body, or its first `REQUEST_BUFFER` bytes, before any backend
-/// is contacted. A small body that is malformed, too large or cut short is refused before a
-/// backend sees any of it (as nginx does by buffering), and a small body can be replayed on
-/// another backend. `Expect: 100-continue` is answered here, since we are about to read.
-pub(super) fn read_body(
-    client: &mut BufReader<ClientStream>,
-    request: &Request,
-    framing: Framing,
-    max_body: u64,
-) -> Result<RequestBody> {
-    let mut body = RequestBody {
-        framing,
-        start: Vec::new(),
-        rest: None,
-    };
-    if framing == Framing::Empty {
-        return Ok(body);
-    }
-    if expects_continue(request) {
-        // RFC 9110 §10.1.1: we answer the expectation ourselves and do not forward Expect.
-        client
-            .get_ref()
-            .tcp()
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .map_err(|e| Error::Io(Side::Client, e))?;
-    }
-    let mut reader = BodyReader::new(&mut *client, framing);
-    let mut limited = (&mut reader).take(REQUEST_BUFFER as u64 + 1);
-    copy_body(
-        &mut limited,
-        &mut body.start,
-        Side::Client,
-        Side::Client,
-        max_body,
-    )?;
-    if !reader.is_done() {
-        body.rest = Some(reader.progress());
-    }
-    Ok(body)
-}
-
 /// Step 7: send the rewritten head and the body to the backend: what was read already, then
 /// the rest streamed from the client, re-framed by us, each piece as it arrives.
 ///
@@ -408,14 +354,14 @@ fn forward(
     client: &mut BufReader<ClientStream>,
     body: &RequestBody,
     config: &Config,
-) -> Result<Sent> {
+) -> Result<Forwarded> {
     let backend_err = |e| Error::Io(Side::Backend, e);
     let Some(progress) = body.rest else {
         // The whole body is in memory (or there is none): head and body in one write.
         let mut bytes = serialize::request_head_with_room(outgoing, body.start.len());
         bytes.extend_from_slice(&body.start);
         upstream.writer().write_all(&bytes).map_err(backend_err)?;
-        return Ok(Sent::Whole);
+        return Ok(Forwarded::Whole);
     };
     upstream
         .set_write_timeout(EARLY_RESPONSE_POLL)
@@ -439,8 +385,8 @@ fn forward(
         .set_write_timeout(config.upstream_timeout)
         .map_err(backend_err)?;
     match result {
-        Err(Error::Io(Side::Backend, e)) if is_early_answer(&e) => Ok(Sent::Early),
-        other => other.map(|()| Sent::Whole),
+        Err(Error::Io(Side::Backend, e)) if is_early_answer(&e) => Ok(Forwarded::Early),
+        other => other.map(|()| Forwarded::Whole),
     }
 }
 
@@ -556,7 +502,7 @@ fn read_final_response(
     upstream: &mut Connection,
     client: &TcpStream,
     request: &Request,
-    exchange: &mut Exchange,
+    sent: &mut Sent,
     limits: &Limits,
     deadline: Instant,
 ) -> Result<Response> {
@@ -568,7 +514,7 @@ fn read_final_response(
             let mut out = client;
             serialize::write_response_head(&mut out, &interim)
                 .map_err(|e| Error::Io(Side::Client, e))?;
-            exchange.head_sent = true;
+            sent.head = true;
         }
         Ok(())
     })

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use super::fill::relay_and_store;
 use super::rewrite::via;
-use super::{Exchange, CLIENT_WRITE_BUFFER};
-use crate::cache::{self, Entry, EntryWriter, FlightGuard};
+use super::{Sent, CLIENT_WRITE_BUFFER};
+use crate::cache::{self, CacheStatus, Entry, EntryWriter, FlightGuard};
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, BodyReader, Framing};
 use crate::http::date::format_http_date;
@@ -79,28 +79,28 @@ pub fn filter_response(
 /// Nothing waits for more (issue: Server-Sent Events arrived together at the end): the head
 /// leaves at once unless the whole body arrived with it (then both go in one write), and
 /// every piece read from the backend is flushed to the client before the next read.
-/// `exchange.bytes` counts the body bytes the client took, also when the relay fails.
+/// `sent.bytes` counts the body bytes the client took, also when the relay fails.
 pub(super) fn relay_response(
     upstream: &mut Connection,
     client: &TcpStream,
     response: &Response,
     (upstream_framing, client_framing): (Framing, Framing),
     entry: Option<(EntryWriter, Option<&FlightGuard<'_>>)>,
-    exchange: &mut Exchange,
+    sent: &mut Sent,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
     if let Some((entry, guard)) = entry {
         let head = serialize::response_head_bytes(response);
         let chunked = client_framing == Framing::Chunked;
         let mut body = BodyReader::new(upstream.reader(), upstream_framing);
-        return relay_and_store(client, head, chunked, &mut body, entry, guard, exchange);
+        return relay_and_store(client, head, chunked, &mut body, entry, guard, sent);
     }
     let body_len = match client_framing {
         Framing::Length(n) => Some(n),
         Framing::Empty => Some(0),
         Framing::Chunked | Framing::Close => None,
     };
-    let mut out = start_response(client, response, body_len, exchange)?;
+    let mut out = start_response(client, response, body_len, sent)?;
     let arrived = upstream.reader().buffer().len() as u64;
     if !matches!(upstream_framing, Framing::Length(n) if n <= arrived) {
         out.flush().map_err(client_err)?;
@@ -111,13 +111,13 @@ pub(super) fn relay_response(
         Framing::Chunked => {
             let mut counted = Counted::new(ChunkedWriter::new(&mut out));
             let copied = copy_body(&mut body, &mut counted, from, to, u64::MAX);
-            exchange.bytes = counted.sent;
+            sent.bytes = counted.sent;
             copied.and_then(|_| counted.inner.finish().map(drop).map_err(client_err))
         }
         _ => {
             let mut counted = Counted::new(&mut out);
             let copied = copy_body(&mut body, &mut counted, from, to, u64::MAX);
-            exchange.bytes = counted.sent;
+            sent.bytes = counted.sent;
             copied.map(drop)
         }
     };
@@ -128,12 +128,12 @@ pub(super) fn relay_response(
 /// Writes `response`'s head into a buffered writer toward the client, with room for the
 /// body when it is known (`body_len`) and small: up to CLIENT_WRITE_BUFFER in all, so a small
 /// response leaves in one write and costs only a small buffer.
-pub(super) fn start_response<'a>(
-    client: &'a TcpStream,
+pub(super) fn start_response<W: Write>(
+    client: W,
     response: &Response,
     body_len: Option<u64>,
-    exchange: &mut Exchange,
-) -> Result<BufWriter<&'a TcpStream>> {
+    sent: &mut Sent,
+) -> Result<BufWriter<W>> {
     let head = serialize::response_head_bytes(response);
     let room = body_len.map_or(CLIENT_WRITE_BUFFER, |n| {
         usize::try_from(n).unwrap_or(usize::MAX)
@@ -142,7 +142,7 @@ pub(super) fn start_response<'a>(
     let mut out = BufWriter::with_capacity(capacity, client);
     out.write_all(&head)
         .map_err(|e| Error::Io(Side::Client, e))?;
-    exchange.head_sent = true;
+    sent.head = true;
     Ok(out)
 }
 
@@ -183,11 +183,12 @@ impl<W: Write> Write for Counted<W> {
 /// `X-Cache`. Date and the other stored fields are sent as stored. The request had no body
 /// (the lookup only answers those), so the connection may carry on.
 pub(super) fn serve_from_cache(
-    client: &TcpStream,
+    client: impl Write,
     request: &Request,
     entry: Entry,
     age: Duration,
-    exchange: &mut Exchange,
+    cache: CacheStatus,
+    sent: &mut Sent,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
     let body_len = entry.body_len;
@@ -207,15 +208,15 @@ pub(super) fn serve_from_cache(
         SystemTime::now(),
     );
     head.headers.set("Age", age.as_secs().to_string());
-    head.headers.set("X-Cache", exchange.cache.as_str());
-    exchange.status = Some(head.status);
-    exchange.keep_alive = keep_alive;
+    head.headers.set("X-Cache", cache.as_str());
+    sent.status = Some(head.status);
+    sent.keep_alive = keep_alive;
     let send_body = matches!(framing, Framing::Length(_)) && request.method != "HEAD";
     let mut out = start_response(
         client,
         &head,
         Some(if send_body { body_len } else { 0 }),
-        exchange,
+        sent,
     )?;
     if send_body {
         let mut counted = Counted::new(&mut out);
@@ -226,9 +227,9 @@ pub(super) fn serve_from_cache(
             Side::Client,
             body_len,
         );
-        exchange.bytes = counted.sent;
+        sent.bytes = counted.sent;
         copied?;
-        if exchange.bytes != body_len {
+        if sent.bytes != body_len {
             let why = "the cache entry was truncated while being served";
             return Err(Error::Io(
                 Side::Backend,

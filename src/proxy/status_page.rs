@@ -3,10 +3,10 @@
 //! gathered by `stats` and rendered by `status`.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
-use super::{Exchange, Proxy};
+use super::{Proxy, Sent};
 use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
@@ -18,14 +18,13 @@ impl Proxy {
     /// same data as JSON.
     pub(super) fn serve_status(
         &self,
-        client: &TcpStream,
+        mut out: impl Write,
         peer: SocketAddr,
         request: &Request,
         query: Option<&str>,
-        exchange: &mut Exchange,
+        sent: &mut Sent,
     ) -> Result<()> {
-        exchange.internal = true;
-        exchange.keep_alive = request.keep_alive();
+        sent.keep_alive = request.keep_alive();
         let allowed = self
             .config
             .status_allow
@@ -63,25 +62,26 @@ impl Proxy {
         if status == 405 {
             response.headers.append("Allow", "GET, HEAD");
         }
-        if !exchange.keep_alive {
+        if !sent.keep_alive {
             response.headers.append("Connection", "close");
         }
         let mut bytes = serialize::response_head_bytes(&response);
         if request.method != "HEAD" {
             bytes.extend_from_slice(&body);
-            exchange.bytes = body.len() as u64;
+            sent.bytes = body.len() as u64;
         }
-        exchange.status = Some(status);
-        exchange.head_sent = true;
-        let mut out = client;
+        sent.status = Some(status);
+        sent.head = true;
         out.write_all(&bytes)
+            .and_then(|()| out.flush())
             .map_err(|e| Error::Io(Side::Client, e))
     }
 
     /// Everything the status page shows, taken now.
     pub(super) fn status_view(&self) -> StatusView {
-        let health = self.balancer.health();
+        let health = self.upstreams.balancer.health();
         let backends = self
+            .upstreams
             .balancer
             .backends()
             .iter()

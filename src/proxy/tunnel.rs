@@ -35,13 +35,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::forward::Upstream;
 use super::rewrite::via;
-use super::{Exchange, Proxy};
+use super::stats::Stats;
+use super::Sent;
+use crate::cache::CacheStatus;
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::body::{request_framing, Framing};
 use crate::http::serialize;
 use crate::http::{remove_hop_by_hop, Request, Response, Version};
-use crate::proxy::upstream::Connection;
 use crate::server::{ClientStream, THREAD_STACK_SIZE};
 
 /// Bytes each direction of a tunnel moves per read and write; two per tunnel, on the heap.
@@ -88,28 +90,32 @@ pub fn switching_response(request: &Request, mut response: Response) -> Option<R
     Some(response)
 }
 
-impl Proxy {
-    /// Step 12 for a `101` answer: the 101 goes to the client and the two connections
-    /// become a tunnel until it ends (see the module's notes). The connection to the client
-    /// ends with it. Returns once the tunnel is over, with what it carried in `exchange`
-    /// for the log step.
-    ///
-    /// # Errors
-    /// A 101 that is not the switch the client asked for is a backend error (502); not
-    /// being able to start the second thread is reported before the 101 is sent.
-    pub(super) fn tunnel(
-        &self,
-        client: &BufReader<ClientStream>,
-        request: &Request,
-        mut conn: Connection,
-        response: Response,
-        exchange: &mut Exchange,
-    ) -> Result<()> {
-        exchange.keep_alive = false;
+/// Step 12 for a `101` answer: the 101 goes to the client and the two connections become a
+/// tunnel until it ends (see the module's notes); the connection to the client ends with it.
+/// Returns once the tunnel is over, with what it carried, for the log step. The tunnel is
+/// counted as open in `stats` while it lasts, and closes after `idle` without a byte.
+///
+/// # Errors
+/// A 101 that is not the switch the client asked for is a backend error (502); not being
+/// able to start the second thread is reported before the 101 is sent.
+pub(super) fn run(
+    client: &BufReader<ClientStream>,
+    request: &Request,
+    upstream: Upstream,
+    stats: &Stats,
+    idle: Duration,
+    cache: CacheStatus,
+    sent: &mut Sent,
+) -> Result<Report> {
+    {
+        let Upstream {
+            mut conn, response, ..
+        } = upstream;
+        sent.keep_alive = false;
         let Some(mut response) = switching_response(request, response) else {
             return Err(Error::Parse(Side::Backend, ParseError::UnexpectedUpgrade));
         };
-        response.headers.set("X-Cache", exchange.cache.as_str());
+        response.headers.set("X-Cache", cache.as_str());
         let head = serialize::response_head_bytes(&response);
         let backend = conn.reader();
         let ends = Ends {
@@ -121,14 +127,13 @@ impl Proxy {
             up: client.buffer(),
             down: backend.buffer(),
         };
-        let _open = self.stats.open_tunnel();
-        let report = relay(ends, early, self.config.tunnel_idle_timeout)
+        let _open = stats.open_tunnel();
+        let report = relay(ends, early, idle)
             .map_err(|e| Error::NoBackend(format!("cannot start a thread for the tunnel: {e}")))?;
-        exchange.status = Some(101);
-        exchange.head_sent = true;
-        exchange.bytes = report.down;
-        exchange.tunnel = Some(report);
-        Ok(())
+        sent.status = Some(101);
+        sent.head = true;
+        sent.bytes = report.down;
+        Ok(report)
     }
 }
 

@@ -10,11 +10,19 @@
 //! fails with `TimedOut`. The body that follows is bounded per read only.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::slots::{head_deadline, Conn, Phase, Slot, Slots};
+
+/// How long a lingering close waits for each read of what the client still sends (nginx's
+/// `lingering_timeout`).
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a lingering close goes on in all (nginx's `lingering_time`).
+pub const LINGER_TIME: Duration = Duration::from_secs(30);
+/// Bytes read and dropped per read during a lingering close.
+const LINGER_BUFFER: usize = 16 * 1024;
 
 /// A client's socket whose reads can also stop at a deadline.
 pub struct ClientStream {
@@ -151,6 +159,32 @@ impl ClientStream {
 /// Shared with the backend side (`upstream`), whose response head has a deadline too.
 pub fn needs_new_timeout(wait: Duration, applied: Duration) -> bool {
     wait > applied || wait + applied / 4 < applied
+}
+
+impl ClientStream {
+    /// Closes a connection whose request body was not read to its end (an early answer, a
+    /// 413), as nginx's lingering close does. Closing a socket with unread bytes makes the
+    /// kernel reset the connection, and a client still sending its body may then lose our
+    /// response before reading it. So writing is shut down first (the client sees the
+    /// response end), then whatever the client still sends is read and dropped until it
+    /// closes, it stays silent for `LINGER_TIMEOUT`, or `LINGER_TIME` has passed.
+    pub fn close_lingering(&self) {
+        let stream = &self.conn.stream;
+        if stream.shutdown(Shutdown::Write).is_err()
+            || stream.set_read_timeout(Some(LINGER_TIMEOUT)).is_err()
+        {
+            return;
+        }
+        let until = Instant::now() + LINGER_TIME;
+        let mut sink = [0u8; LINGER_BUFFER];
+        let mut reader = stream;
+        while Instant::now() < until {
+            match reader.read(&mut sink) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 impl Read for ClientStream {

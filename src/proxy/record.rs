@@ -1,0 +1,79 @@
+//! Step 13, the record of one request: one line in the log (terminal and `log_file`), one
+//! in the access log, and one in the status page's figures. Written exactly once per
+//! request, by the connection loop, on success and on error alike.
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use super::access_log::AccessEntry;
+use super::stats::RequestRecord;
+use super::{Proxy, Record};
+use crate::error::Error;
+use crate::http::Request;
+
+impl Proxy {
+    /// Step 13: one line per request, on success and on error, with what the cache did.
+    pub(super) fn log_request(
+        &self,
+        peer: SocketAddr,
+        request: Option<&Request>,
+        record: &Record,
+        started: Instant,
+        error: Option<&Error>,
+    ) {
+        let elapsed = started.elapsed();
+        let line = request.map(Request::request_line);
+        let line_text = line.as_deref().unwrap_or("-");
+        let upstream = record
+            .backend
+            .map(|id| self.upstreams.authorities[id].as_str());
+        let backend = upstream.unwrap_or("-");
+        let status: &dyn std::fmt::Display = match &record.sent.status {
+            Some(status) => status,
+            None => &"-",
+        };
+        let ms = elapsed.as_millis();
+        let bytes = record.sent.bytes;
+        let cache = record.cache.as_str();
+        let tunnel = record.tunnel.as_ref().map_or(String::new(), |t| {
+            format!(" (tunnel: {} B up, {} B down, {})", t.up, t.down, t.ending)
+        });
+        match (error, record.internal) {
+            (None, true) => log::debug!("{peer} \"{line_text}\" -> {status} {bytes} B {ms} ms"),
+            (None, false) => {
+                log::info!(
+                    "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms{tunnel}"
+                );
+            }
+            (Some(e), _) => log::warn!(
+                "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms ({e})"
+            ),
+        }
+        let now = SystemTime::now();
+        if let Some(access_log) = &self.access_log {
+            access_log.write(&AccessEntry {
+                time: now,
+                client: peer.ip(),
+                request_line: line.as_deref(),
+                status: record.sent.status,
+                bytes,
+                referer: request.and_then(|r| r.headers.get("referer")),
+                user_agent: request.and_then(|r| r.headers.get("user-agent")),
+                upstream,
+                cache: request.map(|_| record.cache),
+                elapsed,
+            });
+        }
+        if !record.internal {
+            self.stats.record(RequestRecord {
+                time: now,
+                client: peer,
+                request_line: line.unwrap_or_else(|| "-".to_string()),
+                backend: record.backend,
+                status: record.sent.status,
+                cache: request.map(|_| record.cache),
+                elapsed,
+            });
+        }
+    }
+}
