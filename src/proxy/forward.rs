@@ -532,3 +532,86 @@ fn head_text_response(response: &Response) -> String {
         .trim_end()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::read_response;
+    use crate::proxy::config::Backend;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn response(raw: &str) -> Response {
+        read_response(&mut raw.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn only_a_complete_persistent_answer_leaves_its_connection_reusable() {
+        let ok = response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert!(reusable(&ok, Framing::Length(2)));
+        let closing = response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n");
+        assert!(!reusable(&closing, Framing::Length(2)));
+        let old = response("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert!(!reusable(&old, Framing::Length(2)));
+        let until_close = response("HTTP/1.1 200 OK\r\n\r\n");
+        assert!(!reusable(&until_close, Framing::Close));
+        let both =
+            response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(!reusable(&both, Framing::Chunked));
+    }
+
+    #[test]
+    fn retries_are_for_idempotent_methods_and_pooled_connections_closed_early() {
+        for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"] {
+            assert!(is_idempotent(method), "{method}");
+        }
+        for method in ["POST", "PATCH", "CONNECT", "get"] {
+            assert!(!is_idempotent(method), "{method}");
+        }
+        let eof = Error::Parse(Side::Backend, ParseError::UnexpectedEof);
+        assert!(closed_before_answer(&eof));
+        let reset = Error::Io(Side::Backend, io::ErrorKind::ConnectionReset.into());
+        assert!(closed_before_answer(&reset));
+        let timeout = Error::Io(Side::Backend, io::ErrorKind::TimedOut.into());
+        assert!(!closed_before_answer(&timeout));
+        let garbage = Error::Parse(Side::Backend, ParseError::BadStatusLine);
+        assert!(!closed_before_answer(&garbage));
+    }
+
+    #[test]
+    fn a_body_being_sent_stops_when_the_backend_answers_and_stops_reading() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend = Backend {
+            host: "127.0.0.1".to_string(),
+            port: listener.local_addr().unwrap().port(),
+        };
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let refusing = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = [0u8; 16];
+            stream.read_exact(&mut head).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            // Neither reads nor closes (until the test is over): the sender's writes would
+            // stall once the buffers fill.
+            let _ = done.recv_timeout(Duration::from_secs(20));
+        });
+        let timeout = Duration::from_secs(10);
+        let conn = Connection::open(&backend, timeout, timeout).unwrap();
+        conn.set_write_timeout(EARLY_RESPONSE_POLL).unwrap();
+        let mut watched = Watched {
+            conn: &conn,
+            unchecked: 0,
+            patience: timeout,
+        };
+        let piece = vec![b'x'; 1 << 20];
+        let error = (0..200)
+            .find_map(|_| watched.write_all(&piece).err())
+            .expect("200 MiB went to a backend that reads nothing");
+        assert!(is_early_answer(&error), "{error}");
+        assert_eq!(conn.pending(), Pending::Bytes);
+        done_tx.send(()).unwrap();
+        refusing.join().unwrap();
+    }
+}

@@ -104,3 +104,71 @@ pub fn probe(backend: &Backend, settings: &ProbeSettings) -> Result<(), String> 
         status => Err(format!("answered {status}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// A backend that answers one probe with `reply`, on 127.0.0.1.
+    fn answering(reply: &'static [u8]) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(reply);
+        });
+        Backend {
+            host: "127.0.0.1".to_string(),
+            port,
+        }
+    }
+
+    fn settings() -> ProbeSettings {
+        ProbeSettings {
+            path: "/health".to_string(),
+            interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn a_2xx_or_3xx_is_up_after_any_interim_responses() {
+        let ok = answering(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(probe(&ok, &settings()), Ok(()));
+        let moved = answering(b"HTTP/1.1 302 Found\r\nLocation: /\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(probe(&moved, &settings()), Ok(()));
+    }
+
+    #[test]
+    fn errors_garbage_and_endless_interim_responses_are_down() {
+        let failing = answering(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            probe(&failing, &settings()),
+            Err("answered 503".to_string())
+        );
+        let garbage = answering(b"SSH-2.0-OpenSSH\r\n\r\n");
+        assert!(probe(&garbage, &settings()).is_err());
+        let endless: &'static [u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n";
+        assert!(probe(&answering(endless), &settings()).is_err());
+    }
+
+    #[test]
+    fn a_closed_port_is_unreachable() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let gone = Backend {
+            host: "127.0.0.1".to_string(),
+            port,
+        };
+        assert!(probe(&gone, &settings())
+            .unwrap_err()
+            .starts_with("unreachable"));
+    }
+}

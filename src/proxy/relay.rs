@@ -320,6 +320,95 @@ mod tests {
         assert_eq!(out.headers.get("connection"), Some("keep-alive"));
     }
 
+    /// A stored 200 with body `stored body`, ETag "v1", read back from a store in a
+    /// temporary directory (removed when the returned guard drops).
+    fn stored_entry() -> (Entry, TempStore) {
+        let dir = std::env::temp_dir().join(format!(
+            "relevo-relay-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let store = crate::cache::Store::new(&dir, 1 << 20, 1 << 20);
+        let mut head = Response::new(200);
+        head.headers.append("Content-Length", "11");
+        head.headers.append("ETag", "\"v1\"");
+        head.headers.append("Date", "Wed, 25 Nov 2026 10:41:07 GMT");
+        let mut entry = store.begin("k", &head).unwrap();
+        entry.write_all(b"stored body").unwrap();
+        entry.commit().unwrap();
+        (store.read("k").unwrap(), TempStore(dir))
+    }
+
+    struct TempStore(std::path::PathBuf);
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn request(raw: &str) -> Request {
+        crate::http::parse::read_request(&mut raw.as_bytes(), &Default::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// What `serve_from_cache` writes for `raw`, parsed, and what it recorded.
+    fn served(raw: &str) -> (Response, Vec<u8>, Sent) {
+        let (entry, _dir) = stored_entry();
+        let mut out = Vec::new();
+        let mut sent = Sent::default();
+        let age = Duration::from_secs(7);
+        serve_from_cache(
+            &mut out,
+            &request(raw),
+            entry,
+            age,
+            CacheStatus::Hit,
+            &mut sent,
+        )
+        .unwrap();
+        let mut rest = &out[..];
+        let head = crate::http::parse::read_response(&mut rest, &Default::default()).unwrap();
+        (head, rest.to_vec(), sent)
+    }
+
+    #[test]
+    fn a_stored_response_is_served_with_its_age_and_the_cache_result() {
+        let (head, body, sent) = served("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers.get("age"), Some("7"));
+        assert_eq!(head.headers.get("x-cache"), Some("HIT"));
+        assert_eq!(
+            head.headers.get("date"),
+            Some("Wed, 25 Nov 2026 10:41:07 GMT")
+        );
+        assert_eq!(body, b"stored body");
+        assert_eq!(
+            (sent.status, sent.bytes, sent.head, sent.keep_alive),
+            (Some(200), 11, true, true)
+        );
+    }
+
+    #[test]
+    fn a_matching_conditional_or_a_head_gets_no_body() {
+        let (head, body, sent) =
+            served("GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"v1\"\r\n\r\n");
+        assert_eq!(head.status, 304);
+        assert_eq!(head.headers.get("etag"), Some("\"v1\""));
+        assert!(body.is_empty());
+        assert_eq!(sent.bytes, 0);
+        let (head, body, _) = served("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            (head.status, head.headers.get("content-length")),
+            (200, Some("11"))
+        );
+        assert!(body.is_empty());
+        let (head, _, sent) = served("GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(head.headers.get("connection"), Some("close"));
+        assert!(!sent.keep_alive);
+    }
+
     #[test]
     fn counted_counts_what_the_writer_took_also_when_it_fails() {
         /// A client that takes `left` bytes, then fails as a closed socket does.

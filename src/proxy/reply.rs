@@ -80,3 +80,126 @@ pub(super) fn allowed_methods(config: &Config) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ParseError, Side};
+    use crate::http::parse::{read_request, read_response, Limits};
+    use crate::http::Response;
+
+    fn req(raw: &str) -> Request {
+        read_request(&mut raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The reply `send_error` writes, parsed, and what it recorded.
+    fn reply(
+        e: &Error,
+        request: Option<&Request>,
+        config: &Config,
+    ) -> (Option<Response>, Vec<u8>, Sent) {
+        let mut out = Vec::new();
+        let mut sent = Sent::default();
+        send_error(
+            &mut out,
+            config,
+            e,
+            request,
+            true,
+            CacheStatus::Miss,
+            &mut sent,
+        );
+        if out.is_empty() {
+            return (None, out, sent);
+        }
+        let mut rest = &out[..];
+        let head = read_response(&mut rest, &Limits::default()).unwrap();
+        let body = rest.to_vec();
+        (Some(head), body, sent)
+    }
+
+    #[test]
+    fn a_bad_request_is_a_400_that_closes_and_says_what_was_wrong() {
+        let e = Error::Parse(Side::Client, ParseError::ObsFold);
+        let (head, body, sent) = reply(&e, None, &Config::default());
+        let head = head.unwrap();
+        assert_eq!(head.status, 400);
+        assert_eq!(head.headers.get("connection"), Some("close"));
+        assert_eq!(head.headers.get("x-cache"), Some("MISS"));
+        assert_eq!(head.headers.get("via"), Some(VIA));
+        assert_eq!(
+            body,
+            b"400 Bad Request: obsolete line folding in header section\n"
+        );
+        assert_eq!(
+            (sent.status, sent.bytes, sent.keep_alive),
+            (Some(400), body.len() as u64, false)
+        );
+    }
+
+    #[test]
+    fn a_method_not_forwarded_keeps_the_connection_and_trace_lists_what_is_allowed() {
+        let get = req("DELETE / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let (head, _, sent) = reply(
+            &Error::MethodNotForwarded("DELETE".into()),
+            Some(&get),
+            &Config::default(),
+        );
+        assert_eq!(head.unwrap().status, 501);
+        assert!(sent.keep_alive, "a 501 leaves the framing intact");
+        let config = Config {
+            methods: Some(vec!["GET".into(), "HEAD".into(), "TRACE".into()]),
+            ..Config::default()
+        };
+        let trace = req("TRACE / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let (head, _, _) = reply(
+            &Error::MethodNotAllowed("TRACE".into()),
+            Some(&trace),
+            &config,
+        );
+        let head = head.unwrap();
+        assert_eq!(head.status, 405);
+        assert_eq!(head.headers.get("allow"), Some("GET, HEAD"));
+    }
+
+    #[test]
+    fn nothing_follows_a_response_already_begun_and_head_gets_no_body() {
+        let mut out = Vec::new();
+        let mut sent = Sent {
+            head: true,
+            keep_alive: true,
+            ..Sent::default()
+        };
+        let e = Error::Io(Side::Backend, std::io::ErrorKind::ConnectionReset.into());
+        send_error(
+            &mut out,
+            &Config::default(),
+            &e,
+            None,
+            true,
+            CacheStatus::Miss,
+            &mut sent,
+        );
+        assert!(out.is_empty());
+        assert!(!sent.keep_alive, "closing is the only signal left");
+        let head_request = req("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let (head, body, sent) = reply(
+            &Error::NoBackend("x".into()),
+            Some(&head_request),
+            &Config::default(),
+        );
+        assert_eq!(head.unwrap().status, 502);
+        assert!(body.is_empty());
+        assert_eq!(sent.bytes, 0);
+    }
+
+    #[test]
+    fn a_client_that_went_away_gets_nothing() {
+        let e = Error::Io(Side::Client, std::io::ErrorKind::BrokenPipe.into());
+        let (head, _, sent) = reply(&e, None, &Config::default());
+        assert!(head.is_none());
+        assert!(!sent.keep_alive);
+    }
+}

@@ -116,3 +116,95 @@ impl Proxy {
         (path == status_path).then_some(query)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{read_request, read_response, Limits};
+    use crate::proxy::config::Config;
+
+    fn proxy() -> Proxy {
+        let config = Config {
+            access_log: None,
+            cache: false,
+            ..Config::default()
+        };
+        Proxy::new(config).unwrap()
+    }
+
+    /// The status page's answer to `raw` from `peer`, parsed, and what it recorded.
+    fn page(raw: &str, peer: &str) -> (Response, String, Sent) {
+        let proxy = proxy();
+        let request = read_request(&mut raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        let query = proxy.status_query(&request).expect("a status page request");
+        let mut out = Vec::new();
+        let mut sent = Sent::default();
+        let peer = peer.parse().unwrap();
+        proxy
+            .serve_status(&mut out, peer, &request, query, &mut sent)
+            .unwrap();
+        let mut rest = &out[..];
+        let head = read_response(&mut rest, &Limits::default()).unwrap();
+        (head, String::from_utf8_lossy(rest).into_owned(), sent)
+    }
+
+    #[test]
+    fn the_page_is_html_or_json_and_never_stored() {
+        let (head, body, sent) = page(
+            "GET /relevo/status HTTP/1.1\r\nHost: h\r\n\r\n",
+            "127.0.0.1:5",
+        );
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers.get("cache-control"), Some("no-store"));
+        assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
+        assert_eq!(sent.bytes, body.len() as u64);
+        let (head, body, _) = page(
+            "GET /relevo/status?format=json HTTP/1.1\r\nHost: h\r\n\r\n",
+            "[::1]:5",
+        );
+        assert_eq!(head.headers.get("content-type"), Some("application/json"));
+        assert!(
+            body.starts_with('{') && body.contains("\"backends\""),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn other_addresses_get_403_and_other_methods_405() {
+        let (head, _, _) = page(
+            "GET /relevo/status HTTP/1.1\r\nHost: h\r\n\r\n",
+            "10.0.0.9:5",
+        );
+        assert_eq!(head.status, 403);
+        let (head, _, sent) = page(
+            "DELETE /relevo/status HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            "127.0.0.1:5",
+        );
+        assert_eq!(head.status, 405);
+        assert_eq!(head.headers.get("allow"), Some("GET, HEAD"));
+        assert_eq!(head.headers.get("connection"), Some("close"));
+        assert!(!sent.keep_alive);
+    }
+
+    #[test]
+    fn only_the_configured_path_is_the_status_page() {
+        let proxy = proxy();
+        let target = |t: &str| {
+            let raw = format!("GET {t} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let request = read_request(&mut raw.as_bytes(), &Limits::default())
+                .unwrap()
+                .unwrap();
+            proxy.status_query(&request).map(|q| q.map(str::to_string))
+        };
+        assert_eq!(target("/relevo/status"), Some(None));
+        assert_eq!(
+            target("/relevo/status?format=json"),
+            Some(Some("format=json".into()))
+        );
+        assert_eq!(target("http://h/relevo/status"), Some(None));
+        assert_eq!(target("/relevo/statuses"), None);
+        assert_eq!(target("/"), None);
+    }
+}
