@@ -1,24 +1,31 @@
-//! Relevo: a teaching-grade HTTP/1.1 reverse proxy and round-robin load balancer, with the
-//! demo web server it balances across. Built on `std::net` and one OS thread per connection.
+//! Relevo: a teaching-grade HTTP/1.1 reverse proxy and load balancer with a disk cache, the
+//! demo web server it balances across, and a command-line HTTP client. Built on `std::net`,
+//! blocking sockets and one OS thread per connection, with an HTTP/1.1 parser of its own.
 //!
-//! One request's path through the modules:
+//! The folders say which program owns what:
 //!
 //! ```text
-//! server   accept, hand to a parked thread or spawn one (bounded by max_connections; when
-//!          all are taken an idle or slow connection makes room, else 503)
-//!   proxy    read request (http::parse) → validate → cache lookup (cache) → choose backend
-//!            (balancer) → rewrite → forward (upstream, http::serialize, http::body)
-//!            → read response (http::parse) → invalidate, store (cache) → filter
-//!            → relay body (http::body), teed into the cache entry → log
+//! proxy/      the reverse proxy: the steps of one request (mod.rs), its configuration,
+//!             balancer, health checks, backend connections, status page and access log
+//! webserver/  the demo backend: a static file server whose pages show who answered
+//! client/     the HTTP client, `client LOG_FILE URL`, with a private cache
 //! ```
 //!
-//! `client` is the HTTP client (`client LOG_FILE URL`): the same parser and serializer on
-//! the other side of the wire, with a private cache built on `cache`.
+//! over the layers they share:
 //!
-//! `config` reads proxy.conf, `error` maps every failure to one status code, `logging` sends
-//! log lines to the terminal and a file (`log_file` keeps such a file whole across full disks
-//! and rotation), `cache` keeps responses on disk (RFC 9111),
-//! `static_files` serves the demo site for `webserver`.
+//! ```text
+//! http/       messages; parse (from any BufRead), serialize (to any Write), bodies, dates,
+//!             conditional requests                                     [all three programs]
+//! cache/      RFC 9111 policy (pure, time passed in), the entry files, coalescing
+//!                                                                      [proxy and client]
+//! server      listener, accept loop, one thread per connection, connection slots
+//!                                                                 [proxy and web server]
+//! logging     terminal and file logging, whole lines, reopened after rotation
+//!                                                                 [proxy and web server]
+//! error       one error enum; `Error::status` is the only error-to-status mapping
+//! ```
+//!
+//! A shared layer never imports a program's folder; `error` depends on nothing above it.
 
 #![forbid(unsafe_code)]
 

@@ -3,6 +3,7 @@
 //! ```text
 //!  1 read request      2 validate      3 read body (small ones whole)
 //!  4 cache lookup ── fresh ──────────────────────────────────────→ serve from cache → 13 log
+//!      ├ being stored by another request → read it as it grows ─────────────────→ 13 log
 //!      └ miss / stale → 5 choose backend and connect → 6 rewrite → 7 forward
 //!                       → 8 read response head   (5–8 retried on the next backend when safe)
 //!  9 invalidate → 10 cache the response (a 304 refreshes the entry, served from cache)
@@ -10,29 +11,37 @@
 //!      └ 101 to a WebSocket upgrade → 12 tunnel bytes both ways until closed → 13 log
 //! ```
 //!
-//! `serve_request` below calls the steps in that order; each is a named function, kept with
-//! its kind:
+//! `handle_connection` is the loop (1, then the steps, then 13, once per request, success
+//! or not); `serve_request` and `answer` call the steps in order. Each step is a function of
+//! the module that owns it:
 //!
-//! | file | steps |
+//! | module | steps |
 //! |---|---|
-//! | `proxy.rs` | 1 read request, 2 validate, 13 log; the connection loop; error replies |
-//! | `proxy/backend.rs` | 3 read body, 5–8 choose backend, connect, forward, read response |
-//! | `proxy/rewrite.rs` | 6 rewrite the request (pure) |
-//! | `proxy/cache_steps.rs` | 4 cache lookup, 9 invalidate, 10 cache the response |
-//! | `proxy/relay.rs` | 11 filter the response, 12 relay its body or serve from cache |
-//! | `proxy/tunnel.rs` | 12 for a `101`: the WebSocket tunnel |
-//! | `proxy/status_page.rs` | the status page, answered instead of step 3 onwards |
+//! | `request_body` | 3 read the body, or its first 64 KiB |
+//! | `caching` | 4 `lookup`, 9 `invalidate`, 10 `store` (the rules are in `crate::cache`) |
+//! | `forward` | 5–8 `Upstreams::exchange`: choose, connect, forward, read the head; retries |
+//! | `rewrite` | 6 the request as the backend sees it; Location as the client sees it |
+//! | `relay` | 11 `filter_response`, 12 `relay_response`, and `serve_from_cache` |
+//! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
+//! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
+//! | `status_page` | the status page, answered instead of steps 3 onwards |
+//! | `reply` | the error replies, when a step fails |
+//! | `record` | 13 the log line, the access log line and the status page's figures |
+//! | `start` | start-up: open everything, then listen; `--flush-cache` |
 //!
-//! A step that fails returns an `Error`;
-//! `Error::status` turns it into the response the client gets (400 and friends for a bad
-//! request, 501 for a method not forwarded, 502/504 for backend trouble) and the log step
-//! runs exactly once per request either way. Message syntax lives in `http`, sockets in
-//! `server` and `upstream`, the rotation in `balancer`, the caching rules and files in
-//! `cache`: the steps here only decide when to ask it what.
+//! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (round
+//! robin and passive health, pure), `health` (active probes), `upstream` (backend sockets
+//! and the keep-alive pool), `stats` and `status` (what the status page shows), `access_log`.
+//!
+//! A step that fails returns an `Error`; `Error::status` turns it into the response the
+//! client gets (400 and friends for a bad request, 501 for a method not forwarded, 502/504
+//! for backend trouble). Steps return what they produced; the step that answers writes what
+//! it sent (`Sent`), and the loop alone assembles the `Record` and has it written. Message
+//! syntax lives in `http`, sockets in `server` and `upstream`, the caching rules and files in
+//! `cache`: the steps here only decide when to ask them what.
 //!
 //! Every response carries `X-Cache: HIT`, `MISS`, `REVALIDATED` or `BYPASS`, and the log line
-//! says the same. A body being stored goes to the client and to the cache entry as it
-//! streams (`Tee`), so memory stays bounded whatever its size.
+//! says the same. Bodies stream in bounded memory whatever their size, also while stored.
 //!
 //! Everything forwarded is re-framed here: the backend gets our Content-Length or our
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
