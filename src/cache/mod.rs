@@ -23,8 +23,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::http::authority::{absolute_form_parts, normalize_authority};
 use crate::http::date::{format_http_date, parse_http_date};
-use crate::http::parse::{absolute_form_parts, normalize_authority};
 use crate::http::{is_token, remove_hop_by_hop, Headers, Request, Response};
 
 mod flight;

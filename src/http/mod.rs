@@ -7,6 +7,7 @@
 //! charset of field values, RFC 9110 §5.5). Every byte sequence survives a parse/serialize
 //! round trip unchanged, and ASCII values, by far the common case, read as they are.
 
+pub mod authority;
 pub mod body;
 pub mod date;
 pub mod parse;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use super::tunnel::asks_for_websocket;
 use super::VIA;
+use crate::http::authority::{absolute_form_parts, normalize_authority};
 use crate::http::body::Framing;
-use crate::http::parse::{self, normalize_authority};
 use crate::http::{is_hop_by_hop, Headers, Request, Response, Version};
 
 /// Step 6: the request as the backend should see it (RFC 9110 §7.6).
@@ -32,7 +32,7 @@ pub fn rewrite_request(
     framing: Framing,
     keep_alive: bool,
 ) -> Request {
-    let (host, target) = match parse::absolute_form_parts(&request.target) {
+    let (host, target) = match absolute_form_parts(&request.target) {
         Some((authority, origin_form)) => (authority, origin_form),
         None => (
             request.headers.get("host").unwrap_or_default(),
@@ -118,7 +118,7 @@ pub(super) fn drop_underscored_fields(headers: &mut Headers) {
 /// The host the client addressed: the authority of an absolute-form target (RFC 9112
 /// §3.2.2: it wins over Host), else the Host field; empty when there is neither (HTTP/1.0).
 pub(super) fn client_host(request: &Request) -> &str {
-    match parse::absolute_form_parts(&request.target) {
+    match absolute_form_parts(&request.target) {
         Some((authority, _)) => authority,
         None => request.headers.get("host").unwrap_or_default(),
     }
