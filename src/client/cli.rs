@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use super::error::{EXIT_FILE, EXIT_USAGE};
 use super::output::Output;
-use super::{Data, Options, Terminal, DEFAULT_CACHE_DIR, EXIT_FILE};
+use super::{Data, Options, Terminal, DEFAULT_CACHE_DIR};
 use crate::http::is_token;
 
 const ABOUT: &str =
@@ -275,7 +276,7 @@ pub fn main(cli: Cli) -> u8 {
                 super::fetch(&log, &url, &options, &mut out, &mut err, terminal)
             }
             // clap enforces LOG_FILE and URL when there is no command.
-            None => super::EXIT_USAGE,
+            None => EXIT_USAGE,
         },
     };
     match out.flush() {

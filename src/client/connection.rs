@@ -15,8 +15,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::error::{ClientError, Result};
 use super::url::Url;
-use crate::error::{is_timeout, Error, ParseError, Result, Side};
+use crate::error::{self, is_timeout, Error, ParseError, Side};
 use crate::http::parse::{self, Limits};
 use crate::http::{serialize, Request, Response};
 
@@ -108,7 +109,7 @@ pub struct Conn {
 /// `attempt` is told each address before it is tried (for `-v`).
 ///
 /// # Errors
-/// `Error::Resolve` when the name does not resolve, `Error::Connect` with the last failure
+/// `ClientError::Resolve` when the name does not resolve, `ClientError::Connect` with the last failure
 /// when no address accepts; both carry `TimedOut` when a limit was hit.
 pub fn open(url: &Url, deadline: Deadline, mut attempt: impl FnMut(SocketAddr)) -> Result<Conn> {
     let addrs = resolve(url, deadline)?;
@@ -129,12 +130,12 @@ pub fn open(url: &Url, deadline: Deadline, mut attempt: impl FnMut(SocketAddr)) 
                     .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
                     .and_then(|()| stream.set_nodelay(true))
                     .map(|()| Conn { stream, deadline })
-                    .map_err(|e| Error::Connect(url.authority(), e));
+                    .map_err(|e| ClientError::Connect(url.authority(), e));
             }
             Err(e) => last = e,
         }
     }
-    Err(Error::Connect(url.authority(), last))
+    Err(ClientError::Connect(url.authority(), last))
 }
 
 /// The addresses of the URL's host. IP literals need no lookup; names are resolved by the
@@ -145,7 +146,7 @@ fn resolve(url: &Url, deadline: Deadline) -> Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
-    let fail = |e| Error::Resolve(host.clone(), e);
+    let fail = |e| ClientError::Resolve(host.clone(), e);
     let wait = deadline.cap(RESOLVE_TIMEOUT).map_err(fail)?;
     let (tx, rx) = mpsc::channel();
     let name = (host.clone(), url.port);
@@ -241,7 +242,7 @@ pub fn send(conn: &mut impl Write, request: &Request, payload: Payload) -> io::R
 ///
 /// # Errors
 /// `Error::Parse(Side::Backend, _)` for a malformed head, `Error::Io` for the socket.
-pub fn read_final_response(reader: &mut impl BufRead) -> Result<Response> {
+pub fn read_final_response(reader: &mut impl BufRead) -> error::Result<Response> {
     let limits = Limits::default();
     for _ in 0..=MAX_INTERIM_RESPONSES {
         let response = parse::read_response(reader, &limits)?;

@@ -18,11 +18,12 @@
 //! The cache is a private cache (RFC 9111): the rules come from `cache` (called with
 //! `shared = false`), the decisions about this client's requests are here (`may_use_stored`,
 //! `may_store`, `vary_allows`, `classify`). Where bodies go is `output`, URLs are `url`,
-//! the command line is `cli`. Failures are `Error` values; `exit_code` is the one place that
-//! turns them into exit statuses.
+//! the command line is `cli`. Failures are `ClientError` values (`error`), whose
+//! `exit_code` is the one place that turns them into exit statuses.
 
 pub mod cli;
 pub mod connection;
+pub mod error;
 pub mod output;
 pub mod url;
 
@@ -34,10 +35,11 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Local};
 
 use crate::cache::{self, Entry, EntryWriter, Store};
-use crate::error::{is_timeout, Error, ParseError, Result, Side};
+use crate::error::{Error, Side};
 use crate::http::body::{read_error, response_framing, BodyReader, Framing, COPY_BUFFER};
 use crate::http::{remove_hop_by_hop, serialize, Request, Response};
 use connection::{Conn, Deadline, Payload};
+use error::{ClientError, Result, EXIT_FILE, EXIT_OK};
 use output::{pump, read_some, Output, Progress, Target};
 use url::{Url, UrlError};
 
@@ -57,29 +59,6 @@ pub const READ_BUFFER: usize = 64 * 1024;
 pub const CACHE_MAX_SIZE: u64 = 512 * 1024 * 1024;
 /// Largest body the client's cache stores, in bytes; bigger ones are only delivered.
 pub const CACHE_MAX_OBJECT: u64 = 64 * 1024 * 1024;
-
-/// Exit status: a response was received, whatever its status code.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: `https://` or another unsupported scheme, or an unexpected failure.
-pub const EXIT_UNSUPPORTED: u8 = 1;
-/// Exit status: bad command-line usage (clap's own).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit status: a malformed URL (given, or in a redirect's Location).
-pub const EXIT_BAD_URL: u8 = 3;
-/// Exit status: the host name did not resolve.
-pub const EXIT_RESOLVE: u8 = 6;
-/// Exit status: the connection was refused or could not be opened.
-pub const EXIT_CONNECT: u8 = 7;
-/// Exit status: the server's response was malformed or cut short.
-pub const EXIT_BAD_RESPONSE: u8 = 8;
-/// Exit status: a local file (log, output, `--data-binary @FILE`) could not be used.
-pub const EXIT_FILE: u8 = 23;
-/// Exit status: a timeout (resolving, connecting, reading) or `--max-time` reached.
-pub const EXIT_TIMEOUT: u8 = 28;
-/// Exit status: more than `MAX_REDIRECTS` redirects with `-L`.
-pub const EXIT_REDIRECTS: u8 = 47;
-/// Exit status: the connection failed while sending or receiving (reset, broken pipe).
-pub const EXIT_NETWORK: u8 = 56;
 
 /// The request body given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,42 +160,6 @@ impl Source {
     }
 }
 
-/// The one mapping from errors to the client's exit statuses (documented in `--help`).
-pub fn exit_code(e: &Error) -> u8 {
-    match e {
-        Error::Url(UrlError::Https | UrlError::UnsupportedScheme) => EXIT_UNSUPPORTED,
-        Error::Url(_) => EXIT_BAD_URL,
-        Error::Resolve(_, e) | Error::Connect(_, e) | Error::Io(_, e) if is_timeout(e) => {
-            EXIT_TIMEOUT
-        }
-        Error::Resolve(..) => EXIT_RESOLVE,
-        Error::Connect(..) => EXIT_CONNECT,
-        Error::Parse(..) => EXIT_BAD_RESPONSE,
-        Error::File(..) => EXIT_FILE,
-        Error::TooManyRedirects(_) => EXIT_REDIRECTS,
-        Error::Io(..) => EXIT_NETWORK,
-        Error::MethodNotForwarded(_)
-        | Error::MethodNotAllowed(_)
-        | Error::NoBackend(_)
-        | Error::Config(_) => EXIT_UNSUPPORTED,
-        Error::Startup(_) => EXIT_UNSUPPORTED,
-    }
-}
-
-/// The one-line description of a failure, for stderr and the log. Errors about the server
-/// are worded for a client's user (the shared `Display` speaks of "the backend").
-pub fn describe(e: &Error) -> String {
-    match e {
-        Error::Io(_, e) if is_timeout(e) => format!("timed out: {e}"),
-        Error::Io(_, e) => format!("connection failed: {e}"),
-        Error::Parse(_, ParseError::UnexpectedEof) => {
-            "incomplete response: the server closed the connection in the middle of it".into()
-        }
-        Error::Parse(_, p) => format!("malformed response: {p}"),
-        other => other.to_string(),
-    }
-}
-
 /// `client flush`: removes every cache entry under `cache_dir` and says what went.
 pub fn flush(cache_dir: &Path, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let store = Store::new(cache_dir, CACHE_MAX_SIZE, CACHE_MAX_OBJECT);
@@ -250,8 +193,8 @@ pub fn fetch(
     let log = match open_log(log_file) {
         Ok(log) => log,
         Err(e) => {
-            let _ = writeln!(err, "client: {}", describe(&e));
-            return exit_code(&e);
+            let _ = writeln!(err, "client: {e}");
+            return e.exit_code();
         }
     };
     let mut session = Session {
@@ -268,15 +211,15 @@ pub fn fetch(
         Ok(()) => EXIT_OK,
         Err(e) => {
             let _ = session.out.flush();
-            let _ = writeln!(session.err, "client: {}", describe(&e));
-            exit_code(&e)
+            let _ = writeln!(session.err, "client: {e}");
+            e.exit_code()
         }
     }
 }
 
 /// Opens the log for appending, creating it and its directories.
 fn open_log(path: &Path) -> Result<File> {
-    let fail = |e| Error::File(format!("cannot open log file {}", path.display()), e);
+    let fail = |e| ClientError::File(format!("cannot open log file {}", path.display()), e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(fail)?;
     }
@@ -470,7 +413,7 @@ impl<'a> Session<'a> {
         let mut url = match Url::parse(input) {
             Ok(url) => url,
             Err(e) => {
-                let e = Error::Url(e);
+                let e = ClientError::Url(e);
                 self.log_error(
                     Local::now(),
                     &request_line(&method, input),
@@ -514,12 +457,12 @@ impl<'a> Session<'a> {
             let next_line = request_line(&method, &location);
             match next {
                 Err(e) => {
-                    let e = Error::Url(e);
+                    let e = ClientError::Url(e);
                     self.log_error(Local::now(), &next_line, &e, Duration::ZERO);
                     return Err(e);
                 }
                 Ok(_) if redirects == MAX_REDIRECTS => {
-                    let e = Error::TooManyRedirects(MAX_REDIRECTS);
+                    let e = ClientError::TooManyRedirects(MAX_REDIRECTS);
                     self.log_error(Local::now(), &next_line, &e, Duration::ZERO);
                     return Err(e);
                 }
@@ -577,7 +520,7 @@ impl<'a> Session<'a> {
             Ok(response) => response,
             // The server may answer early and close (a 413, say): a response wins over the
             // failure to send, which is reported only when there is none.
-            Err(e) => return Err(sent.err().map_or(e, |s| Error::Io(Side::Backend, s))),
+            Err(e) => return Err(sent.err().map_or(e, |s| Error::Io(Side::Backend, s)).into()),
         };
         self.verbose_head("< ", &serialize::response_head_bytes(&response));
 
@@ -775,9 +718,9 @@ impl<'a> Session<'a> {
         }
         let read_failed = |e: io::Error| {
             if how.from_cache {
-                Error::File("cannot read the cache entry".to_string(), e)
+                ClientError::File("cannot read the cache entry".to_string(), e)
             } else {
-                read_error(Side::Backend, e)
+                read_error(Side::Backend, e).into()
             }
         };
         let mut buf = vec![0; COPY_BUFFER];
@@ -895,8 +838,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn log_error(&mut self, when: DateTime<Local>, line: &str, e: &Error, elapsed: Duration) {
-        let outcome = format!("error: {}", describe(e));
+    fn log_error(&mut self, when: DateTime<Local>, line: &str, e: &ClientError, elapsed: Duration) {
+        let outcome = format!("error: {e}");
         let bytes = self.delivered;
         self.log(when, line, &outcome, bytes, elapsed, "none");
     }
@@ -922,12 +865,12 @@ fn commit(cache: Option<EntryWriter>) {
     }
 }
 
-fn stdout_error(e: io::Error) -> Error {
-    Error::File("cannot write to standard output".to_string(), e)
+fn stdout_error(e: io::Error) -> ClientError {
+    ClientError::File("cannot write to standard output".to_string(), e)
 }
 
-fn file_error(what: &str, path: &Path, e: io::Error) -> Error {
-    Error::File(format!("{what} {}", path.display()), e)
+fn file_error(what: &str, path: &Path, e: io::Error) -> ClientError {
+    ClientError::File(format!("{what} {}", path.display()), e)
 }
 
 /// `METHOD URL HTTP/1.1`, the request line as logged (absolute-form, RFC 9112 §3.2.2).
@@ -970,67 +913,6 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
             .collect()
-    }
-
-    #[test]
-    fn every_failure_has_its_exit_status() {
-        let io = |kind| io::Error::new(kind, "x");
-        let cases = [
-            (Error::Url(UrlError::Https), EXIT_UNSUPPORTED),
-            (Error::Url(UrlError::BadHost), EXIT_BAD_URL),
-            (
-                Error::Resolve("h".into(), io(io::ErrorKind::Other)),
-                EXIT_RESOLVE,
-            ),
-            (
-                Error::Resolve("h".into(), io(io::ErrorKind::TimedOut)),
-                EXIT_TIMEOUT,
-            ),
-            (
-                Error::Connect("h:1".into(), io(io::ErrorKind::ConnectionRefused)),
-                EXIT_CONNECT,
-            ),
-            (
-                Error::Io(Side::Backend, io(io::ErrorKind::WouldBlock)),
-                EXIT_TIMEOUT,
-            ),
-            (
-                Error::Io(Side::Backend, io(io::ErrorKind::ConnectionReset)),
-                EXIT_NETWORK,
-            ),
-            (
-                Error::Parse(Side::Backend, ParseError::BadStatusLine),
-                EXIT_BAD_RESPONSE,
-            ),
-            (
-                Error::File("log".into(), io(io::ErrorKind::Other)),
-                EXIT_FILE,
-            ),
-            (Error::TooManyRedirects(MAX_REDIRECTS), EXIT_REDIRECTS),
-        ];
-        for (error, code) in cases {
-            assert_eq!(exit_code(&error), code, "{error:?}");
-        }
-    }
-
-    #[test]
-    fn failures_are_described_for_a_client_user() {
-        let e = Error::Parse(Side::Backend, ParseError::BadStatusLine);
-        assert_eq!(describe(&e), "malformed response: malformed status line");
-        let e = Error::Parse(Side::Backend, ParseError::UnexpectedEof);
-        assert!(describe(&e).starts_with("incomplete response"));
-        let e = Error::Io(
-            Side::Backend,
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the --max-time limit of 1 s was reached",
-            ),
-        );
-        assert_eq!(
-            describe(&e),
-            "timed out: the --max-time limit of 1 s was reached"
-        );
-        assert!(!describe(&e).contains("backend"));
     }
 
     #[test]

@@ -18,9 +18,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::error::ClientError;
 use super::url::Url;
 use crate::cache::EntryWriter;
-use crate::error::Error;
 
 /// The file name used when the URL's path ends with `/`.
 pub const INDEX_NAME: &str = "index.html";
@@ -293,9 +293,9 @@ impl Failure {
     /// The error for whichever side failed.
     pub fn into_error(
         self,
-        read: impl FnOnce(io::Error) -> Error,
-        write: impl FnOnce(io::Error) -> Error,
-    ) -> Error {
+        read: impl FnOnce(io::Error) -> ClientError,
+        write: impl FnOnce(io::Error) -> ClientError,
+    ) -> ClientError {
         match self {
             Failure::Read(e) => read(e),
             Failure::Write(e) => write(e),
