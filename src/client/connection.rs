@@ -29,8 +29,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Write buffer on the connection: the head and the first body bytes leave together.
 pub const WRITE_BUFFER: usize = 64 * 1024;
-/// Most interim (1xx) responses skipped before the final one.
-pub const MAX_INTERIM_RESPONSES: usize = 8;
 
 /// When `--max-time` runs out, if it was given.
 #[derive(Clone, Copy, Debug, Default)]
@@ -236,24 +234,19 @@ pub fn send(conn: &mut impl Write, request: &Request, payload: Payload) -> io::R
     w.flush()
 }
 
-/// Reads response heads until a final one, skipping interim 1xx responses (RFC 9110
-/// §15.2), at most `MAX_INTERIM_RESPONSES`. A 101 is refused: this client never asks to
-/// switch protocols (RFC 9110 §15.2.2).
+/// Reads the final response head, past interim 1xx responses (RFC 9110 §15.2), with the
+/// library's one loop for that (`http::parse::read_final_response`, which bounds them). A
+/// 101 is refused: this client never asks to switch protocols (RFC 9110 §15.2.2).
 ///
 /// # Errors
-/// `Error::Parse(Side::Backend, _)` for a malformed head, `Error::Io` for the socket.
+/// `Error::Parse(Side::Backend, _)` for a malformed head, too many interim responses or an
+/// unasked-for 101; `Error::Io` for the socket.
 pub fn read_final_response(reader: &mut impl BufRead) -> error::Result<Response> {
-    let limits = Limits::default();
-    for _ in 0..=MAX_INTERIM_RESPONSES {
-        let response = parse::read_response(reader, &limits)?;
-        if response.status == 101 {
-            break;
-        }
-        if !response.is_interim() {
-            return Ok(response);
-        }
+    let response = parse::read_final_response(reader, &Limits::default(), |_interim| Ok(()))?;
+    if response.status == 101 {
+        return Err(Error::Parse(Side::Backend, ParseError::UnexpectedUpgrade));
     }
-    Err(Error::Parse(Side::Backend, ParseError::BadStatusLine))
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -286,9 +279,9 @@ mod tests {
         let mut upgrade: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n";
         assert!(matches!(
             read_final_response(&mut upgrade),
-            Err(Error::Parse(Side::Backend, _))
+            Err(Error::Parse(Side::Backend, ParseError::UnexpectedUpgrade))
         ));
-        let endless = "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_RESPONSES + 1);
+        let endless = "HTTP/1.1 100 Continue\r\n\r\n".repeat(parse::MAX_INTERIM_RESPONSES + 1);
         assert!(read_final_response(&mut endless.as_bytes()).is_err());
     }
 
