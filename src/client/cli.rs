@@ -227,7 +227,7 @@ pub enum Command {
 
 impl Cli {
     /// The log file, the URL and the options of a fetch; `None` for a command.
-    pub fn into_fetch(self) -> Option<(PathBuf, String, Options)> {
+    pub(crate) fn into_fetch(self) -> Option<(PathBuf, String, Options)> {
         let data = if !self.data.is_empty() {
             Some(Data::Bytes(self.data.join("&").into_bytes()))
         } else {

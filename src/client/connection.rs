@@ -9,7 +9,7 @@
 //! proxy does. What to send and what to do with the answer is `client`'s business.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
 use std::thread;
@@ -234,6 +234,21 @@ pub fn send(conn: &mut impl Write, request: &Request, payload: Payload) -> io::R
     w.flush()
 }
 
+/// Sends `request` with its body and reads the final response head. The server may answer
+/// early and close (a 413, say): a response wins over the failure to send, which is
+/// reported only when there is none.
+///
+/// # Errors
+/// As `read_final_response`; the failure to send when no response came.
+pub fn round_trip<S: Read + Write>(
+    conn: &mut BufReader<S>,
+    request: &Request,
+    payload: Payload,
+) -> error::Result<Response> {
+    let sent = send(conn.get_mut(), request, payload);
+    read_final_response(conn).map_err(|e| sent.err().map_or(e, |s| Error::Io(Side::Backend, s)))
+}
+
 /// Reads the final response head, past interim 1xx responses (RFC 9110 §15.2), with the
 /// library's one loop for that (`http::parse::read_final_response`, which bounds them). A
 /// 101 is refused: this client never asks to switch protocols (RFC 9110 §15.2.2).
@@ -296,6 +311,39 @@ mod tests {
             out,
             b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\na=1".to_vec()
         );
+    }
+
+    /// A peer that answers `reply` and refuses every byte sent to it.
+    struct Refusing(&'static [u8]);
+
+    impl Read for Refusing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Refusing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "closed"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_early_response_wins_over_the_failure_to_send() {
+        let request = Request::new("POST", "/upload");
+        let payload = || Payload::Bytes(b"too big");
+        let early = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n";
+        let mut conn = BufReader::new(Refusing(early));
+        let response = round_trip(&mut conn, &request, payload()).unwrap();
+        assert_eq!(response.status, 413);
+        let mut silent = BufReader::new(Refusing(b""));
+        match round_trip(&mut silent, &request, payload()) {
+            Err(Error::Io(Side::Backend, e)) => assert_eq!(e.kind(), io::ErrorKind::BrokenPipe),
+            other => panic!("expected the send failure, got {other:?}"),
+        }
     }
 
     #[test]

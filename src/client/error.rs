@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::Path;
 
 use super::url::UrlError;
 use crate::error::{is_timeout, Error, ParseError};
@@ -64,6 +65,16 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// A local file that could not be used: `what` (`cannot read`, ...) with which `path`.
+    pub fn file(what: &str, path: &Path, e: io::Error) -> ClientError {
+        ClientError::File(format!("{what} {}", path.display()), e)
+    }
+
+    /// Standard output that could not be written.
+    pub fn stdout(e: io::Error) -> ClientError {
+        ClientError::File("cannot write to standard output".to_string(), e)
+    }
+
     /// The one mapping from failures to the client's exit statuses (curl's numbers).
     pub fn exit_code(&self) -> u8 {
         match self {
