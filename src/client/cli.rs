@@ -49,8 +49,9 @@ Log line (one per request, appended to LOG_FILE):
   2026-11-25 10:41:07 GET http://127.0.0.1:8080/ HTTP/1.1 HTTP/1.1 200 OK 1432 B 12 ms network
 
 Cache: responses to GET are stored under --cache-dir, one file per URL named by the
-SHA-1 of the URL; a fresh entry answers GET and HEAD without contacting the server, a
-stale one with ETag or Last-Modified is revalidated, `no-store` is honoured.
+SHA-1 of the URL (one per variant with Vary); a fresh entry answers GET and HEAD without
+contacting the server, a stale one with ETag or Last-Modified is revalidated, `no-store`
+is honoured. It is a private cache (RFC 9111): s-maxage is ignored, `private` is stored.
 
 Exit status:
    0  a response was received, whatever its status code
