@@ -6,16 +6,15 @@
 //! from a client and `504` from a backend. Parse failures are a small `Copy` enum with fixed
 //! messages (`ParseError`), so the parser never allocates to report one.
 //!
-//! The client (`client`) reuses the same enum: its own failures (a bad URL, a name that does
-//! not resolve, a refused connection, too many redirects, a local file it cannot use) are
-//! variants here too, and `client::exit_code` maps them to exit statuses.
+//! The client reads responses with the same parser, so its HTTP and socket failures are
+//! values of this enum too; its own failures (a bad URL, a refused connection, ...) and its
+//! exit statuses are `client::error`'s.
 //!
 //! This module does not build responses (see `proxy::error_response`) and does not log.
 
 use std::fmt;
 use std::io;
 
-use crate::client::url::UrlError;
 use crate::proxy::config::{Config, ConfigError, Source};
 
 /// Shorthand used across the crate.
@@ -157,17 +156,6 @@ pub enum Error {
     Config(ConfigError),
     /// A start-up failure: binding the listener, opening the log file.
     Startup(String),
-    /// A URL the client cannot use (client only).
-    Url(UrlError),
-    /// A host name that did not resolve: the name and the resolver's error.
-    Resolve(String, io::Error),
-    /// No TCP connection could be opened: the `host:port` tried and the last error.
-    Connect(String, io::Error),
-    /// A redirect beyond the client's limit, which is held here (client only).
-    TooManyRedirects(usize),
-    /// A local file (log, output, request body) that could not be used: what was being
-    /// done with which file, and why (client only).
-    File(String, io::Error),
 }
 
 impl Error {
@@ -185,12 +173,7 @@ impl Error {
             Error::MethodNotForwarded(_) => Some(501),
             Error::MethodNotAllowed(_) => Some(405),
             Error::NoBackend(_) => Some(502),
-            Error::Resolve(..) | Error::Connect(..) => Some(502),
-            Error::Config(_)
-            | Error::Startup(_)
-            | Error::Url(_)
-            | Error::TooManyRedirects(_)
-            | Error::File(..) => None,
+            Error::Config(_) | Error::Startup(_) => None,
         }
     }
 
@@ -205,14 +188,8 @@ impl Error {
             Error::Io(Side::Backend, _) => "the backend connection failed",
             Error::MethodNotForwarded(_) => "this method is not forwarded by the proxy",
             Error::MethodNotAllowed(_) => "this method is refused by the proxy",
-            Error::NoBackend(_) | Error::Resolve(..) | Error::Connect(..) => {
-                "no backend could be reached"
-            }
-            Error::Config(_)
-            | Error::Startup(_)
-            | Error::Url(_)
-            | Error::TooManyRedirects(_)
-            | Error::File(..) => "internal error",
+            Error::NoBackend(_) => "no backend could be reached",
+            Error::Config(_) | Error::Startup(_) => "internal error",
         }
     }
 
@@ -264,19 +241,6 @@ impl fmt::Display for Error {
             Error::NoBackend(why) => write!(f, "no backend available: {why}"),
             Error::Config(e) => write!(f, "{e}"),
             Error::Startup(why) => f.write_str(why),
-            Error::Url(e) => write!(f, "{e}"),
-            Error::Resolve(host, e) if is_timeout(e) => {
-                write!(f, "could not resolve host {host}: timed out")
-            }
-            Error::Resolve(host, e) => write!(f, "could not resolve host {host}: {e}"),
-            Error::Connect(addr, e) if is_timeout(e) => {
-                write!(f, "could not connect to {addr}: timed out")
-            }
-            Error::Connect(addr, e) => write!(f, "could not connect to {addr}: {e}"),
-            Error::TooManyRedirects(max) => {
-                write!(f, "too many redirects: stopped after following {max}")
-            }
-            Error::File(what, e) => write!(f, "{what}: {e}"),
         }
     }
 }

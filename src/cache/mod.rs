@@ -5,7 +5,14 @@
 //! Everything in this file is policy: pure functions of message heads, with the time passed
 //! in, so every rule is unit-tested without a clock, a disk or a socket. The proxy calls them
 //! as named steps (`proxy`: cache lookup, store, invalidate); the client's private cache
-//! calls the same functions with `shared = false`.
+//! calls the same functions (`client`).
+//!
+//! Where RFC 9111 treats a private cache differently from a shared one, a function takes
+//! `shared`: true from the proxy, false from the client. A private cache ignores `s-maxage`
+//! (§5.2.2.10) and may store `private` responses (§5.2.2.7); the rules about credentials
+//! are for shared caches only: a request with Authorization (§3.5), our rule for requests
+//! with Cookie or Authorization ([`personal_rule_allows`]), and for responses with
+//! Set-Cookie ([`is_storable`]). Everything else is one rule for both.
 //!
 //! How a request meets the cache, in short:
 //!
@@ -359,15 +366,27 @@ pub fn is_storable(method: &str, response: &Response, default_ttl: Duration, sha
         && !response.is_event_stream()
 }
 
-/// Whether the shared cache may store `response` to `request`: [`is_storable`], no
-/// `no-store` in the request (RFC 9111 §5.2.1.5), for a request with Authorization only
-/// when the response says `public`, `s-maxage` or `must-revalidate` (§3.5), and for a
-/// personalised request only with explicit freshness ([`personal_rule_allows`]).
-pub fn is_cacheable(request: &Request, response: &Response, default_ttl: Duration) -> bool {
-    is_storable(&request.method, response, default_ttl, true)
+/// Whether a cache may store `response` to `request`: [`is_storable`] and no `no-store` in
+/// the request (RFC 9111 §5.2.1.5). A `shared` cache (the proxy) also stores for a request
+/// with Authorization only when the response says `public`, `s-maxage` or
+/// `must-revalidate` (§3.5), and for a personalised request only with explicit freshness
+/// ([`personal_rule_allows`]); a private cache (the client) holds one user's responses, so
+/// neither rule applies to it.
+pub fn is_cacheable(
+    request: &Request,
+    response: &Response,
+    default_ttl: Duration,
+    shared: bool,
+) -> bool {
+    is_storable(&request.method, response, default_ttl, shared)
         && !CacheControl::of_request(request).no_store
-        && authorization_allows(request, response)
-        && personal_rule_allows(request, response)
+        && (!shared || shared_rules_allow(request, response))
+}
+
+/// The shared cache's rules about credentials: RFC 9111 §3.5 for Authorization, and
+/// [`personal_rule_allows`] for Cookie and Authorization.
+fn shared_rules_allow(request: &Request, stored: &Response) -> bool {
+    authorization_allows(request, stored) && personal_rule_allows(request, stored)
 }
 
 /// Whether a request carries credentials that may personalise its answer: `Cookie` or
@@ -425,13 +444,15 @@ pub enum Reuse {
     Validate(Vec<(String, String)>),
     /// Stale without a validator: fetch a new response.
     Refetch,
-    /// It may not answer this request (Authorization, RFC 9111 §3.5): go upstream and leave
-    /// the entry alone.
+    /// It may not answer this request (a shared cache and Authorization, RFC 9111 §3.5, or
+    /// a personalised request): go upstream and leave the entry alone.
     Bypass,
 }
 
 /// Decides how `stored`, received (or last validated) at `stored_at`, can answer `request`
-/// at `now` (RFC 9111 §4, §4.2, §5.2.1), pure.
+/// at `now` (RFC 9111 §4, §4.2, §5.2.1), pure. `shared` is true for the proxy; for a private
+/// cache (the client) `s-maxage` does not count (§5.2.2.10) and the rules about credentials
+/// (§3.5, [`personal_rule_allows`]) do not apply, so it never answers `Bypass`.
 ///
 /// A stale response is never served without validation, whatever `max-stale` says and even
 /// when the origin is down: that is what `must-revalidate` requires, and we apply it to all
@@ -444,14 +465,15 @@ pub fn reuse(
     stored_at: SystemTime,
     now: SystemTime,
     default_ttl: Duration,
+    shared: bool,
 ) -> Reuse {
-    if !authorization_allows(request, stored) || !personal_rule_allows(request, stored) {
+    if shared && !shared_rules_allow(request, stored) {
         return Reuse::Bypass;
     }
     let cc = CacheControl::parse(&stored.headers);
     let asked = CacheControl::of_request(request);
     let age = current_age(stored, stored_at, now);
-    let fresh = match freshness_lifetime(stored, default_ttl, true) {
+    let fresh = match freshness_lifetime(stored, default_ttl, shared) {
         Some(lifetime) if age < lifetime => {
             let left = lifetime - age;
             asked.max_age.map_or(true, |max| age.as_secs() <= max)
@@ -511,19 +533,11 @@ pub fn merge_304(stored: &mut Response, not_modified: &Response) {
     }
 }
 
-/// The head of `response` as it is stored (RFC 9111 §3.1): without hop-by-hop fields, the
-/// fields named in Connection, the proxy-authentication fields and `X-Cache`; without a
-/// Content-Length that Transfer-Encoding overrode (RFC 9112 §6.3); and with a Date of `now`
-/// when it had none or an invalid one (RFC 9110 §6.6.1). A valid Date is never rewritten.
+/// The head of `response` as it is stored (RFC 9111 §3.1): [`stored_fields`], with a Date
+/// of `now` when it had none or an invalid one (RFC 9110 §6.6.1). A valid Date is never
+/// rewritten.
 pub fn stored_response(response: &Response, now: SystemTime) -> Response {
-    let mut stored = response.clone();
-    if stored.headers.contains("transfer-encoding") {
-        stored.headers.remove("content-length");
-    }
-    remove_hop_by_hop(&mut stored.headers);
-    for name in NOT_STORED {
-        stored.headers.remove(name);
-    }
+    let mut stored = stored_fields(response);
     if stored
         .headers
         .get("date")
@@ -531,6 +545,21 @@ pub fn stored_response(response: &Response, now: SystemTime) -> Response {
         .is_none()
     {
         stored.headers.set("Date", format_http_date(now));
+    }
+    stored
+}
+
+/// `response` without the fields a cache does not store (RFC 9111 §3.1): hop-by-hop fields,
+/// the fields named in Connection, the proxy-authentication fields and `X-Cache`; and
+/// without a Content-Length that Transfer-Encoding overrode (RFC 9112 §6.3).
+pub fn stored_fields(response: &Response) -> Response {
+    let mut stored = response.clone();
+    if stored.headers.contains("transfer-encoding") {
+        stored.headers.remove("content-length");
+    }
+    remove_hop_by_hop(&mut stored.headers);
+    for name in NOT_STORED {
+        stored.headers.remove(name);
     }
     stored
 }
@@ -865,25 +894,28 @@ mod tests {
     fn authorization_needs_public_s_maxage_or_must_revalidate() {
         let authed = get("Authorization: Basic eDp5\r\n");
         let plain = resp(200, "Cache-Control: max-age=60\r\n");
-        assert!(!is_cacheable(&authed, &plain, TTL));
-        assert!(is_cacheable(&get(""), &plain, TTL));
-        assert_eq!(reuse(&authed, &plain, at(0), at(1), TTL), Reuse::Bypass);
+        assert!(!is_cacheable(&authed, &plain, TTL, true));
+        assert!(is_cacheable(&get(""), &plain, TTL, true));
+        assert_eq!(
+            reuse(&authed, &plain, at(0), at(1), TTL, true),
+            Reuse::Bypass
+        );
         for cc in [
             "public, max-age=60",
             "s-maxage=60",
             "must-revalidate, max-age=60",
         ] {
             let r = resp(200, &format!("Cache-Control: {cc}\r\n"));
-            assert!(is_cacheable(&authed, &r, TTL), "{cc}");
+            assert!(is_cacheable(&authed, &r, TTL, true), "{cc}");
             assert!(matches!(
-                reuse(&authed, &r, at(0), at(1), TTL),
+                reuse(&authed, &r, at(0), at(1), TTL, true),
                 Reuse::Fresh(_)
             ));
         }
         // must-revalidate satisfies §3.5, but a lifetime from cache_ttl alone is not enough
         // for a personalised request.
         let heuristic = resp(200, "Cache-Control: must-revalidate\r\n");
-        assert!(!is_cacheable(&authed, &heuristic, TTL));
+        assert!(!is_cacheable(&authed, &heuristic, TTL, true));
     }
 
     #[test]
@@ -891,11 +923,11 @@ mod tests {
         let alice = get("Cookie: user=alice\r\n");
         let anonymous = get("");
         let bare = resp(200, "Content-Type: text/html\r\n");
-        assert!(is_cacheable(&anonymous, &bare, TTL));
-        assert!(!is_cacheable(&alice, &bare, TTL));
-        assert_eq!(reuse(&alice, &bare, at(0), at(1), TTL), Reuse::Bypass);
+        assert!(is_cacheable(&anonymous, &bare, TTL, true));
+        assert!(!is_cacheable(&alice, &bare, TTL, true));
+        assert_eq!(reuse(&alice, &bare, at(0), at(1), TTL, true), Reuse::Bypass);
         assert!(matches!(
-            reuse(&anonymous, &bare, at(0), at(1), TTL),
+            reuse(&anonymous, &bare, at(0), at(1), TTL, true),
             Reuse::Fresh(_)
         ));
         let expires = format!("Date: {}\r\nExpires: {}\r\n", date(0), date(60));
@@ -906,9 +938,9 @@ mod tests {
             expires.as_str(),
         ] {
             let r = resp(200, explicit);
-            assert!(is_cacheable(&alice, &r, TTL), "{explicit}");
+            assert!(is_cacheable(&alice, &r, TTL, true), "{explicit}");
             assert!(
-                matches!(reuse(&alice, &r, at(0), at(1), TTL), Reuse::Fresh(_)),
+                matches!(reuse(&alice, &r, at(0), at(1), TTL, true), Reuse::Fresh(_)),
                 "{explicit}"
             );
         }
@@ -920,36 +952,103 @@ mod tests {
             200,
             "Content-Type: text/event-stream\r\nCache-Control: max-age=60\r\n",
         );
-        assert!(!is_cacheable(&get(""), &stream, TTL));
+        assert!(!is_cacheable(&get(""), &stream, TTL, true));
         assert!(!is_storable("GET", &stream, TTL, false));
     }
 
     #[test]
     fn request_no_store_prevents_storing() {
         let r = resp(200, "");
-        assert!(!is_cacheable(&get("Cache-Control: no-store\r\n"), &r, TTL));
+        assert!(!is_cacheable(
+            &get("Cache-Control: no-store\r\n"),
+            &r,
+            TTL,
+            true
+        ));
     }
 
     #[test]
     fn reuse_fresh_stale_and_validators() {
         let r = resp(200, "Cache-Control: max-age=10\r\nETag: \"v1\"\r\n");
         assert_eq!(
-            reuse(&get(""), &r, at(0), at(9), TTL),
+            reuse(&get(""), &r, at(0), at(9), TTL, true),
             Reuse::Fresh(Duration::from_secs(9))
         );
         let validate = Reuse::Validate(vec![("If-None-Match".into(), "\"v1\"".into())]);
-        assert_eq!(reuse(&get(""), &r, at(0), at(10), TTL), validate);
+        assert_eq!(reuse(&get(""), &r, at(0), at(10), TTL, true), validate);
         let bare = resp(200, "Cache-Control: max-age=10\r\n");
-        assert_eq!(reuse(&get(""), &bare, at(0), at(11), TTL), Reuse::Refetch);
+        assert_eq!(
+            reuse(&get(""), &bare, at(0), at(11), TTL, true),
+            Reuse::Refetch
+        );
         let lm = date(0);
         let dated = resp(200, &format!("Last-Modified: {lm}\r\nETag: W/\"2\"\r\n"));
         assert_eq!(
-            reuse(&get(""), &dated, at(0), at(60), TTL),
+            reuse(&get(""), &dated, at(0), at(60), TTL, true),
             Reuse::Validate(vec![
                 ("If-None-Match".into(), "W/\"2\"".into()),
                 ("If-Modified-Since".into(), lm),
             ])
         );
+    }
+
+    #[test]
+    fn a_private_cache_ignores_s_maxage_and_the_credential_rules() {
+        // s-maxage is for shared caches only (§5.2.2.10).
+        let both = resp(200, "Cache-Control: s-maxage=600, max-age=1\r\n");
+        let shared = reuse(&get(""), &both, at(0), at(2), TTL, true);
+        assert!(matches!(shared, Reuse::Fresh(_)));
+        assert_eq!(
+            reuse(&get(""), &both, at(0), at(2), TTL, false),
+            Reuse::Refetch
+        );
+        // `private` is stored by a private cache only (§5.2.2.7).
+        let private = resp(200, "Cache-Control: private, max-age=60\r\n");
+        assert!(!is_cacheable(&get(""), &private, TTL, true));
+        assert!(is_cacheable(&get(""), &private, TTL, false));
+        // Credentials: a shared cache stays out (§3.5 and the personal rule); a private one
+        // serves its one user.
+        let bare = resp(200, "");
+        for asked in ["Authorization: Basic eDp5\r\n", "Cookie: user=alice\r\n"] {
+            let request = get(asked);
+            assert_eq!(
+                reuse(&request, &bare, at(0), at(1), TTL, true),
+                Reuse::Bypass
+            );
+            assert!(!is_cacheable(&request, &bare, TTL, true));
+            let private = reuse(&request, &bare, at(0), at(1), TTL, false);
+            assert_eq!(private, Reuse::Fresh(Duration::from_secs(1)), "{asked}");
+            assert!(is_cacheable(&request, &bare, TTL, false), "{asked}");
+        }
+        let cookie = resp(200, "Set-Cookie: id=1\r\n");
+        assert!(!is_cacheable(&get(""), &cookie, TTL, true));
+        assert!(is_cacheable(&get(""), &cookie, TTL, false));
+        // Everything else is one rule for both.
+        let no_store = get("Cache-Control: no-store\r\n");
+        assert!(!is_cacheable(&no_store, &bare, TTL, false));
+        assert!(!is_cacheable(
+            &get(""),
+            &resp(200, "Vary: *\r\n"),
+            TTL,
+            false
+        ));
+        let tagged = resp(200, "Cache-Control: no-cache\r\nETag: \"v\"\r\n");
+        let validate = reuse(&get(""), &tagged, at(0), at(0), TTL, false);
+        assert!(matches!(validate, Reuse::Validate(_)));
+    }
+
+    #[test]
+    fn a_private_cache_reuses_by_age_and_lifetime() {
+        let plain = resp(200, "");
+        let private = |r: &Response, secs| reuse(&get(""), r, at(0), at(secs), TTL, false);
+        assert!(matches!(private(&plain, 59), Reuse::Fresh(_)));
+        assert_eq!(private(&plain, 60), Reuse::Refetch);
+        let tagged = resp(200, "ETag: \"v1\"\r\nCache-Control: max-age=5\r\n");
+        assert!(matches!(private(&tagged, 4), Reuse::Fresh(_)));
+        let validate = Reuse::Validate(vec![("If-None-Match".into(), "\"v1\"".into())]);
+        assert_eq!(private(&tagged, 5), validate);
+        // Age counts toward the age.
+        assert_eq!(private(&resp(200, "Age: 58\r\n"), 3), Reuse::Refetch);
     }
 
     #[test]
@@ -959,19 +1058,19 @@ mod tests {
             "Cache-Control: no-cache, max-age=100\r\nETag: \"v\"\r\n",
         );
         assert!(matches!(
-            reuse(&get(""), &r, at(0), at(0), TTL),
+            reuse(&get(""), &r, at(0), at(0), TTL, true),
             Reuse::Validate(_)
         ));
         let fresh = resp(200, "Cache-Control: max-age=100\r\nETag: \"v\"\r\n");
         for asked in ["Cache-Control: no-cache\r\n", "Pragma: no-cache\r\n"] {
             assert!(matches!(
-                reuse(&get(asked), &fresh, at(0), at(0), TTL),
+                reuse(&get(asked), &fresh, at(0), at(0), TTL, true),
                 Reuse::Validate(_)
             ));
         }
         let both = "Cache-Control: max-age=100\r\nPragma: no-cache\r\n";
         assert!(matches!(
-            reuse(&get(both), &fresh, at(0), at(0), TTL),
+            reuse(&get(both), &fresh, at(0), at(0), TTL, true),
             Reuse::Fresh(_)
         ));
     }
@@ -986,6 +1085,7 @@ mod tests {
                 at(0),
                 at(50),
                 TTL,
+                true,
             )
         };
         assert!(matches!(asked("max-age=60"), Reuse::Fresh(_)));
@@ -1035,6 +1135,9 @@ mod tests {
         let names: Vec<&str> = s.headers.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["ETag", "Date"]);
         assert_eq!(s.headers.get("date"), Some(date(0).as_str()));
+        let fields = stored_fields(&r);
+        let names: Vec<&str> = fields.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ETag"]);
         let dated = resp(200, "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
         assert_eq!(
             stored_response(&dated, at(0)).headers.get("date"),

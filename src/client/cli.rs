@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use super::error::{EXIT_FILE, EXIT_USAGE};
 use super::output::Output;
-use super::{Data, Options, Terminal, DEFAULT_CACHE_DIR, EXIT_FILE};
+use super::{Data, Options, Terminal, DEFAULT_CACHE_DIR};
 use crate::http::is_token;
 
 const ABOUT: &str =
@@ -48,8 +49,9 @@ Log line (one per request, appended to LOG_FILE):
   2026-11-25 10:41:07 GET http://127.0.0.1:8080/ HTTP/1.1 HTTP/1.1 200 OK 1432 B 12 ms network
 
 Cache: responses to GET are stored under --cache-dir, one file per URL named by the
-SHA-1 of the URL; a fresh entry answers GET and HEAD without contacting the server, a
-stale one with ETag or Last-Modified is revalidated, `no-store` is honoured.
+SHA-1 of the URL (one per variant with Vary); a fresh entry answers GET and HEAD without
+contacting the server, a stale one with ETag or Last-Modified is revalidated, `no-store`
+is honoured. It is a private cache (RFC 9111): s-maxage is ignored, `private` is stored.
 
 Exit status:
    0  a response was received, whatever its status code
@@ -226,7 +228,7 @@ pub enum Command {
 
 impl Cli {
     /// The log file, the URL and the options of a fetch; `None` for a command.
-    pub fn into_fetch(self) -> Option<(PathBuf, String, Options)> {
+    pub(crate) fn into_fetch(self) -> Option<(PathBuf, String, Options)> {
         let data = if !self.data.is_empty() {
             Some(Data::Bytes(self.data.join("&").into_bytes()))
         } else {
@@ -275,7 +277,7 @@ pub fn main(cli: Cli) -> u8 {
                 super::fetch(&log, &url, &options, &mut out, &mut err, terminal)
             }
             // clap enforces LOG_FILE and URL when there is no command.
-            None => super::EXIT_USAGE,
+            None => EXIT_USAGE,
         },
     };
     match out.flush() {

@@ -9,14 +9,15 @@
 //! proxy does. What to send and what to do with the answer is `client`'s business.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::error::{ClientError, Result};
 use super::url::Url;
-use crate::error::{is_timeout, Error, ParseError, Result, Side};
+use crate::error::{self, is_timeout, Error, ParseError, Side};
 use crate::http::parse::{self, Limits};
 use crate::http::{serialize, Request, Response};
 
@@ -28,8 +29,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Write buffer on the connection: the head and the first body bytes leave together.
 pub const WRITE_BUFFER: usize = 64 * 1024;
-/// Most interim (1xx) responses skipped before the final one.
-pub const MAX_INTERIM_RESPONSES: usize = 8;
 
 /// When `--max-time` runs out, if it was given.
 #[derive(Clone, Copy, Debug, Default)]
@@ -108,7 +107,7 @@ pub struct Conn {
 /// `attempt` is told each address before it is tried (for `-v`).
 ///
 /// # Errors
-/// `Error::Resolve` when the name does not resolve, `Error::Connect` with the last failure
+/// `ClientError::Resolve` when the name does not resolve, `ClientError::Connect` with the last failure
 /// when no address accepts; both carry `TimedOut` when a limit was hit.
 pub fn open(url: &Url, deadline: Deadline, mut attempt: impl FnMut(SocketAddr)) -> Result<Conn> {
     let addrs = resolve(url, deadline)?;
@@ -129,12 +128,12 @@ pub fn open(url: &Url, deadline: Deadline, mut attempt: impl FnMut(SocketAddr)) 
                     .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
                     .and_then(|()| stream.set_nodelay(true))
                     .map(|()| Conn { stream, deadline })
-                    .map_err(|e| Error::Connect(url.authority(), e));
+                    .map_err(|e| ClientError::Connect(url.authority(), e));
             }
             Err(e) => last = e,
         }
     }
-    Err(Error::Connect(url.authority(), last))
+    Err(ClientError::Connect(url.authority(), last))
 }
 
 /// The addresses of the URL's host. IP literals need no lookup; names are resolved by the
@@ -145,7 +144,7 @@ fn resolve(url: &Url, deadline: Deadline) -> Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
-    let fail = |e| Error::Resolve(host.clone(), e);
+    let fail = |e| ClientError::Resolve(host.clone(), e);
     let wait = deadline.cap(RESOLVE_TIMEOUT).map_err(fail)?;
     let (tx, rx) = mpsc::channel();
     let name = (host.clone(), url.port);
@@ -235,24 +234,34 @@ pub fn send(conn: &mut impl Write, request: &Request, payload: Payload) -> io::R
     w.flush()
 }
 
-/// Reads response heads until a final one, skipping interim 1xx responses (RFC 9110
-/// §15.2), at most `MAX_INTERIM_RESPONSES`. A 101 is refused: this client never asks to
-/// switch protocols (RFC 9110 §15.2.2).
+/// Sends `request` with its body and reads the final response head. The server may answer
+/// early and close (a 413, say): a response wins over the failure to send, which is
+/// reported only when there is none.
 ///
 /// # Errors
-/// `Error::Parse(Side::Backend, _)` for a malformed head, `Error::Io` for the socket.
-pub fn read_final_response(reader: &mut impl BufRead) -> Result<Response> {
-    let limits = Limits::default();
-    for _ in 0..=MAX_INTERIM_RESPONSES {
-        let response = parse::read_response(reader, &limits)?;
-        if response.status == 101 {
-            break;
-        }
-        if !response.is_interim() {
-            return Ok(response);
-        }
+/// As `read_final_response`; the failure to send when no response came.
+pub fn round_trip<S: Read + Write>(
+    conn: &mut BufReader<S>,
+    request: &Request,
+    payload: Payload,
+) -> error::Result<Response> {
+    let sent = send(conn.get_mut(), request, payload);
+    read_final_response(conn).map_err(|e| sent.err().map_or(e, |s| Error::Io(Side::Backend, s)))
+}
+
+/// Reads the final response head, past interim 1xx responses (RFC 9110 §15.2), with the
+/// library's one loop for that (`http::parse::read_final_response`, which bounds them). A
+/// 101 is refused: this client never asks to switch protocols (RFC 9110 §15.2.2).
+///
+/// # Errors
+/// `Error::Parse(Side::Backend, _)` for a malformed head, too many interim responses or an
+/// unasked-for 101; `Error::Io` for the socket.
+pub fn read_final_response(reader: &mut impl BufRead) -> error::Result<Response> {
+    let response = parse::read_final_response(reader, &Limits::default(), |_interim| Ok(()))?;
+    if response.status == 101 {
+        return Err(Error::Parse(Side::Backend, ParseError::UnexpectedUpgrade));
     }
-    Err(Error::Parse(Side::Backend, ParseError::BadStatusLine))
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -285,9 +294,9 @@ mod tests {
         let mut upgrade: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n";
         assert!(matches!(
             read_final_response(&mut upgrade),
-            Err(Error::Parse(Side::Backend, _))
+            Err(Error::Parse(Side::Backend, ParseError::UnexpectedUpgrade))
         ));
-        let endless = "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_RESPONSES + 1);
+        let endless = "HTTP/1.1 100 Continue\r\n\r\n".repeat(parse::MAX_INTERIM_RESPONSES + 1);
         assert!(read_final_response(&mut endless.as_bytes()).is_err());
     }
 
@@ -302,6 +311,39 @@ mod tests {
             out,
             b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\na=1".to_vec()
         );
+    }
+
+    /// A peer that answers `reply` and refuses every byte sent to it.
+    struct Refusing(&'static [u8]);
+
+    impl Read for Refusing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Refusing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "closed"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_early_response_wins_over_the_failure_to_send() {
+        let request = Request::new("POST", "/upload");
+        let payload = || Payload::Bytes(b"too big");
+        let early = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n";
+        let mut conn = BufReader::new(Refusing(early));
+        let response = round_trip(&mut conn, &request, payload()).unwrap();
+        assert_eq!(response.status, 413);
+        let mut silent = BufReader::new(Refusing(b""));
+        match round_trip(&mut silent, &request, payload()) {
+            Err(Error::Io(Side::Backend, e)) => assert_eq!(e.kind(), io::ErrorKind::BrokenPipe),
+            other => panic!("expected the send failure, got {other:?}"),
+        }
     }
 
     #[test]

@@ -7,20 +7,20 @@
 //! `-O` override the choice. A response without Content-Type is application/octet-stream
 //! unless its first bytes look like text (RFC 9110 §8.3 allows either; we look).
 //!
-//! The choice is a pure function (`choose`); `pump` copies a body to its destination and
-//! to the cache at once, telling read failures from write failures. Opening files is
-//! `client`'s business.
+//! The choice is a pure function (`choose`); `open` opens the file it names; `pump` copies a
+//! body to its destination and to the cache at once, telling read failures from write
+//! failures. Deciding what to deliver is `session`'s business.
 //! The meter is drawn on stderr only when stderr is a terminal and the body is over
 //! `PROGRESS_MIN_BYTES`; its line is `progress_line`, also pure.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::error::ClientError;
 use super::url::Url;
 use crate::cache::EntryWriter;
-use crate::error::Error;
 
 /// The file name used when the URL's path ends with `/`.
 pub const INDEX_NAME: &str = "index.html";
@@ -165,6 +165,32 @@ fn percent_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// Opens the file a body goes to: `None` for stdout; `-o FILE` created or truncated; a new
+/// file in the current directory for `NewFile` (`create_new`). Returns the path to report
+/// (`saved N bytes to PATH`) with a buffered writer.
+///
+/// # Errors
+/// `ClientError::File` naming the file that could not be created.
+pub fn open(target: &Target) -> Result<Option<(PathBuf, BufWriter<File>)>, ClientError> {
+    match target {
+        Target::Stdout => Ok(None),
+        Target::File(path) => {
+            let file =
+                File::create(path).map_err(|e| ClientError::file("cannot create", path, e))?;
+            Ok(Some((path.clone(), BufWriter::new(file))))
+        }
+        Target::NewFile(name) => {
+            let (path, file) = create_new(Path::new("."), name)
+                .map_err(|e| ClientError::file("cannot create", Path::new(name), e))?;
+            let path = path
+                .strip_prefix(".")
+                .map(Path::to_path_buf)
+                .unwrap_or(path);
+            Ok(Some((path, BufWriter::new(file))))
+        }
+    }
+}
+
 /// `name`, then `stem-1.ext`, `stem-2.ext`, ...: the candidates for a new file.
 pub fn candidate(name: &str, n: u32) -> String {
     if n == 0 {
@@ -293,9 +319,9 @@ impl Failure {
     /// The error for whichever side failed.
     pub fn into_error(
         self,
-        read: impl FnOnce(io::Error) -> Error,
-        write: impl FnOnce(io::Error) -> Error,
-    ) -> Error {
+        read: impl FnOnce(io::Error) -> ClientError,
+        write: impl FnOnce(io::Error) -> ClientError,
+    ) -> ClientError {
         match self {
             Failure::Read(e) => read(e),
             Failure::Write(e) => write(e),

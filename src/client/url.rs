@@ -15,7 +15,7 @@
 //! a URL typed with them still makes a valid request-target; control characters are
 //! refused (they could end the request line early); credentials (`user@host`) are refused
 //! (RFC 9110 §4.2.4 deprecates them); dot segments are removed (RFC 3986 §5.2.4). This
-//! module is pure: resolving names and connecting are `client`'s business.
+//! module is pure: resolving names and connecting are `connection`'s business.
 
 use std::fmt;
 use std::net::Ipv6Addr;

@@ -111,7 +111,7 @@ pub(super) fn lookup<'c>(
         let mut stale = None;
         if let Some((key, entry)) = cache.store.lookup(&base, request) {
             let ttl = cache.default_ttl;
-            match cache::reuse(request, &entry.response, entry.stored_at, now, ttl) {
+            match cache::reuse(request, &entry.response, entry.stored_at, now, ttl, true) {
                 Reuse::Fresh(age) => return Lookup::Hit(entry, age),
                 Reuse::Bypass => return Lookup::Forward(Forward::bypass()),
                 Reuse::Validate(conditionals) if is_get => {
@@ -185,7 +185,7 @@ pub(super) fn store(
         return Fill::Relay(None);
     };
     let now = SystemTime::now();
-    let cacheable = cache::is_cacheable(request, response, cache.default_ttl);
+    let cacheable = cache::is_cacheable(request, response, cache.default_ttl, true);
     if let Some(stale) = plan.stale.take() {
         if response.status == 304 {
             let Stale { key, mut entry, .. } = stale;

@@ -453,6 +453,63 @@ fn no_store_is_honoured() {
 }
 
 #[test]
+fn the_private_cache_keeps_what_only_a_shared_cache_may_not() {
+    // `private`, Set-Cookie and a request with credentials: a shared cache stores none of
+    // them (RFC 9111 §3, §3.5); the client's private cache serves its one user with them.
+    let backend = Backend::new(|_| {
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: private, max-age=60\r\nSet-Cookie: id=1\r\nContent-Length: 4\r\n\r\nmine".to_vec()
+    });
+    let dir = TempDir::new("client-private");
+    let url = format!("http://{}/account", backend.addr);
+    for _ in 0..2 {
+        let r = fetch(&dir, &["-H", "Authorization: Bearer t"], &url);
+        assert_eq!((r.code, r.text().as_str()), (0, "mine"), "{}", r.stderr);
+    }
+    assert_eq!(backend.requests().len(), 1, "the second run used the cache");
+    assert!(log_lines(&dir).pop().unwrap().ends_with(" cache"));
+
+    // s-maxage is for shared caches: with max-age=0 the entry is stale at once here.
+    let backend = Backend::new(|request| {
+        if String::from_utf8_lossy(request).contains("If-None-Match: \"s\"\r\n") {
+            return b"HTTP/1.1 304 Not Modified\r\nETag: \"s\"\r\n\r\n".to_vec();
+        }
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: s-maxage=600, max-age=0\r\nETag: \"s\"\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    });
+    let url = format!("http://{}/shared", backend.addr);
+    for _ in 0..2 {
+        assert_eq!(fetch(&dir, &[], &url).text(), "ok");
+    }
+    assert_eq!(backend.requests().len(), 2);
+    assert!(log_lines(&dir).pop().unwrap().ends_with(" revalidated"));
+}
+
+#[test]
+fn a_response_that_varies_is_kept_per_value_of_the_field() {
+    let backend = Backend::new(|request| {
+        let html = String::from_utf8_lossy(request).contains("Accept: text/html\r\n");
+        let body = if html { "<p>hi</p>" } else { "hi" };
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVary: Accept\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let dir = TempDir::new("client-vary");
+    let url = format!("http://{}/greeting", backend.addr);
+    for _ in 0..2 {
+        assert_eq!(fetch(&dir, &[], &url).text(), "hi");
+        let html = fetch(&dir, &["-H", "Accept: text/html"], &url);
+        assert_eq!(html.text(), "<p>hi</p>");
+    }
+    assert_eq!(backend.requests().len(), 2, "one request per variant");
+    let sources: Vec<String> = log_lines(&dir)
+        .iter()
+        .map(|l| parse_log_line(l).2)
+        .collect();
+    assert_eq!(sources, ["network", "network", "cache", "cache"]);
+}
+
+#[test]
 fn flush_empties_the_cache_and_nothing_else() {
     let (_root, server) = text_site();
     let dir = TempDir::new("client-flush");
