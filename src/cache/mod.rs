@@ -552,7 +552,7 @@ pub fn stored_response(response: &Response, now: SystemTime) -> Response {
 /// `response` without the fields a cache does not store (RFC 9111 §3.1): hop-by-hop fields,
 /// the fields named in Connection, the proxy-authentication fields and `X-Cache`; and
 /// without a Content-Length that Transfer-Encoding overrode (RFC 9112 §6.3).
-pub fn stored_fields(response: &Response) -> Response {
+fn stored_fields(response: &Response) -> Response {
     let mut stored = response.clone();
     if stored.headers.contains("transfer-encoding") {
         stored.headers.remove("content-length");

@@ -109,13 +109,10 @@ pub fn writer(
 ) -> Option<EntryWriter> {
     let base = cache::cache_key(request)?;
     let writer = if cache::is_cacheable(request, response, ttl, SHARED) {
-        // Unlike the proxy (`cache::stored_response`), no Date is added to a response that
-        // has none (RFC 9110 §6.6.1 asks it of a cache), so its Expires counts as passed.
-        // Kept as it was before the client used the shared policy: the stored bytes are
-        // checked by the integration tests; `stored_response` is the change to make.
-        store
-            .begin_variant(&base, request, &cache::stored_fields(response))
-            .ok()
+        // A response without Date gets one, as in the proxy (RFC 9110 §6.6.1 asks it of a
+        // cache), so that its Expires can be measured against it.
+        let stored = cache::stored_response(response, SystemTime::now());
+        store.begin_variant(&base, request, &stored).ok()
     } else {
         None
     };

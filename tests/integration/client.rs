@@ -394,12 +394,20 @@ fn a_fresh_entry_answers_without_the_server() {
     assert_eq!(backend.requests().len(), 2);
     // One file per URL, named by the SHA-1 hex of the URL.
     assert_eq!(entries(&dir.join("cache")), [sha1_hex(url.as_bytes())]);
-    // It holds the status line, the fields and the body.
+    // It holds the status line, the fields (with a Date added, RFC 9110 §6.6.1: the
+    // backend sent none) and the body.
     let stored = std::fs::read(dir.join("cache").join(sha1_hex(url.as_bytes()))).unwrap();
     assert!(stored.starts_with(b"HTTP/1.1 200 OK\r\n"));
-    assert!(stored.ends_with(
-        b"ETag: \"v1\"\r\nCache-Control: max-age=60\r\nContent-Length: 11\r\n\r\ncached body"
-    ));
+    let text = String::from_utf8_lossy(&stored);
+    for field in [
+        "ETag: \"v1\"\r\n",
+        "Cache-Control: max-age=60\r\n",
+        "Content-Length: 11\r\n",
+        "\r\nDate: ",
+    ] {
+        assert!(text.contains(field), "{field:?} missing from {text:?}");
+    }
+    assert!(stored.ends_with(b"\r\n\r\ncached body"));
     // The cache persists across runs: a new run, same dir, still no request.
     fetch(&dir, &[], &url);
     assert_eq!(backend.requests().len(), 2);
