@@ -11,7 +11,7 @@
 //! line. This module formats lines and opens the file; when a line is written is the
 //! redirect loop's business (`client`), which writes exactly one per request.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -50,14 +50,7 @@ pub const NO_SOURCE: &str = "none";
 /// `ClientError::File` naming the log file.
 pub fn open(path: &Path) -> Result<File> {
     let fail = |e| ClientError::File(format!("cannot open log file {}", path.display()), e);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(fail)?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(fail)
+    crate::logging::file::open_append(path).map_err(fail)
 }
 
 /// One log line, ending in `\n`: when the request started, its request line, what it

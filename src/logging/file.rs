@@ -69,7 +69,7 @@ impl LogFile {
     /// What could not be created and why, e.g. `cannot create logs/x/a.log: a file is in
     /// the way: logs/x (Not a directory (os error 20))`.
     pub fn open(path: &Path) -> Result<LogFile, String> {
-        let (file, id) = open_append(path)?;
+        let (file, id) = open_identified(path)?;
         Ok(LogFile {
             path: path.to_path_buf(),
             state: Mutex::new(State {
@@ -128,7 +128,7 @@ impl LogFile {
         if matches!(at_path, Ok(id) if id == state.id) {
             return None;
         }
-        match open_append(&self.path) {
+        match open_identified(&self.path) {
             Ok((file, id)) => {
                 *state = State {
                     file,
@@ -221,20 +221,29 @@ fn append_record<F: Write + Truncate>(
     }
 }
 
-/// Opens `path` for appending (creating it, and its directories when missing), with its
-/// device and inode.
-fn open_append(path: &Path) -> Result<(File, (u64, u64)), String> {
+/// Opens `path` for appending, creating it, and its directories when they are missing: the
+/// one way every log file of the project (the proxy's, the access log, the client's) is
+/// opened.
+///
+/// # Errors
+/// The OS's error, from creating a directory or opening the file.
+pub fn open_append(path: &Path) -> io::Result<File> {
     let open = || OpenOptions::new().create(true).append(true).open(path);
-    let file = match open() {
+    match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                create_dir_all(dir)?;
+                fs::create_dir_all(dir)?;
             }
             open()
         }
         other => other,
-    };
-    let file = file.map_err(|e| cannot_create(path, path.parent(), &e))?;
+    }
+}
+
+/// [`open_append`], with the file's device and inode, and an error that names what is in
+/// the way.
+fn open_identified(path: &Path) -> Result<(File, (u64, u64)), String> {
+    let file = open_append(path).map_err(|e| cannot_create(path, path.parent(), &e))?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
