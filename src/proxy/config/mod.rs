@@ -1021,7 +1021,7 @@ mod tests {
 
     /// The example configuration from this module's own doc comment.
     fn doc_example() -> String {
-        let source = include_str!("config.rs");
+        let source = include_str!("mod.rs");
         let start = source.find("//! ```text\n//! # proxy.conf").unwrap();
         source[start..]
             .lines()
