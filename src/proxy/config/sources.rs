@@ -8,10 +8,12 @@
 //! the user knows what to change. Reading the file is `mod.rs`; this module does not open,
 //! bind or resolve anything either.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use super::addresses::{parse_listen, with_port};
 use super::Config;
+use crate::error::Error;
 
 /// Where one value of a [`Config`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,8 @@ pub(crate) enum Source {
 /// be created, a backend name that does not resolve) can name the line that set it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sources {
-    /// The configuration file as named in errors (the `origin` given to `parse`).
+    /// The configuration file as named in errors (the `origin` given to `parse`); empty
+    /// for a default configuration.
     pub(super) file: String,
     /// The keys the file or the command line set, each with where; `backend` is apart.
     keys: Vec<(&'static str, Source)>,
@@ -38,11 +41,6 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The configuration file as named in errors; empty for a default configuration.
-    pub(crate) fn file(&self) -> &str {
-        &self.file
-    }
-
     /// Where the value of `key` came from (for `backend`, the first backend's line).
     pub(crate) fn of(&self, key: &str) -> Source {
         if key == "backend" {
@@ -110,6 +108,19 @@ impl Config {
         }
         Ok(())
     }
+
+    /// A start-up failure caused by the value of `key`, pointing at where that value came
+    /// from: when the file set it, an error at its line, printed like the file's own
+    /// (`proxy.conf:14: access_log: why`); otherwise a start-up error that names the key and
+    /// its source (`access_log (default): why`, `log_file (--log): why`).
+    pub fn blame(&self, key: &str, why: impl fmt::Display) -> Error {
+        let source = self.sources.of(key);
+        let message = format!("{}: {why}", self.sources.locate(key, source));
+        match source {
+            Source::Line(_) => Error::Config(message),
+            Source::Default | Source::Flag(_) => Error::Startup(message),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,7 +132,7 @@ mod tests {
     fn sources_remember_the_line_of_each_key() {
         let text = "# proxy\nbackend = a:1\n\naccess_log = logs/a.log\nbackend = b:2\n";
         let c = parse(text, "proxy.conf").unwrap();
-        assert_eq!(c.sources.file(), "proxy.conf");
+        assert_eq!(c.sources.file, "proxy.conf");
         assert_eq!(c.sources.of("access_log"), Source::Line(4));
         assert_eq!(c.sources.of("cache_dir"), Source::Default);
         assert_eq!(c.sources.of("backend"), Source::Line(2));
@@ -151,5 +162,22 @@ mod tests {
             .unwrap();
         assert_eq!(c.sources.of("listen"), Source::Flag("--listen"));
         assert_eq!(c.sources.of("cache_ttl"), Source::Flag("--ttl"));
+    }
+
+    #[test]
+    fn a_setting_error_points_at_the_line_or_names_the_source() {
+        let mut config = parse("backend = a:1\naccess_log = x\n", "p.conf").unwrap();
+        let e = config.blame("access_log", "cannot create x: why");
+        assert!(matches!(e, Error::Config(_)));
+        assert_eq!(e.to_string(), "p.conf:2: access_log: cannot create x: why");
+        let e = config.blame("cache_dir", "why");
+        assert_eq!(e.to_string(), "cache_dir (default): why");
+        config
+            .apply_overrides(None, None, Some("y".into()), None)
+            .unwrap();
+        let e = config.blame("log_file", "why");
+        assert!(matches!(e, Error::Startup(_)));
+        assert_eq!(e.to_string(), "log_file (--log): why");
+        assert_eq!(e.status(), None);
     }
 }
