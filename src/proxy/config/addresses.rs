@@ -30,14 +30,14 @@ pub struct Backend {
 impl Backend {
     /// The backend as `host:port`, with an IPv6 address in brackets (`[::1]:8081`): the form
     /// that goes in the `Host` header (RFC 9110 §7.2) and that `TcpStream::connect` accepts.
-    pub fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         self.to_string()
     }
 
     /// Whether `other` names the same server: host names compare without case (RFC 4343),
     /// addresses by value (`[::1]` and `[0::1]` are one). Names are not resolved, so
     /// `localhost:80` and `127.0.0.1:80` are different.
-    pub fn same_as(&self, other: &Backend) -> bool {
+    pub(crate) fn same_as(&self, other: &Backend) -> bool {
         let host = |b: &Backend| match b.host.parse::<IpAddr>() {
             Ok(ip) => ip.to_string(),
             Err(_) => b.host.to_ascii_lowercase(),
@@ -86,7 +86,7 @@ pub struct Cidr {
 impl Cidr {
     /// Whether `ip` is inside the block. An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`)
     /// counts as its IPv4 address.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
