@@ -15,8 +15,6 @@
 use std::fmt;
 use std::io;
 
-use crate::proxy::config::{Config, ConfigError, Source};
-
 /// Shorthand used across the crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -152,8 +150,10 @@ pub enum Error {
     MethodNotAllowed(String),
     /// No backend could be connected to; holds the last failure for the log.
     NoBackend(String),
-    /// The configuration is invalid.
-    Config(ConfigError),
+    /// A start-up failure caused by a value of the configuration file, already located at
+    /// the line that set it (`proxy.conf:14: access_log: why`), so that it is printed like the
+    /// file's own errors, without the program's name in front.
+    Config(String),
     /// A start-up failure: binding the listener, opening the log file.
     Startup(String),
 }
@@ -193,22 +193,6 @@ impl Error {
         }
     }
 
-    /// A start-up failure caused by the value of `key`, pointing at where that value came
-    /// from: when the file set it, a configuration error at its line, printed like any other
-    /// (`proxy.conf:14: access_log: why`); otherwise a start-up error that names the key and
-    /// its source (`access_log (default): why`, `log_file (--log): why`).
-    pub fn setting(config: &Config, key: &str, why: impl fmt::Display) -> Error {
-        let sources = &config.sources;
-        match sources.of(key) {
-            Source::Line(line) => Error::Config(ConfigError {
-                origin: sources.file().to_string(),
-                line,
-                message: format!("{key}: {why}"),
-            }),
-            source => Error::Startup(format!("{}: {why}", sources.locate(key, source))),
-        }
-    }
-
     /// True when this error left a message half-read or half-written, so the connection it
     /// happened on cannot carry another message.
     pub fn breaks_framing(&self) -> bool {
@@ -239,19 +223,12 @@ impl fmt::Display for Error {
             Error::MethodNotForwarded(m) => write!(f, "method {m} is not forwarded"),
             Error::MethodNotAllowed(m) => write!(f, "method {m} is refused"),
             Error::NoBackend(why) => write!(f, "no backend available: {why}"),
-            Error::Config(e) => write!(f, "{e}"),
-            Error::Startup(why) => f.write_str(why),
+            Error::Config(why) | Error::Startup(why) => f.write_str(why),
         }
     }
 }
 
 impl std::error::Error for Error {}
-
-impl From<ConfigError> for Error {
-    fn from(e: ConfigError) -> Self {
-        Error::Config(e)
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -283,23 +260,5 @@ mod tests {
         assert_eq!(ParseError::BodyTooLarge.status(), 413);
         assert_eq!(Error::MethodNotForwarded("PUT".into()).status(), Some(501));
         assert_eq!(Error::MethodNotAllowed("TRACE".into()).status(), Some(405));
-    }
-
-    #[test]
-    fn a_setting_error_points_at_the_line_or_names_the_source() {
-        let mut config =
-            crate::proxy::config::parse("backend = a:1\naccess_log = x\n", "p.conf").unwrap();
-        let e = Error::setting(&config, "access_log", "cannot create x: why");
-        assert!(matches!(e, Error::Config(_)));
-        assert_eq!(e.to_string(), "p.conf:2: access_log: cannot create x: why");
-        let e = Error::setting(&config, "cache_dir", "why");
-        assert_eq!(e.to_string(), "cache_dir (default): why");
-        config
-            .apply_overrides(None, None, Some("y".into()), None)
-            .unwrap();
-        let e = Error::setting(&config, "log_file", "why");
-        assert!(matches!(e, Error::Startup(_)));
-        assert_eq!(e.to_string(), "log_file (--log): why");
-        assert_eq!(e.status(), None);
     }
 }

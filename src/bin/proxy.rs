@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         };
     }
     let started = LogFile::open(&config.log_file)
-        .map_err(|why| Error::setting(&config, "log_file", why))
+        .map_err(|why| config.blame("log_file", why))
         .and_then(|file| relevo::logging::init_with(config.log_level, Some(file)))
         .and_then(|()| relevo::proxy::run(config));
     match started {

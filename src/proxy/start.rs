@@ -40,18 +40,13 @@ const RESOLVE_CHECK_STACK_SIZE: usize = 128 * 1024;
 ///
 /// # Errors
 /// A start-up failure, naming the key whose value caused it and the proxy.conf line that
-/// set it (see `Error::setting`): the address cannot be bound, the access log or the cache
+/// set it (see `Config::blame`): the address cannot be bound, the access log or the cache
 /// directory cannot be created, the health-check thread cannot be started.
 pub fn run(config: Config) -> Result<()> {
-    let listener =
-        server::bind(&config.listen).map_err(|e| Error::setting(&config, "listen", e))?;
-    let addr = listener.local_addr().map_err(|e| {
-        Error::setting(
-            &config,
-            "listen",
-            format!("cannot read the listening address: {e}"),
-        )
-    })?;
+    let listener = server::bind(&config.listen).map_err(|e| config.blame("listen", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| config.blame("listen", format!("cannot read the listening address: {e}")))?;
     if config.cache {
         prepare_cache_dir(&config)?;
     }
@@ -109,7 +104,7 @@ fn fit_to_open_files(config: &Config) -> (usize, Option<String>) {
 /// could store nothing stops start-up instead of warning on every response.
 fn prepare_cache_dir(config: &Config) -> Result<()> {
     let dir = &config.cache_dir;
-    let blame = |why| Error::setting(config, "cache_dir", why);
+    let blame = |why| config.blame("cache_dir", why);
     log_file::create_dir_all(dir).map_err(blame)?;
     // A temporary file's name: `flush` and the store's start-up clean-up remove leftovers.
     let probe = dir.join(format!("{TEMP_PREFIX}startup-{}", std::process::id()));
@@ -177,7 +172,7 @@ impl Proxy {
     /// A proxy for `config`.
     ///
     /// # Errors
-    /// When the access log cannot be opened (see `Error::setting`).
+    /// When the access log cannot be opened (see `Config::blame`).
     pub fn new(config: Config) -> Result<Self> {
         let limits = Limits {
             max_line: config.max_request_line,
@@ -219,7 +214,7 @@ impl Proxy {
             .as_deref()
             .map(AccessLog::open)
             .transpose()
-            .map_err(|why| Error::setting(&config, "access_log", why))?;
+            .map_err(|why| config.blame("access_log", why))?;
         Ok(Proxy {
             stats: Stats::new(config.backends.len()),
             access_log,
@@ -245,7 +240,7 @@ impl Proxy {
             .map(Some)
             .map_err(|e| {
                 let why = format!("cannot start the health-check thread: {e}");
-                Error::setting(&self.config, "health_check", why)
+                self.config.blame("health_check", why)
             })
     }
 
