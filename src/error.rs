@@ -10,7 +10,8 @@
 //! values of this enum too; its own failures (a bad URL, a refused connection, ...) and its
 //! exit statuses are `client::error`'s.
 //!
-//! This module does not build responses (see `proxy::error_response`) and does not log.
+//! This module depends on nothing above it, builds no response (the proxy's error replies
+//! are `proxy::reply`'s) and does not log.
 
 use std::fmt;
 use std::io;
