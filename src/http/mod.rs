@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod date;
+pub mod html;
 pub mod parse;
 pub mod serialize;
 

@@ -20,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::http::date::{parse_http_date, to_unix};
+use crate::http::html::escape_html;
 
 /// Longest request-target, in bytes, that [`resolve`] will look at; longer
 /// ones are a [`Lookup::BadRequest`]. The request-line parser has its own,
@@ -342,7 +343,7 @@ fn strip_weak(tag: &str) -> &str {
 /// The inserted text is not searched again.
 pub fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
     let needle = SERVER_PLACEHOLDER.as_bytes();
-    let name = crate::proxy::status::escape_html(server_name);
+    let name = escape_html(server_name);
     let mut out = Vec::with_capacity(html.len() + name.len());
     let mut rest = html;
     while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
