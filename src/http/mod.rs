@@ -11,6 +11,7 @@ pub mod body;
 pub mod date;
 pub mod html;
 pub mod parse;
+pub mod percent;
 pub mod serialize;
 
 /// The HTTP versions Relevo speaks (RFC 9112 §2.3).

@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::http::date::{parse_http_date, to_unix};
 use crate::http::html::escape_html;
+use crate::http::percent::percent_decode;
 
 /// Longest request-target, in bytes, that [`resolve`] will look at; longer
 /// ones are a [`Lookup::BadRequest`]. The request-line parser has its own,
@@ -178,35 +179,6 @@ fn decode_target(target: &str) -> Result<(Vec<String>, bool), Lookup> {
         }
     }
     Ok((segments, trailing_slash))
-}
-
-/// Decodes `%XX` escapes (RFC 3986 §2.1: two hex digits, either case); other
-/// bytes pass through. `None` for a `%` not followed by two hex digits.
-fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        if b == b'%' {
-            let hi = hex_value(*input.get(i + 1)?)?;
-            let lo = hex_value(*input.get(i + 2)?)?;
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// The value of one hexadecimal digit, `None` if `b` is not one.
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The `Content-Type` to send for `path`, chosen by its extension
