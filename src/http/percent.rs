@@ -97,7 +97,17 @@ mod tests {
 
     #[test]
     fn a_stray_percent_refuses_the_strict_decoding() {
-        for bad in [&b"%"[..], b"%4", b"a%2", b"%zz", b"%4g", b"%+f", b"%-1", b"% 1", b"ok%"] {
+        for bad in [
+            &b"%"[..],
+            b"%4",
+            b"a%2",
+            b"%zz",
+            b"%4g",
+            b"%+f",
+            b"%-1",
+            b"% 1",
+            b"ok%",
+        ] {
             assert_eq!(percent_decode(bad), None, "{bad:?}");
         }
     }
