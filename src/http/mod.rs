@@ -8,6 +8,7 @@
 //! round trip unchanged, and ASCII values, by far the common case, read as they are.
 
 pub mod body;
+pub mod conditional;
 pub mod date;
 pub mod html;
 pub mod parse;

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, request_framing, BodyReader};
+use crate::http::conditional;
 use crate::http::date::format_http_date;
 use crate::http::parse::{self, Limits};
 use crate::http::{serialize, text_response, Request, Response};
@@ -205,14 +206,7 @@ fn serve_file(site: &Site, request: &Request) -> (Response, Body) {
         .headers
         .append("Last-Modified", format_http_date(modified));
     response.headers.append("ETag", etag.clone());
-    let if_none_match: Vec<&str> = request.headers.get_all("if-none-match").collect();
-    let if_none_match = (!if_none_match.is_empty()).then(|| if_none_match.join(", "));
-    if static_files::not_modified(
-        if_none_match.as_deref(),
-        request.headers.get("if-modified-since"),
-        &etag,
-        modified,
-    ) {
+    if conditional::not_modified(request, Some(&etag), Some(modified)) {
         let mut not_modified = Response::new(304);
         not_modified.headers = response.headers;
         not_modified.headers.remove("content-type");

@@ -1,13 +1,13 @@
 //! The demo webserver's file serving: map a request-target to a file under a
 //! document root without ever leaving it, and the small pure helpers around
-//! that (media type, entity tag, conditional GET, page template).
+//! that (media type, entity tag, page template).
 //!
-//! This module owns the decision *which file, if any*, a target names, and
-//! whether a conditional request can be answered with 304. It does not open
-//! sockets, read request heads or write responses: the webserver binary turns
-//! a [`Lookup`] into a status line and streams the file itself. Everything
-//! here is a plain function of its arguments and the file system, so it is
-//! tested without a network.
+//! This module owns the decision *which file, if any*, a target names. It does
+//! not open sockets, read request heads or write responses: `webserver` turns
+//! a [`Lookup`] into a status line and streams the file itself, and whether a
+//! conditional request is answered 304 is `http::conditional`, shared with
+//! the cache. Everything here is a plain function of its arguments and the
+//! file system, so it is tested without a network.
 //!
 //! The lookup is deliberately layered: the target is first checked *as text*
 //! (no `..`, no encoded separators, no NUL), and the file system's answer is
@@ -19,7 +19,7 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::date::{parse_http_date, to_unix};
+use crate::http::date::to_unix;
 use crate::http::html::escape_html;
 use crate::http::percent::percent_decode;
 
@@ -216,98 +216,6 @@ pub fn content_type(path: &Path) -> &'static str {
 pub fn etag(len: u64, modified: SystemTime) -> String {
     let (secs, nanos) = to_unix(modified);
     format!("\"{len:x}-{secs:x}-{nanos:x}\"")
-}
-
-/// Whether a GET or HEAD for a file with entity tag `etag` and modification
-/// time `modified` can be answered with 304 Not Modified (RFC 9110 §13.2.2).
-///
-/// - `if_none_match` (RFC 9110 §13.1.2) takes precedence: when present,
-///   `if_modified_since` is ignored. Its value is `*` (matches any existing
-///   file) or a comma-separated list of entity-tags, compared with the *weak*
-///   function (a `W/` prefix on either side is ignored). A malformed list
-///   matches nothing, so the full response is sent. Several header lines
-///   must be joined with `", "` by the caller.
-/// - otherwise `if_modified_since` (RFC 9110 §13.1.3): a value that is not a
-///   valid HTTP-date is ignored; the file is unmodified when its mtime,
-///   truncated to whole seconds, is not later than the date.
-///
-/// The caller applies this to GET and HEAD only, as §13.1.3 says.
-pub fn not_modified(
-    if_none_match: Option<&str>,
-    if_modified_since: Option<&str>,
-    etag: &str,
-    modified: SystemTime,
-) -> bool {
-    if let Some(value) = if_none_match {
-        return none_match_hits(value, etag);
-    }
-    let Some(date) = if_modified_since.and_then(parse_http_date) else {
-        return false;
-    };
-    to_unix(modified).0 <= to_unix(date).0
-}
-
-/// Whether an If-None-Match value contains `*` or a tag weakly equal to
-/// `etag`.
-///
-/// ```text
-/// If-None-Match = "*" / #entity-tag                  ; RFC 9110 §13.1.2
-/// entity-tag    = [ weak ] opaque-tag                ; RFC 9110 §8.8.3
-/// weak          = %s"W/"
-/// opaque-tag    = DQUOTE *etagc DQUOTE
-/// etagc         = %x21 / %x23-7E / obs-text
-/// ```
-/// Tags may contain commas, so the list is scanned, not split on `,`.
-fn none_match_hits(value: &str, etag: &str) -> bool {
-    let value = value.trim_matches([' ', '\t']);
-    if value == "*" {
-        return true;
-    }
-    let ours = strip_weak(etag.trim()).as_bytes();
-    entity_tags(value.as_bytes()).is_some_and(|tags| tags.contains(&ours))
-}
-
-/// The entity-tags of a `#entity-tag` list, each as its quoted opaque-tag
-/// (weakness dropped); `None` if any element is malformed, so a broken list
-/// matches nothing rather than something.
-fn entity_tags(list: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut tags = Vec::new();
-    let mut rest = list;
-    loop {
-        // `#rule` allows empty elements and OWS around commas (RFC 9110 §5.6.1).
-        while let [b' ' | b'\t' | b',', tail @ ..] = rest {
-            rest = tail;
-        }
-        if rest.is_empty() {
-            return Some(tags);
-        }
-        if let [b'W', b'/', tail @ ..] = rest {
-            rest = tail;
-        }
-        let [b'"', inner @ ..] = rest else {
-            return None;
-        };
-        let close = inner.iter().position(|&b| b == b'"')?;
-        if !inner[..close]
-            .iter()
-            .all(|&b| b == 0x21 || (b >= 0x23 && b != 0x7f))
-        {
-            return None;
-        }
-        tags.push(&rest[..close + 2]);
-        rest = &inner[close + 1..];
-        while let [b' ' | b'\t', tail @ ..] = rest {
-            rest = tail;
-        }
-        if !matches!(rest, [] | [b',', ..]) {
-            return None;
-        }
-    }
-}
-
-/// `tag` without a leading weakness indicator `W/`.
-fn strip_weak(tag: &str) -> &str {
-    tag.strip_prefix("W/").unwrap_or(tag)
 }
 
 /// Replaces every [`SERVER_PLACEHOLDER`] in `html` with `server_name`,
@@ -568,109 +476,6 @@ mod tests {
             etag(1, UNIX_EPOCH - Duration::from_secs(1)),
             etag(1, UNIX_EPOCH)
         );
-    }
-
-    /// 1994-11-06T08:49:37Z plus half a second.
-    fn mtime() -> SystemTime {
-        UNIX_EPOCH + Duration::new(784_111_777, 500_000_000)
-    }
-
-    const TAG: &str = "\"2-abc-0\"";
-    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
-    const DATE_BEFORE: &str = "Sun, 06 Nov 1994 08:49:36 GMT";
-
-    #[test]
-    fn if_none_match_star_and_lists() {
-        let m = mtime();
-        assert!(not_modified(Some("*"), None, TAG, m));
-        assert!(not_modified(Some(" * "), None, TAG, m));
-        assert!(not_modified(Some("\"2-abc-0\""), None, TAG, m));
-        assert!(not_modified(Some("\"x\", \"2-abc-0\""), None, TAG, m));
-        assert!(not_modified(
-            Some("\"x\",\"2-abc-0\" , \"y\""),
-            None,
-            TAG,
-            m
-        ));
-        assert!(not_modified(Some(", ,\"2-abc-0\","), None, TAG, m));
-        assert!(!not_modified(Some("\"x\", \"y\""), None, TAG, m));
-        assert!(!not_modified(Some("\"2-abc-1\""), None, TAG, m));
-        assert!(!not_modified(Some("\"abc\""), None, "x\"abc\"", m));
-        assert!(!not_modified(Some(""), None, TAG, m));
-    }
-
-    #[test]
-    fn if_none_match_uses_weak_comparison() {
-        let m = mtime();
-        assert!(not_modified(Some("W/\"2-abc-0\""), None, TAG, m));
-        assert!(not_modified(Some("\"2-abc-0\""), None, "W/\"2-abc-0\"", m));
-        assert!(not_modified(Some("W/\"a\", W/\"2-abc-0\""), None, TAG, m));
-        assert!(!not_modified(Some("w/\"2-abc-0\""), None, TAG, m));
-    }
-
-    #[test]
-    fn if_none_match_tags_may_contain_commas() {
-        let m = mtime();
-        assert!(not_modified(Some("\"a,b\""), None, "\"a,b\"", m));
-        assert!(!not_modified(Some("\"a,b\""), None, "\"a\"", m));
-    }
-
-    #[test]
-    fn malformed_if_none_match_matches_nothing() {
-        let m = mtime();
-        for bad in [
-            "2-abc-0",
-            "\"2-abc-0",
-            "\"2-abc-0\" \"2-abc-0\"",
-            "\"x\" junk, \"2-abc-0\"",
-            "*, \"2-abc-0\"",
-            "\"a b\", \"2-abc-0\"",
-        ] {
-            assert!(!not_modified(Some(bad), None, TAG, m), "{bad}");
-        }
-    }
-
-    #[test]
-    fn if_none_match_overrides_if_modified_since() {
-        let m = mtime();
-        // The date alone would say "not modified"; the tag says otherwise.
-        assert!(!not_modified(Some("\"other\""), Some(DATE), TAG, m));
-        // The date alone would say "modified"; the tag wins again.
-        assert!(not_modified(Some(TAG), Some(DATE_BEFORE), TAG, m));
-    }
-
-    #[test]
-    fn if_modified_since_compares_whole_seconds() {
-        let m = mtime();
-        assert!(not_modified(None, Some(DATE), TAG, m));
-        assert!(not_modified(
-            None,
-            Some("Sun, 06 Nov 1994 08:49:38 GMT"),
-            TAG,
-            m
-        ));
-        assert!(not_modified(
-            None,
-            Some("Sunday, 06-Nov-94 08:49:37 GMT"),
-            TAG,
-            m
-        ));
-        assert!(not_modified(None, Some("Sun Nov  6 08:49:37 1994"), TAG, m));
-        assert!(!not_modified(None, Some(DATE_BEFORE), TAG, m));
-    }
-
-    #[test]
-    fn invalid_if_modified_since_is_ignored() {
-        let m = mtime();
-        assert!(!not_modified(None, Some("yesterday"), TAG, m));
-        assert!(!not_modified(None, Some(""), TAG, m));
-        assert!(!not_modified(
-            None,
-            Some(&format!("{DATE}, {DATE}")),
-            TAG,
-            m
-        ));
-        assert!(!not_modified(None, None, TAG, m));
     }
 
     #[test]
