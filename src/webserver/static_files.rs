@@ -26,17 +26,17 @@ use crate::http::percent::percent_decode;
 /// Longest request-target, in bytes, that [`resolve`] will look at; longer
 /// ones are a [`Lookup::BadRequest`]. The request-line parser has its own,
 /// usually smaller, limit; this one keeps the function safe on its own.
-pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_TARGET_BYTES: usize = 8 * 1024;
 
 /// The file served when a target names a directory.
-pub const INDEX_FILE: &str = "index.html";
+pub(crate) const INDEX_FILE: &str = "index.html";
 
 /// The placeholder [`fill_template`] replaces with the server's name.
-pub const SERVER_PLACEHOLDER: &str = "{{server}}";
+pub(crate) const SERVER_PLACEHOLDER: &str = "{{server}}";
 
 /// What a request-target resolves to under a document root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// A regular file inside the root, ready to be opened and sent.
     File {
         /// Canonical (symlink-free, absolute) path of the file.
@@ -92,7 +92,7 @@ pub enum Lookup {
 /// this check and the `open` (the returned path is canonical, which narrows
 /// but does not close that window). The threat model is remote clients, not
 /// local users of the document root.
-pub fn resolve(root: &Path, target: &str) -> Lookup {
+pub(crate) fn resolve(root: &Path, target: &str) -> Lookup {
     let (segments, trailing_slash) = match decode_target(target) {
         Ok(parts) => parts,
         Err(refusal) => return refusal,
@@ -184,7 +184,7 @@ fn decode_target(target: &str) -> Result<(Vec<String>, bool), Lookup> {
 /// The `Content-Type` to send for `path`, chosen by its extension
 /// (case-insensitive); `application/octet-stream` when unknown (RFC 9110
 /// §8.3). Text types say UTF-8, which is what the demo site is written in.
-pub fn content_type(path: &Path) -> &'static str {
+pub(crate) fn content_type(path: &Path) -> &'static str {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -213,7 +213,7 @@ pub fn content_type(path: &Path) -> &'static str {
 /// length and modification time: `"<len>-<secs>-<nanos>"`, each in lowercase
 /// hex (seconds since the Unix epoch; before 1970 they are negative and shown
 /// in two's complement). Any change of size or mtime changes the tag.
-pub fn etag(len: u64, modified: SystemTime) -> String {
+pub(crate) fn etag(len: u64, modified: SystemTime) -> String {
     let (secs, nanos) = to_unix(modified);
     format!("\"{len:x}-{secs:x}-{nanos:x}\"")
 }
@@ -221,7 +221,7 @@ pub fn etag(len: u64, modified: SystemTime) -> String {
 /// Replaces every [`SERVER_PLACEHOLDER`] in `html` with `server_name`,
 /// HTML-escaped (`& < > " '`), so a page shows which backend answered.
 /// The inserted text is not searched again.
-pub fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
+pub(crate) fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
     let needle = SERVER_PLACEHOLDER.as_bytes();
     let name = escape_html(server_name);
     let mut out = Vec::with_capacity(html.len() + name.len());
@@ -236,7 +236,7 @@ pub fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
@@ -245,13 +245,13 @@ mod tests {
     /// A document root in the temp directory, removed when dropped. Layout:
     /// `root/index.html`, `root/a/b c.html`, `root/sub/` (no index),
     /// `root/docs/index.html`, and `secret.txt` *beside* the root.
-    struct Site {
+    pub(in crate::webserver) struct TestRoot {
         base: PathBuf,
-        root: PathBuf,
+        pub(in crate::webserver) root: PathBuf,
     }
 
-    impl Site {
-        fn new() -> Site {
+    impl TestRoot {
+        pub(in crate::webserver) fn new() -> TestRoot {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let base =
@@ -266,7 +266,7 @@ mod tests {
             fs::write(root.join("docs/index.html"), "docs").unwrap();
             fs::write(root.join("Photo.PNG"), "png").unwrap();
             fs::write(base.join("secret.txt"), "secret").unwrap();
-            Site { base, root }
+            TestRoot { base, root }
         }
 
         fn file(&self, rel: &str) -> Lookup {
@@ -280,7 +280,7 @@ mod tests {
         }
     }
 
-    impl Drop for Site {
+    impl Drop for TestRoot {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.base);
         }
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn serves_files_and_indexes() {
-        let site = Site::new();
+        let site = TestRoot::new();
         assert_eq!(resolve(&site.root, "/"), site.file("index.html"));
         assert_eq!(resolve(&site.root, "/index.html"), site.file("index.html"));
         assert_eq!(
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn reports_file_size() {
-        let site = Site::new();
+        let site = TestRoot::new();
         match resolve(&site.root, "/a/b%20c.html") {
             Lookup::File { len, .. } => assert_eq!(len, 2),
             other => panic!("{other:?}"),
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn missing_things_are_not_found() {
-        let site = Site::new();
+        let site = TestRoot::new();
         assert_eq!(resolve(&site.root, "/nope.html"), Lookup::NotFound);
         assert_eq!(resolve(&site.root, "/sub/"), Lookup::NotFound);
         assert_eq!(resolve(&site.root, "/sub"), Lookup::NotFound);
@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn empty_segments_stay_inside() {
-        let site = Site::new();
+        let site = TestRoot::new();
         assert_eq!(resolve(&site.root, "//etc/passwd"), Lookup::NotFound);
         assert_eq!(resolve(&site.root, "//secret.txt"), Lookup::NotFound);
         assert_eq!(
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn dot_dot_is_forbidden() {
-        let site = Site::new();
+        let site = TestRoot::new();
         for target in [
             "/../etc/passwd",
             "/../secret.txt",
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn encoded_separators_are_bad_requests() {
-        let site = Site::new();
+        let site = TestRoot::new();
         for target in [
             "/..%2f..%2fetc/passwd",
             "/..%2F..%2Fsecret.txt",
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn malformed_targets_are_bad_requests() {
-        let site = Site::new();
+        let site = TestRoot::new();
         let long = format!("/{}", "a".repeat(MAX_TARGET_BYTES));
         for target in [
             "",
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn windows_drive_letters_stay_inside() {
-        let site = Site::new();
+        let site = TestRoot::new();
         // On Unix `C:` is an ordinary (missing) name; on Windows a prefix.
         let got = resolve(&site.root, "/C:/secret.txt");
         assert!(
@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn symlinks_out_of_root_are_forbidden() {
         use std::os::unix::fs::symlink;
-        let site = Site::new();
+        let site = TestRoot::new();
         symlink(site.base.join("secret.txt"), site.root.join("leak.txt")).unwrap();
         symlink(&site.base, site.root.join("up")).unwrap();
         symlink("/etc", site.root.join("etc")).unwrap();
@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn root_behind_a_symlink_still_works() {
         use std::os::unix::fs::symlink;
-        let site = Site::new();
+        let site = TestRoot::new();
         let link = site.base.join("www-link");
         symlink(&site.root, &link).unwrap();
         assert_eq!(resolve(&link, "/index.html"), site.file("index.html"));
