@@ -585,7 +585,7 @@ fn a_flask_app_under_gunicorn_streams_personalises_and_refuses_uploads() {
     let mut cmd = command_in(&dir, gunicorn);
     cmd.args(["-b", "127.0.0.1:0", "-w", "2", "--threads", "4", "app:app"])
         .env("ACKS", &acks);
-    let app = ExternalServer::start(cmd, |line| {
+    let app = Process::start_when(cmd, |line| {
         let (_, rest) = line.split_once("Listening at: http://")?;
         rest.split_whitespace().next()?.parse().ok()
     });

@@ -6,7 +6,7 @@
 //! temporary directory; our binaries start with `Process::start` (the proxy through
 //! `proxy_with_args`, `proxy`, or `proxy_for` in front of backends; the web server through
 //! `webserver_at`; the client through `run_client`), reference servers with
-//! `ExternalServer::start`, and a missing reference program goes through `skip_or_fail`.
+//! `Process::start_when`, and a missing reference program goes through `skip_or_fail`.
 //!
 //! Everything here stops when dropped: processes are killed, backends stop accepting,
 //! directories are removed. Nothing sleeps to wait for readiness: a binary is ready once it
@@ -87,8 +87,9 @@ pub fn must_run_in_temp_dir(cmd: &Command) {
     );
 }
 
-/// A running binary, killed when dropped. Its output (stdout after the `listening on` line,
-/// and stderr) is collected in the background so the process never blocks on a full pipe.
+/// A running process (one of our binaries, or a reference server such as nginx), killed
+/// when dropped. Its output, stdout and stderr, is collected in the background so it never
+/// blocks on a full pipe.
 pub struct Process {
     child: Child,
     pub addr: SocketAddr,
@@ -98,31 +99,58 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `cmd` (from `command_in`) and waits for its `listening on ADDR` line.
-    pub fn start(mut cmd: Command) -> Process {
+    /// Starts `cmd` (one of our binaries, from `command_in`) and waits for its
+    /// `listening on ADDR` line.
+    pub fn start(cmd: Command) -> Process {
+        Process::start_when(cmd, |line| {
+            line.trim().strip_prefix("listening on ")?.parse().ok()
+        })
+    }
+
+    /// Starts `cmd` (from `command_in`) and waits, at most `IO_TIMEOUT`, for a line of its
+    /// output from which `ready` reads the listening address; fails as soon as the process
+    /// ends without one.
+    pub fn start_when(
+        mut cmd: Command,
+        ready: impl Fn(&str) -> Option<SocketAddr> + Send + Sync + 'static,
+    ) -> Process {
         must_run_in_temp_dir(&cmd);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("start binary");
+        let mut child = cmd.spawn().expect("start the program");
         let output = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr piped");
-        drain(stderr, Arc::clone(&output));
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
-        let mut first = String::new();
-        let _ = stdout.read_line(&mut first);
-        let Some(addr) = first.trim().strip_prefix("listening on ") else {
-            // A process that printed something else first may still be running: stop it, so
-            // the test fails instead of waiting for it forever.
+        let ready = Arc::new(ready);
+        let (found_tx, found) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().expect("stdout piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr piped")),
+        ] {
+            let (output, found_tx, ready) =
+                (Arc::clone(&output), found_tx.clone(), Arc::clone(&ready));
+            // Keeps reading after readiness, so the process never blocks on a full pipe.
+            thread::spawn(move || {
+                let mut reader = BufReader::new(pipe);
+                let mut line = String::new();
+                while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                    if let Some(addr) = ready(&line) {
+                        let _ = found_tx.send(addr);
+                    }
+                    output.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            });
+        }
+        drop(found_tx);
+        let Ok(addr) = found.recv_timeout(IO_TIMEOUT) else {
+            // Still running, or gone: either way the test fails now, instead of waiting.
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "expected `listening on ADDR`, got {first:?}; output: {}",
+                "{cmd:?} did not say where it listens; output: {}",
                 output.lock().unwrap()
             );
         };
-        let addr = addr.parse().expect("listening address");
-        drain(stdout, Arc::clone(&output));
         Process {
             child,
             addr,
@@ -132,12 +160,12 @@ impl Process {
     }
 
     /// The same process, keeping `dir` until it is stopped.
-    fn keeping(mut self, dir: TempDir) -> Process {
+    pub fn keeping(mut self, dir: TempDir) -> Process {
         self._dir = Some(dir);
         self
     }
 
-    /// Everything printed so far after the first line.
+    /// Everything it printed so far.
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
@@ -148,17 +176,6 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn drain(from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
-    thread::spawn(move || {
-        let mut reader = BufReader::new(from);
-        let mut line = String::new();
-        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-            into.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
 }
 
 /// The demo site shipped with the repository.
@@ -730,7 +747,7 @@ impl Drop for KeepAliveBackend {
 
 /// The rule `command_in` keeps, checked on the sources: no test file starts a process or
 /// picks a working directory itself, so every process runs in a temporary directory
-/// (`Process::start` and `ExternalServer::start` check that at run time) and none writes
+/// (`Process::start_when` checks that at run time) and none writes
 /// into the checkout's `cache/` or `logs/`.
 #[test]
 fn a_test_starts_processes_only_in_temporary_directories() {

@@ -569,9 +569,7 @@ fn a_real_websocket_client_and_server_talk_through_the_proxy() {
     std::fs::write(&script, PYTHON_WEBSOCKETS).unwrap();
     let mut server = command_in(&dir, &python);
     server.arg(&script).arg("server");
-    let server = ExternalServer::start(server, |line| {
-        line.trim().strip_prefix("listening on ")?.parse().ok()
-    });
+    let server = Process::start(server);
     let proxy = proxy(&dir, &backend_lines(&[server.addr]));
     let client = command_in(&dir, &python)
         .arg(&script)

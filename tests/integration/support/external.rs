@@ -4,16 +4,13 @@
 //! A test whose reference program is missing prints `SKIP ...` and returns, except under
 //! `RELEVO_REQUIRE_EXTERNAL=1` (set by `.ci/run`), where it fails: a test against real
 //! software must not pass by not running. Every such program runs as this test's own
-//! process, in a temporary directory, and is killed when dropped.
+//! process (`Process::start_when`), in a temporary directory, and is killed when dropped.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::process::Stdio;
 
-use super::{command_in, dead_address, must_run_in_temp_dir, TempDir, IO_TIMEOUT};
+use super::{command_in, dead_address, Process, TempDir};
 
 /// Says that a test cannot run here, because `why`: under `RELEVO_REQUIRE_EXTERNAL=1` this
 /// fails the test; otherwise it prints `SKIP why` on stderr, and the caller returns.
@@ -66,99 +63,19 @@ pub fn python_modules(modules: &[&str]) -> Option<PathBuf> {
     Some(python)
 }
 
-/// A reference server run as this test's own process (nginx, HAProxy, gunicorn, a Python
-/// script), killed when dropped. It is ready once a line of its output (stdout or stderr)
-/// gives its address.
-pub struct ExternalServer {
-    child: Child,
-    pub addr: SocketAddr,
-    output: Arc<Mutex<String>>,
-    /// A directory the server uses, removed after the server is stopped.
-    _dir: Option<TempDir>,
-}
-
-impl ExternalServer {
-    /// Starts `cmd` (from `command_in`) and waits (at most `IO_TIMEOUT`) for a line from
-    /// which `ready` reads the listening address.
-    pub fn start(
-        mut cmd: std::process::Command,
-        ready: impl Fn(&str) -> Option<SocketAddr> + Send + Sync + 'static,
-    ) -> ExternalServer {
-        must_run_in_temp_dir(&cmd);
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("start the reference server");
-        let output = Arc::new(Mutex::new(String::new()));
-        let ready = Arc::new(ready);
-        let (found_tx, found) = std::sync::mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().expect("stdout piped")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("stderr piped")),
-        ] {
-            let (output, found_tx, ready) =
-                (Arc::clone(&output), found_tx.clone(), Arc::clone(&ready));
-            // Keeps reading after readiness, so the server never blocks on a full pipe.
-            thread::spawn(move || {
-                let mut reader = BufReader::new(pipe);
-                let mut line = String::new();
-                while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-                    if let Some(addr) = ready(&line) {
-                        let _ = found_tx.send(addr);
-                    }
-                    output.lock().unwrap().push_str(&line);
-                    line.clear();
-                }
-            });
-        }
-        let Ok(addr) = found.recv_timeout(IO_TIMEOUT) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the reference server did not start: {}",
-                output.lock().unwrap()
-            );
-        };
-        ExternalServer {
-            child,
-            addr,
-            output,
-            _dir: None,
-        }
-    }
-
-    /// The same server, keeping `dir` until it is stopped.
-    fn keeping(mut self, dir: TempDir) -> ExternalServer {
-        self._dir = Some(dir);
-        self
-    }
-
-    /// Everything it printed so far.
-    pub fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for ExternalServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The notice nginx prints in `main()` after `ngx_init_cycle` has bound the listening
 /// sockets (from `ngx_os_status`); connections made after it wait in the backlog until the
 /// event loop starts.
 const NGINX_READY: &str = "getrlimit(RLIMIT_NOFILE)";
 
 /// A real nginx serving the files under `root` on 127.0.0.1, or None after `skip_or_fail`.
-pub fn nginx_serving(root: &Path) -> Option<ExternalServer> {
+pub fn nginx_serving(root: &Path) -> Option<Process> {
     nginx(&format!("root {};", root.display()))
 }
 
 /// A real nginx on 127.0.0.1 passing every request to `backend` over HTTP/1.1, or None
 /// after `skip_or_fail`.
-pub fn nginx_proxying_to(backend: SocketAddr) -> Option<ExternalServer> {
+pub fn nginx_proxying_to(backend: SocketAddr) -> Option<Process> {
     nginx(&format!(
         "location / {{ proxy_pass http://{backend}; proxy_http_version 1.1; }}"
     ))
@@ -167,7 +84,7 @@ pub fn nginx_proxying_to(backend: SocketAddr) -> Option<ExternalServer> {
 /// nginx with `directives` in its one `server` block. One process (`master_process off`):
 /// killing it leaves no worker behind. Every path it uses is in its temporary directory; its
 /// port was free a moment ago (nginx cannot report the one it got from port 0).
-fn nginx(directives: &str) -> Option<ExternalServer> {
+fn nginx(directives: &str) -> Option<Process> {
     let binary = external_program("nginx")?;
     let dir = TempDir::new("nginx");
     let addr = dead_address();
@@ -193,7 +110,7 @@ fn nginx(directives: &str) -> Option<ExternalServer> {
     if supports_error_log_flag(&binary) {
         cmd.args(["-e", "stderr"]);
     }
-    let server = ExternalServer::start(cmd, move |line| line.contains(NGINX_READY).then_some(addr));
+    let server = Process::start_when(cmd, move |line| line.contains(NGINX_READY).then_some(addr));
     Some(server.keeping(dir))
 }
 
@@ -211,7 +128,7 @@ fn supports_error_log_flag(binary: &Path) -> bool {
 
 /// A real HAProxy on 127.0.0.1 passing every request to `backend` (one thread, connections
 /// to the backend reused), or None after `skip_or_fail`.
-pub fn haproxy_proxying_to(backend: SocketAddr) -> Option<ExternalServer> {
+pub fn haproxy_proxying_to(backend: SocketAddr) -> Option<Process> {
     let binary = external_program("haproxy")?;
     let dir = TempDir::new("haproxy");
     let addr = dead_address();
@@ -225,7 +142,7 @@ pub fn haproxy_proxying_to(backend: SocketAddr) -> Option<ExternalServer> {
     let mut cmd = command_in(&dir, &binary);
     cmd.args(["-W", "-db", "-f"]).arg(dir.join("haproxy.cfg"));
     // HAProxy says so once its configuration is loaded and its sockets bound.
-    let server = ExternalServer::start(cmd, move |line| {
+    let server = Process::start_when(cmd, move |line| {
         line.contains("Loading success").then_some(addr)
     });
     Some(server.keeping(dir))
