@@ -17,12 +17,14 @@ build:
 # under a small supervisor loop that restarts it RESTART_DELAY seconds after it stops (as a
 # service manager would), so `make demo` can stop one and show it come back. Every job gets its
 # own process group (set -m), and the exit trap kills whole groups: nothing is left behind.
+# Ctrl-C is how the demo ends, so it exits 0 and make prints no error; the proxy stopping on
+# its own is a failure (exit 1), and so is a SIGTERM (143).
 RESTART_DELAY ?= 3
 run: build
 	@mkdir -p logs cache
 	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null; set -m; pids=(); \
 	trap 'for p in $${pids[@]}; do kill -- -$$p; done 2>/dev/null; wait 2>/dev/null; echo "relevo: all four servers stopped"' EXIT; \
-	trap 'exit 130' INT TERM; \
+	trap 'exit 0' INT; trap 'exit 143' TERM; \
 	for n in 1 2 3; do \
 	  ( while :; do \
 	      $(RELEASE)/webserver --port 808$$n --root www --name server-$$n --log logs/webserver-$$n.log; \
@@ -33,7 +35,8 @@ run: build
 	wait $$!; exit 1
 
 # With `make run` going in another terminal: round robin, a cache miss then a hit, a 501, and a
-# backend stopped (failover) and restarted, step by step with the project's client.
+# backend stopped (failover) and restarted, step by step with the project's client. It writes
+# nothing into the checkout, and stops server-2 by its process id.
 demo: build
 	@bash tests/demo.sh
 

@@ -2,16 +2,21 @@
 # `make demo`: a walk through Relevo for a class, with `make run` going in another terminal.
 # Every step uses the project's own client (target/release/client) against the proxy on
 # localhost:8080 and prints what to look at. Open http://localhost:8080/relevo/status on the
-# projector beside it to see the same events on the status page.
+# projector beside it to see the same events on the status page. The demo writes only into a
+# temporary directory, and stops server-2 (step 4) by its process id, nothing else.
 set -u
 cd "$(dirname "$0")/.."
+ROOT=$(pwd -P)
 
 PROXY=${PROXY:-http://localhost:8080}
-CLIENT=target/release/client
-LOG=logs/demo-client.log
-CACHE_DIR=$(mktemp -d)                      # the client's own cache stays out of the way
-trap 'rm -rf "$CACHE_DIR"' EXIT
-mkdir -p logs
+CLIENT=$ROOT/target/release/client
+# Everything the demo itself writes (the client's log and cache, the image it fetches) goes
+# into a temporary directory, removed at the end: the checkout is left as it was.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+LOG=$WORK/client.log
+CACHE_DIR=$WORK/cache                       # the client's own cache stays out of the way
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 say() { printf '    %s\n' "$*"; }
@@ -21,6 +26,17 @@ show() {
   local url=${*: -1}
   "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -i "${@:1:$#-1}" "$LOG" "$url" 2>&1 \
     | grep -E '^(HTTP/1\.[01] |X-Served-By|X-Cache|Age|client:)' | sed 's/^/    /'
+}
+
+# The process id of server-2 as `make run` started it: the one listening on port 8082, if it
+# runs this checkout's webserver binary (a rebuild leaves the running one marked deleted).
+server2_pid() {
+  local pid exe
+  pid=$(ss -Hltnp 'sport = :8082' 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)
+  [ -n "$pid" ] || return 1
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  [ "${exe% (deleted)}" = "$ROOT/target/release/webserver" ] || return 1
+  echo "$pid"
 }
 
 served_by() {
@@ -50,10 +66,11 @@ show -X DELETE "$PROXY/"
 say "proxy.conf says methods = GET HEAD POST; nothing was sent to a backend."
 
 step "4. A backend goes down: server-2 is stopped"
-if ! pkill -f -- "webserver --port 8082 "; then
+if ! server2=$(server2_pid) || ! kill "$server2"; then
   say "(server-2 is not running under make run; skipping this step)"
   exit 0
 fi
+say "(stopped process $server2, the webserver make run started on port 8082)"
 for _ in 1 2 3 4; do show "$PROXY/"; done
 say "No 502: the connection to server-2 was refused, so the proxy tried the next"
 say "backend and marked server-2 down for fail_timeout (5 s in proxy.conf)."
@@ -76,4 +93,6 @@ else
   say "server-2 did not come back yet: is make run still going?"
 fi
 
-step "Done. Each request above is a line in $LOG and in logs/proxy.log / logs/access.log."
+step "Done. Each request above is a line in logs/proxy.log and logs/access.log (make run's)."
+say "The client logged them too; its log (in $WORK, removed now) ends with:"
+tail -n 3 "$LOG" | sed 's/^/    /'

@@ -1,4 +1,5 @@
-//! `webserver --port 8081 --root www --name server-1 [--log FILE]`: a demo backend.
+//! `webserver [--port N | --listen ADDR] [--root DIR] [--name NAME] [--log FILE]`: a demo
+//! backend, a thin main over `relevo::webserver::run`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

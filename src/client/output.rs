@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::error::ClientError;
 use super::url::Url;
 use crate::cache::EntryWriter;
+use crate::http::percent::percent_decode_lenient;
 
 /// The file name used when the URL's path ends with `/`.
 pub const INDEX_NAME: &str = "index.html";
@@ -117,7 +118,7 @@ pub fn looks_like_text(sample: &[u8]) -> bool {
 /// with every character that could leave the current directory or confuse a shell replaced
 /// by `_`; `index.html` when the segment is empty.
 pub fn file_name(url: &Url) -> String {
-    let decoded = percent_decode(url.last_segment());
+    let decoded = percent_decode_lenient(url.last_segment().as_bytes());
     let mut name: String = String::from_utf8_lossy(&decoded)
         .chars()
         .map(|c| {
@@ -140,29 +141,6 @@ pub fn file_name(url: &Url) -> String {
     } else {
         name
     }
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Opens the file a body goes to: `None` for stdout; `-o FILE` created or truncated; a new

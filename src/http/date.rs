@@ -6,8 +6,7 @@
 //! *accept* all three, as RFC 9110 §5.6.7 requires of recipients. Calendar
 //! arithmetic is delegated to `chrono`; this module only picks the formats and
 //! applies the RFC's two-digit-year rule. It does not decide what a date means
-//! for caching or conditional requests: that is `cache.rs` and
-//! `static_files.rs`.
+//! for caching or conditional requests: that is `cache` and `conditional`.
 //!
 //! Deliberate choices, so nobody has to rediscover them:
 //! - a weekday that does not match the date is rejected (chrono checks it);

@@ -1,7 +1,11 @@
 //! HTTP/1.1 message types: a request head, a response head and their header fields.
 //!
 //! These are plain values. Reading them from bytes is `parse`, writing them is `serialize`,
-//! moving bodies is `body`, and HTTP-dates are `date`. Nothing here touches a socket.
+//! moving bodies is `body`, and HTTP-dates are `date`. Rules more than one program applies
+//! live here too, once: conditional requests (`conditional`, for the cache and the web
+//! server), percent-decoding (`percent`, for the web server and the client) and HTML
+//! escaping (`html`, for the status page and the web server's pages). Nothing here touches a
+//! socket.
 //!
 //! Field values are kept as `String`s holding one `char` per byte (ISO-8859-1, the historic
 //! charset of field values, RFC 9110 §5.5). Every byte sequence survives a parse/serialize
@@ -9,8 +13,11 @@
 
 pub mod authority;
 pub mod body;
+pub mod conditional;
 pub mod date;
+pub mod html;
 pub mod parse;
+pub mod percent;
 pub mod serialize;
 
 /// The HTTP versions Relevo speaks (RFC 9112 §2.3).

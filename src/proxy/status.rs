@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Local};
 
+use crate::http::html::escape_html;
 use crate::proxy::balancer::Health;
 use crate::proxy::stats::{RequestRecord, Snapshot};
 
@@ -221,22 +222,6 @@ fn recent_json(view: &StatusView, r: &RequestRecord) -> String {
             .map_or_else(|| "null".to_string(), |c| json_string(c.as_str())),
         r.elapsed.as_millis()
     )
-}
-
-/// Escapes the five characters that matter in HTML text and attributes.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped.

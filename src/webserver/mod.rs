@@ -1,9 +1,12 @@
 //! The demo backend: a static file server whose pages say which server answered.
 //!
-//! Each connection gets the same thread-per-connection treatment as the proxy (`server`).
-//! A request is answered in four steps: read it, pick what to send (`answer`), write the
-//! head, stream the body. Path safety, content types and validators live in
-//! `static_files`; this module only turns them into HTTP responses:
+//! Connections are accepted and given threads by `server`, as for the proxy. Each request
+//! on a connection is answered in three steps: read its head (`http::parse`), choose the
+//! reply (`respond`, which reads the request's body and calls `answer`), and write it
+//! (`write_response`, to any `impl Write`). Which file a target names, its content type,
+//! validator and template are `static_files`; whether a conditional request gets a 304 is
+//! `http::conditional`, shared with the cache. This module only turns them into HTTP
+//! responses:
 //!
 //! - GET and HEAD of files under the root (a directory serves its index.html), with
 //!   Content-Type, Last-Modified and ETag, and 304 for a matching If-None-Match /
@@ -11,18 +14,21 @@
 //! - `{{server}}` in .html files replaced by the server's name, Content-Length counted after;
 //! - POST answered with a line describing what arrived (method, path, body length);
 //! - `X-Served-By: <name>` on every response; 501 for any other method.
+//!
+//! It never imports the proxy: what both programs need lives in `http` and `server`.
 
-pub mod static_files;
+mod static_files;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, request_framing, BodyReader};
+use crate::http::conditional;
 use crate::http::date::format_http_date;
 use crate::http::parse::{self, Limits};
 use crate::http::{serialize, text_response, Request, Response};
@@ -31,15 +37,15 @@ use static_files::Lookup;
 
 /// Read and write timeout on each connection; also the limit for a whole request head, the
 /// idle keep-alive wait included.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most connections served at once.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
 /// Largest request body accepted (POST), in bytes.
-pub const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 /// HTML files up to this size are templated in memory; larger ones are sent as they are.
-pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
 /// Write buffer: the head and the first body bytes leave in one write.
-pub const WRITE_BUFFER: usize = 64 * 1024;
+pub(crate) const WRITE_BUFFER: usize = 64 * 1024;
 
 /// What the server serves and how it names itself.
 #[derive(Clone, Debug)]
@@ -90,6 +96,20 @@ enum Body {
     File(File, u64),
 }
 
+/// One request's answer, ready to be written and logged.
+struct Reply {
+    /// The request line as logged, `-` when the head could not be read.
+    line: String,
+    /// The response head, `Connection: close` included when the connection ends after it.
+    response: Response,
+    /// What follows the head.
+    body: Body,
+    /// Whether the request was a HEAD: the head is written, the body is not.
+    head_only: bool,
+    /// Whether the connection stays open for another request.
+    keep_alive: bool,
+}
+
 fn handle_connection(site: &Site, stream: ClientStream, peer: SocketAddr) {
     let mut reader = BufReader::new(stream);
     let limits = Limits::default();
@@ -97,38 +117,58 @@ fn handle_connection(site: &Site, stream: ClientStream, peer: SocketAddr) {
         reader.get_mut().await_head();
         let head = parse::read_request(&mut reader, &limits);
         reader.get_mut().head_received();
-        let (request, (mut response, body)) = match head {
-            Ok(Some(request)) => {
-                let answer = answer(site, &request, &mut reader);
-                (Some(request), answer)
-            }
-            Ok(None) | Err(Error::Io(Side::Client, _)) => return,
-            Err(e) => (None, error_answer(&e)),
+        let Some(reply) = respond(site, head, &mut reader) else {
+            return;
         };
-        let keep_alive = request.as_ref().is_some_and(Request::keep_alive)
-            && !response.headers.has_token("connection", "close");
-        if !keep_alive && !response.headers.has_token("connection", "close") {
-            response.headers.append("Connection", "close");
-        }
-        let line = request
-            .as_ref()
-            .map_or_else(|| "-".to_string(), Request::request_line);
-        let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
-        match write_response(reader.get_ref().tcp(), &response, body, head_only) {
-            Ok(bytes) => log::info!(
-                "{} {peer} \"{line}\" {} {bytes} B",
-                site.name,
-                response.status
-            ),
+        let (line, status) = (&reply.line, reply.response.status);
+        let written = write_response(
+            reader.get_ref().tcp(),
+            &reply.response,
+            reply.body,
+            reply.head_only,
+        );
+        match written {
+            Ok(bytes) => log::info!("{} {peer} \"{line}\" {status} {bytes} B", site.name),
             Err(e) => {
-                log::warn!("{} {peer} \"{line}\" {}: {e}", site.name, response.status);
+                log::warn!("{} {peer} \"{line}\" {status}: {e}", site.name);
                 return;
             }
         }
-        if !keep_alive {
+        if !reply.keep_alive {
             return;
         }
     }
+}
+
+/// The reply to a request head as read (`head`), the request's body read from `reader`;
+/// None when there is nobody to answer (the client closed, or its connection failed).
+fn respond(
+    site: &Site,
+    head: Result<Option<Request>>,
+    reader: &mut impl io::BufRead,
+) -> Option<Reply> {
+    let (request, (mut response, body)) = match head {
+        Ok(Some(request)) => {
+            let answer = answer(site, &request, reader);
+            (Some(request), answer)
+        }
+        Ok(None) | Err(Error::Io(Side::Client, _)) => return None,
+        Err(e) => (None, error_answer(&e)),
+    };
+    let closing = response.headers.has_token("connection", "close");
+    let keep_alive = request.as_ref().is_some_and(Request::keep_alive) && !closing;
+    if !keep_alive && !closing {
+        response.headers.append("Connection", "close");
+    }
+    Some(Reply {
+        line: request
+            .as_ref()
+            .map_or_else(|| "-".to_string(), Request::request_line),
+        head_only: request.is_some_and(|r| r.method == "HEAD"),
+        response,
+        body,
+        keep_alive,
+    })
 }
 
 /// Chooses the response to `request`, reading its body when it has one.
@@ -205,14 +245,7 @@ fn serve_file(site: &Site, request: &Request) -> (Response, Body) {
         .headers
         .append("Last-Modified", format_http_date(modified));
     response.headers.append("ETag", etag.clone());
-    let if_none_match: Vec<&str> = request.headers.get_all("if-none-match").collect();
-    let if_none_match = (!if_none_match.is_empty()).then(|| if_none_match.join(", "));
-    if static_files::not_modified(
-        if_none_match.as_deref(),
-        request.headers.get("if-modified-since"),
-        &etag,
-        modified,
-    ) {
+    if conditional::not_modified(request, Some(&etag), Some(modified)) {
         let mut not_modified = Response::new(304);
         not_modified.headers = response.headers;
         not_modified.headers.remove("content-type");
@@ -262,9 +295,13 @@ fn error_answer(e: &Error) -> (Response, Body) {
     (resp, Body::Bytes(body))
 }
 
-/// Writes the head and the body (unless `head_only`); returns the body bytes written.
+/// Writes the head and the body (unless `head_only`) to `out`, in writes of up to
+/// `WRITE_BUFFER` bytes; returns the body bytes written.
+///
+/// # Errors
+/// A failed write, or a file that ended before the length announced in its head.
 fn write_response(
-    stream: &TcpStream,
+    out: impl Write,
     response: &Response,
     body: Body,
     head_only: bool,
@@ -275,7 +312,7 @@ fn write_response(
             .headers
             .set("Content-Length", bytes.len().to_string());
     }
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER, stream);
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, out);
     serialize::write_response_head(&mut out, &response)?;
     let written = match body {
         _ if head_only => 0,
@@ -298,4 +335,193 @@ fn write_response(
     };
     out.flush()?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::static_files::tests::TestRoot;
+    use super::*;
+
+    /// What one request on a connection came to: the response head, whether the connection
+    /// stays open, the bytes on the wire, and the bytes left unread behind the request.
+    struct Served {
+        response: Response,
+        keep_alive: bool,
+        wire: Vec<u8>,
+        rest: Vec<u8>,
+    }
+
+    /// Serves the first request in `raw` from `root` as `test-1`, as a connection would.
+    fn serve(root: &TestRoot, raw: &[u8]) -> Served {
+        let site = Site {
+            root: root.root.clone(),
+            name: "test-1".to_string(),
+        };
+        let mut reader = Cursor::new(raw);
+        let head = parse::read_request(&mut reader, &Limits::default());
+        let reply = respond(&site, head, &mut reader).expect("a reply");
+        let mut wire = Vec::new();
+        write_response(&mut wire, &reply.response, reply.body, reply.head_only).unwrap();
+        let rest = raw[reader.position() as usize..].to_vec();
+        Served {
+            response: reply.response,
+            keep_alive: reply.keep_alive,
+            wire,
+            rest,
+        }
+    }
+
+    fn text(wire: &[u8]) -> String {
+        String::from_utf8_lossy(wire).into_owned()
+    }
+
+    #[test]
+    fn a_file_is_sent_with_its_validators_and_the_servers_name() {
+        let root = TestRoot::new();
+        let served = serve(&root, b"GET /a/b%20c.html?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+        let wire = text(&served.wire);
+        assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
+        for field in [
+            "Content-Type: text/html; charset=utf-8\r\n",
+            "Cache-Control: no-cache\r\n",
+            "Content-Length: 2\r\n",
+            "X-Served-By: test-1\r\n",
+        ] {
+            assert!(wire.contains(field), "{field} missing: {wire}");
+        }
+        // A templated page's tag names the server, so each backend's copy validates apart.
+        let etag = served.response.headers.get("etag").unwrap();
+        assert!(
+            etag.starts_with('"') && etag.ends_with("-test-1\""),
+            "{etag}"
+        );
+        assert!(served.response.headers.contains("last-modified"));
+        assert!(served.response.headers.contains("date"));
+        assert!(wire.ends_with("\r\n\r\nbc"), "{wire}");
+        assert!(served.keep_alive);
+    }
+
+    #[test]
+    fn templates_are_filled_and_other_files_sent_as_they_are() {
+        let root = TestRoot::new();
+        std::fs::write(root.root.join("page.html"), "<b>{{server}}</b>").unwrap();
+        std::fs::write(root.root.join("raw.txt"), "{{server}}").unwrap();
+        let page = serve(&root, b"GET /page.html HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert!(text(&page.wire).ends_with("Content-Length: 13\r\n\r\n<b>test-1</b>"));
+        let raw = serve(&root, b"GET /raw.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert!(text(&raw.wire).ends_with("\r\n\r\n{{server}}"));
+        assert!(!text(&raw.wire).contains("Cache-Control"));
+    }
+
+    #[test]
+    fn a_matching_conditional_request_gets_a_304_without_body_or_type() {
+        let root = TestRoot::new();
+        let first = serve(&root, b"GET /Photo.PNG HTTP/1.1\r\nHost: t\r\n\r\n");
+        let etag = first.response.headers.get("etag").unwrap();
+        let raw = format!("GET /Photo.PNG HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n");
+        let served = serve(&root, raw.as_bytes());
+        let wire = text(&served.wire);
+        assert!(wire.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{wire}");
+        assert!(
+            wire.ends_with("\r\n\r\n") && !wire.contains("Content-Type"),
+            "{wire}"
+        );
+        assert!(wire.contains(&format!("ETag: {etag}\r\n")), "{wire}");
+    }
+
+    #[test]
+    fn head_writes_the_head_only() {
+        let root = TestRoot::new();
+        let served = serve(&root, b"HEAD /Photo.PNG HTTP/1.1\r\nHost: t\r\n\r\n");
+        let wire = text(&served.wire);
+        assert!(wire.contains("Content-Length: 3\r\n"), "{wire}");
+        assert!(wire.ends_with("\r\n\r\n"), "{wire}");
+    }
+
+    #[test]
+    fn post_is_echoed_and_its_body_read_to_the_next_request() {
+        let root = TestRoot::new();
+        let served = serve(
+            &root,
+            b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n",
+        );
+        assert!(text(&served.wire)
+            .ends_with("200 OK: test-1 received POST /form with a body of 5 bytes\n"));
+        assert_eq!(served.rest, b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn other_methods_get_501_with_allow_and_the_connection_stays_usable() {
+        let root = TestRoot::new();
+        let served = serve(
+            &root,
+            b"DELETE / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nxyGET",
+        );
+        let wire = text(&served.wire);
+        assert!(
+            wire.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
+            "{wire}"
+        );
+        assert!(wire.contains("Allow: GET, HEAD, POST\r\n"), "{wire}");
+        assert!(served.keep_alive);
+        assert_eq!(served.rest, b"GET");
+    }
+
+    #[test]
+    fn lookups_that_fail_map_to_404_403_and_400() {
+        let root = TestRoot::new();
+        for (target, status) in [
+            ("/nope.html", "404 Not Found"),
+            ("/../secret.txt", "403 Forbidden"),
+            ("/%zz", "400 Bad Request"),
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+            let wire = text(&serve(&root, raw.as_bytes()).wire);
+            assert!(
+                wire.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+                "{wire}"
+            );
+            assert!(!wire.contains("secret"), "{wire}");
+        }
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_read_is_answered_400_and_closes() {
+        let root = TestRoot::new();
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost : t\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ] {
+            let served = serve(&root, raw);
+            let wire = text(&served.wire);
+            assert!(wire.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{wire}");
+            assert!(wire.contains("Connection: close\r\n"), "{wire}");
+            assert!(!served.keep_alive);
+        }
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0_end_the_connection() {
+        let root = TestRoot::new();
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\n\r\n",
+        ] {
+            let served = serve(&root, raw);
+            assert!(!served.keep_alive);
+            assert!(text(&served.wire).contains("Connection: close\r\n"));
+        }
+    }
+
+    #[test]
+    fn a_file_that_shrank_is_an_error_not_a_short_body() {
+        let root = TestRoot::new();
+        let file = File::open(root.root.join("Photo.PNG")).unwrap();
+        let mut wire = Vec::new();
+        let err = write_response(&mut wire, &Response::new(200), Body::File(file, 10), false)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
 }

@@ -1,30 +1,19 @@
 //! In a real browser: headless Chromium (Debian's package) loads the demo site through the
 //! proxy and then the status page, after known traffic, and a screenshot of the status page
 //! is saved as a test artefact (`target/tmp/status-page.png`). `.ci/run` installs chromium;
-//! without it this test prints a SKIP line.
+//! without it this test prints a SKIP line, and fails instead under
+//! `RELEVO_REQUIRE_EXTERNAL=1`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use crate::support::*;
 
 /// Longest a single Chromium run may take before the test fails instead of hanging.
 const BROWSER_SECONDS: &str = "60";
 
-fn chromium() -> Option<PathBuf> {
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
-
 /// Runs Chromium headless on `url` with a fresh profile and `extra` arguments; returns stdout.
 fn browse(chromium: &Path, profile: &TempDir, url: &str, extra: &[&str]) -> String {
-    let out = Command::new("timeout")
+    let out = command_in(profile, "timeout")
         .arg(BROWSER_SECONDS)
         .arg(chromium)
         .args([
@@ -53,8 +42,8 @@ fn browse(chromium: &Path, profile: &TempDir, url: &str, extra: &[&str]) -> Stri
 
 #[test]
 fn a_browser_sees_the_demo_site_and_the_status_page() {
-    let Some(chromium) = chromium() else {
-        eprintln!("SKIP browser: chromium not installed (apt-get install chromium)");
+    let Some(chromium) = external_program_of(&["chromium", "chromium-browser", "google-chrome"])
+    else {
         return;
     };
     let servers = [

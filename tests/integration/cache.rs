@@ -2,7 +2,6 @@
 //! reaches them. Time passes by setting entry files' mtime back, never by sleeping.
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -82,17 +81,11 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A proxy with the cache on (the default) in front of `backend`, with extra config lines.
-fn cached(dir: &TempDir, backend: &Backend, config: &str) -> Process {
-    proxy(dir, &format!("{}{config}", backend_lines(&[backend.addr])))
-}
-
 #[test]
 fn miss_then_hit_the_backend_sees_one_request() {
     let fields = "Content-Type: text/plain\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\n";
     let backend = Backend::fixed(&ok(fields, b"hello"));
-    let dir = TempDir::new("cache-hit");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     let first = get(proxy.addr, "/page?x=1");
     assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
     assert_eq!(first.body, b"hello");
@@ -125,8 +118,7 @@ fn miss_then_hit_the_backend_sees_one_request() {
 #[test]
 fn an_entry_expires_after_cache_ttl() {
     let backend = Backend::fixed(&ok("", b"v"));
-    let dir = TempDir::new("cache-ttl");
-    let proxy = cached(&dir, &backend, "cache_ttl = 60\n");
+    let (dir, proxy) = proxy_for(&[backend.addr], "cache_ttl = 60\n");
     assert_eq!(x_cache(&get(proxy.addr, "/")), "MISS");
     age_cache(&dir, 59);
     let hit = get(proxy.addr, "/");
@@ -141,8 +133,7 @@ fn an_entry_expires_after_cache_ttl() {
 #[test]
 fn ttl_flag_overrides_cache_ttl() {
     let backend = Backend::fixed(&ok("", b"v"));
-    let dir = TempDir::new("cache-ttl-flag");
-    let from_config = cached(&dir, &backend, "cache_ttl = 1000\n");
+    let (dir, from_config) = proxy_for(&[backend.addr], "cache_ttl = 1000\n");
     assert_eq!(x_cache(&get(from_config.addr, "/")), "MISS");
     age_cache(&dir, 6);
     assert_eq!(x_cache(&get(from_config.addr, "/")), "HIT");
@@ -165,8 +156,7 @@ fn ttl_zero_stores_only_what_the_origin_marks_fresh() {
             ok("ETag: \"x\"\r\n", b"u")
         }
     });
-    let dir = TempDir::new("cache-ttl-zero");
-    let proxy = cached(&dir, &backend, "cache_ttl = 0\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache_ttl = 0\n");
     for expected in ["MISS", "MISS"] {
         assert_eq!(x_cache(&get(proxy.addr, "/unmarked")), expected);
     }
@@ -182,8 +172,7 @@ fn max_age_wins_over_cache_ttl_and_s_maxage_over_max_age() {
         b"GET /shared " => ok("Cache-Control: max-age=5, s-maxage=100\r\n", b"s"),
         _ => ok("Cache-Control: s-maxage=5, max-age=100\r\n", b"t"),
     });
-    let dir = TempDir::new("cache-max-age");
-    let proxy = cached(&dir, &backend, "cache_ttl = 5\n");
+    let (dir, proxy) = proxy_for(&[backend.addr], "cache_ttl = 5\n");
     for path in ["/max-age", "/shared", "/short"] {
         assert_eq!(x_cache(&get(proxy.addr, path)), "MISS", "{path}");
     }
@@ -209,8 +198,7 @@ fn expires_counts_from_date_and_an_invalid_one_is_stale() {
             ok(&fields, b"e")
         }
     });
-    let dir = TempDir::new("cache-expires");
-    let proxy = cached(&dir, &backend, "cache_ttl = 5\n");
+    let (dir, proxy) = proxy_for(&[backend.addr], "cache_ttl = 5\n");
     assert_eq!(x_cache(&get(proxy.addr, "/expires")), "MISS");
     age_cache(&dir, 50);
     assert_eq!(x_cache(&get(proxy.addr, "/expires")), "HIT");
@@ -236,8 +224,7 @@ fn no_store_private_and_vary_star_are_never_reused() {
         "Cache-Control: max-age=60\r\nVary: *\r\n",
     ] {
         let backend = Backend::fixed(&ok(fields, b"secret"));
-        let dir = TempDir::new("cache-no-store");
-        let proxy = cached(&dir, &backend, "");
+        let (dir, proxy) = proxy_for(&[backend.addr], "");
         for _ in 0..2 {
             let reply = get(proxy.addr, "/");
             assert_eq!((reply.status, x_cache(&reply)), (200, "MISS"), "{fields}");
@@ -258,8 +245,7 @@ fn no_cache_is_revalidated_before_every_reuse() {
             ok("Cache-Control: no-cache\r\nETag: \"v1\"\r\n", b"body")
         }
     });
-    let dir = TempDir::new("cache-no-cache");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     assert_eq!(x_cache(&get(proxy.addr, "/")), "MISS");
     for _ in 0..2 {
         let reply = get(proxy.addr, "/");
@@ -285,8 +271,7 @@ fn variants_named_by_vary_are_stored_side_by_side() {
             encoding.as_bytes(),
         )
     });
-    let dir = TempDir::new("cache-vary");
-    let proxy = cached(&dir, &backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "");
     let fetch = |encoding: &str| {
         let fields = match encoding {
             "none" => String::new(),
@@ -308,8 +293,7 @@ fn variants_named_by_vary_are_stored_side_by_side() {
 #[test]
 fn head_is_answered_from_a_stored_get() {
     let backend = Backend::fixed(&ok("Cache-Control: max-age=60\r\n", b"0123456789"));
-    let dir = TempDir::new("cache-head");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     let head = |path: &str| {
         let raw =
             format!("HEAD {path} HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n");
@@ -359,8 +343,7 @@ fn validating_backend(
 
 fn revalidate(validator: &'static str, conditional: &'static str, changed: bool) {
     let backend = validating_backend(validator, conditional, changed);
-    let dir = TempDir::new("cache-revalidate");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     assert_eq!(x_cache(&get(proxy.addr, "/r")), "MISS");
     age_cache(&dir, 11);
     let reply = get(proxy.addr, "/r");
@@ -430,8 +413,7 @@ fn a_clients_conditional_request_is_answered_304_from_the_cache() {
     let fields =
         format!("Cache-Control: max-age=60\r\nETag: \"c1\"\r\nLast-Modified: {modified}\r\n");
     let backend = Backend::fixed(&ok(&fields, b"content"));
-    let dir = TempDir::new("cache-conditional");
-    let proxy = cached(&dir, &backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "");
     assert_eq!(x_cache(&get(proxy.addr, "/c")), "MISS");
     let cases = [
         ("If-None-Match: \"c1\"\r\n".to_string(), 304),
@@ -478,8 +460,7 @@ fn unsafe_methods_invalidate_the_uri_and_same_host_locations() {
             _ => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
         }
     });
-    let dir = TempDir::new("cache-invalidate");
-    let proxy = cached(&dir, &backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "");
     for method in ["POST", "PUT", "DELETE", "PATCH", "PURGE-ISH"] {
         assert_eq!(x_cache(&get(proxy.addr, "/item")), "MISS", "{method}");
         assert_eq!(x_cache(&get(proxy.addr, "/item")), "HIT", "{method}");
@@ -506,8 +487,7 @@ fn unsafe_methods_invalidate_the_uri_and_same_host_locations() {
 #[test]
 fn hits_carry_age_and_an_upstream_age_counts() {
     let backend = Backend::fixed(&ok("Cache-Control: max-age=100\r\nAge: 30\r\n", b"aged"));
-    let dir = TempDir::new("cache-age");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     let miss = get(proxy.addr, "/");
     assert_eq!((x_cache(&miss), miss.header("age")), ("MISS", Some("30")));
     age_cache(&dir, 20);
@@ -528,8 +508,7 @@ fn requests_with_authorization_are_not_answered_from_the_cache() {
             ok("Cache-Control: max-age=60\r\n", b"for whoever asked")
         }
     });
-    let dir = TempDir::new("cache-auth");
-    let proxy = cached(&dir, &backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "");
     let auth = "Authorization: Basic dXNlcjpwYXNz\r\n";
     assert_eq!(x_cache(&get(proxy.addr, "/plain")), "MISS");
     assert_eq!(x_cache(&get_with(proxy.addr, "/plain", auth)), "BYPASS");
@@ -557,8 +536,7 @@ fn a_binary_mebibyte_is_stored_and_served_byte_exact() {
             sized.clone()
         }
     });
-    let dir = TempDir::new("cache-binary");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     for path in ["/blob.bin", "/chunked"] {
         for status in ["MISS", "HIT"] {
             let reply = get(proxy.addr, path);
@@ -586,8 +564,7 @@ fn a_backend_dying_mid_body_leaves_no_entry() {
         let _ = stream.write_all(head);
         let _ = stream.write_all(&[b'x'; 50_000]);
     });
-    let dir = TempDir::new("cache-dies");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     for path in ["/sized", "/chunked", "/sized"] {
         let reply = get(proxy.addr, path);
         assert!(!reply.complete, "{path}: a cut body must look cut");
@@ -603,9 +580,8 @@ fn a_backend_dying_mid_body_leaves_no_entry() {
 
 #[test]
 fn a_restarted_proxy_serves_what_was_stored_before() {
-    let dir = TempDir::new("cache-restart");
     let backend = Backend::fixed(&ok("Cache-Control: max-age=600\r\n", b"persistent"));
-    let first = cached(&dir, &backend, "");
+    let (dir, first) = proxy_for(&[backend.addr], "");
     assert_eq!(x_cache(&get(first.addr, "/kept")), "MISS");
     drop(first);
     drop(backend);
@@ -621,8 +597,7 @@ fn a_restarted_proxy_serves_what_was_stored_before() {
 #[test]
 fn a_corrupt_entry_is_a_miss_and_is_replaced() {
     let backend = Backend::fixed(&ok("Cache-Control: max-age=600\r\n", b"good body"));
-    let dir = TempDir::new("cache-corrupt");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     let garbage: [&[u8]; 3] = [
         b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\nshort",
         b"\x00\x01binary junk",
@@ -657,8 +632,7 @@ fn fifty_concurrent_misses_make_one_backend_request() {
             .unwrap();
         let _ = stream.write_all(&ok("Cache-Control: max-age=60\r\n", b"popular"));
     });
-    let dir = TempDir::new("cache-herd");
-    let proxy = cached(&dir, &backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "");
     let (sent, all_sent) = mpsc::channel();
     let clients: Vec<_> = (0..50)
         .map(|_| {
@@ -708,7 +682,7 @@ fn cache_max_object_skips_and_cache_max_size_evicts_the_least_recently_used() {
         "cache_max_object = 1500\ncache_max_size = {}\n",
         on_disk(&dir, size) * 5 / 2
     );
-    let proxy = cached(&dir, &backend, &config);
+    let proxy = proxy(&dir, &format!("{}{config}", backend_lines(&[backend.addr])));
     // Too big to store: relayed whole, every time.
     for _ in 0..2 {
         let reply = get(proxy.addr, "/big");
@@ -735,8 +709,7 @@ fn cache_max_object_skips_and_cache_max_size_evicts_the_least_recently_used() {
 #[test]
 fn flush_cache_removes_entries_and_nothing_else() {
     let backend = Backend::fixed(&ok("Cache-Control: max-age=600\r\n", b"x"));
-    let dir = TempDir::new("cache-flush");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     for path in ["/1", "/2"] {
         assert_eq!(x_cache(&get(proxy.addr, path)), "MISS");
     }
@@ -747,7 +720,7 @@ fn flush_cache_removes_entries_and_nothing_else() {
         .sum();
     std::fs::write(dir.join("cache").join(".gitkeep"), b"").unwrap();
     std::fs::write(dir.join("cache").join(".tmp-leftover-1-2"), b"123").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_proxy"))
+    let output = command_in(&dir, PROXY_BIN)
         .arg(dir.join("proxy.conf"))
         .arg("--flush-cache")
         .output()
@@ -766,8 +739,7 @@ fn flush_cache_removes_entries_and_nothing_else() {
 #[test]
 fn cache_off_bypasses_and_stores_nothing() {
     let backend = Backend::fixed(&ok("Cache-Control: max-age=600\r\n", b"x"));
-    let dir = TempDir::new("cache-off");
-    let proxy = cached(&dir, &backend, "cache = off\n");
+    let (dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     for _ in 0..2 {
         assert_eq!(x_cache(&get(proxy.addr, "/")), "BYPASS");
     }
@@ -779,8 +751,7 @@ fn cache_off_bypasses_and_stores_nothing() {
 #[test]
 fn request_directives_the_cache_does_not_know_change_nothing() {
     let backend = Backend::fixed(&ok("Cache-Control: max-age=600, x-unknown=1\r\n", b"x"));
-    let dir = TempDir::new("cache-unknown");
-    let proxy = cached(&dir, &backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "");
     assert_eq!(x_cache(&get(proxy.addr, "/")), "MISS");
     let reply = get_with(proxy.addr, "/", "Cache-Control: nothing-to-see-here\r\n");
     assert_eq!(x_cache(&reply), "HIT");
@@ -798,8 +769,7 @@ fn hostile_requests_cannot_escape_or_poison_the_cache() {
         body.extend_from_slice(b"\n");
         ok("Cache-Control: max-age=600\r\n", &body)
     });
-    let dir = TempDir::new("cache-hostile");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     // Absolute-form and origin-form name the same resource; the host is case-insensitive.
     let absolute = b"GET http://TEST.example/same HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     assert_eq!(x_cache(&request(proxy.addr, absolute)), "MISS");
@@ -855,7 +825,11 @@ fn thousand_bytes() -> Backend {
 /// after 200 of them were stored.
 fn small_cache_after_200_urls(dir: &TempDir, backend: &Backend) -> (Process, u64) {
     let limit = 16 * on_disk(dir, 1200);
-    let proxy = cached(dir, backend, &format!("cache_max_size = {limit}\n"));
+    let config = format!(
+        "{}cache_max_size = {limit}\n",
+        backend_lines(&[backend.addr])
+    );
+    let proxy = proxy(dir, &config);
     for n in 0..200 {
         let reply = get(proxy.addr, &format!("/page?n={n}"));
         assert_eq!((reply.status, x_cache(&reply)), (200, "MISS"));
@@ -909,8 +883,7 @@ fn a_restart_serves_its_first_requests_while_the_entries_are_counted() {
     // about 300 ms against 10 ms for the two requests).
     const FILES: usize = 30_000;
     let backend = thousand_bytes();
-    let dir = TempDir::new("cache-census");
-    let first = cached(&dir, &backend, "");
+    let (dir, first) = proxy_for(&[backend.addr], "");
     assert_eq!(x_cache(&get(first.addr, "/kept")), "MISS");
     drop(first);
     // Empty files named like entries are counted like any (and removed as malformed if
@@ -920,7 +893,8 @@ fn a_restart_serves_its_first_requests_while_the_entries_are_counted() {
         std::fs::write(cache.join(sha1_hex(n.to_string().as_bytes())), b"").unwrap();
     }
     std::fs::remove_file(dir.join("proxy.log")).unwrap();
-    let second = cached(&dir, &backend, "");
+    // The same directory: the restarted proxy finds the entries of the first.
+    let second = proxy(&dir, &backend_lines(&[backend.addr]));
     assert_eq!(x_cache(&get(second.addr, "/kept")), "HIT");
     assert_eq!(x_cache(&get(second.addr, "/new")), "MISS");
     let census = format!("cache: {} entries (", FILES + 2);
@@ -940,13 +914,12 @@ fn a_restart_serves_its_first_requests_while_the_entries_are_counted() {
 #[test]
 fn entries_removed_behind_the_proxys_back_are_forgotten_and_recounted() {
     let backend = thousand_bytes();
-    let dir = TempDir::new("cache-resync");
-    let proxy = cached(&dir, &backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
     for n in 0..5 {
         assert_eq!(x_cache(&get(proxy.addr, &format!("/r?n={n}"))), "MISS");
     }
     assert_eq!(status_cache(proxy.addr), (5, entries_on_disk(&dir)));
-    let flush = Command::new(env!("CARGO_BIN_EXE_proxy"))
+    let flush = command_in(&dir, PROXY_BIN)
         .arg(dir.join("proxy.conf"))
         .arg("--flush-cache")
         .output()
@@ -959,14 +932,6 @@ fn entries_removed_behind_the_proxys_back_are_forgotten_and_recounted() {
     });
 }
 
-/// A test that cannot run on this system: it fails under `RELEVO_REQUIRE_EXTERNAL=1` (CI),
-/// else prints a SKIP line.
-fn skip(why: &str) {
-    let required = std::env::var("RELEVO_REQUIRE_EXTERNAL").as_deref() == Ok("1");
-    assert!(!required, "{why} (RELEVO_REQUIRE_EXTERNAL=1)");
-    eprintln!("SKIP {why}");
-}
-
 /// `unshare` arguments for a user and mount namespace of its own: a mount made inside is
 /// seen by nothing outside and goes away with the process, and no privilege is needed where
 /// unprivileged user namespaces are allowed.
@@ -975,34 +940,30 @@ const OWN_NAMESPACE: [&str; 3] = ["--user", "--map-root-user", "--mount"];
 /// Mounts a tmpfs of `size` bytes on `$1`, then runs the rest of the arguments.
 const MOUNT_THEN_RUN: &str = "mount -t tmpfs -o size=\"$1\" tmpfs \"$2\" && shift 2 && exec \"$@\"";
 
-/// The real proxy with its cache directory on a tmpfs of `size` bytes, or None when this
-/// system does not let us mount one (no `unshare`, or no user namespaces).
+/// The real proxy with its cache directory on a tmpfs of `size` bytes, or None (after
+/// `skip_or_fail`) when this system does not let us mount one (no `unshare`, or no user
+/// namespaces).
 fn proxy_on_a_small_disk(dir: &TempDir, config: &str, size: u64) -> Option<Process> {
+    let unshare = external_program("unshare")?;
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache).unwrap();
-    let probe = Command::new("unshare")
+    let probe = command_in(dir, &unshare)
         .args(OWN_NAMESPACE)
         .args(["sh", "-c", MOUNT_THEN_RUN, "sh", "4k"])
         .arg(&cache)
         .arg("true")
         .output();
     if !probe.is_ok_and(|out| out.status.success()) {
+        skip_or_fail("full disk: cannot mount a tmpfs in a user namespace (unshare -rm)");
         return None;
     }
-    let conf = dir.join("proxy.conf");
-    let text = format!(
-        "listen = 127.0.0.1:0\nlog_file = {}\ncache_dir = {}\n{config}",
-        dir.join("proxy.log").display(),
-        cache.display()
-    );
-    std::fs::write(&conf, text).unwrap();
-    let mut cmd = Command::new("unshare");
+    let conf = proxy_config(dir, config);
+    let mut cmd = command_in(dir, &unshare);
     cmd.args(OWN_NAMESPACE)
         .args(["sh", "-c", MOUNT_THEN_RUN, "sh", &size.to_string()])
         .arg(&cache)
-        .arg(env!("CARGO_BIN_EXE_proxy"))
-        .arg(&conf)
-        .current_dir(&dir.path);
+        .arg(PROXY_BIN)
+        .arg(&conf);
     Some(Process::start(cmd))
 }
 
@@ -1016,7 +977,6 @@ fn a_full_cache_disk_evicts_and_goes_on_storing() {
         backend_lines(&[backend.addr])
     );
     let Some(proxy) = proxy_on_a_small_disk(&dir, &config, 256 * 1024) else {
-        skip("full disk: cannot mount a tmpfs in a user namespace (unshare -rm)");
         return;
     };
     for n in 0..150 {

@@ -4,7 +4,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::support::*;
 
@@ -21,27 +20,24 @@ impl Run {
     }
 }
 
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().expect("exit status"),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// Runs `client ARGS` in `dir`.
 fn run(dir: &TempDir, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args(args)
-        .current_dir(&dir.path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the client");
-    Run {
-        code: out.status.code().expect("exit status"),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_client(dir, args).into()
 }
 
 /// `client --cache-dir cache OPTIONS client.log URL` in `dir`.
 fn fetch(dir: &TempDir, options: &[&str], url: &str) -> Run {
-    let mut args = vec!["--cache-dir", "cache"];
-    args.extend_from_slice(options);
-    args.extend_from_slice(&["client.log", url]);
-    run(dir, &args)
+    client_fetch(dir, options, url).into()
 }
 
 fn log_lines(dir: &TempDir) -> Vec<String> {

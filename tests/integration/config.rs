@@ -12,8 +12,8 @@ fn run_proxy_with(config: &str) -> (Option<i32>, String) {
     let dir = TempDir::new("conf");
     let path = dir.join("proxy.conf");
     std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
-    cmd.arg(&path).current_dir(&dir.path);
+    let mut cmd = command_in(&dir, PROXY_BIN);
+    cmd.arg(&path);
     let (code, _, stderr) = run_bounded(cmd);
     let stderr = stderr.replace(&format!("{}", path.display()), "proxy.conf");
     (code, stderr)
@@ -24,7 +24,6 @@ fn run_proxy_with(config: &str) -> (Option<i32>, String) {
 /// its status is `None`.
 fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
     let mut child = cmd
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -83,7 +82,8 @@ fn config_errors_name_their_line_and_exit_with_status_1() {
 
 #[test]
 fn a_missing_config_file_is_reported() {
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
+    let dir = TempDir::new("missing-conf");
+    let out = command_in(&dir, PROXY_BIN)
         .arg("/nonexistent/relevo/proxy.conf")
         .output()
         .unwrap();
@@ -102,7 +102,9 @@ fn command_line_overrides_listen_and_log() {
     )
     .unwrap();
     let log = dir.join("elsewhere/custom.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    // Without cache_dir and access_log keys, the proxy's defaults (cache/, logs/) are
+    // relative: they land in the temporary directory it runs in.
+    let mut cmd = command_in(&dir, PROXY_BIN);
     // --port replaces the port of --listen: port 0 lets the OS choose.
     cmd.arg(&conf)
         .args(["--listen", "127.0.0.1:1", "--port", "0", "--log"])
@@ -119,10 +121,8 @@ fn command_line_overrides_listen_and_log() {
 
 #[test]
 fn help_documents_every_option() {
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let dir = TempDir::new("help");
+    let out = command_in(&dir, PROXY_BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for option in ["--listen", "--port", "--log", "[CONFIG]"] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
@@ -147,8 +147,8 @@ fn refused(config: &str, args: &[&str], setup: impl FnOnce(&TempDir)) -> Refused
 /// Runs the proxy in `dir`, with `config` as proxy.conf.
 fn refused_in(dir: &TempDir, config: &str, args: &[&str]) -> Refused {
     std::fs::write(dir.join("proxy.conf"), config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
-    cmd.arg("proxy.conf").args(args).current_dir(&dir.path);
+    let mut cmd = command_in(dir, PROXY_BIN);
+    cmd.arg("proxy.conf").args(args);
     let (code, stdout, stderr) = run_bounded(cmd);
     let text = |out: String| out.replace(&dir.path.display().to_string(), "DIR");
     Refused {

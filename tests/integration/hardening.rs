@@ -1,5 +1,6 @@
 //! Hostile clients and failing backends: one test per rule, named for the behaviour, with
 //! the RFC section it enforces. Scripted backends record exactly the bytes they received.
+//! The cache is off: these tests are about forwarding and backend failures.
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,17 +10,6 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-
-fn proxy_for(backends: &[&Backend], extra: &str) -> (TempDir, Process) {
-    let dir = TempDir::new("hard");
-    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
-    // Cache off: these tests are about forwarding and backend failures.
-    let p = proxy(
-        &dir,
-        &format!("cache = off\n{}{extra}", backend_lines(&addrs)),
-    );
-    (dir, p)
-}
 
 /// A backend that accepts, reads the request and closes without answering.
 fn hanging_up() -> Backend {
@@ -32,7 +22,7 @@ fn hanging_up() -> Backend {
 fn rfc_9110_9_2_2_an_idempotent_request_is_retried_on_the_next_backend() {
     let broken = hanging_up();
     let good = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&broken, &good], "");
+    let (_dir, proxy) = proxy_for(&[broken.addr, good.addr], "cache = off\n");
     let reply = get(proxy.addr, "/retry-me");
     assert_eq!(reply.status, 200);
     assert_eq!(broken.requests().len(), 1);
@@ -43,7 +33,7 @@ fn rfc_9110_9_2_2_an_idempotent_request_is_retried_on_the_next_backend() {
 fn rfc_9110_9_2_2_a_put_with_a_small_body_is_replayed_on_the_next_backend() {
     let broken = hanging_up();
     let good = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&broken, &good], "");
+    let (_dir, proxy) = proxy_for(&[broken.addr, good.addr], "cache = off\n");
     let reply = request(
         proxy.addr,
         b"PUT /doc HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
@@ -55,7 +45,7 @@ fn rfc_9110_9_2_2_a_put_with_a_small_body_is_replayed_on_the_next_backend() {
 #[test]
 fn a_small_chunked_upload_reaches_the_backend_with_our_content_length() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let reply = request(
         proxy.addr,
         b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
@@ -75,7 +65,7 @@ fn a_small_chunked_upload_reaches_the_backend_with_our_content_length() {
 fn rfc_9110_9_2_2_a_post_is_never_sent_twice() {
     let broken = hanging_up();
     let good = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&broken, &good], "");
+    let (_dir, proxy) = proxy_for(&[broken.addr, good.addr], "cache = off\n");
     let reply = request(
         proxy.addr,
         b"POST /pay HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\n100",
@@ -92,7 +82,10 @@ fn rfc_9110_9_2_2_a_post_is_never_sent_twice() {
 fn a_failing_backend_is_marked_down_and_skipped_until_fail_timeout() {
     let broken = hanging_up();
     let good = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&broken, &good], "max_fails = 1\nfail_timeout = 30\n");
+    let (_dir, proxy) = proxy_for(
+        &[broken.addr, good.addr],
+        "cache = off\nmax_fails = 1\nfail_timeout = 30\n",
+    );
     for _ in 0..6 {
         assert_eq!(get(proxy.addr, "/").status, 200);
     }
@@ -115,7 +108,10 @@ fn a_backend_comes_back_after_fail_timeout() {
         }
     });
     let good = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&flaky, &good], "fail_timeout = 0.2\n");
+    let (_dir, proxy) = proxy_for(
+        &[flaky.addr, good.addr],
+        "cache = off\nfail_timeout = 0.2\n",
+    );
     assert_eq!(get(proxy.addr, "/").status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while flaky.requests().len() < 2 {
@@ -130,7 +126,7 @@ fn a_backend_comes_back_after_fail_timeout() {
 #[test]
 fn when_every_backend_is_down_they_are_still_tried() {
     let broken = hanging_up();
-    let (_dir, proxy) = proxy_for(&[&broken], "fail_timeout = 60\n");
+    let (_dir, proxy) = proxy_for(&[broken.addr], "cache = off\nfail_timeout = 60\n");
     assert_eq!(get(proxy.addr, "/").status, 502);
     assert_eq!(get(proxy.addr, "/").status, 502);
     assert_eq!(broken.requests().len(), 2, "the down backend was not tried");
@@ -139,7 +135,7 @@ fn when_every_backend_is_down_they_are_still_tried() {
 #[test]
 fn rfc_9112_2_2_a_slowloris_client_is_cut_off_with_408() {
     let good = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&good], "client_timeout = 0.5\n");
+    let (_dir, proxy) = proxy_for(&[good.addr], "cache = off\nclient_timeout = 0.5\n");
     let mut stream = connect(proxy.addr);
     let mut dripper = stream.try_clone().unwrap();
     // One byte every 50 ms: each read is well inside client_timeout, the whole head is not.
@@ -171,7 +167,7 @@ fn rfc_9110_15_2_interim_responses_are_relayed_and_the_final_one_delivered() {
         b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
           HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
     );
-    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let raw = exchange(
         proxy.addr,
         b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -194,7 +190,7 @@ fn rfc_9112_6_3_content_length_with_chunked_from_a_backend_is_read_as_chunked() 
     let backend = Backend::fixed(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunks\r\n0\r\n\r\n",
     );
-    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let reply = get(proxy.addr, "/");
     assert_eq!(reply.text(), "chunks");
     assert!(reply.header("content-length").is_none());
@@ -206,7 +202,10 @@ fn a_backend_header_section_over_the_limit_is_502() {
     huge.extend_from_slice(format!("X-Big: {}\r\n", "b".repeat(5000)).as_bytes());
     huge.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     let backend = Backend::fixed(&huge);
-    let (_dir, proxy) = proxy_for(&[&backend], "max_response_header_bytes = 4096\n");
+    let (_dir, proxy) = proxy_for(
+        &[backend.addr],
+        "cache = off\nmax_response_header_bytes = 4096\n",
+    );
     assert_eq!(get(proxy.addr, "/").status, 502);
 }
 
@@ -219,7 +218,7 @@ fn rfc_9112_7_1_malformed_chunked_request_bodies_are_400_and_closed() {
         b"5\nhello\r\n0\r\n\r\n",
     ] {
         let backend = Backend::fixed(OK);
-        let (_dir, proxy) = proxy_for(&[&backend], "");
+        let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
         let mut raw = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         raw.extend_from_slice(body);
         raw.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -237,7 +236,7 @@ fn rfc_9112_7_1_malformed_chunked_request_bodies_are_400_and_closed() {
 #[test]
 fn rfc_9112_6_1_transfer_encoding_on_http_1_0_is_400() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&backend], "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let reply = request(
         proxy.addr,
         b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -251,7 +250,7 @@ fn a_client_leaving_mid_response_affects_nothing_else() {
     let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 16777216\r\n\r\n".to_vec();
     big.resize(big.len() + (16 << 20), b'z');
     let backend = Backend::fixed(&big);
-    let (dir, proxy) = proxy_for(&[&backend], "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let mut leaver = connect(proxy.addr);
     leaver
         .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -297,8 +296,8 @@ fn active_health_checks_take_a_backend_out_and_bring_it_back() {
     let (sick, probes) = probed(Arc::clone(&healthy));
     let good = Backend::fixed(OK);
     let (dir, proxy) = proxy_for(
-        &[&sick, &good],
-        "health_check = /health\nhealth_interval = 0.05\n",
+        &[sick.addr, good.addr],
+        "cache = off\nhealth_check = /health\nhealth_interval = 0.05\n",
     );
     let wait_probes = |n: usize| {
         for _ in 0..n {
@@ -371,7 +370,10 @@ fn backend_connections_are_kept_alive_and_reused() {
 fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
     // Answers one request per connection, without saying it will close.
     let backend = Backend::fixed(OK);
-    let (dir, proxy) = proxy_for(&[&backend], "max_fails = 1\nfail_timeout = 60\n");
+    let (dir, proxy) = proxy_for(
+        &[backend.addr],
+        "cache = off\nmax_fails = 1\nfail_timeout = 60\n",
+    );
     for _ in 0..5 {
         assert_eq!(get(proxy.addr, "/").status, 200);
     }
@@ -391,7 +393,7 @@ fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
 #[test]
 fn upstream_keepalive_zero_asks_the_backend_to_close() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = proxy_for(&[&backend], "upstream_keepalive = 0\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\nupstream_keepalive = 0\n");
     assert_eq!(get(proxy.addr, "/").status, 200);
     assert!(backend.only_request().contains("\r\nConnection: close\r\n"));
 }

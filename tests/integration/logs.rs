@@ -1,7 +1,6 @@
 //! The proxy's two logs under operations: move-away rotation, a disk that fills, a device
 //! that refuses every write, and what a normal race between requests logs.
 
-use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -102,11 +101,10 @@ fn a_full_log_disk_never_leaves_a_partial_record() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new("sh");
+    let mut cmd = command_in(&dir, "sh");
     cmd.args(["-c", "trap '' XFSZ; ulimit -f 4 && exec \"$0\" \"$1\""])
-        .arg(env!("CARGO_BIN_EXE_proxy"))
-        .arg(&conf)
-        .current_dir(&dir.path);
+        .arg(PROXY_BIN)
+        .arg(&conf);
     let proxy = Process::start(cmd);
     // Paths of many lengths, so that some record only partly fits: far more than the cap.
     for i in 0..120 {
@@ -171,7 +169,7 @@ fn a_log_on_a_full_device_is_reported_once_and_requests_go_on() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    let mut cmd = command_in(&dir, PROXY_BIN);
     cmd.arg(&conf).args(["--log", "/dev/full"]);
     let proxy = Process::start(cmd);
     assert_eq!(get(proxy.addr, "/").status, 200);

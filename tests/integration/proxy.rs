@@ -1,4 +1,5 @@
-//! The proxy end to end: balancing, request rewriting, framing, errors, concurrency.
+//! The proxy end to end: balancing, request rewriting, framing, errors, concurrency. Most
+//! tests turn the cache off: they are about forwarding.
 
 use crate::support::*;
 
@@ -19,20 +20,12 @@ fn round_robin_cycles_through_three_backends_in_order() {
     assert_eq!(seen, ["a", "b", "c", "a", "b", "c"]);
 }
 
-/// A proxy in front of one scripted backend, cache off: these tests are about forwarding.
-fn one_backend_proxy(backend: &Backend, extra: &str) -> (TempDir, Process) {
-    let dir = TempDir::new("proxy");
-    let config = format!("cache = off\n{}{extra}", backend_lines(&[backend.addr]));
-    let p = proxy(&dir, &config);
-    (dir, p)
-}
-
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 #[test]
 fn backend_sees_a_rewritten_request_rfc_9110_section_7_6() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let reply = request(
         proxy.addr,
         b"GET http://shop.example/cart?id=7 HTTP/1.1\r\n\
@@ -101,7 +94,7 @@ fn head_responses_have_no_body_and_the_connection_stays_usable() {
 #[test]
 fn methods_not_in_the_list_get_501_and_nothing_is_forwarded() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "methods = GET HEAD\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\nmethods = GET HEAD\n");
     for method in ["DELETE", "POST", "PATCH", "BREW"] {
         let reply = request(
             proxy.addr,
@@ -119,7 +112,7 @@ fn methods_not_in_the_list_get_501_and_nothing_is_forwarded() {
 #[test]
 fn connect_is_never_tunnelled() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let reply = request(
         proxy.addr,
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
@@ -165,7 +158,7 @@ fn a_backend_that_never_answers_gives_504() {
     let silent = Backend::raw(move |_, _| {
         let _ = rx.lock().unwrap().recv_timeout(IO_TIMEOUT);
     });
-    let (_dir, proxy) = one_backend_proxy(&silent, "upstream_timeout = 0.3\n");
+    let (_dir, proxy) = proxy_for(&[silent.addr], "cache = off\nupstream_timeout = 0.3\n");
     let started = std::time::Instant::now();
     let reply = get(proxy.addr, "/");
     assert_eq!(reply.status, 504);
@@ -187,7 +180,7 @@ fn a_malformed_backend_response_is_502() {
         b"",
     ] {
         let backend = Backend::fixed(garbage);
-        let (_dir, proxy) = one_backend_proxy(&backend, "");
+        let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
         let reply = get(proxy.addr, "/");
         assert_eq!(reply.status, 502, "{:?}", String::from_utf8_lossy(garbage));
     }
@@ -198,7 +191,7 @@ fn a_malformed_backend_response_is_502() {
 #[test]
 fn bad_client_input_gets_its_4xx_or_5xx_and_a_close() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "max_body_size = 1000\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\nmax_body_size = 1000\n");
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
     let big_header = format!(
         "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
@@ -271,7 +264,7 @@ fn several_requests_on_one_connection_are_answered_in_order() {
         )
         .into_bytes()
     });
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let raw = exchange(
         proxy.addr,
         b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -288,7 +281,7 @@ fn several_requests_on_one_connection_are_answered_in_order() {
 #[test]
 fn http_1_0_clients_get_one_response_then_a_close() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let mut stream = connect(proxy.addr);
     std::io::Write::write_all(&mut stream, b"GET / HTTP/1.0\r\n\r\n").unwrap();
     // No shutdown from our side: the proxy itself must close after the response.
@@ -304,7 +297,7 @@ fn a_chunked_response_is_relayed_intact() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
           5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nX-Trailer: t\r\n\r\n",
     );
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let reply = get(proxy.addr, "/");
     assert_eq!(reply.header("transfer-encoding"), Some("chunked"));
     assert!(reply.complete);
@@ -314,7 +307,7 @@ fn a_chunked_response_is_relayed_intact() {
 #[test]
 fn a_close_delimited_response_is_rechunked_for_http_1_1_and_closed_for_http_1_0() {
     let backend = Backend::fixed(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close");
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let raw = exchange(
         proxy.addr,
         b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.0\r\n\r\n",
@@ -330,7 +323,7 @@ fn a_close_delimited_response_is_rechunked_for_http_1_1_and_closed_for_http_1_0(
 #[test]
 fn a_backend_that_dies_mid_body_never_yields_a_complete_looking_response() {
     let backend = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part");
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let raw = exchange(
         proxy.addr,
         b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n",
@@ -348,7 +341,7 @@ fn a_10_mib_response_is_relayed_byte_exact() {
         format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
     response.extend_from_slice(&body);
     let backend = Backend::fixed(&response);
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let reply = get(proxy.addr, "/big");
     assert_eq!(reply.body.len(), body.len());
     assert_eq!(sha1_hex(&reply.body), expected);
@@ -357,7 +350,7 @@ fn a_10_mib_response_is_relayed_byte_exact() {
 #[test]
 fn request_bodies_are_relayed_byte_exact_and_reframed() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let body = pseudo_random(1024 * 1024, 7);
 
     let mut sized = b"POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\n".to_vec();
@@ -402,7 +395,7 @@ fn request_bodies_are_relayed_byte_exact_and_reframed() {
 #[test]
 fn expect_100_continue_is_answered_so_the_client_does_not_stall() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     let mut stream = connect(proxy.addr);
     std::io::Write::write_all(
         &mut stream,
@@ -450,7 +443,7 @@ fn fifty_concurrent_clients_are_all_answered() {
 #[test]
 fn connections_beyond_max_connections_get_503_and_the_others_are_served() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "max_connections = 2\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\nmax_connections = 2\n");
     // Two connections hold both slots, busy: each is in the middle of its request body (an
     // idle keep-alive connection would be closed to make room instead).
     let mut held: Vec<_> = (0..2).map(|_| connect(proxy.addr)).collect();
@@ -472,7 +465,7 @@ fn connections_beyond_max_connections_get_503_and_the_others_are_served() {
 #[test]
 fn every_request_is_logged_with_backend_status_and_time() {
     let backend = Backend::fixed(OK);
-    let (dir, proxy) = one_backend_proxy(&backend, "");
+    let (dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
     assert_eq!(get(proxy.addr, "/logged?x=1").status, 200);
     assert_eq!(request(proxy.addr, b"BAD\r\n\r\n").status, 400);
     drop(proxy);
@@ -497,7 +490,7 @@ fn every_request_is_logged_with_backend_status_and_time() {
 #[test]
 fn a_client_that_stalls_mid_head_gets_408_and_an_idle_one_is_closed_quietly() {
     let backend = Backend::fixed(OK);
-    let (_dir, proxy) = one_backend_proxy(&backend, "client_timeout = 0.3\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\nclient_timeout = 0.3\n");
     let mut stalled = connect(proxy.addr);
     std::io::Write::write_all(&mut stalled, b"GET / HTTP/1.1\r\nHost: t\r\nX-Half: ").unwrap();
     let replies = parse_replies(&read_to_close(&mut stalled), &[false]);
@@ -519,9 +512,12 @@ fn no_thread_is_left_serving_a_connection_after_every_kind_of_failure() {
         r
     };
     let bulky = Backend::fixed(&big);
-    let (_dir, proxy) = one_backend_proxy(&bulky, "client_timeout = 0.3\nmax_connections = 8\n");
+    let (_dir, proxy) = proxy_for(
+        &[bulky.addr],
+        "cache = off\nclient_timeout = 0.3\nmax_connections = 8\n",
+    );
     let Some(baseline) = proxy.threads() else {
-        eprintln!("SKIP thread count: no /proc on this system");
+        skip_or_fail("thread count: no /proc on this system");
         return;
     };
     // Threads park when their connection ends, so the count of threads no longer returns to

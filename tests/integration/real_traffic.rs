@@ -300,7 +300,7 @@ fn curl_uploading_to_a_route_that_refuses_sees_the_refusal() {
     let proxy = proxy(&dir, &backend_lines(&[backend.addr]));
     let file = dir.join("upload.bin");
     std::fs::write(&file, vec![b'x'; 20_000_000]).unwrap();
-    let out = std::process::Command::new(curl)
+    let out = command_in(&dir, curl)
         .args(["-s", "-o", "-", "-w", " %{http_code}", "-T"])
         .arg(&file)
         .arg(format!("http://{}/no-such-route", proxy.addr))
@@ -420,7 +420,7 @@ fn curl_following_a_redirect_stays_on_the_proxy() {
     });
     let dir = TempDir::new("location-curl");
     let proxy = proxy(&dir, &backend_lines(&[backend.addr]));
-    let out = std::process::Command::new(curl)
+    let out = command_in(&dir, curl)
         .args(["-s", "-L", "-w", " %{url_effective}"])
         .arg(format!("http://{}/img", proxy.addr))
         .output()
@@ -574,18 +574,18 @@ def upload():
 
 #[test]
 fn a_flask_app_under_gunicorn_streams_personalises_and_refuses_uploads() {
-    if external_program("gunicorn").is_none() || !python_modules(&["flask"]) {
+    let (Some(gunicorn), Some(_)) = (external_program("gunicorn"), python_modules(&["flask"]))
+    else {
         return;
-    }
+    };
     let dir = TempDir::new("flask");
     std::fs::write(dir.join("app.py"), FLASK_APP).unwrap();
     let acks = dir.join("acks");
     std::fs::create_dir(&acks).unwrap();
-    let mut cmd = std::process::Command::new("gunicorn");
+    let mut cmd = command_in(&dir, gunicorn);
     cmd.args(["-b", "127.0.0.1:0", "-w", "2", "--threads", "4", "app:app"])
-        .current_dir(&dir.path)
         .env("ACKS", &acks);
-    let app = ExternalServer::start(cmd, |line| {
+    let app = Process::start_when(cmd, |line| {
         let (_, rest) = line.split_once("Listening at: http://")?;
         rest.split_whitespace().next()?.parse().ok()
     });

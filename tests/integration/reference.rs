@@ -4,12 +4,11 @@
 //! The rule checked: whenever nginx or HAProxy refuses a request, Relevo refuses it too, and
 //! whatever Relevo refuses never reaches the backend, nor does the request pipelined behind
 //! it. The table of outcomes is printed (run with `--nocapture` to see it). nginx and HAProxy
-//! come from Debian's packages; `.ci/run` installs them, and without them the test says it
-//! skipped them.
+//! come from Debian's packages (`support::nginx_proxying_to`, `haproxy_proxying_to`);
+//! `.ci/run` installs them. Without them the test says it skipped them, and fails instead
+//! under `RELEVO_REQUIRE_EXTERNAL=1`.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 
 use crate::support::*;
 
@@ -98,112 +97,20 @@ fn outcomes(addr: SocketAddr, backend: &Backend) -> Vec<(Outcome, bool)> {
         .collect()
 }
 
-/// An external server started by the test, killed when dropped.
-struct External {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for External {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback port that was free a moment ago (external programs cannot report the port
-/// they got from port 0).
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn installed(program: &str) -> Option<String> {
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|dir| format!("{dir}/{program}"))
-        .find(|path| Path::new(path).exists())
-}
-
-/// Starts `cmd` and waits for `ready` in its stderr: both programs print a line once their
-/// sockets are bound.
-fn start_external(mut cmd: Command, addr: SocketAddr, ready: &str) -> External {
-    use std::io::BufRead;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start reference server");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(ready) => break,
-            Some(Ok(line)) => seen.push_str(&line),
-            _ => panic!("reference server did not start: {seen}"),
-        }
-    }
-    // Keep draining so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    External { child, addr }
-}
-
-fn nginx(dir: &TempDir, backend: SocketAddr) -> Option<External> {
-    let program = installed("nginx")?;
-    let addr = free_addr();
-    let d = dir.path.display();
-    let conf = format!(
-        "daemon off; master_process off; error_log stderr notice; pid {d}/nginx.pid;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{ access_log off; client_header_timeout 2s; client_body_timeout 2s;\n\
-           client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
-           server {{ listen {addr}; location / {{ proxy_pass http://{backend}; proxy_http_version 1.1; }} }} }}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut cmd = Command::new(program);
-    cmd.arg("-p")
-        .arg(&dir.path)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"));
-    // One process (master_process off): killing it leaves no orphaned worker behind. nginx
-    // prints its getrlimit notice once its listening sockets are open.
-    Some(start_external(cmd, addr, "getrlimit(RLIMIT_NOFILE)"))
-}
-
-fn haproxy(dir: &TempDir, backend: SocketAddr) -> Option<External> {
-    let program = installed("haproxy")?;
-    let addr = free_addr();
-    let conf = format!(
-        "global\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 2s\n  timeout server 5s\n\
-         frontend f\n  bind {addr}\n  default_backend b\nbackend b\n  http-reuse always\n  server s1 {backend}\n"
-    );
-    std::fs::write(dir.join("haproxy.cfg"), conf).unwrap();
-    let mut cmd = Command::new(program);
-    cmd.args(["-W", "-db", "-f"]).arg(dir.join("haproxy.cfg"));
-    Some(start_external(cmd, addr, "Loading success"))
-}
-
 #[test]
 fn relevo_refuses_whatever_nginx_or_haproxy_refuses_and_never_forwards_it() {
     let relevo_backend = Backend::fixed(OK);
-    let dir = TempDir::new("ref-relevo");
-    let relevo = proxy(&dir, &backend_lines(&[relevo_backend.addr]));
+    let (_dir, relevo) = proxy_for(&[relevo_backend.addr], "");
     let relevo_results = outcomes(relevo.addr, &relevo_backend);
 
     let mut references: Vec<(&str, Vec<(Outcome, bool)>)> = Vec::new();
     let nginx_backend = Backend::fixed(OK);
-    let nginx_dir = TempDir::new("ref-nginx");
-    match nginx(&nginx_dir, nginx_backend.addr) {
-        Some(server) => references.push(("nginx", outcomes(server.addr, &nginx_backend))),
-        None => eprintln!("SKIP reference: nginx not installed (apt-get install nginx-light)"),
+    if let Some(server) = nginx_proxying_to(nginx_backend.addr) {
+        references.push(("nginx", outcomes(server.addr, &nginx_backend)));
     }
     let haproxy_backend = Backend::fixed(OK);
-    let haproxy_dir = TempDir::new("ref-haproxy");
-    match haproxy(&haproxy_dir, haproxy_backend.addr) {
-        Some(server) => references.push(("HAProxy", outcomes(server.addr, &haproxy_backend))),
-        None => eprintln!("SKIP reference: haproxy not installed (apt-get install haproxy)"),
+    if let Some(server) = haproxy_proxying_to(haproxy_backend.addr) {
+        references.push(("HAProxy", outcomes(server.addr, &haproxy_backend)));
     }
 
     let mut table = String::from("| case | rule | Relevo |");

@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -31,15 +30,9 @@ const PROBE_PATIENCE: Duration = Duration::from_secs(5);
 
 const GET_KEEP_ALIVE: &[u8] = b"GET /ka HTTP/1.1\r\nHost: t\r\n\r\n";
 
-/// A proxy with `SLOTS` slots (and `extra` keys) in front of a keep-alive backend.
-fn proxy_with_slots(backend: &KeepAliveBackend, extra: &str) -> (TempDir, Process) {
-    let dir = TempDir::new("slots");
-    let config = format!(
-        "cache = off\nmax_connections = {SLOTS}\nbackend = {}\n{extra}",
-        backend.addr
-    );
-    let p = proxy(&dir, &config);
-    (dir, p)
+/// The config lines of these tests: `SLOTS` slots, cache off.
+fn slots_config() -> String {
+    format!("cache = off\nmax_connections = {SLOTS}\n")
 }
 
 /// Reads exactly one response with a Content-Length body from a keep-alive connection;
@@ -90,7 +83,7 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 #[test]
 fn slot_exhaustion_idle_keep_alive_connections_do_not_lock_out_a_new_client() {
     let backend = KeepAliveBackend::new();
-    let (_dir, proxy) = proxy_with_slots(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], &slots_config());
     // Every slot holds a keep-alive connection that made one request and now waits.
     let mut held: Vec<TcpStream> = (0..SLOTS).map(|_| idle_keep_alive(proxy.addr)).collect();
     let probe = get(proxy.addr, "/probe");
@@ -156,7 +149,7 @@ fn probe(addr: SocketAddr) -> Option<u16> {
 #[test]
 fn slot_exhaustion_reconnecting_slowloris_clients_do_not_lock_out_probes() {
     let backend = KeepAliveBackend::new();
-    let (_dir, proxy) = proxy_with_slots(&backend, "");
+    let (_dir, proxy) = proxy_for(&[backend.addr], &slots_config());
     let stop = Arc::new(AtomicBool::new(false));
     let closed = Arc::new(AtomicUsize::new(0));
     let attackers: Vec<_> = (0..ATTACKERS)
@@ -232,33 +225,21 @@ fn slot_exhaustion_under_pressure_idle_keep_alive_connections_wait_less() {
     assert_eq!(read_one_response(open), 200);
 }
 
-/// Runs python3 with `script` and `args`; `None` (after a SKIP line) when python3 cannot be
-/// run, unless RELEVO_REQUIRE_EXTERNAL=1, which makes that a failure.
-fn python(script: &str, args: &[&str]) -> Option<String> {
-    match Command::new("python3")
+/// Runs python3 with `script` and `args` in `dir`; None (after `skip_or_fail`) without it.
+fn python(dir: &TempDir, script: &str, args: &[&str]) -> Option<String> {
+    let python = external_program("python3")?;
+    let out = command_in(dir, python)
         .arg("-c")
         .arg(script)
         .args(args)
         .output()
-    {
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "python3 failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Some(String::from_utf8_lossy(&out.stdout).into_owned())
-        }
-        Err(e) => {
-            let required = std::env::var("RELEVO_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "python3 is required (RELEVO_REQUIRE_EXTERNAL=1): {e}"
-            );
-            eprintln!("SKIP slots: python3 cannot be run ({e}), so no second source address");
-            None
-        }
-    }
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A GET from the source address `argv[1]` to port `argv[2]` of 127.0.0.1: prints the
@@ -282,13 +263,16 @@ print(data.split(b"\r\n")[0].decode("latin-1"))
 #[test]
 fn slot_exhaustion_one_address_cannot_take_every_slot() {
     let backend = KeepAliveBackend::new();
-    let (_dir, proxy) = proxy_with_slots(&backend, "max_connections_per_ip = 4\n");
+    let (dir, proxy) = proxy_for(
+        &[backend.addr],
+        &format!("{}max_connections_per_ip = 4\n", slots_config()),
+    );
     let _held: Vec<TcpStream> = (0..4).map(|_| idle_keep_alive(proxy.addr)).collect();
     let refused = get(proxy.addr, "/fifth");
     assert_eq!(refused.status, 503);
     assert_eq!(refused.header("retry-after"), Some("1"));
     let port = proxy.addr.port().to_string();
-    if let Some(line) = python(GET_FROM, &["127.0.0.2", &port]) {
+    if let Some(line) = python(&dir, GET_FROM, &["127.0.0.2", &port]) {
         assert_eq!(
             line.trim(),
             "HTTP/1.1 200 OK",
@@ -301,20 +285,13 @@ fn slot_exhaustion_one_address_cannot_take_every_slot() {
 fn slot_exhaustion_a_low_open_file_limit_lowers_max_connections_with_a_warning() {
     let backend = KeepAliveBackend::new();
     let dir = TempDir::new("slots-nofile");
-    let conf = dir.join("proxy.conf");
-    let text = format!(
-        "listen = 127.0.0.1:0\nlog_file = {}\ncache = off\nbackend = {}\n",
-        dir.join("proxy.log").display(),
-        backend.addr
-    );
-    std::fs::write(&conf, text).unwrap();
+    let conf = proxy_config(&dir, &format!("cache = off\nbackend = {}\n", backend.addr));
     // 200 files: 64 kept in reserve, 32 for idle backend connections, 2 per connection.
-    let mut cmd = Command::new("sh");
+    let mut cmd = command_in(&dir, "sh");
     cmd.arg("-c")
         .arg("ulimit -n 200 && exec \"$0\" \"$1\"")
-        .arg(env!("CARGO_BIN_EXE_proxy"))
-        .arg(&conf)
-        .current_dir(&dir.path);
+        .arg(PROXY_BIN)
+        .arg(&conf);
     let proxy = Process::start(cmd);
     assert_eq!(get(proxy.addr, "/").status, 200);
     let log = proxy_log(&dir);

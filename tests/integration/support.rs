@@ -1,5 +1,12 @@
 //! Test support: temporary directories, the real binaries started on `127.0.0.1:0`, scripted
-//! backends that record exactly the bytes they received, and a small HTTP reader of our own.
+//! backends that record exactly the bytes they received, and a small HTTP reader of our own;
+//! the reference programs (nginx, HAProxy, curl, Chromium, Python) are `external`.
+//!
+//! One way to do each thing: every process is built by `command_in`, which runs it in a
+//! temporary directory; our binaries start with `Process::start` (the proxy through
+//! `proxy_with_args`, `proxy`, or `proxy_for` in front of backends; the web server through
+//! `webserver_at`; the client through `run_client`), reference servers with
+//! `Process::start_when`, and a missing reference program goes through `skip_or_fail`.
 //!
 //! Everything here stops when dropped: processes are killed, backends stop accepting,
 //! directories are removed. Nothing sleeps to wait for readiness: a binary is ready once it
@@ -9,17 +16,29 @@
 
 #![allow(dead_code)]
 
+mod external;
+
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+pub use external::*;
+
 /// How long a test waits on any socket before failing instead of hanging.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The package's `proxy` binary.
+pub const PROXY_BIN: &str = env!("CARGO_BIN_EXE_proxy");
+/// The package's `webserver` binary.
+pub const WEBSERVER_BIN: &str = env!("CARGO_BIN_EXE_webserver");
+/// The package's `client` binary.
+pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_client");
 
 /// A directory under the system temp dir, removed when dropped.
 pub struct TempDir {
@@ -48,114 +67,68 @@ impl Drop for TempDir {
     }
 }
 
-/// A running binary, killed when dropped. Its output (stdout after the `listening on` line,
-/// and stderr) is collected in the background so the process never blocks on a full pipe.
+/// A command running `program` in `dir`, stdin closed. Every process the tests start is
+/// built here (`a_test_starts_processes_only_in_temporary_directories` checks the sources),
+/// so a relative path in its arguments or configuration, and whatever it writes by default
+/// (the proxy's `cache/` and `logs/`, the client's downloads), lands in the test's
+/// temporary directory, never in the checkout.
+pub fn command_in(dir: &TempDir, program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(&dir.path).stdin(Stdio::null());
+    cmd
+}
+
+/// Fails unless `cmd` runs in a directory under the system's temporary directory.
+pub fn must_run_in_temp_dir(cmd: &Command) {
+    let dir = cmd.get_current_dir();
+    assert!(
+        dir.is_some_and(|d| d.starts_with(std::env::temp_dir())),
+        "{cmd:?} would run in {dir:?}: build it with support::command_in"
+    );
+}
+
+/// A running process (one of our binaries, or a reference server such as nginx), killed
+/// when dropped. Its output, stdout and stderr, is collected in the background so it never
+/// blocks on a full pipe.
 pub struct Process {
     child: Child,
     pub addr: SocketAddr,
     output: Arc<Mutex<String>>,
+    /// A directory the process uses, removed after the process is stopped.
+    _dir: Option<TempDir>,
 }
 
 impl Process {
-    /// Starts `cmd` and waits for its `listening on ADDR` line.
-    pub fn start(mut cmd: Command) -> Process {
+    /// Starts `cmd` (one of our binaries, from `command_in`) and waits for its
+    /// `listening on ADDR` line.
+    pub fn start(cmd: Command) -> Process {
+        Process::start_when(cmd, |line| {
+            line.trim().strip_prefix("listening on ")?.parse().ok()
+        })
+    }
+
+    /// Starts `cmd` (from `command_in`) and waits, at most `IO_TIMEOUT`, for a line of its
+    /// output from which `ready` reads the listening address; fails as soon as the process
+    /// ends without one.
+    pub fn start_when(
+        mut cmd: Command,
+        ready: impl Fn(&str) -> Option<SocketAddr> + Send + Sync + 'static,
+    ) -> Process {
+        must_run_in_temp_dir(&cmd);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("start binary");
+        let mut child = cmd.spawn().expect("start the program");
         let output = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr piped");
-        drain(stderr, Arc::clone(&output));
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
-        let mut first = String::new();
-        let _ = stdout.read_line(&mut first);
-        let Some(addr) = first.trim().strip_prefix("listening on ") else {
-            // A process that printed something else first may still be running: stop it, so
-            // the test fails instead of waiting for it forever.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "expected `listening on ADDR`, got {first:?}; output: {}",
-                output.lock().unwrap()
-            );
-        };
-        let addr = addr.parse().expect("listening address");
-        drain(stdout, Arc::clone(&output));
-        Process {
-            child,
-            addr,
-            output,
-        }
-    }
-
-    /// Everything printed so far after the first line.
-    pub fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn drain(from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
-    thread::spawn(move || {
-        let mut reader = BufReader::new(from);
-        let mut line = String::new();
-        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-            into.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-}
-
-/// An executable called `name` on the PATH or in the sbin directories (nginx and haproxy
-/// live in /usr/sbin), or None after a `SKIP` line on stderr. Under
-/// `RELEVO_REQUIRE_EXTERNAL=1` (set by CI) a missing program fails the test instead: a test
-/// against real software must not pass by not running.
-pub fn external_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        let required = std::env::var("RELEVO_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "{name} is required (RELEVO_REQUIRE_EXTERNAL=1) but not installed"
-        );
-        eprintln!("SKIP: {name} not installed");
-    }
-    found
-}
-
-/// A reference server run as this test's own process (gunicorn, a Python script), killed
-/// when dropped. It is ready once a line of its output (stdout or stderr) gives its address.
-pub struct ExternalServer {
-    child: Child,
-    pub addr: SocketAddr,
-    output: Arc<Mutex<String>>,
-}
-
-impl ExternalServer {
-    /// Starts `cmd` and waits (at most `IO_TIMEOUT`) for a line from which `ready` reads the
-    /// listening address.
-    pub fn start(mut cmd: Command, ready: fn(&str) -> Option<SocketAddr>) -> ExternalServer {
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("start the reference server");
-        let output = Arc::new(Mutex::new(String::new()));
+        let ready = Arc::new(ready);
         let (found_tx, found) = std::sync::mpsc::channel();
         for pipe in [
             Box::new(child.stdout.take().expect("stdout piped")) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().expect("stderr piped")),
         ] {
-            let (output, found_tx) = (Arc::clone(&output), found_tx.clone());
+            let (output, found_tx, ready) =
+                (Arc::clone(&output), found_tx.clone(), Arc::clone(&ready));
+            // Keeps reading after readiness, so the process never blocks on a full pipe.
             thread::spawn(move || {
                 let mut reader = BufReader::new(pipe);
                 let mut line = String::new();
@@ -168,19 +141,28 @@ impl ExternalServer {
                 }
             });
         }
+        drop(found_tx);
         let Ok(addr) = found.recv_timeout(IO_TIMEOUT) else {
+            // Still running, or gone: either way the test fails now, instead of waiting.
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "the reference server did not start: {}",
+                "{cmd:?} did not say where it listens; output: {}",
                 output.lock().unwrap()
             );
         };
-        ExternalServer {
+        Process {
             child,
             addr,
             output,
+            _dir: None,
         }
+    }
+
+    /// The same process, keeping `dir` until it is stopped.
+    pub fn keeping(mut self, dir: TempDir) -> Process {
+        self._dir = Some(dir);
+        self
     }
 
     /// Everything it printed so far.
@@ -189,34 +171,11 @@ impl ExternalServer {
     }
 }
 
-impl Drop for ExternalServer {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether `python3` can import every module in `modules`; a SKIP line (or, under
-/// `RELEVO_REQUIRE_EXTERNAL=1`, a failure) when it cannot.
-pub fn python_modules(modules: &[&str]) -> bool {
-    let Some(python) = external_program("python3") else {
-        return false;
-    };
-    let imports = format!("import {}", modules.join(", "));
-    let ok = Command::new(python)
-        .args(["-c", &imports])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let required = std::env::var("RELEVO_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "python3 modules {modules:?} are required but missing"
-        );
-        eprintln!("SKIP: python3 modules {modules:?} not installed");
-    }
-    ok
 }
 
 /// The demo site shipped with the repository.
@@ -226,10 +185,17 @@ pub fn www_root() -> PathBuf {
 
 /// The real `webserver` binary serving `root` as `name` on an ephemeral port.
 pub fn webserver_at(root: &Path, name: &str) -> Process {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
-    cmd.args(["--listen", "127.0.0.1:0", "--name", name, "--root"])
+    webserver_listening(root, name, "127.0.0.1:0")
+}
+
+/// The real `webserver` binary serving `root` as `name` on `listen`, in a temporary
+/// directory of its own.
+fn webserver_listening(root: &Path, name: &str, listen: &str) -> Process {
+    let dir = TempDir::new("webserver");
+    let mut cmd = command_in(&dir, WEBSERVER_BIN);
+    cmd.args(["--listen", listen, "--name", name, "--root"])
         .arg(root);
-    Process::start(cmd)
+    Process::start(cmd).keeping(dir)
 }
 
 /// The real `webserver` binary serving the demo site.
@@ -623,13 +589,12 @@ impl Process {
 /// The real `webserver` binary serving the demo site on a given address (to restart a
 /// backend where it was).
 pub fn webserver_on(addr: SocketAddr, name: &str) -> Process {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
-    cmd.args(["--listen", &addr.to_string(), "--name", name, "--root"])
-        .arg(www_root());
-    Process::start(cmd)
+    webserver_listening(&www_root(), name, &addr.to_string())
 }
-/// The real `proxy` binary as `proxy` starts it, with extra command-line arguments.
-pub fn proxy_with_args(dir: &TempDir, config: &str, args: &[&str]) -> Process {
+
+/// Writes `dir/proxy.conf`: listening on 127.0.0.1:0, logging to `dir/proxy.log`, caching
+/// in `dir/cache`, then `config` (backends and other keys); returns its path.
+pub fn proxy_config(dir: &TempDir, config: &str) -> PathBuf {
     let path = dir.join("proxy.conf");
     let text = format!(
         "listen = 127.0.0.1:0\nlog_file = {}\ncache_dir = {}\n{config}",
@@ -637,9 +602,39 @@ pub fn proxy_with_args(dir: &TempDir, config: &str, args: &[&str]) -> Process {
         dir.join("cache").display()
     );
     std::fs::write(&path, text).expect("write proxy.conf");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
-    cmd.arg(&path).args(args).current_dir(&dir.path);
+    path
+}
+
+/// The real `proxy` binary as `proxy` starts it, with extra command-line arguments.
+pub fn proxy_with_args(dir: &TempDir, config: &str, args: &[&str]) -> Process {
+    let path = proxy_config(dir, config);
+    let mut cmd = command_in(dir, PROXY_BIN);
+    cmd.arg(&path).args(args);
     Process::start(cmd)
+}
+
+/// The real `proxy` in front of `backends`, with `extra` config lines, in a new temporary
+/// directory (its config, log and cache), returned with it: keep it while the proxy runs.
+pub fn proxy_for(backends: &[SocketAddr], extra: &str) -> (TempDir, Process) {
+    let dir = TempDir::new("proxy");
+    let proxy = proxy(&dir, &format!("{}{extra}", backend_lines(backends)));
+    (dir, proxy)
+}
+
+/// Runs the real `client` with `args` in `dir` to its end.
+pub fn run_client(dir: &TempDir, args: &[&str]) -> Output {
+    command_in(dir, CLIENT_BIN)
+        .args(args)
+        .output()
+        .expect("run the client")
+}
+
+/// `client --cache-dir cache OPTIONS client.log URL` in `dir`: its log and cache there too.
+pub fn client_fetch(dir: &TempDir, options: &[&str], url: &str) -> Output {
+    let mut args = vec!["--cache-dir", "cache"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["client.log", url]);
+    run_client(dir, &args)
 }
 
 /// Every file name in `dir/cache` (entries, temporary files, anything), sorted.
@@ -748,4 +743,34 @@ impl Drop for KeepAliveBackend {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
     }
+}
+
+/// The rule `command_in` keeps, checked on the sources: no test file starts a process or
+/// picks a working directory itself, so every process runs in a temporary directory
+/// (`Process::start_when` checks that at run time) and none writes
+/// into the checkout's `cache/` or `logs/`.
+#[test]
+fn a_test_starts_processes_only_in_temporary_directories() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") || path.ends_with("support.rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        for forbidden in ["Command::new(", ".current_dir(", "CARGO_BIN_EXE_"] {
+            assert!(
+                !source.contains(forbidden),
+                "{} uses {forbidden}: start processes with support::command_in",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} test files found in {}",
+        dir.display()
+    );
 }

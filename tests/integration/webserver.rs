@@ -149,3 +149,55 @@ fn malformed_requests_are_400_and_closed() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.header("connection"), Some("close"));
 }
+
+/// `GET path` with one `If-None-Match: value` line.
+fn get_if_none_match(addr: std::net::SocketAddr, path: &str, value: &str) -> Reply {
+    request(
+        addr,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: test.example\r\nIf-None-Match: {value}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn the_web_server_and_the_proxys_cache_answer_if_none_match_alike() {
+    let site = TempDir::new("conditional-site");
+    std::fs::write(site.join("note.txt"), "a note\n").unwrap();
+    let server = webserver_at(&site.path, "s");
+    let dir = TempDir::new("conditional-proxy");
+    let config = format!("{}cache_ttl = 600\n", backend_lines(&[server.addr]));
+    let proxy = proxy(&dir, &config);
+    let first = get(proxy.addr, "/note.txt");
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    let etag = first.header("etag").unwrap().to_string();
+    // Well-formed lists that match, and malformed ones that hold the right tag but match
+    // nothing (RFC 9110 §13.1.2: neither `*` nor a list of entity-tags, so the condition is
+    // true and the file is sent).
+    let cases = [
+        (format!("\"x\", {etag}"), 304),
+        (format!("W/{etag}"), 304),
+        ("*".to_string(), 304),
+        (format!("\"a b\", {etag}"), 200),
+        (format!("{etag} \"x\""), 200),
+        (format!("{etag}, *"), 200),
+        (format!("{etag} junk"), 200),
+    ];
+    for (value, status) in cases {
+        let direct = get_if_none_match(server.addr, "/note.txt", &value);
+        let cached = get_if_none_match(proxy.addr, "/note.txt", &value);
+        assert_eq!(cached.header("x-cache"), Some("HIT"), "{value}");
+        assert_eq!(
+            (direct.status, cached.status),
+            (status, status),
+            "If-None-Match: {value}"
+        );
+        if status == 200 {
+            assert_eq!(
+                (direct.text(), cached.text()),
+                ("a note\n".into(), "a note\n".into())
+            );
+        }
+    }
+}

@@ -4,11 +4,10 @@
 //! and the threads a tunnel uses.
 //!
 //! The Python test needs `python3` with `websockets` (`.ci/run` installs it): without them it
-//! prints `SKIP websocket: ...`, and fails instead under `RELEVO_REQUIRE_EXTERNAL=1`.
+//! prints a SKIP line, and fails instead under `RELEVO_REQUIRE_EXTERNAL=1`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -479,7 +478,7 @@ fn a_tunnel_never_leaves_a_thread_behind() {
     let config = format!("cache = off\n{}", backend_lines(&[backend.addr]));
     let proxy = proxy(&dir, &config);
     let Some(baseline) = proxy.threads() else {
-        eprintln!("SKIP thread count: no /proc on this system");
+        skip_or_fail("thread count: no /proc on this system");
         return;
     };
     let mut tunnels: Vec<Tunnel> = (0..4)
@@ -524,7 +523,6 @@ fn a_tunnel_never_leaves_a_thread_behind() {
     assert_eq!(open, 1, "a connection is still being served");
 }
 
-/// Whether a missing external program fails the test (CI) instead of skipping it.
 /// An echo server and a client, with Python's `websockets` (its asyncio API, 13.0 and later).
 const PYTHON_WEBSOCKETS: &str = r#"
 import asyncio, os, sys
@@ -563,17 +561,17 @@ else:
 
 #[test]
 fn a_real_websocket_client_and_server_talk_through_the_proxy() {
-    if !python_modules(&["websockets.asyncio.client"]) {
+    let Some(python) = python_modules(&["websockets.asyncio.client"]) else {
         return;
-    }
+    };
     let dir = TempDir::new("ws-python");
     let script = dir.join("ws.py");
     std::fs::write(&script, PYTHON_WEBSOCKETS).unwrap();
-    let mut server = Command::new("python3");
+    let mut server = command_in(&dir, &python);
     server.arg(&script).arg("server");
     let server = Process::start(server);
     let proxy = proxy(&dir, &backend_lines(&[server.addr]));
-    let client = Command::new("python3")
+    let client = command_in(&dir, &python)
         .arg(&script)
         .arg("client")
         .arg(format!("ws://{}/chat", proxy.addr))
