@@ -29,7 +29,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod client;
 pub mod error;
 pub mod http;

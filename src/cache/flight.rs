@@ -133,6 +133,7 @@ impl InFlight {
     }
 
     /// How many flights are in progress.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.flights
             .lock()
@@ -141,6 +142,7 @@ impl InFlight {
     }
 
     /// Whether no flight is in progress.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

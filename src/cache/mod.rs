@@ -39,10 +39,8 @@ mod flight;
 mod index;
 mod store;
 
-pub use flight::{
-    Flight, FlightGuard, Growing, InFlight, PassMarks, Progress, Role, Waited, HIT_FOR_PASS,
-};
-pub use store::{is_entry_name, Entry, EntryWriter, Store, TEMP_PREFIX};
+pub use flight::{Flight, FlightGuard, Growing, InFlight, PassMarks, Progress, Role, Waited};
+pub use store::{Entry, EntryWriter, Store, TEMP_PREFIX};
 
 /// Largest delta-seconds value we represent (RFC 9111 §1.2.2: a bigger one, or an
 /// overflowing calculation, counts as 2^31 seconds).
@@ -691,7 +689,7 @@ mod tests {
             entry_name("abc"),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
-        assert!(is_entry_name(&entry_name("http://x/")));
+        assert!(store::is_entry_name(&entry_name("http://x/")));
     }
 
     #[test]

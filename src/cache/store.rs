@@ -271,11 +271,6 @@ impl Store {
             .map(drop)
     }
 
-    /// The directory the entries live in.
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
-    }
-
     /// Bytes on disk taken by the entry files. With an upkeep thread this is what is known
     /// so far (only what was stored or used, until the census is complete); without, the
     /// directory is counted first if it has not been.

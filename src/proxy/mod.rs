@@ -47,24 +47,24 @@
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
 //! second one past us (RFC 9112 §11.2).
 
-pub mod access_log;
-pub mod balancer;
+pub(crate) mod access_log;
+pub(crate) mod balancer;
 mod caching;
 pub mod config;
 mod fill;
 mod forward;
-pub mod health;
+pub(crate) mod health;
 mod record;
 mod relay;
 mod reply;
 mod request_body;
 mod rewrite;
 mod start;
-pub mod stats;
-pub mod status;
+pub(crate) mod stats;
+pub(crate) mod status;
 mod status_page;
 mod tunnel;
-pub mod upstream;
+pub(crate) mod upstream;
 
 use std::io::BufReader;
 use std::net::SocketAddr;

@@ -302,6 +302,7 @@ impl<C> Pool<C> {
     }
 
     /// Idle connections kept for backend `id`.
+    #[cfg(test)]
     pub fn idle_count(&self, id: usize) -> usize {
         self.idle
             .get(id)
