@@ -30,21 +30,21 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::http::authority::{absolute_form_parts, normalize_authority};
 use crate::http::conditional;
 use crate::http::date::{format_http_date, parse_http_date};
-use crate::http::{is_token, remove_hop_by_hop, Headers, Request, Response};
+use crate::http::{remove_hop_by_hop, Headers, Request, Response};
 
+mod control;
 mod flight;
 mod index;
+mod key;
 mod store;
 
+use control::delta_seconds;
+pub use control::CacheControl;
 pub use flight::{Flight, FlightGuard, Growing, InFlight, PassMarks, Progress, Role, Waited};
+pub use key::{cache_key, entry_name, invalidated_keys, variant_key, vary_names};
 pub use store::{Entry, EntryWriter, Store, TEMP_PREFIX};
-
-/// Largest delta-seconds value we represent (RFC 9111 §1.2.2: a bigger one, or an
-/// overflowing calculation, counts as 2^31 seconds).
-pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
 
 /// Statuses that are heuristically cacheable (RFC 9110 §15.1): without explicit freshness,
 /// only these get `cache_ttl`.
@@ -96,175 +96,6 @@ impl CacheStatus {
             CacheStatus::Bypass => "BYPASS",
         }
     }
-}
-
-/// The Cache-Control directives the cache acts on (RFC 9111 §5.2), from a request or a
-/// response. Directive names are case-insensitive; unknown directives are ignored (§5.2.3).
-///
-/// Deliberate readings:
-/// - an argument that is missing, not digits, or a directive given twice with different
-///   values counts as 0, i.e. stale (§4.2.1 allows "first occurrence" or "stale"; stale is
-///   the careful one); a quoted number (`max-age="5"`) is accepted although senders must not
-///   generate it;
-/// - the qualified forms `no-cache="field"` and `private="field"` are treated as unqualified,
-///   as §5.2.2.4 and §5.2.2.7 allow (ATS and httpd do the same);
-/// - a directive list split across several Cache-Control lines is one list (RFC 9110 §5.3).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CacheControl {
-    /// `no-store`: never store (§5.2.1.5, §5.2.2.5).
-    pub no_store: bool,
-    /// `no-cache`: validate before every reuse (§5.2.1.4, §5.2.2.4).
-    pub no_cache: bool,
-    /// `private`: a shared cache must not store (§5.2.2.7).
-    pub private: bool,
-    /// `public`: storable even when it otherwise would not be (§5.2.2.9).
-    pub public: bool,
-    /// `must-revalidate`: never serve stale (§5.2.2.2); we never do anyway.
-    pub must_revalidate: bool,
-    /// `max-age=N`, seconds (§5.2.1.1, §5.2.2.1).
-    pub max_age: Option<u64>,
-    /// `s-maxage=N`, seconds, shared caches only (§5.2.2.10).
-    pub s_maxage: Option<u64>,
-    /// `min-fresh=N` in a request: fresh for at least N more seconds (§5.2.1.3).
-    pub min_fresh: Option<u64>,
-}
-
-impl CacheControl {
-    /// The directives of every Cache-Control field in `headers`.
-    ///
-    /// ```text
-    /// Cache-Control   = #cache-directive
-    /// cache-directive = token [ "=" ( token / quoted-string ) ]
-    /// ```
-    pub fn parse(headers: &Headers) -> CacheControl {
-        let mut cc = CacheControl::default();
-        for directive in headers.list("cache-control") {
-            let (name, argument) = match directive.split_once('=') {
-                Some((name, arg)) => (name.trim_end(), Some(arg.trim_start())),
-                None => (directive, None),
-            };
-            match name.to_ascii_lowercase().as_str() {
-                "no-store" => cc.no_store = true,
-                "no-cache" => cc.no_cache = true,
-                "private" => cc.private = true,
-                "public" => cc.public = true,
-                "must-revalidate" => cc.must_revalidate = true,
-                "max-age" => merge_seconds(&mut cc.max_age, argument),
-                "s-maxage" => merge_seconds(&mut cc.s_maxage, argument),
-                "min-fresh" => merge_seconds(&mut cc.min_fresh, argument),
-                _ => {}
-            }
-        }
-        cc
-    }
-
-    /// A request's directives. `Pragma: no-cache` counts as `no-cache` when the request has
-    /// no Cache-Control (RFC 7234 §5.4 required it; RFC 9111 deprecates Pragma, and httpd
-    /// still honours it, so we do).
-    pub fn of_request(request: &Request) -> CacheControl {
-        let mut cc = CacheControl::parse(&request.headers);
-        if !request.headers.contains("cache-control")
-            && request.headers.has_token("pragma", "no-cache")
-        {
-            cc.no_cache = true;
-        }
-        cc
-    }
-}
-
-/// `delta-seconds = 1*DIGIT` (RFC 9111 §1.2.2), clamped to [`MAX_DELTA_SECONDS`]; anything
-/// else counts as 0.
-fn delta_seconds(argument: Option<&str>) -> u64 {
-    let Some(text) = argument else { return 0 };
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return 0;
-    }
-    text.parse::<u64>()
-        .map_or(MAX_DELTA_SECONDS, |n| n.min(MAX_DELTA_SECONDS))
-}
-
-fn merge_seconds(slot: &mut Option<u64>, argument: Option<&str>) {
-    let value = delta_seconds(argument);
-    *slot = Some(match *slot {
-        Some(previous) if previous != value => 0,
-        _ => value,
-    });
-}
-
-/// The file name of an entry: lowercase SHA-1 hex (sha1_smol) of the key. 40 chars.
-pub fn entry_name(key: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = sha1_smol::Sha1::from(key.as_bytes()).digest().bytes();
-    // By hand rather than through `Display`, which formats byte by byte: this runs on every
-    // cache lookup.
-    let mut name = String::with_capacity(2 * digest.len());
-    for byte in digest {
-        name.push(char::from(HEX[usize::from(byte >> 4)]));
-        name.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    name
-}
-
-/// The primary cache key of a request: its effective request URI (RFC 9110 §7.1), as
-/// `http://host/path?query`. The authority comes from an absolute-form target, else from
-/// Host; it is lower-cased and a default `:80` dropped (RFC 9110 §4.2.3), the path and query
-/// are kept byte for byte. `None` for `*` and authority-form targets.
-pub fn cache_key(request: &Request) -> Option<String> {
-    let absolute = absolute_form_parts(&request.target);
-    let (authority, target) = match &absolute {
-        Some((authority, origin_form)) => (*authority, origin_form.as_str()),
-        None if request.target.starts_with('/') => (
-            request.headers.get("host").unwrap_or_default(),
-            request.target.as_str(),
-        ),
-        None => return None,
-    };
-    let authority = normalize_authority(authority);
-    let mut key = String::with_capacity("http://".len() + authority.len() + target.len());
-    key.push_str("http://");
-    key.push_str(&authority);
-    key.push_str(target);
-    Some(key)
-}
-
-/// The field names a response varies on (RFC 9111 §4.1), lower-cased, sorted and without
-/// duplicates, so `Vary: B, a` and `Vary: A, b` give the same variants. `None` for `Vary: *`
-/// (never reused), and, being careful, for a name that is not a token.
-pub fn vary_names(response: &Response) -> Option<Vec<String>> {
-    let mut names = Vec::new();
-    for name in response.headers.list("vary") {
-        if name == "*" || !is_token(name.as_bytes()) {
-            return None;
-        }
-        names.push(name.to_ascii_lowercase());
-    }
-    names.sort();
-    names.dedup();
-    Some(names)
-}
-
-/// The secondary key of a variant (RFC 9111 §4.1): the primary key, the nonce of the
-/// variant index (see `Store::lookup`), and for each name in `names` the request's values
-/// joined by ", ", or `!` when the request has no such field (an absent field only matches an
-/// absent field). Values are compared as sent, without further normalization, like httpd.
-pub fn variant_key(base: &str, nonce: &str, names: &[String], request: &Request) -> String {
-    let mut key = format!("{base}\nvary {nonce}");
-    for name in names {
-        let values: Vec<&str> = request.headers.get_all(name).map(str::trim).collect();
-        key.push('\n');
-        key.push_str(name);
-        if values.is_empty() {
-            key.push('!');
-        } else {
-            key.push(':');
-            key.push_str(&values.join(", "));
-        }
-    }
-    key
 }
 
 /// Freshness lifetime of a stored response (RFC 9111 §4.2.1), pure.
@@ -591,89 +422,48 @@ pub fn not_modified_response(stored: &Response) -> Response {
     response
 }
 
-/// The primary keys a response to an unsafe request invalidates (RFC 9111 §4.4): for a
-/// non-error status (2xx, 3xx) to any method other than GET, HEAD, OPTIONS and TRACE
-/// (unknown methods count as unsafe), the target URI, and the Location and Content-Location
-/// URIs when they are on the same host. Relative references are resolved against the target
-/// (RFC 3986 §5.2), except ones with dot segments, which are skipped.
-pub fn invalidated_keys(request: &Request, response: &Response) -> Vec<String> {
-    let safe = matches!(
-        request.method.as_str(),
-        "GET" | "HEAD" | "OPTIONS" | "TRACE"
-    );
-    if safe || !(200..400).contains(&response.status) {
-        return Vec::new();
-    }
-    let Some(base) = cache_key(request) else {
-        return Vec::new();
-    };
-    let mut keys = vec![base];
-    for name in ["location", "content-location"] {
-        let resolved = response
-            .headers
-            .get(name)
-            .and_then(|reference| same_host_key(&keys[0], reference.trim()));
-        if let Some(key) = resolved {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-    }
-    keys
-}
-
-/// The key of `reference` resolved against the key `base`, if it is on the same host.
-fn same_host_key(base: &str, reference: &str) -> Option<String> {
-    let rest = base.strip_prefix("http://")?;
-    let (authority, path) = rest.split_at(rest.find('/')?);
-    if let Some((other, target)) = absolute_form_parts(reference) {
-        let other_authority = normalize_authority(other);
-        return (other_authority == authority).then(|| format!("http://{other_authority}{target}"));
-    }
-    let scheme = reference
-        .find(':')
-        .is_some_and(|colon| !reference[..colon].contains(['/', '?']));
-    let dots = reference
-        .split(['/', '?'])
-        .any(|segment| segment == "." || segment == "..");
-    if reference.is_empty() || reference.starts_with("//") || scheme || dots {
-        return None;
-    }
-    if reference.starts_with('/') {
-        return Some(format!("http://{authority}{reference}"));
-    }
-    let path = path.split('?').next().unwrap_or_default();
-    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    Some(format!("http://{authority}{directory}{reference}"))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    //! Messages for the cache's unit tests, parsed by the real parser.
+
+    use std::time::{Duration, SystemTime};
+
     use crate::http::parse::{read_request, read_response, Limits};
+    use crate::http::{Request, Response};
 
-    const TTL: Duration = Duration::from_secs(60);
-
-    fn req(raw: &str) -> Request {
+    /// A request from its raw head.
+    pub fn req(raw: &str) -> Request {
         read_request(&mut raw.as_bytes(), &Limits::default())
             .unwrap()
             .unwrap()
     }
 
-    fn get(extra: &str) -> Request {
+    /// `GET /a?b=1` for `shop.example`, with `extra` fields (each ending in CRLF).
+    pub fn get(extra: &str) -> Request {
         req(&format!(
             "GET /a?b=1 HTTP/1.1\r\nHost: shop.example\r\n{extra}\r\n"
         ))
     }
 
-    fn resp(status: u16, fields: &str) -> Response {
+    /// A response head with `status` and `fields` (each ending in CRLF).
+    pub fn resp(status: u16, fields: &str) -> Response {
         let raw = format!("HTTP/1.1 {status} X\r\n{fields}\r\n");
         read_response(&mut raw.as_bytes(), &Limits::default()).unwrap()
     }
 
-    fn at(secs: u64) -> SystemTime {
+    /// A fixed instant, `secs` after an arbitrary origin.
+    pub fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control::MAX_DELTA_SECONDS;
+    use super::testing::{at, get, req, resp};
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(60);
 
     fn date(secs: u64) -> String {
         format_http_date(at(secs))
@@ -681,28 +471,6 @@ mod tests {
 
     fn lifetime(fields: &str) -> Option<u64> {
         freshness_lifetime(&resp(200, fields), TTL, true).map(|d| d.as_secs())
-    }
-
-    #[test]
-    fn entry_names_are_sha1_hex() {
-        assert_eq!(
-            entry_name("abc"),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        assert!(store::is_entry_name(&entry_name("http://x/")));
-    }
-
-    #[test]
-    fn cache_key_is_the_effective_request_uri() {
-        assert_eq!(cache_key(&get("")).unwrap(), "http://shop.example/a?b=1");
-        let r = req("GET /a HTTP/1.1\r\nHost: Shop.Example:80\r\n\r\n");
-        assert_eq!(cache_key(&r).unwrap(), "http://shop.example/a");
-        let r = req("GET http://Other:8080/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
-        assert_eq!(cache_key(&r).unwrap(), "http://other:8080/x?y");
-        let r = req("GET /A%2f HTTP/1.1\r\nHost: h\r\n\r\n");
-        assert_eq!(cache_key(&r).unwrap(), "http://h/A%2f");
-        let r = req("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
-        assert_eq!(cache_key(&r), None);
     }
 
     #[test]
@@ -1149,66 +917,6 @@ mod tests {
     }
 
     #[test]
-    fn vary_names_and_variant_keys() {
-        let r = resp(200, "Vary: b, A\r\nVary: a\r\n");
-        assert_eq!(vary_names(&r).unwrap(), ["a", "b"]);
-        assert_eq!(vary_names(&resp(200, "")).unwrap(), Vec::<String>::new());
-        assert_eq!(vary_names(&resp(200, "Vary: *\r\n")), None);
-        assert_eq!(vary_names(&resp(200, "Vary: a b\r\n")), None);
-        let names = vec!["accept-encoding".to_string()];
-        let gzip = get("Accept-Encoding: gzip\r\n");
-        let none = get("");
-        let empty = get("Accept-Encoding:\r\n");
-        let k = |r: &Request| variant_key("http://h/", "n1", &names, r);
-        assert_ne!(k(&gzip), k(&none));
-        assert_ne!(k(&none), k(&empty));
-        assert_eq!(k(&gzip), k(&get("Accept-Encoding:  gzip \r\n")));
-        assert_ne!(k(&gzip), variant_key("http://h/", "n2", &names, &gzip));
-    }
-
-    #[test]
-    fn unsafe_methods_invalidate_target_and_same_host_locations() {
-        let post = req("POST /shop/cart?x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
-        let r = resp(
-            201,
-            "Location: /shop/items/7\r\nContent-Location: http://H:80/shop/cart?x\r\n",
-        );
-        assert_eq!(
-            invalidated_keys(&post, &r),
-            ["http://h/shop/cart?x", "http://h/shop/items/7"]
-        );
-        let relative = resp(303, "Location: done\r\n");
-        assert_eq!(
-            invalidated_keys(&post, &relative),
-            ["http://h/shop/cart?x", "http://h/shop/done"]
-        );
-        for other in [
-            "http://elsewhere/x",
-            "//elsewhere/x",
-            "../x",
-            "mailto:a@b",
-            "",
-        ] {
-            let r = resp(200, &format!("Location: {other}\r\n"));
-            assert_eq!(
-                invalidated_keys(&post, &r),
-                ["http://h/shop/cart?x"],
-                "{other}"
-            );
-        }
-        assert!(invalidated_keys(&post, &resp(404, "")).is_empty());
-        assert!(invalidated_keys(&post, &resp(500, "")).is_empty());
-        for method in ["PUT", "DELETE", "PATCH", "BREW"] {
-            let r = req(&format!("{method} /a HTTP/1.1\r\nHost: h\r\n\r\n"));
-            assert_eq!(invalidated_keys(&r, &resp(204, "")), ["http://h/a"]);
-        }
-        for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
-            let r = req(&format!("{method} /a HTTP/1.1\r\nHost: h\r\n\r\n"));
-            assert!(invalidated_keys(&r, &resp(200, "")).is_empty());
-        }
-    }
-
-    #[test]
     fn requests_the_cache_stays_out_of() {
         assert!(may_use_cache(&get("")));
         assert!(may_use_cache(&req("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")));
@@ -1218,16 +926,7 @@ mod tests {
     }
 
     #[test]
-    fn hostile_cache_control_values() {
-        let cc =
-            |v: &str| CacheControl::parse(&resp(200, &format!("Cache-Control: {v}\r\n")).headers);
-        assert_eq!(cc(",,, ,"), CacheControl::default());
-        assert_eq!(cc("=5, ==, max-age==5").max_age, Some(0));
-        assert_eq!(cc(&"x".repeat(10_000)), CacheControl::default());
-        assert_eq!(cc("max-age=\"\"").max_age, Some(0));
-        assert_eq!(cc("max-age=5\"").max_age, Some(0));
-        assert!(cc("Public, MUST-REVALIDATE").must_revalidate);
-        assert_eq!(cc("s-maxage = 5").s_maxage, Some(5));
+    fn hostile_if_none_match_lists_match_nothing() {
         // Hostile If-None-Match lists are malformed: they match nothing (http::conditional).
         let stored = resp(200, "ETag: \"unterminated, \"\r\n");
         assert!(!not_modified(
