@@ -277,12 +277,21 @@ impl<R: BufRead> BufRead for BodyReader<R> {
 
 impl<R: BufRead> Read for BodyReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, buf)
     }
+}
+
+/// `Read::read` for a reader whose `BufRead` side does the work (every `BufRead` must also
+/// be `Read`): copies what `fill_buf` offers and consumes it.
+///
+/// # Errors
+/// What `fill_buf` returns.
+pub fn read_through_buffer(reader: &mut impl BufRead, buf: &mut [u8]) -> io::Result<usize> {
+    let available = reader.fill_buf()?;
+    let n = available.len().min(buf.len());
+    buf[..n].copy_from_slice(&available[..n]);
+    reader.consume(n);
+    Ok(n)
 }
 
 /// Wraps a `ParseError` in an `io::Error`, so `Read` implementations can report one.

@@ -27,7 +27,7 @@ use super::relay::{filter_response, start_response};
 use super::Sent;
 use crate::cache::{self, CacheStatus, EntryWriter, Flight, FlightGuard, Growing, Progress};
 use crate::error::{Error, Result, Side};
-use crate::http::body::{copy_body, response_framing, Framing};
+use crate::http::body::{copy_body, read_through_buffer, response_framing, Framing};
 use crate::http::serialize::ChunkedWriter;
 use crate::http::{Request, Response};
 
@@ -455,11 +455,7 @@ impl BufRead for GrowingReader<'_> {
 
 impl io::Read for GrowingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, buf)
     }
 }
 

@@ -15,6 +15,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use crate::http::body::read_through_buffer;
 use crate::proxy::config::Backend;
 use crate::server::needs_new_timeout;
 
@@ -190,11 +191,7 @@ impl BufRead for HeadReader<'_> {
 
 impl Read for HeadReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, buf)
     }
 }
 
