@@ -37,3 +37,6 @@ pub mod logging;
 pub mod proxy;
 pub mod server;
 pub mod webserver;
+
+#[cfg(test)]
+mod testing;

@@ -286,25 +286,7 @@ fn cannot_create(path: &Path, dir: Option<&Path>, e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path =
-                std::env::temp_dir().join(format!("relevo-log-file-{}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::TempDir;
 
     /// A file that holds at most `room` bytes, like a disk about to fill: a write takes what
     /// fits. `cut_fails` makes cutting back fail too.
@@ -392,11 +374,11 @@ mod tests {
     #[test]
     fn a_moved_log_is_reopened_at_its_path() {
         let dir = TempDir::new("moved");
-        let path = dir.0.join("access.log");
+        let path = dir.join("access.log");
         let log = LogFile::open(&path).unwrap();
         let start = Instant::now();
         assert_eq!(log.append_at(b"one\n", start), None);
-        let moved = dir.0.join("access.log.1");
+        let moved = dir.join("access.log.1");
         fs::rename(&path, &moved).unwrap();
         // Within the check interval, records still go to the open (moved) file.
         assert_eq!(log.append_at(b"two\n", start), None);
@@ -418,10 +400,10 @@ mod tests {
     #[test]
     fn a_removed_log_is_recreated_with_its_directory() {
         let dir = TempDir::new("removed");
-        let path = dir.0.join("logs/proxy.log");
+        let path = dir.join("logs/proxy.log");
         let log = LogFile::open(&path).unwrap();
         log.append(b"one\n");
-        fs::remove_dir_all(dir.0.join("logs")).unwrap();
+        fs::remove_dir_all(dir.join("logs")).unwrap();
         let later = Instant::now() + REOPEN_CHECK_INTERVAL;
         assert!(log.append_at(b"two\n", later).is_some());
         assert_eq!(fs::read(&path).unwrap(), b"two\n");
@@ -449,7 +431,7 @@ mod tests {
     #[test]
     fn a_failing_file_reports_when_it_works_again() {
         let dir = TempDir::new("recovers");
-        let path = dir.0.join("a.log");
+        let path = dir.join("a.log");
         let log = LogFile::open(&path).unwrap();
         log.state.lock().unwrap().failing = true;
         let notice = log.append(b"one\n").unwrap();
@@ -465,10 +447,10 @@ mod tests {
     #[test]
     fn a_file_in_the_way_is_named() {
         let dir = TempDir::new("in-the-way");
-        fs::write(dir.0.join("logs"), b"not a directory").unwrap();
-        let path = dir.0.join("logs/x/access.log");
+        fs::write(dir.join("logs"), b"not a directory").unwrap();
+        let path = dir.join("logs/x/access.log");
         let why = LogFile::open(&path).err().unwrap();
-        let logs = dir.0.join("logs");
+        let logs = dir.join("logs");
         assert!(
             why.starts_with(&format!(
                 "cannot create {}: a file is in the way: {} (",
@@ -485,7 +467,7 @@ mod tests {
             )),
             "{why}"
         );
-        let why = LogFile::open(&dir.0).err().unwrap();
+        let why = LogFile::open(&dir.path).err().unwrap();
         assert!(why.contains("it is a directory"), "{why}");
     }
 }

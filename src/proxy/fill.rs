@@ -493,27 +493,10 @@ pub(super) fn selecting_values(response: &Response, request: &Request) -> String
 mod tests {
     use super::*;
     use crate::cache::Store;
+    use crate::testing::TempDir;
     use std::io::Read;
     use std::net::TcpListener;
     use std::time::Instant;
-
-    /// A temporary cache directory, removed when dropped.
-    struct Dir(std::path::PathBuf);
-
-    impl Dir {
-        fn new(label: &str) -> Dir {
-            let path =
-                std::env::temp_dir().join(format!("relevo-fill-{}-{label}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// A connected pair on loopback: (the proxy's end, the client's end).
     fn pair() -> (TcpStream, TcpStream) {
@@ -530,8 +513,8 @@ mod tests {
     #[test]
     fn a_client_that_reads_nothing_does_not_hold_back_the_fill() {
         const LEN: usize = 48 << 20;
-        let dir = Dir::new("slow");
-        let store = Store::new(&dir.0, 1 << 30, 1 << 30);
+        let dir = TempDir::new("slow");
+        let store = Store::new(&dir.path, 1 << 30, 1 << 30);
         let mut head = Response::new(200);
         head.headers.append("Content-Length", LEN.to_string());
         let entry = store.begin("k", &head).unwrap();
@@ -541,7 +524,7 @@ mod tests {
         // buffer, so a fill that waited on the client would never get there.
         let reader = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(20);
-            let path = dir.0.join(cache::entry_name("k"));
+            let path = dir.join(cache::entry_name("k"));
             while !path.exists() {
                 assert!(Instant::now() < deadline, "the fill waited on the client");
                 std::thread::sleep(Duration::from_millis(5));
@@ -571,14 +554,14 @@ mod tests {
 
     #[test]
     fn chunks_read_back_from_the_file_frame_the_same_body() {
-        let dir = Dir::new("chunked");
-        let store = Store::new(&dir.0, 1 << 30, 1 << 30);
+        let dir = TempDir::new("chunked");
+        let store = Store::new(&dir.path, 1 << 30, 1 << 30);
         let entry = store.begin("k", &Response::new(200)).unwrap();
         let (proxy_end, mut client_end) = pair();
         let data = body(40 << 20);
         // As above: the client reads once the entry is complete, so most of the body is read
         // back from the file, in chunks framed afresh.
-        let path = dir.0.join(cache::entry_name("k"));
+        let path = dir.join(cache::entry_name("k"));
         let reader = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(20);
             while !path.exists() {
@@ -626,8 +609,8 @@ mod tests {
 
     #[test]
     fn a_client_that_leaves_does_not_stop_the_fill() {
-        let dir = Dir::new("gone");
-        let store = Store::new(&dir.0, 1 << 30, 1 << 30);
+        let dir = TempDir::new("gone");
+        let store = Store::new(&dir.path, 1 << 30, 1 << 30);
         let mut head = Response::new(200);
         head.headers.append("Content-Length", "1000000");
         let entry = store.begin("k", &head).unwrap();

@@ -243,6 +243,7 @@ pub(super) fn serve_from_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
     #[test]
     fn filter_keeps_known_lengths_and_rechunks_the_rest() {
@@ -322,13 +323,9 @@ mod tests {
 
     /// A stored 200 with body `stored body`, ETag "v1", read back from a store in a
     /// temporary directory (removed when the returned guard drops).
-    fn stored_entry() -> (Entry, TempStore) {
-        let dir = std::env::temp_dir().join(format!(
-            "relevo-relay-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let store = crate::cache::Store::new(&dir, 1 << 20, 1 << 20);
+    fn stored_entry() -> (Entry, TempDir) {
+        let dir = TempDir::new("relay");
+        let store = crate::cache::Store::new(&dir.path, 1 << 20, 1 << 20);
         let mut head = Response::new(200);
         head.headers.append("Content-Length", "11");
         head.headers.append("ETag", "\"v1\"");
@@ -336,15 +333,7 @@ mod tests {
         let mut entry = store.begin("k", &head).unwrap();
         entry.write_all(b"stored body").unwrap();
         entry.commit().unwrap();
-        (store.read("k").unwrap(), TempStore(dir))
-    }
-
-    struct TempStore(std::path::PathBuf);
-
-    impl Drop for TempStore {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        (store.read("k").unwrap(), dir)
     }
 
     fn request(raw: &str) -> Request {

@@ -237,7 +237,7 @@ pub(crate) fn fill_template(html: &[u8], server_name: &str) -> Vec<u8> {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::testing::TempDir;
     use std::time::Duration;
 
     use super::*;
@@ -246,17 +246,13 @@ pub(super) mod tests {
     /// `root/index.html`, `root/a/b c.html`, `root/sub/` (no index),
     /// `root/docs/index.html`, and `secret.txt` *beside* the root.
     pub(in crate::webserver) struct TestRoot {
-        base: PathBuf,
+        base: TempDir,
         pub(in crate::webserver) root: PathBuf,
     }
 
     impl TestRoot {
         pub(in crate::webserver) fn new() -> TestRoot {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let base =
-                std::env::temp_dir().join(format!("relevo-static-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&base);
+            let base = TempDir::new("static");
             let root = base.join("www");
             fs::create_dir_all(root.join("a")).unwrap();
             fs::create_dir_all(root.join("sub")).unwrap();
@@ -277,12 +273,6 @@ pub(super) mod tests {
                 len: meta.len(),
                 modified: meta.modified().unwrap(),
             }
-        }
-    }
-
-    impl Drop for TestRoot {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.base);
         }
     }
 
@@ -420,7 +410,7 @@ pub(super) mod tests {
         use std::os::unix::fs::symlink;
         let site = TestRoot::new();
         symlink(site.base.join("secret.txt"), site.root.join("leak.txt")).unwrap();
-        symlink(&site.base, site.root.join("up")).unwrap();
+        symlink(&site.base.path, site.root.join("up")).unwrap();
         symlink("/etc", site.root.join("etc")).unwrap();
         symlink(site.root.join("a/b c.html"), site.root.join("inside.html")).unwrap();
         assert_eq!(resolve(&site.root, "/leak.txt"), Lookup::Forbidden);

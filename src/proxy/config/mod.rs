@@ -444,6 +444,7 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
     /// The smallest valid file.
     pub(super) const MINIMAL: &str = "backend = 127.0.0.1:8081\n";
@@ -473,21 +474,18 @@ mod tests {
             .collect()
     }
 
-    /// A file in the system temp directory holding `bytes`, removed when dropped.
-    struct TempFile(PathBuf);
+    /// A file holding `bytes` in a temporary directory of its own, removed when dropped.
+    struct TempFile {
+        _dir: TempDir,
+        path: PathBuf,
+    }
 
     impl TempFile {
         fn new(name: &str, bytes: &[u8]) -> TempFile {
-            let path =
-                std::env::temp_dir().join(format!("relevo-config-{}-{name}", std::process::id()));
+            let dir = TempDir::new("config");
+            let path = dir.join(name);
             std::fs::write(&path, bytes).unwrap();
-            TempFile(path)
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
+            TempFile { _dir: dir, path }
         }
     }
 
@@ -631,11 +629,11 @@ cache_max_object = 5
             "ok.conf",
             b"backend = 127.0.0.1:8081\nlisten = 127.0.0.1:0\n",
         );
-        let c = load(&file.0).unwrap();
+        let c = load(&file.path).unwrap();
         assert_eq!(c.listen, "127.0.0.1:0");
         let file = TempFile::new("bad.conf", b"backend = 127.0.0.1:8081\ncache = ?\n");
-        let e = load(&file.0).unwrap_err();
-        assert_eq!(e.origin, file.0.display().to_string());
+        let e = load(&file.path).unwrap_err();
+        assert_eq!(e.origin, file.path.display().to_string());
         assert_eq!(e.line, 2);
     }
 
@@ -658,7 +656,7 @@ cache_max_object = 5
     #[test]
     fn load_rejects_non_utf8() {
         let file = TempFile::new("latin1.conf", b"backend = a:1\n# caf\xe9\n");
-        let e = load(&file.0).unwrap_err();
+        let e = load(&file.path).unwrap_err();
         assert_eq!((e.line, e.message.as_str()), (2, "not valid UTF-8 text"));
     }
 
@@ -667,12 +665,12 @@ cache_max_object = 5
         let mut bytes = b"backend = a:1\n".to_vec();
         bytes.resize(MAX_CONFIG_BYTES as usize + 1, b'\n');
         let file = TempFile::new("huge.conf", &bytes);
-        let e = load(&file.0).unwrap_err();
+        let e = load(&file.path).unwrap_err();
         assert_eq!(e.line, 0);
         assert_eq!(e.message, "file is larger than 1048576 bytes");
         bytes.truncate(MAX_CONFIG_BYTES as usize);
         let file = TempFile::new("max.conf", &bytes);
-        assert!(load(&file.0).is_ok());
+        assert!(load(&file.path).is_ok());
     }
 
     #[test]
