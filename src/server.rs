@@ -21,7 +21,7 @@ mod open_files;
 mod slots;
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -69,6 +69,79 @@ pub fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(&addrs[..]).map_err(|e| fail(e.to_string()))
 }
 
+/// Stops a `serve` loop from another thread (the proxy's `POST {status_path}/stop`): no new
+/// connection is accepted, connections waiting for a request are closed, and `serve`
+/// returns once the connections in the middle of a request have finished, or after the
+/// grace period given to `stop`, whichever comes first.
+///
+/// The accept loop is blocked in `accept`; `stop` wakes it by connecting once to the
+/// listening address (tiny-http's way: no signal, no non-blocking listener).
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    inner: Arc<StopState>,
+}
+
+#[derive(Debug)]
+struct StopState {
+    /// The grace period, once a stop has been asked for.
+    grace: Mutex<Option<Duration>>,
+    /// Where the listener is, to wake its `accept`.
+    addr: SocketAddr,
+}
+
+impl Stopper {
+    /// A stopper for the server about to listen on `listener`.
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read.
+    pub fn new(listener: &TcpListener) -> io::Result<Stopper> {
+        let mut addr = listener.local_addr()?;
+        // A wildcard address is reached through loopback.
+        if addr.ip().is_unspecified() {
+            let loopback: IpAddr = match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            };
+            addr.set_ip(loopback);
+        }
+        Ok(Stopper {
+            inner: Arc::new(StopState {
+                grace: Mutex::new(None),
+                addr,
+            }),
+        })
+    }
+
+    /// Asks the server to stop, giving the requests in flight up to `grace` to finish.
+    /// Returns at once; `serve` returns when the server has stopped.
+    pub fn stop(&self, grace: Duration) {
+        let mut asked = self.grace();
+        if asked.is_none() {
+            *asked = Some(grace);
+            drop(asked);
+            // Wakes `accept`; the connection is dropped by the loop, unserved.
+            let _ = TcpStream::connect_timeout(&self.inner.addr, STOP_WAKE_TIMEOUT);
+        }
+    }
+
+    /// The grace period, once a stop has been asked for.
+    fn asked(&self) -> Option<Duration> {
+        *self.grace()
+    }
+
+    fn grace(&self) -> MutexGuard<'_, Option<Duration>> {
+        self.inner
+            .grace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How long `Stopper::stop` tries to reach the listener to wake its `accept`.
+pub const STOP_WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a stopping server looks whether its last connections have ended.
+pub const STOP_POLL: Duration = Duration::from_millis(20);
+
 /// How `serve` shares out its connections.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
@@ -85,8 +158,15 @@ pub struct Settings {
 /// are running, an idle or slow connection is closed to make room (see `slots`), and when
 /// none may be, the new connection gets a `503` and is closed. `active` counts the
 /// connections being served (the status page shows it).
-pub fn serve<H>(listener: TcpListener, settings: Settings, active: Arc<AtomicUsize>, handler: H)
-where
+///
+/// Returns only once `stopper` has stopped it (see `Stopper`).
+pub fn serve<H>(
+    listener: TcpListener,
+    settings: Settings,
+    active: Arc<AtomicUsize>,
+    stopper: &Stopper,
+    handler: H,
+) where
     H: Fn(ClientStream, SocketAddr) + Send + Sync + 'static,
 {
     let slots = Slots::new(
@@ -97,8 +177,30 @@ where
     );
     let workers = Workers::new(handler, MAX_IDLE_WORKERS, IDLE_WORKER_TIMEOUT);
     // `accept` returns the peer's address with the socket: no `getpeername` per connection.
-    let incoming = std::iter::repeat_with(|| listener.accept());
+    let incoming =
+        std::iter::repeat_with(|| listener.accept()).take_while(|_| stopper.asked().is_none());
     accept_loop(incoming, &slots, &workers);
+    drop(listener);
+    let grace = stopper.asked().unwrap_or_default();
+    wind_down(&slots, grace);
+}
+
+/// The end of `serve`: closes the connections waiting for a request, and waits (at most
+/// `grace`) for those serving one to finish.
+fn wind_down(slots: &Slots, grace: Duration) {
+    slots.stop();
+    let open = slots.open();
+    if open > 0 {
+        log::info!("stopping: waiting up to {grace:?} for {open} connections to finish");
+    }
+    let until = std::time::Instant::now() + grace;
+    while slots.open() > 0 && std::time::Instant::now() < until {
+        thread::sleep(STOP_POLL);
+    }
+    match slots.open() {
+        0 => log::info!("stopped: every connection finished"),
+        left => log::warn!("stopped after {grace:?}: {left} connections cut"),
+    }
 }
 
 /// The body of `serve`, over any source of connections (tests pass a bounded one).
@@ -366,6 +468,100 @@ mod tests {
         let n = stream.read(&mut reply).unwrap();
         reply.truncate(n);
         (stream, reply)
+    }
+
+    /// A line server whose `slow` line takes `SLOW` before its `ok`.
+    fn slow_line_server(stream: ClientStream, _: SocketAddr) {
+        let mut reader = std::io::BufReader::new(stream);
+        loop {
+            reader.get_mut().await_head();
+            let mut line = String::new();
+            let read = std::io::BufRead::read_line(&mut reader, &mut line);
+            reader.get_mut().head_received();
+            if !matches!(read, Ok(n) if n > 0) {
+                return;
+            }
+            if line == "slow\n" {
+                thread::sleep(SLOW);
+            }
+            if reader.get_mut().write_all(b"ok\n").is_err() {
+                return;
+            }
+        }
+    }
+
+    const SLOW: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn a_stop_closes_idle_connections_lets_busy_ones_finish_and_accepts_no_more() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stopper = Stopper::new(&listener).unwrap();
+        let settings = Settings {
+            max_connections: 8,
+            max_connections_per_ip: 0,
+            client_timeout: PATIENCE,
+        };
+        let active = Arc::new(AtomicUsize::new(0));
+        let (count, stop) = (Arc::clone(&active), stopper.clone());
+        let server =
+            thread::spawn(move || serve(listener, settings, count, &stop, slow_line_server));
+        let (mut idle, reply) = say(addr, b"quick\n");
+        assert_eq!(reply, b"ok\n");
+        let mut busy = TcpStream::connect(addr).unwrap();
+        busy.set_read_timeout(Some(PATIENCE)).unwrap();
+        busy.write_all(b"slow\n").unwrap();
+        // Both connections are in the server's hands before the stop.
+        let deadline = Instant::now() + PATIENCE;
+        while active.load(Ordering::Acquire) < 2 {
+            assert!(Instant::now() < deadline, "the connections were not taken");
+            thread::yield_now();
+        }
+        stopper.stop(PATIENCE);
+        // The busy one gets its answer, then its end; the idle one just its end.
+        let mut answer = Vec::new();
+        busy.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, b"ok\n");
+        assert_eq!(idle.read(&mut [0u8; 8]).unwrap(), 0);
+        server.join().unwrap();
+        assert_eq!(active.load(Ordering::Acquire), 0);
+        // Nothing listens any more.
+        assert!(TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
+    fn a_stop_cuts_what_outlasts_the_grace_period() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stopper = Stopper::new(&listener).unwrap();
+        let settings = Settings {
+            max_connections: 8,
+            max_connections_per_ip: 0,
+            client_timeout: PATIENCE,
+        };
+        let active = Arc::new(AtomicUsize::new(0));
+        let (count, stop) = (Arc::clone(&active), stopper.clone());
+        let server = thread::spawn(move || serve(listener, settings, count, &stop, line_server));
+        let mut holder = TcpStream::connect(addr).unwrap();
+        holder.write_all(b"hold\n").unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while active.load(Ordering::Acquire) < 1 {
+            assert!(Instant::now() < deadline, "the connection was not taken");
+            thread::yield_now();
+        }
+        let started = Instant::now();
+        stopper.stop(Duration::from_millis(100));
+        server.join().unwrap();
+        assert!(
+            started.elapsed() < PATIENCE,
+            "serve waited past the grace period"
+        );
+        assert_eq!(
+            active.load(Ordering::Acquire),
+            1,
+            "the held connection was still open"
+        );
+        drop(holder);
     }
 
     /// A handler that reports its thread, answers `ok`, and closes.

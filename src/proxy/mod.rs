@@ -68,6 +68,7 @@ pub(crate) mod upstream;
 
 use std::io::BufReader;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use crate::cache::CacheStatus;
@@ -75,7 +76,7 @@ use crate::error::{Error, ParseError, Result, Side};
 use crate::http::body::{request_framing, response_framing, Framing};
 use crate::http::parse::{self, Limits};
 use crate::http::Request;
-use crate::server::ClientStream;
+use crate::server::{ClientStream, Stopper};
 use access_log::AccessLog;
 use caching::{Fill, Forward, Lookup, SharedCache};
 use config::Config;
@@ -108,6 +109,8 @@ pub struct Proxy {
     access_log: Option<AccessLog>,
     /// `None` with `cache = off`.
     cache: Option<SharedCache>,
+    /// Stops the server this proxy runs in (set by `run`; unset in unit tests).
+    stopper: OnceLock<Stopper>,
 }
 
 /// What went to the client in answer to one request, as written by the one step that

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -44,9 +44,9 @@ const RESOLVE_CHECK_STACK_SIZE: usize = 128 * 1024;
 /// directory cannot be created, the health-check thread cannot be started.
 pub fn run(config: Config) -> Result<()> {
     let listener = server::bind(&config.listen).map_err(|e| config.blame("listen", e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| config.blame("listen", format!("cannot read the listening address: {e}")))?;
+    let unreadable = |e| config.blame("listen", format!("cannot read the listening address: {e}"));
+    let addr = listener.local_addr().map_err(unreadable)?;
+    let stopper = server::Stopper::new(&listener).map_err(unreadable)?;
     if config.cache {
         prepare_cache_dir(&config)?;
     }
@@ -84,9 +84,11 @@ pub fn run(config: Config) -> Result<()> {
         })
         .map_err(|e| Error::Startup(format!("cannot start the pool reaper: {e}")))?;
     let active = Arc::clone(&proxy.stats.active_connections);
-    server::serve(listener, settings, active, move |stream, peer| {
+    let stopper = proxy.stopper.get_or_init(|| stopper).clone();
+    server::serve(listener, settings, active, &stopper, move |stream, peer| {
         proxy.handle_connection(stream, peer);
     });
+    log::info!("proxy stopped");
     Ok(())
 }
 
@@ -216,6 +218,7 @@ impl Proxy {
             .transpose()
             .map_err(|why| config.blame("access_log", why))?;
         Ok(Proxy {
+            stopper: OnceLock::new(),
             stats: Stats::new(config.backends.len()),
             access_log,
             upstreams,

@@ -96,6 +96,11 @@ impl ClientStream {
                 Phase::New(at)
             };
             self.conn.set_phase(phase);
+            // Set after the phase, so that a stop between the two is seen by one or the
+            // other: the server is stopping, no other request is read here.
+            if slots.is_stopping() {
+                let _ = self.conn.stream.shutdown(Shutdown::Read);
+            }
         }
     }
 

@@ -159,6 +159,9 @@ pub struct Slots {
     /// page shows it). Invariant: changed only with `table` locked, and equal to its length.
     active: Arc<AtomicUsize>,
     table: Mutex<Table>,
+    /// Set when the server stops: a connection about to wait for another request ends
+    /// instead (see `ClientStream::await_head`).
+    stopping: AtomicBool,
 }
 
 /// The open connections, by id.
@@ -224,7 +227,31 @@ impl Slots {
             epoch: Instant::now(),
             active,
             table: Mutex::new(Table::default()),
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Stops the connections that are not in the middle of a request: those waiting for
+    /// one (idle keep-alive connections, new ones that have sent nothing) are shut down for
+    /// reading, so their threads end quietly, and those serving one end after it.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let table = self.table();
+        for conn in table.conns.values() {
+            if matches!(conn.phase(), Phase::Idle(_) | Phase::New(_)) {
+                let _ = conn.stream.shutdown(Shutdown::Read);
+            }
+        }
+    }
+
+    /// Whether the server is stopping.
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Connections open now.
+    pub(super) fn open(&self) -> usize {
+        self.active.load(Ordering::Acquire)
     }
 
     /// `at` as a `Phase` time.

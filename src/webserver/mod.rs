@@ -80,7 +80,10 @@ pub fn run(listen: &str, site: Site) -> Result<()> {
         max_connections_per_ip: 0,
         client_timeout: CONNECTION_TIMEOUT,
     };
-    server::serve(listener, settings, active, move |stream, peer| {
+    // The web server is stopped by its signal (Ctrl-C, `make run`'s trap), never gracefully.
+    let stopper = server::Stopper::new(&listener)
+        .map_err(|e| Error::Startup(format!("cannot read the listening address: {e}")))?;
+    server::serve(listener, settings, active, &stopper, move |stream, peer| {
         handle_connection(&site, stream, peer);
     });
     Ok(())
