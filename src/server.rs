@@ -482,7 +482,15 @@ mod tests {
                 return;
             }
             if line == "slow\n" {
+                // Says it has begun (the client then knows the line arrived), then takes time.
+                let _ = reader.get_mut().write_all(b"started\n");
                 thread::sleep(SLOW);
+            }
+            if line == "hold\n" {
+                // Says so, then stays busy until the client closes.
+                let _ = reader.get_mut().write_all(b"held\n");
+                let _ = reader.read_to_end(&mut Vec::new());
+                return;
             }
             if reader.get_mut().write_all(b"ok\n").is_err() {
                 return;
@@ -508,15 +516,9 @@ mod tests {
             thread::spawn(move || serve(listener, settings, count, &stop, slow_line_server));
         let (mut idle, reply) = say(addr, b"quick\n");
         assert_eq!(reply, b"ok\n");
-        let mut busy = TcpStream::connect(addr).unwrap();
-        busy.set_read_timeout(Some(PATIENCE)).unwrap();
-        busy.write_all(b"slow\n").unwrap();
-        // Both connections are in the server's hands before the stop.
-        let deadline = Instant::now() + PATIENCE;
-        while active.load(Ordering::Acquire) < 2 {
-            assert!(Instant::now() < deadline, "the connections were not taken");
-            thread::yield_now();
-        }
+        // The busy one's line has arrived: the server says it has started on it.
+        let (mut busy, reply) = say(addr, b"slow\n");
+        assert_eq!(reply, b"started\n");
         stopper.stop(PATIENCE);
         // The busy one gets its answer, then its end; the idle one just its end.
         let mut answer = Vec::new();
@@ -541,14 +543,11 @@ mod tests {
         };
         let active = Arc::new(AtomicUsize::new(0));
         let (count, stop) = (Arc::clone(&active), stopper.clone());
-        let server = thread::spawn(move || serve(listener, settings, count, &stop, line_server));
-        let mut holder = TcpStream::connect(addr).unwrap();
-        holder.write_all(b"hold\n").unwrap();
-        let deadline = Instant::now() + PATIENCE;
-        while active.load(Ordering::Acquire) < 1 {
-            assert!(Instant::now() < deadline, "the connection was not taken");
-            thread::yield_now();
-        }
+        let server =
+            thread::spawn(move || serve(listener, settings, count, &stop, slow_line_server));
+        // Busy for good: the server has the line and is holding the connection.
+        let (holder, reply) = say(addr, b"hold\n");
+        assert_eq!(reply, b"held\n");
         let started = Instant::now();
         stopper.stop(Duration::from_millis(100));
         server.join().unwrap();
