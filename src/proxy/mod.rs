@@ -50,6 +50,7 @@
 pub(crate) mod access_log;
 pub(crate) mod balancer;
 mod caching;
+mod check;
 pub mod config;
 mod fill;
 mod forward;
@@ -79,6 +80,7 @@ use crate::http::Request;
 use crate::server::{ClientStream, Stopper};
 use access_log::AccessLog;
 use caching::{Fill, Forward, Lookup, SharedCache};
+pub use check::check;
 use config::Config;
 use fill::serve_growing;
 use forward::{reusable, Job, Upstream, Upstreams};

@@ -41,6 +41,11 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// The configuration file as named in errors.
+    pub(crate) fn file(&self) -> &str {
+        &self.file
+    }
+
     /// Where the value of `key` came from (for `backend`, the first backend's line).
     pub(crate) fn of(&self, key: &str) -> Source {
         if key == "backend" {
