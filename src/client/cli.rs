@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 use super::error::{EXIT_FILE, EXIT_USAGE};
 use super::output::Output;
-use super::{Data, Options, Terminal, DEFAULT_CACHE_DIR};
+use super::{Data, FormPart, Options, Terminal, DEFAULT_CACHE_DIR};
 use crate::http::is_token;
 
 const ABOUT: &str =
@@ -108,13 +108,21 @@ pub struct Cli {
     #[arg(short = 'X', long = "request", value_name = "METHOD", value_parser = parse_method)]
     pub request: Option<String>,
 
-    /// Request body, sent as given (repeat to join with '&'); implies POST.
+    /// Request body: DATA as given, or the contents of FILE with @FILE, without its line
+    /// breaks (repeat to join with '&'); implies POST.
     ///
-    /// Content-Type is application/x-www-form-urlencoded unless -H sets one. Unlike curl,
-    /// '@' is not special here: use --data-binary @FILE for a file.
-    /// Example: client c.log -d 'a=1' -d 'b=2' localhost:8080/form
-    #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with_all = ["data_binary", "head"])]
-    pub data: Vec<String>,
+    /// As in curl, @FILE drops every CR and LF of the file, so a form written over several
+    /// lines is sent as one; --data-binary @FILE sends a file byte for byte. Content-Type is
+    /// application/x-www-form-urlencoded unless -H sets one.
+    /// Example: client c.log -d 'a=1' -d @more.txt localhost:8080/form
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "DATA|@FILE",
+        value_parser = parse_form_part,
+        conflicts_with_all = ["data_binary", "head"]
+    )]
+    pub data: Vec<FormPart>,
 
     /// Request body: DATA as given, or the bytes of FILE with @FILE; implies POST.
     ///
@@ -125,9 +133,10 @@ pub struct Cli {
     #[arg(
         long = "data-binary",
         value_name = "DATA|@FILE",
+        value_parser = parse_binary_data,
         conflicts_with = "head"
     )]
-    pub data_binary: Option<String>,
+    pub data_binary: Option<BinaryData>,
 
     /// Extra header field 'Name: value' (repeatable); replaces the client's own field of
     /// that name. 'Name:' removes it, 'Name;' sends it empty.
@@ -230,11 +239,11 @@ impl Cli {
     /// The log file, the URL and the options of a fetch; `None` for a command.
     pub(crate) fn into_fetch(self) -> Option<(PathBuf, String, Options)> {
         let data = if !self.data.is_empty() {
-            Some(Data::Bytes(self.data.join("&").into_bytes()))
+            Some(Data::Form(self.data))
         } else {
-            self.data_binary.map(|d| match d.strip_prefix('@') {
-                Some(path) => Data::File(PathBuf::from(path)),
-                None => Data::Bytes(d.into_bytes()),
+            self.data_binary.map(|d| match d {
+                BinaryData::File(path) => Data::File(path),
+                BinaryData::Text(text) => Data::Bytes(text.into_bytes()),
             })
         };
         let output = match self.output {
@@ -323,6 +332,44 @@ fn parse_header(s: &str) -> Result<(String, Option<String>), String> {
         return Err(format!("{name} is set by the client from the body"));
     }
     Ok((name.to_string(), value))
+}
+
+/// `--data-binary DATA` or `--data-binary @FILE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BinaryData {
+    /// The text as given.
+    Text(String),
+    /// The file's bytes.
+    File(PathBuf),
+}
+
+/// `-d DATA` or `-d @FILE`, as curl reads it.
+fn parse_form_part(s: &str) -> Result<FormPart, String> {
+    Ok(match at_file(s)? {
+        Some(path) => FormPart::File(path),
+        None => FormPart::Text(s.to_string()),
+    })
+}
+
+/// `--data-binary DATA` or `--data-binary @FILE`.
+fn parse_binary_data(s: &str) -> Result<BinaryData, String> {
+    Ok(match at_file(s)? {
+        Some(path) => BinaryData::File(path),
+        None => BinaryData::Text(s.to_string()),
+    })
+}
+
+/// The file named by `@FILE`, `None` for data without `@`. curl's `@-` (standard input)
+/// is refused rather than read as a file named `-`.
+fn at_file(s: &str) -> Result<Option<PathBuf>, String> {
+    match s.strip_prefix('@') {
+        Some("-") => Err("@- (standard input) is not supported: save the data to a file \
+                          and give @FILE"
+            .to_string()),
+        Some("") => Err("@ must be followed by a file name".to_string()),
+        Some(path) => Ok(Some(PathBuf::from(path))),
+        None => Ok(None),
+    }
 }
 
 /// Seconds as a positive decimal number.
@@ -425,9 +472,15 @@ mod tests {
 
     #[test]
     fn bodies_imply_post() {
-        let o = options(&["-d", "a=1", "-d", "b=2", "c", "h"]);
+        let o = options(&["-d", "a=1", "-d", "@form.txt", "c", "h"]);
         assert_eq!(o.method(), "POST");
-        assert_eq!(o.data, Some(Data::Bytes(b"a=1&b=2".to_vec())));
+        assert_eq!(
+            o.data,
+            Some(Data::Form(vec![
+                FormPart::Text("a=1".into()),
+                FormPart::File("form.txt".into())
+            ]))
+        );
         let o = options(&["--data-binary", "@f.bin", "c", "h"]);
         assert_eq!(o.data, Some(Data::File(PathBuf::from("f.bin"))));
         let o = options(&["--data-binary", "raw", "c", "h"]);
@@ -460,6 +513,9 @@ mod tests {
             &["--max-time", "NaN", "c", "h"],
             &["--max-time", "1e30", "c", "h"],
             &["--ttl", "-1", "c", "h"],
+            &["-d", "@-", "c", "h"],
+            &["-d", "@", "c", "h"],
+            &["--data-binary", "@-", "c", "h"],
         ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}");

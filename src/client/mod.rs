@@ -69,12 +69,27 @@ pub(crate) const CACHE_MAX_SIZE: u64 = 512 * 1024 * 1024;
 /// Largest body the client's cache stores, in bytes; bigger ones are only delivered.
 pub(crate) const CACHE_MAX_OBJECT: u64 = 64 * 1024 * 1024;
 
+/// Most bytes `-d @FILE` reads from its file: the file is read whole, to drop its line
+/// breaks; `--data-binary @FILE` streams a file of any size.
+pub(crate) const MAX_FORM_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The request body given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Data {
-    /// `-d DATA` (joined with `&` when repeated) or `--data-binary DATA`: these bytes.
+    /// `-d`, repeated or not: its parts joined with `&`, as curl does.
+    Form(Vec<FormPart>),
+    /// `--data-binary DATA`: these bytes.
     Bytes(Vec<u8>),
     /// `--data-binary @FILE`: the file's bytes, read afresh for every request sent.
+    File(PathBuf),
+}
+
+/// One `-d` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormPart {
+    /// `-d DATA`: the text as given.
+    Text(String),
+    /// `-d @FILE`: the file's bytes without their CR and LF, read for every request sent.
     File(PathBuf),
 }
 

@@ -6,6 +6,7 @@
 //! destinations and the meter in `output`, the cache in `caching`, the wire in
 //! `connection`, log lines in `log`.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -17,7 +18,9 @@ use super::error::{ClientError, Result};
 use super::log::{self, NO_SOURCE};
 use super::output::{self, pump, read_some, Progress, Target};
 use super::url::Url;
-use super::{Data, Options, Terminal, CACHE_MAX_OBJECT, CACHE_MAX_SIZE};
+use super::{
+    Data, FormPart, Options, Terminal, CACHE_MAX_OBJECT, CACHE_MAX_SIZE, MAX_FORM_FILE_BYTES,
+};
 use crate::cache::{EntryWriter, Store};
 use crate::error::Side;
 use crate::http::body::{read_error, COPY_BUFFER};
@@ -80,14 +83,16 @@ impl<'a> Session<'a> {
         self.delivered = 0;
     }
 
-    /// Opens the body for one request (`--data-binary @FILE` is reopened for each, so a
-    /// redirect that keeps the method sends it again whole); `Payload::None` without one.
+    /// Opens the body for one request (`--data-binary @FILE` and `-d @FILE` are read again
+    /// for each, so a redirect that keeps the method sends them again whole);
+    /// `Payload::None` without one.
     pub fn payload(&self, with_body: bool) -> Result<Payload<'a>> {
         let options: &'a Options = self.options;
         match &options.data {
             Some(_) if !with_body => Ok(Payload::None),
             None => Ok(Payload::None),
-            Some(Data::Bytes(bytes)) => Ok(Payload::Bytes(bytes)),
+            Some(Data::Form(parts)) => Ok(Payload::Bytes(Cow::Owned(form_body(parts)?))),
+            Some(Data::Bytes(bytes)) => Ok(Payload::Bytes(Cow::Borrowed(bytes))),
             Some(Data::File(path)) => {
                 let fail = |e| ClientError::file("cannot read", path, e);
                 let file = File::open(path).map_err(fail)?;
@@ -238,6 +243,37 @@ impl<'a> Session<'a> {
         }
         Ok(self.delivered)
     }
+}
+
+/// The body of `-d` as curl sends it: each part as given, or its file's bytes without CR
+/// and LF, joined with `&`.
+///
+/// # Errors
+/// `ClientError::File` for a file that cannot be read or holds over `MAX_FORM_FILE_BYTES`.
+fn form_body(parts: &[FormPart]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            body.push(b'&');
+        }
+        match part {
+            FormPart::Text(text) => body.extend_from_slice(text.as_bytes()),
+            FormPart::File(path) => {
+                let fail = |e| ClientError::file("cannot read", path, e);
+                let mut bytes = Vec::new();
+                File::open(path)
+                    .and_then(|file| file.take(MAX_FORM_FILE_BYTES + 1).read_to_end(&mut bytes))
+                    .map_err(fail)?;
+                if bytes.len() as u64 > MAX_FORM_FILE_BYTES {
+                    let mib = MAX_FORM_FILE_BYTES / (1024 * 1024);
+                    let why = format!("over {mib} MiB: send it with --data-binary @FILE");
+                    return Err(fail(io::Error::new(io::ErrorKind::InvalidInput, why)));
+                }
+                body.extend(bytes.iter().filter(|&&b| b != b'\r' && b != b'\n'));
+            }
+        }
+    }
+    Ok(body)
 }
 
 /// Puts a complete entry in place; a cache that cannot be written is not an error.

@@ -40,6 +40,42 @@ fn fetch(dir: &TempDir, options: &[&str], url: &str) -> Run {
     client_fetch(dir, options, url).into()
 }
 
+/// Runs the real `curl` (found with `external_program`) with `args` in `dir`.
+fn run_curl(curl: &Path, dir: &TempDir, args: &[&str]) -> Run {
+    command_in(dir, curl)
+        .args(args)
+        .output()
+        .expect("run curl")
+        .into()
+}
+
+/// What a request put on the wire, as far as curl and our client must agree: the request
+/// line, Content-Length, Content-Type and the body bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Sent {
+    line: String,
+    length: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+fn sent(raw: &[u8]) -> Sent {
+    let end = find(raw, b"\r\n\r\n").expect("a whole head") + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let field = |name: &str| {
+        head.split("\r\n").find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    Sent {
+        line: head.lines().next().unwrap_or("").to_string(),
+        length: field("content-length"),
+        content_type: field("content-type"),
+        body: raw[end..].to_vec(),
+    }
+}
+
 fn log_lines(dir: &TempDir) -> Vec<String> {
     std::fs::read_to_string(dir.join("client.log"))
         .unwrap_or_default()
@@ -715,4 +751,44 @@ fn hostile_servers_cannot_hang_flood_or_escape_the_directory() {
     let plain = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
     let r = fetch(&dir, &[], &format!("http://{}/note", plain.addr));
     assert_eq!(r.text(), "plain");
+}
+
+#[test]
+fn data_from_a_file_is_sent_as_curl_sends_it() {
+    let dir = TempDir::new("client-data-file");
+    std::fs::write(dir.join("form.txt"), "name=relevo\r\nlang=rust\n\nend=1\n").unwrap();
+    let raw = b"line 1\r\nline 2\n\x00\xff".to_vec();
+    std::fs::write(dir.join("raw.bin"), &raw).unwrap();
+    let backend = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let url = format!("http://{}/form", backend.addr);
+    let runs: [&[&str]; 2] = [
+        &["-d", "a=1", "-d", "@form.txt"],
+        &["--data-binary", "@raw.bin"],
+    ];
+    for args in runs {
+        let r = fetch(&dir, args, &url);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    let ours: Vec<Sent> = backend.requests().iter().map(|r| sent(r)).collect();
+    // -d @FILE: the file without its line breaks, after the other part and a '&'.
+    assert_eq!(ours[0].line, "POST /form HTTP/1.1");
+    assert_eq!(
+        String::from_utf8_lossy(&ours[0].body),
+        "a=1&name=relevolang=rustend=1"
+    );
+    assert_eq!(ours[0].length.as_deref(), Some("29"));
+    // --data-binary @FILE: byte for byte.
+    assert_eq!(ours[1].body, raw);
+
+    // The same command lines given to curl put the same bytes on the wire.
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    for args in runs {
+        let mut args = args.to_vec();
+        args.extend(["-s", "-o", "curl.out", &url]);
+        assert_eq!(run_curl(&curl, &dir, &args).code, 0, "curl {args:?}");
+    }
+    let theirs: Vec<Sent> = backend.requests()[2..].iter().map(|r| sent(r)).collect();
+    assert_eq!(ours, theirs);
 }
