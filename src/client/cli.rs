@@ -178,9 +178,12 @@ pub struct Cli {
     #[arg(short = 'O', long = "remote-name")]
     pub remote_name: bool,
 
-    /// Follow redirects (301, 302, 303, 307, 308), at most 10; 303 turns the method into GET.
+    /// Follow redirects (301, 302, 303, 307, 308), at most 10; POST becomes GET after 301,
+    /// 302 and 303, as in curl and browsers.
     ///
-    /// Each request of the chain gets its own log line.
+    /// 303 turns any method but HEAD into GET; 307 and 308 keep the method and the body;
+    /// other methods keep theirs after 301 and 302. Each request of the chain gets its own
+    /// log line.
     ///
     /// Example: client c.log -L localhost:8080/old
     #[arg(short = 'L', long = "location")]
@@ -363,9 +366,11 @@ fn parse_binary_data(s: &str) -> Result<BinaryData, String> {
 /// is refused rather than read as a file named `-`.
 fn at_file(s: &str) -> Result<Option<PathBuf>, String> {
     match s.strip_prefix('@') {
-        Some("-") => Err("@- (standard input) is not supported: save the data to a file \
+        Some("-") => Err(
+            "@- (standard input) is not supported: save the data to a file \
                           and give @FILE"
-            .to_string()),
+                .to_string(),
+        ),
         Some("") => Err("@ must be followed by a file name".to_string()),
         Some(path) => Ok(Some(PathBuf::from(path))),
         None => Ok(None),

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Delivering (`session`) prints the head with `-i`, then copies the body to stdout or a
-//! file (`output`). A 303 turns the method into GET (RFC 9110 §15.4). Messages are read and
+//! file (`output`). A redirect may turn the method into GET (`redirected_method`). Messages are read and
 //! written with the library's own parser and serializer (`http`), so the client is exactly
 //! as strict as the proxy about what a server sends. Every socket has a connect timeout and
 //! read/write timeouts, shortened to what `--max-time` leaves (`connection`).
@@ -269,10 +269,8 @@ fn follow(session: &mut Session, input: &str) -> Result<()> {
         let Some((location, next)) = answer.redirect else {
             return Ok(());
         };
-        // RFC 9110 §15.4.4: after a 303 the user agent retrieves the new URL with GET
-        // (HEAD stays HEAD); 301, 302, 307 and 308 keep the method and body here.
-        if answer.status == 303 && hop.method != "HEAD" {
-            hop.method = "GET".to_string();
+        if let Some(method) = redirected_method(answer.status, &hop.method) {
+            hop.method = method.to_string();
             hop.with_body = false;
         }
         let next = match next {
@@ -394,6 +392,20 @@ fn answer_stored(
     })
 }
 
+/// The method a redirect with `status` turns `method` into, `None` when it stays (and the
+/// body goes along), as curl and browsers do (RFC 9110 §15.4):
+/// - 303: the new URL is retrieved with GET, HEAD staying HEAD (§15.4.4);
+/// - 301 and 302: POST becomes GET, which §15.4.2 and §15.4.3 allow "for historical
+///   reasons"; other methods stay;
+/// - 307 and 308: the method and the body stay (§15.4.8, §15.4.9).
+fn redirected_method(status: u16, method: &str) -> Option<&'static str> {
+    match status {
+        303 if method != "HEAD" => Some("GET"),
+        301 | 302 if method == "POST" => Some("GET"),
+        _ => None,
+    }
+}
+
 /// With `-L`, the redirect this response asks for (RFC 9110 §15.4, §10.2.2).
 fn redirect(options: &Options, url: &Url, response: &Response) -> Option<Redirect> {
     if !options.location || !matches!(response.status, 301 | 302 | 303 | 307 | 308) {
@@ -491,6 +503,30 @@ mod tests {
         assert_eq!(h.get("authorization"), Some("Bearer t"));
         let elsewhere = build_request(&url, "GET", None, &users, false);
         assert!(!elsewhere.headers.contains("authorization"));
+    }
+
+    #[test]
+    fn redirects_change_the_method_as_curl_does() {
+        for (status, method, after) in [
+            (301, "POST", Some("GET")),
+            (302, "POST", Some("GET")),
+            (303, "POST", Some("GET")),
+            (303, "PUT", Some("GET")),
+            (303, "GET", Some("GET")),
+            (303, "HEAD", None),
+            (301, "PUT", None),
+            (302, "DELETE", None),
+            (301, "HEAD", None),
+            (307, "POST", None),
+            (308, "POST", None),
+            (308, "PUT", None),
+        ] {
+            assert_eq!(
+                redirected_method(status, method),
+                after,
+                "{status} {method}"
+            );
+        }
     }
 
     #[test]

@@ -297,7 +297,8 @@ fn chunked_and_close_delimited_responses() {
     assert_eq!((bytes, source.as_str()), (8, "none"));
 }
 
-/// /a → 302 /b → 301 c (relative) → 200; /post → 303 /after; /keep → 307 /after.
+/// /a → 302 /b → 301 c (relative) → 200; /post → 303 /after; /keep → 307 /after;
+/// /30N → 30N /after.
 fn redirecting_backend() -> Backend {
     Backend::new(|request| {
         let text = String::from_utf8_lossy(request).into_owned();
@@ -312,6 +313,9 @@ fn redirecting_backend() -> Backend {
             "/b" => redirect("301 Moved Permanently", "c"),
             "/post" => redirect("303 See Other", "/after"),
             "/keep" => redirect("307 Temporary Redirect", "/after"),
+            p if p.len() == 4 && p.starts_with("/30") => {
+                redirect(&format!("{} Moved", &p[1..]), "/after")
+            }
             "/https" => redirect("302 Found", "https://example.com/"),
             p if p.starts_with("/loop") => redirect("302 Found", "/loop"),
             _ => {
@@ -358,6 +362,57 @@ fn redirects_are_followed_with_location() {
     assert_eq!(r.text(), "arrived with POST /after HTTP/1.1");
     let last = backend.requests().pop().unwrap();
     assert!(last.ends_with(b"\r\n\r\nx=1"));
+}
+
+#[test]
+fn a_post_redirected_by_301_302_or_303_becomes_a_get_as_in_curl() {
+    let backend = redirecting_backend();
+    let dir = TempDir::new("client-post-redirect");
+    std::fs::write(dir.join("form.txt"), "a=1\n").unwrap();
+    let curl = external_program("curl");
+    let post: &[&str] = &["-L", "-d", "@form.txt"];
+    let head: &[&str] = &["-L", "-I"];
+    let cases = [
+        (301, post, "GET /after", ""),
+        (302, post, "GET /after", ""),
+        (303, post, "GET /after", ""),
+        (307, post, "POST /after", "a=1"),
+        (308, post, "POST /after", "a=1"),
+        (303, head, "HEAD /after", ""),
+    ];
+    for (code, args, second, body) in cases {
+        let url = format!("http://{}/{code}", backend.addr);
+        let before = backend.requests().len();
+        let r = fetch(&dir, &[&["--no-cache"], args].concat(), &url);
+        assert_eq!(r.code, 0, "{code} {args:?}: {}", r.stderr);
+        let ours: Vec<Sent> = backend.requests()[before..]
+            .iter()
+            .map(|r| sent(r))
+            .collect();
+        assert_eq!(ours.len(), 2, "{code} {args:?}");
+        assert_eq!(
+            ours[1].line,
+            format!("{second} HTTP/1.1"),
+            "{code} {args:?}"
+        );
+        assert_eq!(String::from_utf8_lossy(&ours[1].body), body);
+        assert_eq!(
+            ours[1].length.is_some(),
+            !body.is_empty(),
+            "{code} {args:?}"
+        );
+
+        // curl, given the same options, sends the same two requests.
+        let Some(curl) = &curl else { continue };
+        let before = backend.requests().len();
+        let curl_args = [&["-s", "-o", "curl.out"], args, &[url.as_str()]].concat();
+        assert_eq!(run_curl(curl, &dir, &curl_args).code, 0, "{curl_args:?}");
+        let theirs: Vec<Sent> = backend.requests()[before..]
+            .iter()
+            .map(|r| sent(r))
+            .collect();
+        assert_eq!(ours, theirs, "{code} {args:?}");
+    }
 }
 
 #[test]
