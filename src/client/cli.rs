@@ -9,13 +9,15 @@
 //! disagrees with the body) are refused here, as usage errors (exit status 2).
 
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use super::error::{EXIT_FILE, EXIT_USAGE};
 use super::output::Output;
+use super::url::looks_like_url;
 use super::{Data, FormPart, Options, Terminal, DEFAULT_CACHE_DIR};
 use crate::http::is_token;
 
@@ -56,7 +58,7 @@ is honoured. It is a private cache (RFC 9111): s-maxage is ignored, `private` is
 Exit status:
    0  a response was received, whatever its status code
    1  https:// or another unsupported scheme
-   2  bad command-line usage
+   2  bad command-line usage, such as LOG_FILE and URL swapped
    3  malformed URL (given, or in a redirect's Location)
    6  the host name did not resolve
    7  the connection was refused or could not be opened
@@ -285,9 +287,14 @@ pub fn main(cli: Cli) -> u8 {
     let code = match cli.command {
         Some(Command::Flush { ref cache_dir }) => super::flush(cache_dir, &mut out, &mut err),
         None => match cli.into_fetch() {
-            Some((log, url, options)) => {
-                super::fetch(&log, &url, &options, &mut out, &mut err, terminal)
-            }
+            Some((log, url, options)) => match swapped(&log, &url, Path::is_file) {
+                Some(why) => {
+                    let e = Cli::command().error(ErrorKind::ArgumentConflict, why);
+                    let _ = write!(err, "{}", e.render());
+                    EXIT_USAGE
+                }
+                None => super::fetch(&log, &url, &options, &mut out, &mut err, terminal),
+            },
             // clap enforces LOG_FILE and URL when there is no command.
             None => EXIT_USAGE,
         },
@@ -299,6 +306,24 @@ pub fn main(cli: Cli) -> u8 {
         }
         _ => code,
     }
+}
+
+/// Why `client URL LOG_FILE` (the two swapped) is refused, before the log is created or
+/// anything sent: a LOG_FILE that reads as a URL (`url::looks_like_url`), or a URL that
+/// names an existing file (`is_file`). The message shows the right order.
+fn swapped(log_file: &Path, url: &str, is_file: impl Fn(&Path) -> bool) -> Option<String> {
+    let log = log_file.to_string_lossy();
+    let why = if looks_like_url(&log) {
+        format!("{log} is a URL")
+    } else if !url.contains("://") && is_file(Path::new(url)) {
+        format!("{url} is a file")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the arguments look swapped ({why}): the log file comes first, then the URL:\n\n  \
+         client [OPTIONS] {url} {log}"
+    ))
 }
 
 /// `method = token` (RFC 9110 §9.1).
@@ -392,7 +417,6 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("client").chain(args.iter().copied()))
@@ -414,6 +438,31 @@ mod tests {
         assert_eq!(options, Options::default());
         assert!(parse(&["c.log"]).is_err());
         assert!(parse(&[]).is_err());
+    }
+
+    #[test]
+    fn swapped_arguments_are_caught_and_the_right_order_shown() {
+        let none = |_: &Path| false;
+        let why = swapped(Path::new("http://h:8080/x"), "c.log", none).unwrap();
+        assert!(why.contains("(http://h:8080/x is a URL)"), "{why}");
+        assert!(
+            why.ends_with("client [OPTIONS] c.log http://h:8080/x"),
+            "{why}"
+        );
+        let log_exists = |p: &Path| p == Path::new("c.log");
+        let why = swapped(Path::new("example.com/"), "c.log", log_exists).unwrap();
+        assert!(why.contains("(c.log is a file)"), "{why}");
+        assert!(
+            why.ends_with("client [OPTIONS] c.log example.com/"),
+            "{why}"
+        );
+        // The right order passes, even when the log file exists already.
+        assert_eq!(swapped(Path::new("c.log"), "h:8080/", log_exists), None);
+        assert_eq!(swapped(Path::new("logs/c.log"), "example.com/", none), None);
+        assert_eq!(
+            swapped(Path::new("c.log"), "http://c.log/", log_exists),
+            None
+        );
     }
 
     #[test]

@@ -847,3 +847,45 @@ fn data_from_a_file_is_sent_as_curl_sends_it() {
     let theirs: Vec<Sent> = backend.requests()[2..].iter().map(|r| sent(r)).collect();
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn swapped_arguments_are_refused_with_the_right_order() {
+    let backend = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let dir = TempDir::new("client-swapped");
+    let url = format!("http://{}/page", backend.addr);
+    // `client URL LOG_FILE`: the "log file" is a URL.
+    let r = run(&dir, &["--cache-dir", "cache", &url, "client.log"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("({url} is a URL)")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("client [OPTIONS] client.log {url}\n")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    let created: Vec<_> = std::fs::read_dir(&dir.path).unwrap().collect();
+    assert!(created.is_empty(), "nothing created: {created:?}");
+
+    // The URL argument names an existing file: the log of an earlier run.
+    assert_eq!(fetch(&dir, &[], &url).code, 0);
+    let r = run(
+        &dir,
+        &["--cache-dir", "cache", "example.com/", "client.log"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("(client.log is a file)"), "{}", r.stderr);
+    assert!(r
+        .stderr
+        .contains("client [OPTIONS] client.log example.com/\n"));
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "only the run in the right order"
+    );
+    assert_eq!(log_lines(&dir).len(), 1);
+}
