@@ -8,7 +8,10 @@
 //! request (a header with a CR or LF, a method that is not a token, a Content-Length that
 //! disagrees with the body) are refused here, as usage errors (exit status 2).
 
+use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,7 +31,8 @@ const LONG_ABOUT: &str = "\
 Relevo's HTTP/1.1 client: fetches URL over plain HTTP (no TLS, by design), appends one line
 per request (redirects included) to LOG_FILE, and keeps a private cache (RFC 9111) on disk.
 
-Text bodies (text/*, JSON, XML, JavaScript) are printed on stdout as received. Anything
+Text bodies (text/*, JSON, XML, JavaScript) are printed on stdout as received (flushed
+after each read on a terminal or a pipe, so they appear as the server sends them). Anything
 else (images, audio, video, PDF, archives, octet-stream) is saved byte for byte to a file
 in the current directory named after the last segment of the URL's path (index.html for
 a path ending in /), with a numeric suffix (dawn-1.png) rather than overwriting, and stdout
@@ -280,6 +284,7 @@ impl Cli {
 pub fn main(cli: Cli) -> u8 {
     let terminal = Terminal {
         stdout: io::stdout().is_terminal(),
+        stdout_pipe: is_pipe(&io::stdout()),
         stderr: io::stderr().is_terminal(),
     };
     let mut out = BufWriter::new(io::stdout().lock());
@@ -306,6 +311,15 @@ pub fn main(cli: Cli) -> u8 {
         }
         _ => code,
     }
+}
+
+/// Whether `stdout` is a pipe or a socket (read through a duplicate of its descriptor).
+fn is_pipe(stdout: &io::Stdout) -> bool {
+    stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata())
+        .is_ok_and(|meta| meta.file_type().is_fifo() || meta.file_type().is_socket())
 }
 
 /// Why `client URL LOG_FILE` (the two swapped) is refused, before the log is created or

@@ -153,13 +153,24 @@ impl Options {
     }
 }
 
-/// Whether stdout and stderr are terminals (`std::io::IsTerminal`), for the progress meter.
+/// Whether stdout and stderr are terminals (`std::io::IsTerminal`), for the progress meter,
+/// and whether stdout is a pipe, for printing text as it arrives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Terminal {
     /// Standard output is a terminal.
     pub stdout: bool,
+    /// Standard output is a pipe or a socket: another program may be reading as text comes.
+    pub stdout_pipe: bool,
     /// Standard error is a terminal.
     pub stderr: bool,
+}
+
+impl Terminal {
+    /// Whether a body on stdout is flushed after each read, so that it is seen as it
+    /// arrives: on a terminal or a pipe, not in a file.
+    pub(crate) fn stdout_is_watched(self) -> bool {
+        self.stdout || self.stdout_pipe
+    }
 }
 
 /// `client flush`: removes every cache entry under `cache_dir` and says what went.

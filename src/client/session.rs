@@ -16,7 +16,7 @@ use chrono::{DateTime, Local};
 use super::connection::{self, Conn, Deadline, Payload};
 use super::error::{ClientError, Result};
 use super::log::{self, NO_SOURCE};
-use super::output::{self, pump, read_some, Progress, Target};
+use super::output::{self, pump, read_some, Flushing, Progress, Target};
 use super::url::Url;
 use super::{
     Data, FormPart, Options, Terminal, CACHE_MAX_OBJECT, CACHE_MAX_SIZE, MAX_FORM_FILE_BYTES,
@@ -212,8 +212,13 @@ impl<'a> Session<'a> {
         let (path, mut file) = output::open(&target)?.unzip();
         let meter = self.terminal.stderr && !(target == Target::Stdout && self.terminal.stdout);
         let mut progress = Progress::new(meter, how.length);
+        let mut flushing;
         let dest: &mut dyn Write = match file.as_mut() {
             Some(file) => file,
+            None if self.terminal.stdout_is_watched() => {
+                flushing = Flushing(&mut *self.out);
+                &mut flushing
+            }
             None => &mut *self.out,
         };
         let write_failed = |e: io::Error| match &path {

@@ -2,8 +2,12 @@
 //! and through the real proxy) and against scripted backends, in a temporary working
 //! directory with its own log and cache.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -888,4 +892,80 @@ fn swapped_arguments_are_refused_with_the_right_order() {
         "only the run in the right order"
     );
     assert_eq!(log_lines(&dir).len(), 1);
+}
+
+/// A backend that sends `line 1\n`, then holds `line 2\n` back until `release` says so (or
+/// `IO_TIMEOUT` passes).
+fn two_lines_apart() -> (Backend, mpsc::Sender<()>) {
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let backend = Backend::raw(move |_, stream| {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\n";
+        let _ = stream.write_all(format!("{head}line 1\n").as_bytes());
+        let _ = stream.flush();
+        let _ = released.lock().unwrap().recv_timeout(IO_TIMEOUT);
+        let _ = stream.write_all(b"line 2\n");
+    });
+    (backend, release)
+}
+
+/// Runs `cmd` with stdout on a pipe against `two_lines_apart`: returns what it printed
+/// before the second line was released (waiting at most 5 s for the first line), then all
+/// it printed, and whether it succeeded.
+fn printed_before_the_rest(mut cmd: Command, release: mpsc::Sender<()>) -> (String, String, bool) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, pieces) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while seen.len() < b"line 1\n".len() {
+        match pieces.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(piece) => seen.extend(piece),
+            Err(_) => break,
+        }
+    }
+    let early = String::from_utf8_lossy(&seen).into_owned();
+    release.send(()).unwrap();
+    seen.extend(pieces.iter().flatten());
+    let ok = child.wait().unwrap().success();
+    (early, String::from_utf8_lossy(&seen).into_owned(), ok)
+}
+
+#[test]
+fn text_on_a_pipe_is_printed_as_it_arrives() {
+    let dir = TempDir::new("client-live");
+    let (backend, release) = two_lines_apart();
+    let mut cmd = command_in(&dir, CLIENT_BIN);
+    cmd.args(["--cache-dir", "cache", "client.log"])
+        .arg(format!("http://{}/", backend.addr));
+    let (early, all, ok) = printed_before_the_rest(cmd, release);
+    assert_eq!(early, "line 1\n", "the first line waited for the second");
+    assert_eq!((all.as_str(), ok), ("line 1\nline 2\n", true));
+
+    // curl does the same with -N (--no-buffer; it buffers a pipe without it): the same
+    // check passes for a program known to stream.
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    let (backend, release) = two_lines_apart();
+    let mut cmd = command_in(&dir, curl);
+    cmd.args(["-s", "-N"])
+        .arg(format!("http://{}/", backend.addr));
+    let (early, all, ok) = printed_before_the_rest(cmd, release);
+    assert_eq!(
+        (early.as_str(), all.as_str(), ok),
+        ("line 1\n", "line 1\nline 2\n", true)
+    );
 }
