@@ -58,6 +58,8 @@ Cache: responses to GET are stored under --cache-dir, one file per URL named by 
 SHA-1 of the URL (one per variant with Vary); a fresh entry answers GET and HEAD without
 contacting the server, a stale one with ETag or Last-Modified is revalidated, `no-store`
 is honoured. It is a private cache (RFC 9111): s-maxage is ignored, `private` is stored.
+An answer from it is noted on stderr unless -s:
+  * from the client cache, age 12 s (--no-cache to ask the server)
 
 Exit status:
    0  a response was received, whatever its status code
@@ -201,6 +203,21 @@ pub struct Cli {
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
 
+    /// Silent, as in curl: no progress meter, no error message, no note that an answer
+    /// came from the cache.
+    ///
+    /// The body is delivered as usual; the exit status and the log still say what
+    /// happened. -v shows its heads and notes all the same.
+    /// Example: client c.log -s localhost:8080/ > page.html
+    #[arg(short = 's', long = "silent")]
+    pub silent: bool,
+
+    /// With -s, still print the error message when the run fails (curl's -S).
+    ///
+    /// Example: client c.log -sS localhost:8080/
+    #[arg(short = 'S', long = "show-error")]
+    pub show_error: bool,
+
     /// Never answer from the cache; the response is still stored.
     ///
     /// Example: client c.log --no-cache localhost:8080/
@@ -270,6 +287,8 @@ impl Cli {
             output,
             location: self.location,
             verbose: self.verbose,
+            silent: self.silent,
+            show_error: self.show_error,
             no_cache: self.no_cache,
             cache_dir: self.cache_dir,
             ttl: Duration::from_secs(self.ttl),
@@ -289,6 +308,7 @@ pub fn main(cli: Cli) -> u8 {
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let mut err = io::stderr().lock();
+    let shows_errors = !cli.silent || cli.show_error;
     let code = match cli.command {
         Some(Command::Flush { ref cache_dir }) => super::flush(cache_dir, &mut out, &mut err),
         None => match cli.into_fetch() {
@@ -306,7 +326,9 @@ pub fn main(cli: Cli) -> u8 {
     };
     match out.flush() {
         Err(e) if code == 0 => {
-            let _ = writeln!(err, "client: cannot write to standard output: {e}");
+            if shows_errors {
+                let _ = writeln!(err, "client: cannot write to standard output: {e}");
+            }
             EXIT_FILE
         }
         _ => code,
@@ -512,6 +534,7 @@ mod tests {
             "-i",
             "-L",
             "-v",
+            "-sS",
             "--no-cache",
             "--cache-dir",
             "d",
@@ -532,6 +555,9 @@ mod tests {
             ]
         );
         assert!(o.include && o.location && o.verbose && o.no_cache);
+        assert!(o.silent && o.show_error && o.shows_errors());
+        assert!(!options(&["-s", "c", "h"]).shows_errors());
+        assert!(options(&["c", "h"]).shows_errors());
         assert_eq!(o.cache_dir, PathBuf::from("d"));
         assert_eq!(o.ttl, Duration::from_secs(5));
         assert_eq!(o.max_time, Some(Duration::from_millis(500)));

@@ -112,6 +112,10 @@ pub(crate) struct Options {
     pub location: bool,
     /// `-v`: request and response heads on stderr.
     pub verbose: bool,
+    /// `-s`: no progress meter, no error message, no note about the cache on stderr.
+    pub silent: bool,
+    /// `-S`: error messages even with `-s`.
+    pub show_error: bool,
     /// `--no-cache`: never answer from the cache (responses are still stored).
     pub no_cache: bool,
     /// `--cache-dir`: the cache's directory.
@@ -133,6 +137,8 @@ impl Default for Options {
             output: None,
             location: false,
             verbose: false,
+            silent: false,
+            show_error: false,
             no_cache: false,
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
             ttl: DEFAULT_TTL,
@@ -150,6 +156,11 @@ impl Options {
             (None, false, Some(_)) => "POST".to_string(),
             (None, false, None) => "GET".to_string(),
         }
+    }
+
+    /// Whether a failure is said on stderr: always, unless `-s` without `-S` (as in curl).
+    pub(crate) fn shows_errors(&self) -> bool {
+        !self.silent || self.show_error
     }
 }
 
@@ -206,7 +217,9 @@ pub(crate) fn fetch(
     let log = match log::open(log_file) {
         Ok(log) => log,
         Err(e) => {
-            let _ = writeln!(err, "client: {e}");
+            if options.shows_errors() {
+                let _ = writeln!(err, "client: {e}");
+            }
             return e.exit_code();
         }
     };
@@ -380,12 +393,7 @@ fn answer_stored(
     source: Source,
 ) -> Result<Answer> {
     let (response, age) = caching::answer_head(&stored.entry, SystemTime::now());
-    let note = format!(
-        "answered from the cache ({}, age {} s)",
-        source.as_str(),
-        age.as_secs()
-    );
-    session.verbose_note(&note);
+    session.cache_note(&cache_note(source, age));
     session.verbose_head("< ", &serialize::response_head_bytes(&response));
     let redirect = redirect(session.options, &hop.url, &response);
     let how = Delivery {
@@ -401,6 +409,20 @@ fn answer_stored(
         source,
         redirect,
     })
+}
+
+/// What stderr says of an answer from the client's cache (curl users do not expect a
+/// cache): its age and how to skip it, or that the server confirmed it.
+fn cache_note(source: Source, age: Duration) -> String {
+    match source {
+        Source::Revalidated => {
+            "from the client cache, confirmed by the server (304 Not Modified)".to_string()
+        }
+        Source::Cache | Source::Network => format!(
+            "from the client cache, age {} s (--no-cache to ask the server)",
+            age.as_secs()
+        ),
+    }
 }
 
 /// The method a redirect with `status` turns `method` into, `None` when it stays (and the
@@ -514,6 +536,15 @@ mod tests {
         assert_eq!(h.get("authorization"), Some("Bearer t"));
         let elsewhere = build_request(&url, "GET", None, &users, false);
         assert!(!elsewhere.headers.contains("authorization"));
+    }
+
+    #[test]
+    fn answers_from_the_cache_say_so() {
+        assert_eq!(
+            cache_note(Source::Cache, Duration::from_millis(12_900)),
+            "from the client cache, age 12 s (--no-cache to ask the server)"
+        );
+        assert!(cache_note(Source::Revalidated, Duration::ZERO).contains("304 Not Modified"));
     }
 
     #[test]

@@ -127,9 +127,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// With `-v`, a note on stderr (`* ` and the text).
-    pub fn verbose_note(&mut self, text: &str) {
-        if self.options.verbose {
+    /// The note that an answer comes from the cache, on stderr (`* ` and the text): unless
+    /// `-s`, and always with `-v`.
+    pub fn cache_note(&mut self, text: &str) {
+        if !self.options.silent || self.options.verbose {
             let _ = writeln!(self.err, "* {text}");
         }
     }
@@ -145,7 +146,9 @@ impl<'a> Session<'a> {
     ) {
         let text = log::line(when, line, outcome, self.delivered, elapsed, source);
         if let Err(e) = self.log.write_all(text.as_bytes()) {
-            let _ = writeln!(self.err, "client: cannot write to the log: {e}");
+            if self.options.shows_errors() {
+                let _ = writeln!(self.err, "client: cannot write to the log: {e}");
+            }
         }
     }
 
@@ -161,10 +164,12 @@ impl<'a> Session<'a> {
     }
 
     /// Tells the user why the run failed: what stdout has goes first, then one line on
-    /// stderr.
+    /// stderr (none with `-s` alone).
     pub fn report(&mut self, e: &ClientError) {
         let _ = self.out.flush();
-        let _ = writeln!(self.err, "client: {e}");
+        if self.options.shows_errors() {
+            let _ = writeln!(self.err, "client: {e}");
+        }
     }
 
     /// Prints the head with `-i`/`-I`, then copies the body to where it belongs (or nowhere,
@@ -210,7 +215,9 @@ impl<'a> Session<'a> {
             url,
         );
         let (path, mut file) = output::open(&target)?.unzip();
-        let meter = self.terminal.stderr && !(target == Target::Stdout && self.terminal.stdout);
+        let meter = self.terminal.stderr
+            && !self.options.silent
+            && !(target == Target::Stdout && self.terminal.stdout);
         let mut progress = Progress::new(meter, how.length);
         let mut flushing;
         let dest: &mut dyn Write = match file.as_mut() {

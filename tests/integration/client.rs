@@ -762,6 +762,8 @@ fn help_explains_every_option_and_the_exit_statuses() {
         "--remote-name",
         "--location",
         "--verbose",
+        "--silent",
+        "--show-error",
         "--no-cache",
         "--cache-dir",
         "--ttl",
@@ -968,4 +970,70 @@ fn text_on_a_pipe_is_printed_as_it_arrives() {
         (early.as_str(), all.as_str(), ok),
         ("line 1\n", "line 1\nline 2\n", true)
     );
+}
+
+#[test]
+fn an_answer_from_the_client_cache_says_so_unless_silent() {
+    let backend = caching_backend("max-age=60");
+    let dir = TempDir::new("client-cache-note");
+    let url = format!("http://{}/page", backend.addr);
+    let r = fetch(&dir, &[], &url);
+    assert_eq!((r.text().as_str(), r.stderr.as_str()), ("cached body", ""));
+    age_cache(&dir, 12);
+    let r = fetch(&dir, &[], &url);
+    assert_eq!(r.text(), "cached body");
+    assert_eq!(
+        r.stderr,
+        "* from the client cache, age 12 s (--no-cache to ask the server)\n"
+    );
+    let r = fetch(&dir, &["-s"], &url);
+    assert_eq!(
+        (r.code, r.text().as_str(), r.stderr.as_str()),
+        (0, "cached body", "")
+    );
+    let r = fetch(&dir, &["-s", "-v"], &url);
+    assert!(
+        r.stderr.contains("* from the client cache, age "),
+        "{}",
+        r.stderr
+    );
+    // What the note suggests works: --no-cache asks the server, and nothing is said.
+    let r = fetch(&dir, &["--no-cache"], &url);
+    assert_eq!(r.stderr, "");
+    assert_eq!(backend.requests().len(), 2);
+
+    // A stale entry the server confirmed says so too.
+    let backend = caching_backend("max-age=0");
+    let url = format!("http://{}/page", backend.addr);
+    fetch(&dir, &[], &url);
+    let r = fetch(&dir, &[], &url);
+    assert_eq!(
+        r.stderr,
+        "* from the client cache, confirmed by the server (304 Not Modified)\n"
+    );
+    assert!(log_lines(&dir).pop().unwrap().ends_with(" revalidated"));
+}
+
+#[test]
+fn silent_hides_the_error_message_and_show_error_brings_it_back_as_in_curl() {
+    let dir = TempDir::new("client-silent");
+    let url = format!("http://{}/", dead_address());
+    let ours = [fetch(&dir, &["-s"], &url), fetch(&dir, &["-sS"], &url)];
+    assert_eq!((ours[0].code, ours[0].stderr.as_str()), (7, ""));
+    assert_eq!(ours[1].code, 7);
+    assert!(ours[1].stderr.starts_with("client: could not connect to"));
+    assert_eq!(ours[1].stderr.lines().count(), 1);
+    // The log still records both failures.
+    assert_eq!(log_lines(&dir).len(), 2);
+
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    let theirs = [
+        run_curl(&curl, &dir, &["-s", &url]),
+        run_curl(&curl, &dir, &["-sS", &url]),
+    ];
+    assert_eq!((theirs[0].code, theirs[0].stderr.as_str()), (7, ""));
+    assert_eq!(theirs[1].code, 7);
+    assert_eq!(theirs[1].stderr.lines().count(), 1, "{}", theirs[1].stderr);
 }
