@@ -68,7 +68,8 @@ Exit status:
    3  malformed URL (given, or in a redirect's Location)
    6  the host name did not resolve
    7  the connection was refused or could not be opened
-   8  the response was malformed or cut short
+   8  the response was malformed, or its head cut short
+  18  the body was cut short: the server closed the connection before its end
   23  a local file could not be used (log, output, --data-binary @FILE, cache flush)
   28  timed out (resolving, connecting, waiting for data) or --max-time reached
   47  more than 10 redirects with -L

@@ -196,14 +196,15 @@ impl<'a> Session<'a> {
         };
         let mut buf = vec![0; COPY_BUFFER];
         let first = if how.has_body {
-            read_some(body, &mut buf).map_err(read_failed)?
+            read_some(body, &mut buf).map_err(|e| read_failed(e).in_body(0, how.length))?
         } else {
             0
         };
         if how.discard || !how.has_body {
             let (sink, delivered) = (&mut io::sink(), &mut self.delivered);
             pump(body, &mut buf, first, sink, &mut cache, delivered, |_| {})
-                .map_err(|f| f.into_error(read_failed, ClientError::stdout))?;
+                .map_err(|f| f.into_error(read_failed, ClientError::stdout))
+                .map_err(|e| e.in_body(*delivered, how.length))?;
             commit(cache);
             return Ok(self.delivered);
         }
@@ -244,7 +245,9 @@ impl<'a> Session<'a> {
             tick,
         );
         progress.finish(self.delivered, &mut *self.err);
-        pumped.map_err(|f| f.into_error(read_failed, write_failed))?;
+        pumped
+            .map_err(|f| f.into_error(read_failed, write_failed))
+            .map_err(|e| e.in_body(self.delivered, how.length))?;
         if let Some(mut file) = file {
             file.flush().map_err(write_failed)?;
         }

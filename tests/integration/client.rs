@@ -294,7 +294,7 @@ fn chunked_and_close_delimited_responses() {
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nwor",
     );
     let r = fetch(&dir, &[], &format!("http://{}/", cut.addr));
-    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert_eq!(r.code, 18, "{}", r.stderr);
     assert!(r.stderr.contains("incomplete response"), "{}", r.stderr);
     let (rest, bytes, source) = parse_log_line(log_lines(&dir).last().unwrap());
     assert!(rest.contains(" error: incomplete response"), "{rest}");
@@ -1036,4 +1036,45 @@ fn silent_hides_the_error_message_and_show_error_brings_it_back_as_in_curl() {
     assert_eq!((theirs[0].code, theirs[0].stderr.as_str()), (7, ""));
     assert_eq!(theirs[1].code, 7);
     assert_eq!(theirs[1].stderr.lines().count(), 1, "{}", theirs[1].stderr);
+}
+
+#[test]
+fn a_body_cut_short_exits_18_as_in_curl() {
+    let dir = TempDir::new("client-cut-short");
+    let length = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nabc",
+    );
+    let chunked = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nwor",
+    );
+    let cases = [
+        (length.addr, "abc", "after 3 of 10 body bytes"),
+        (chunked.addr, "hellowor", "8 bytes into the chunked body"),
+    ];
+    for (addr, received, message) in cases {
+        let r = fetch(&dir, &[], &format!("http://{addr}/"));
+        assert_eq!(r.code, 18, "{}", r.stderr);
+        assert_eq!(r.text(), received, "what arrived is delivered");
+        assert!(
+            r.stderr
+                .starts_with("client: incomplete response: the server closed the connection"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.trim_end().ends_with(message), "{}", r.stderr);
+        let (rest, bytes, source) = parse_log_line(log_lines(&dir).last().unwrap());
+        assert!(rest.ends_with(message), "{rest}");
+        assert_eq!((bytes, source.as_str()), (received.len() as u64, "none"));
+    }
+    // A head cut short is a malformed response, not a partial body.
+    let head = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Le");
+    assert_eq!(fetch(&dir, &[], &format!("http://{}/", head.addr)).code, 8);
+
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    for (addr, received, _) in cases {
+        let r = run_curl(&curl, &dir, &["-s", &format!("http://{addr}/")]);
+        assert_eq!((r.code, r.text().as_str()), (18, received));
+    }
 }
