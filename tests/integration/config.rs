@@ -319,3 +319,74 @@ fn an_unresolvable_backend_is_warned_about_with_its_line() {
     assert!(line.contains(" WARN "), "{line}");
     assert!(line.contains("check the name"), "{line}");
 }
+
+/// A proxy.conf in `dir` for `backend`, listening on a port the command line replaces.
+fn positional_setup(dir: &TempDir, backend: std::net::SocketAddr) {
+    let config = format!("listen = 127.0.0.1:1\nbackend = {backend}\n");
+    std::fs::write(dir.join("proxy.conf"), config).unwrap();
+}
+
+#[test]
+fn the_course_statements_form_proxy_port_log_file_ttl() {
+    let backend = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let dir = TempDir::new("positional");
+    positional_setup(&dir, backend.addr);
+    // A free port: bound, read and released (port 0 would hide whether PORT is used).
+    let port = dead_address().port();
+    let mut cmd = command_in(&dir, PROXY_BIN);
+    cmd.args([&port.to_string(), "logs/proxy.log", "30"]);
+    let proxy = Process::start(cmd);
+    assert_eq!(
+        proxy.addr,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    );
+    for _ in 0..2 {
+        assert_eq!(get(proxy.addr, "/page").text(), "ok");
+    }
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "the second came from the cache"
+    );
+    // TTL is 30 s: an entry 31 s old is stale (the default, 60 s, would keep it).
+    age_cache(&dir, 31);
+    assert_eq!(get(proxy.addr, "/page").text(), "ok");
+    assert_eq!(backend.requests().len(), 2);
+    drop(proxy);
+    let log = std::fs::read_to_string(dir.join("logs/proxy.log")).unwrap();
+    assert!(log.contains("\"GET /page HTTP/1.1\""), "{log}");
+}
+
+#[test]
+fn positional_arguments_that_read_two_ways_are_usage_errors() {
+    let dir = TempDir::new("positional-refused");
+    positional_setup(&dir, dead_address());
+    std::fs::write(dir.join("9999"), "listen = 127.0.0.1:0\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["8080", "--port", "9090"], "PORT and --port both set"),
+        (
+            &["8080", "a.log", "--log", "b.log"],
+            "LOG_FILE and --log both set",
+        ),
+        (
+            &["logs/proxy.log", "8080"],
+            "the port comes first, `proxy 8080 logs/proxy.log`",
+        ),
+        (&["8080", "8081"], "LOG_FILE 8081 is a number"),
+        (&["9999"], "write ./9999 for the configuration file"),
+    ];
+    for (args, expected) in cases {
+        let mut cmd = command_in(&dir, PROXY_BIN);
+        cmd.args(args);
+        let (code, stdout, stderr) = run_bounded(cmd);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening on"), "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("proxy [OPTIONS] PORT [LOG_FILE [TTL]]"),
+            "{stderr}"
+        );
+    }
+}
