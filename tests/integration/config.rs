@@ -1,8 +1,6 @@
 //! Start-up: configuration errors stop the proxy with `path:line: message` and status 1,
 //! and command-line overrides apply.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,39 +15,6 @@ fn run_proxy_with(config: &str) -> (Option<i32>, String) {
     let (code, _, stderr) = run_bounded(cmd);
     let stderr = stderr.replace(&format!("{}", path.display()), "proxy.conf");
     (code, stderr)
-}
-
-/// Runs `cmd` to its end and returns its exit status, stdout and stderr; a process still
-/// running after `IO_TIMEOUT` (a proxy that started instead of refusing) is killed, and
-/// its status is `None`.
-fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let collect = |mut from: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = from.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = collect(Box::new(child.stdout.take().unwrap()));
-    let stderr = collect(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
 #[test]
