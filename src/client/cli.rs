@@ -70,7 +70,7 @@ Exit status:
    7  the connection was refused or could not be opened
    8  the response was malformed, or its head cut short
   18  the body was cut short: the server closed the connection before its end
-  23  a local file could not be used (log, output, --data-binary @FILE, cache flush)
+  23  a local file could not be used (log, output, -d or --data-binary @FILE, flush)
   28  timed out (resolving, connecting, waiting for data) or --max-time reached
   47  more than 10 redirects with -L
   56  the connection failed while sending or receiving";

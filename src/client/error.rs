@@ -36,7 +36,8 @@ pub const EXIT_BAD_RESPONSE: u8 = 8;
 /// Exit status: the server closed the connection before the end of the body (curl's
 /// `CURLE_PARTIAL_FILE`).
 pub const EXIT_PARTIAL: u8 = 18;
-/// Exit status: a local file (log, output, `--data-binary @FILE`) could not be used.
+/// Exit status: a local file (log, output, `-d @FILE`, `--data-binary @FILE`) could not be
+/// used.
 pub const EXIT_FILE: u8 = 23;
 /// Exit status: a timeout (resolving, connecting, reading) or `--max-time` reached.
 pub const EXIT_TIMEOUT: u8 = 28;

@@ -725,6 +725,11 @@ fn every_failure_has_a_message_a_log_line_and_an_exit_status() {
         "{}",
         r.stderr
     );
+    // So is a missing -d @FILE: a typo stops the run instead of posting nothing (curl
+    // warns and sends an empty body).
+    let r = fetch(&dir, &["-d", "@missing.txt"], "http://127.0.0.1:9/");
+    assert_eq!(r.code, 23);
+    assert!(r.stderr.starts_with("client: cannot read missing.txt"));
 }
 
 #[test]
