@@ -342,16 +342,10 @@ fn positional_arguments_that_read_two_ways_are_usage_errors() {
         (&["8080", "8081"], "LOG_FILE 8081 is a number"),
         (&["9999"], "write ./9999 for the configuration file"),
     ];
-    for (args, expected) in cases {
-        let mut cmd = command_in(&dir, PROXY_BIN);
-        cmd.args(args);
-        let (code, stdout, stderr) = run_bounded(cmd);
-        assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(!stdout.contains("listening on"), "{args:?}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("proxy [OPTIONS] PORT [LOG_FILE [TTL]]"),
-            "{stderr}"
-        );
-    }
+    assert_usage_errors(
+        &dir,
+        PROXY_BIN,
+        &cases,
+        "proxy [OPTIONS] PORT [LOG_FILE [TTL]]",
+    );
 }

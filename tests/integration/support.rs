@@ -662,6 +662,21 @@ pub fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
     (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
+/// Runs `program` in `dir` with each case's arguments and asserts that it refused them as a
+/// usage error: exit status 2, never listening, and stderr holding the case's message and
+/// the `usage` line.
+pub fn assert_usage_errors(dir: &TempDir, program: &str, cases: &[(&[&str], &str)], usage: &str) {
+    for (args, expected) in cases {
+        let mut cmd = command_in(dir, program);
+        cmd.args(*args);
+        let (code, stdout, stderr) = run_bounded(cmd);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening on"), "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains(usage), "{args:?}: {stderr}");
+    }
+}
+
 /// `client --cache-dir cache OPTIONS client.log URL` in `dir`: its log and cache there too.
 pub fn client_fetch(dir: &TempDir, options: &[&str], url: &str) -> Output {
     let mut args = vec!["--cache-dir", "cache"];

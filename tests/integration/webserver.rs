@@ -240,14 +240,7 @@ fn positional_arguments_out_of_order_are_usage_errors() {
             "DOCUMENT_ROOT and --root both",
         ),
     ];
-    for (args, expected) in cases {
-        let mut cmd = command_in(&dir, WEBSERVER_BIN);
-        cmd.args(args);
-        let (code, stdout, stderr) = run_bounded(cmd);
-        assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(!stdout.contains("listening on"), "{args:?}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(stderr.contains("webserver [OPTIONS] PORT [LOG_FILE [DOCUMENT_ROOT]]"));
-    }
+    let usage = "webserver [OPTIONS] PORT [LOG_FILE [DOCUMENT_ROOT]]";
+    assert_usage_errors(&dir, WEBSERVER_BIN, &cases, usage);
     assert!(!dir.join("logs").exists(), "nothing created");
 }
