@@ -127,7 +127,7 @@ impl Overrides {
     /// as its option, arguments after CONFIG, a LOG_FILE that is a number, or a PORT or TTL
     /// out of range.
     pub fn with_positional(
-        mut self,
+        self,
         args: &[String],
         is_file: impl Fn(&Path) -> bool,
     ) -> Result<(PathBuf, Overrides), String> {
@@ -153,9 +153,15 @@ impl Overrides {
                  configuration file"
             ));
         }
-        let port = first
+        self.statement_form(first, rest)
+            .map(|overrides| (PathBuf::from(DEFAULT_CONFIG), overrides))
+    }
+
+    /// `PORT [LOG_FILE [TTL]]`, each refused when its option set it too.
+    fn statement_form(mut self, port: &str, rest: &[String]) -> Result<Overrides, String> {
+        let port = port
             .parse()
-            .map_err(|_| format!("PORT {first} is not a port number (0 to 65535)"))?;
+            .map_err(|_| format!("PORT {port} is not a port number (0 to 65535)"))?;
         set_once(&mut self.port, port, "PORT")?;
         if let Some(log) = rest.first() {
             if is_number(log) {
@@ -171,10 +177,10 @@ impl Overrides {
                 .map_err(|_| format!("TTL {ttl} is not a number of seconds"))?;
             set_once(&mut self.cache_ttl, ttl, "TTL")?;
         }
-        if let Some(extra) = rest.get(2) {
-            return Err(format!("unexpected {extra:?} after PORT LOG_FILE TTL"));
+        match rest.get(2) {
+            Some(extra) => Err(format!("unexpected {extra:?} after PORT LOG_FILE TTL")),
+            None => Ok(self),
         }
-        Ok((PathBuf::from(DEFAULT_CONFIG), self))
     }
 }
 
