@@ -1,27 +1,33 @@
-//! `proxy [CONFIG] [--listen ADDR] [--port N] [--log FILE] [--ttl SECS] [--flush-cache]`: the
-//! Relevo reverse proxy.
+//! `proxy [CONFIG] [OPTIONS]` or `proxy PORT [LOG_FILE [TTL]] [OPTIONS]`: the Relevo
+//! reverse proxy. The two forms are told apart by `Overrides::with_positional`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{error::ErrorKind::ArgumentConflict, CommandFactory, Parser};
 use relevo::error::Error;
 use relevo::logging::file::LogFile;
+use relevo::proxy::config::Overrides;
 
 /// Relevo: an HTTP/1.1 reverse proxy that spreads requests over backends in round-robin
 /// order. Prints `listening on IP:PORT` once ready, then logs every request.
 ///
-/// Exit status: 0 never (it serves until stopped) except after --flush-cache, 1 for a bad
-/// configuration or a start-up failure (address in use, log file, access log or cache
-/// directory that cannot be created, cache not flushable), 2 for bad arguments. Every file
-/// and directory is opened or created before `listening on` is printed, and a start-up
-/// error names the key (and its proxy.conf line, or the option) that set the value.
+/// Exit status: 0 only after --flush-cache (it serves until stopped), 1 for a bad
+/// configuration or a failed start-up (address in use; a log, access log or cache directory
+/// that cannot be created: all are made before `listening on` is printed, and the error
+/// names the key and its proxy.conf line or option), 2 for bad arguments.
 #[derive(Parser, Debug)]
-#[command(name = "proxy", version)]
+#[command(
+    name = "proxy",
+    version,
+    override_usage = "proxy [OPTIONS] [CONFIG]\n       proxy [OPTIONS] PORT [LOG_FILE [TTL]]"
+)]
 struct Args {
-    /// Configuration file (`key = value` lines; see README.md for every key).
-    #[arg(default_value = "proxy.conf")]
-    config: PathBuf,
+    /// CONFIG (`key = value` lines; see README.md), proxy.conf by default; or, when the
+    /// first is a number, the course statement's PORT [LOG_FILE [TTL]] (`proxy 8080
+    /// logs/proxy.log`): proxy.conf is read, and they act as --port, --log and --ttl.
+    #[arg(value_name = "CONFIG | PORT LOG_FILE TTL", num_args = 0..=3)]
+    positional: Vec<String>,
     /// Address to listen on, overriding `listen`: `0.0.0.0:8080`, `[::]:8080`,
     /// `127.0.0.1:0` (port 0: the OS picks one).
     #[arg(long, value_name = "ADDR")]
@@ -43,28 +49,25 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = match relevo::proxy::config::load(&args.config) {
+    let options = Overrides::from_options(args.listen, args.port, args.log, args.ttl);
+    let (path, overrides) = match options.with_positional(&args.positional, Path::is_file) {
+        Ok(read) => read,
+        Err(why) => Args::command().error(ArgumentConflict, why).exit(),
+    };
+    let config = match relevo::proxy::config::load_with(&path, overrides) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}");
+        Err(message) => {
+            eprintln!("{message}");
             return ExitCode::from(1);
         }
     };
-    if let Err(why) = config.apply_overrides(args.listen, args.port, args.log, args.ttl) {
-        eprintln!("proxy: {why}");
-        return ExitCode::from(1);
-    }
     if args.flush_cache {
-        return match relevo::proxy::flush_cache(&config) {
-            Ok(said) => {
-                println!("{said}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("proxy: {e}");
-                ExitCode::from(1)
-            }
-        };
+        let flushed = relevo::proxy::flush_cache(&config);
+        match &flushed {
+            Ok(said) => println!("{said}"),
+            Err(e) => eprintln!("proxy: {e}"),
+        }
+        return ExitCode::from(u8::from(flushed.is_err()));
     }
     let started = LogFile::open(&config.log_file)
         .map_err(|why| config.blame("log_file", why))

@@ -8,15 +8,20 @@
 //! request (a header with a CR or LF, a method that is not a token, a Content-Length that
 //! disagrees with the body) are refused here, as usage errors (exit status 2).
 
+use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use super::error::{EXIT_FILE, EXIT_USAGE};
 use super::output::Output;
-use super::{Data, Options, Terminal, DEFAULT_CACHE_DIR};
+use super::url::looks_like_url;
+use super::{Data, FormPart, Options, Terminal, DEFAULT_CACHE_DIR};
 use crate::http::is_token;
 
 const ABOUT: &str =
@@ -26,7 +31,8 @@ const LONG_ABOUT: &str = "\
 Relevo's HTTP/1.1 client: fetches URL over plain HTTP (no TLS, by design), appends one line
 per request (redirects included) to LOG_FILE, and keeps a private cache (RFC 9111) on disk.
 
-Text bodies (text/*, JSON, XML, JavaScript) are printed on stdout as received. Anything
+Text bodies (text/*, JSON, XML, JavaScript) are printed on stdout as received (flushed
+after each read on a terminal or a pipe, so they appear as the server sends them). Anything
 else (images, audio, video, PDF, archives, octet-stream) is saved byte for byte to a file
 in the current directory named after the last segment of the URL's path (index.html for
 a path ending in /), with a numeric suffix (dawn-1.png) rather than overwriting, and stdout
@@ -52,16 +58,19 @@ Cache: responses to GET are stored under --cache-dir, one file per URL named by 
 SHA-1 of the URL (one per variant with Vary); a fresh entry answers GET and HEAD without
 contacting the server, a stale one with ETag or Last-Modified is revalidated, `no-store`
 is honoured. It is a private cache (RFC 9111): s-maxage is ignored, `private` is stored.
+An answer from it is noted on stderr unless -s:
+  * from the client cache, age 12 s (--no-cache to ask the server)
 
 Exit status:
    0  a response was received, whatever its status code
    1  https:// or another unsupported scheme
-   2  bad command-line usage
+   2  bad command-line usage, such as LOG_FILE and URL swapped
    3  malformed URL (given, or in a redirect's Location)
    6  the host name did not resolve
    7  the connection was refused or could not be opened
-   8  the response was malformed or cut short
-  23  a local file could not be used (log, output, --data-binary @FILE, cache flush)
+   8  the response was malformed, or its head cut short
+  18  the body was cut short: the server closed the connection before its end
+  23  a local file could not be used (log, output, -d or --data-binary @FILE, flush)
   28  timed out (resolving, connecting, waiting for data) or --max-time reached
   47  more than 10 redirects with -L
   56  the connection failed while sending or receiving";
@@ -108,13 +117,21 @@ pub struct Cli {
     #[arg(short = 'X', long = "request", value_name = "METHOD", value_parser = parse_method)]
     pub request: Option<String>,
 
-    /// Request body, sent as given (repeat to join with '&'); implies POST.
+    /// Request body: DATA as given, or the contents of FILE with @FILE, without its line
+    /// breaks (repeat to join with '&'); implies POST.
     ///
-    /// Content-Type is application/x-www-form-urlencoded unless -H sets one. Unlike curl,
-    /// '@' is not special here: use --data-binary @FILE for a file.
-    /// Example: client c.log -d 'a=1' -d 'b=2' localhost:8080/form
-    #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with_all = ["data_binary", "head"])]
-    pub data: Vec<String>,
+    /// As in curl, @FILE drops every CR and LF of the file, so a form written over several
+    /// lines is sent as one; --data-binary @FILE sends a file byte for byte. Content-Type is
+    /// application/x-www-form-urlencoded unless -H sets one.
+    /// Example: client c.log -d 'a=1' -d @more.txt localhost:8080/form
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "DATA|@FILE",
+        value_parser = parse_form_part,
+        conflicts_with_all = ["data_binary", "head"]
+    )]
+    pub data: Vec<FormPart>,
 
     /// Request body: DATA as given, or the bytes of FILE with @FILE; implies POST.
     ///
@@ -125,9 +142,10 @@ pub struct Cli {
     #[arg(
         long = "data-binary",
         value_name = "DATA|@FILE",
+        value_parser = parse_binary_data,
         conflicts_with = "head"
     )]
-    pub data_binary: Option<String>,
+    pub data_binary: Option<BinaryData>,
 
     /// Extra header field 'Name: value' (repeatable); replaces the client's own field of
     /// that name. 'Name:' removes it, 'Name;' sends it empty.
@@ -169,9 +187,12 @@ pub struct Cli {
     #[arg(short = 'O', long = "remote-name")]
     pub remote_name: bool,
 
-    /// Follow redirects (301, 302, 303, 307, 308), at most 10; 303 turns the method into GET.
+    /// Follow redirects (301, 302, 303, 307, 308), at most 10; POST becomes GET after 301,
+    /// 302 and 303, as in curl and browsers.
     ///
-    /// Each request of the chain gets its own log line.
+    /// 303 turns any method but HEAD into GET; 307 and 308 keep the method and the body;
+    /// other methods keep theirs after 301 and 302. Each request of the chain gets its own
+    /// log line.
     ///
     /// Example: client c.log -L localhost:8080/old
     #[arg(short = 'L', long = "location")]
@@ -182,6 +203,21 @@ pub struct Cli {
     /// Example: client c.log -v localhost:8080/
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
+
+    /// Silent, as in curl: no progress meter, no error message, no note that an answer
+    /// came from the cache.
+    ///
+    /// The body is delivered as usual; the exit status and the log still say what
+    /// happened. -v shows its heads and notes all the same.
+    /// Example: client c.log -s localhost:8080/ > page.html
+    #[arg(short = 's', long = "silent")]
+    pub silent: bool,
+
+    /// With -s, still print the error message when the run fails (curl's -S).
+    ///
+    /// Example: client c.log -sS localhost:8080/
+    #[arg(short = 'S', long = "show-error")]
+    pub show_error: bool,
 
     /// Never answer from the cache; the response is still stored.
     ///
@@ -230,11 +266,11 @@ impl Cli {
     /// The log file, the URL and the options of a fetch; `None` for a command.
     pub(crate) fn into_fetch(self) -> Option<(PathBuf, String, Options)> {
         let data = if !self.data.is_empty() {
-            Some(Data::Bytes(self.data.join("&").into_bytes()))
+            Some(Data::Form(self.data))
         } else {
-            self.data_binary.map(|d| match d.strip_prefix('@') {
-                Some(path) => Data::File(PathBuf::from(path)),
-                None => Data::Bytes(d.into_bytes()),
+            self.data_binary.map(|d| match d {
+                BinaryData::File(path) => Data::File(path),
+                BinaryData::Text(text) => Data::Bytes(text.into_bytes()),
             })
         };
         let output = match self.output {
@@ -252,6 +288,8 @@ impl Cli {
             output,
             location: self.location,
             verbose: self.verbose,
+            silent: self.silent,
+            show_error: self.show_error,
             no_cache: self.no_cache,
             cache_dir: self.cache_dir,
             ttl: Duration::from_secs(self.ttl),
@@ -266,27 +304,63 @@ impl Cli {
 pub fn main(cli: Cli) -> u8 {
     let terminal = Terminal {
         stdout: io::stdout().is_terminal(),
+        stdout_pipe: is_pipe(&io::stdout()),
         stderr: io::stderr().is_terminal(),
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let mut err = io::stderr().lock();
+    let shows_errors = !cli.silent || cli.show_error;
     let code = match cli.command {
         Some(Command::Flush { ref cache_dir }) => super::flush(cache_dir, &mut out, &mut err),
         None => match cli.into_fetch() {
-            Some((log, url, options)) => {
-                super::fetch(&log, &url, &options, &mut out, &mut err, terminal)
-            }
+            Some((log, url, options)) => match swapped(&log, &url, Path::is_file) {
+                Some(why) => {
+                    let e = Cli::command().error(ErrorKind::ArgumentConflict, why);
+                    let _ = write!(err, "{}", e.render());
+                    EXIT_USAGE
+                }
+                None => super::fetch(&log, &url, &options, &mut out, &mut err, terminal),
+            },
             // clap enforces LOG_FILE and URL when there is no command.
             None => EXIT_USAGE,
         },
     };
     match out.flush() {
         Err(e) if code == 0 => {
-            let _ = writeln!(err, "client: cannot write to standard output: {e}");
+            if shows_errors {
+                let _ = writeln!(err, "client: cannot write to standard output: {e}");
+            }
             EXIT_FILE
         }
         _ => code,
     }
+}
+
+/// Whether `stdout` is a pipe or a socket (read through a duplicate of its descriptor).
+fn is_pipe(stdout: &io::Stdout) -> bool {
+    stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata())
+        .is_ok_and(|meta| meta.file_type().is_fifo() || meta.file_type().is_socket())
+}
+
+/// Why `client URL LOG_FILE` (the two swapped) is refused, before the log is created or
+/// anything sent: a LOG_FILE that reads as a URL (`url::looks_like_url`), or a URL that
+/// names an existing file (`is_file`). The message shows the right order.
+fn swapped(log_file: &Path, url: &str, is_file: impl Fn(&Path) -> bool) -> Option<String> {
+    let log = log_file.to_string_lossy();
+    let why = if looks_like_url(&log) {
+        format!("{log} is a URL")
+    } else if !url.contains("://") && is_file(Path::new(url)) {
+        format!("{url} is a file")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the arguments look swapped ({why}): the log file comes first, then the URL:\n\n  \
+         client [OPTIONS] {url} {log}"
+    ))
 }
 
 /// `method = token` (RFC 9110 §9.1).
@@ -325,6 +399,46 @@ fn parse_header(s: &str) -> Result<(String, Option<String>), String> {
     Ok((name.to_string(), value))
 }
 
+/// `--data-binary DATA` or `--data-binary @FILE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BinaryData {
+    /// The text as given.
+    Text(String),
+    /// The file's bytes.
+    File(PathBuf),
+}
+
+/// `-d DATA` or `-d @FILE`, as curl reads it.
+fn parse_form_part(s: &str) -> Result<FormPart, String> {
+    Ok(match at_file(s)? {
+        Some(path) => FormPart::File(path),
+        None => FormPart::Text(s.to_string()),
+    })
+}
+
+/// `--data-binary DATA` or `--data-binary @FILE`.
+fn parse_binary_data(s: &str) -> Result<BinaryData, String> {
+    Ok(match at_file(s)? {
+        Some(path) => BinaryData::File(path),
+        None => BinaryData::Text(s.to_string()),
+    })
+}
+
+/// The file named by `@FILE`, `None` for data without `@`. curl's `@-` (standard input)
+/// is refused rather than read as a file named `-`.
+fn at_file(s: &str) -> Result<Option<PathBuf>, String> {
+    match s.strip_prefix('@') {
+        Some("-") => Err(
+            "@- (standard input) is not supported: save the data to a file \
+                          and give @FILE"
+                .to_string(),
+        ),
+        Some("") => Err("@ must be followed by a file name".to_string()),
+        Some(path) => Ok(Some(PathBuf::from(path))),
+        None => Ok(None),
+    }
+}
+
 /// Seconds as a positive decimal number.
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -340,7 +454,6 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("client").chain(args.iter().copied()))
@@ -362,6 +475,31 @@ mod tests {
         assert_eq!(options, Options::default());
         assert!(parse(&["c.log"]).is_err());
         assert!(parse(&[]).is_err());
+    }
+
+    #[test]
+    fn swapped_arguments_are_caught_and_the_right_order_shown() {
+        let none = |_: &Path| false;
+        let why = swapped(Path::new("http://h:8080/x"), "c.log", none).unwrap();
+        assert!(why.contains("(http://h:8080/x is a URL)"), "{why}");
+        assert!(
+            why.ends_with("client [OPTIONS] c.log http://h:8080/x"),
+            "{why}"
+        );
+        let log_exists = |p: &Path| p == Path::new("c.log");
+        let why = swapped(Path::new("example.com/"), "c.log", log_exists).unwrap();
+        assert!(why.contains("(c.log is a file)"), "{why}");
+        assert!(
+            why.ends_with("client [OPTIONS] c.log example.com/"),
+            "{why}"
+        );
+        // The right order passes, even when the log file exists already.
+        assert_eq!(swapped(Path::new("c.log"), "h:8080/", log_exists), None);
+        assert_eq!(swapped(Path::new("logs/c.log"), "example.com/", none), None);
+        assert_eq!(
+            swapped(Path::new("c.log"), "http://c.log/", log_exists),
+            None
+        );
     }
 
     #[test]
@@ -397,6 +535,7 @@ mod tests {
             "-i",
             "-L",
             "-v",
+            "-sS",
             "--no-cache",
             "--cache-dir",
             "d",
@@ -417,6 +556,9 @@ mod tests {
             ]
         );
         assert!(o.include && o.location && o.verbose && o.no_cache);
+        assert!(o.silent && o.show_error && o.shows_errors());
+        assert!(!options(&["-s", "c", "h"]).shows_errors());
+        assert!(options(&["c", "h"]).shows_errors());
         assert_eq!(o.cache_dir, PathBuf::from("d"));
         assert_eq!(o.ttl, Duration::from_secs(5));
         assert_eq!(o.max_time, Some(Duration::from_millis(500)));
@@ -425,9 +567,15 @@ mod tests {
 
     #[test]
     fn bodies_imply_post() {
-        let o = options(&["-d", "a=1", "-d", "b=2", "c", "h"]);
+        let o = options(&["-d", "a=1", "-d", "@form.txt", "c", "h"]);
         assert_eq!(o.method(), "POST");
-        assert_eq!(o.data, Some(Data::Bytes(b"a=1&b=2".to_vec())));
+        assert_eq!(
+            o.data,
+            Some(Data::Form(vec![
+                FormPart::Text("a=1".into()),
+                FormPart::File("form.txt".into())
+            ]))
+        );
         let o = options(&["--data-binary", "@f.bin", "c", "h"]);
         assert_eq!(o.data, Some(Data::File(PathBuf::from("f.bin"))));
         let o = options(&["--data-binary", "raw", "c", "h"]);
@@ -460,6 +608,9 @@ mod tests {
             &["--max-time", "NaN", "c", "h"],
             &["--max-time", "1e30", "c", "h"],
             &["--ttl", "-1", "c", "h"],
+            &["-d", "@-", "c", "h"],
+            &["-d", "@", "c", "h"],
+            &["--data-binary", "@-", "c", "h"],
         ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}");

@@ -8,6 +8,7 @@
 //! (`http::parse`), so the client holds servers to the same grammar and limits as the
 //! proxy does. What to send and what to do with the answer is `client`'s business.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -79,8 +80,8 @@ impl Deadline {
 pub enum Payload<'a> {
     /// No body.
     None,
-    /// Bytes from the command line.
-    Bytes(&'a [u8]),
+    /// Bytes from the command line, or read from `-d @FILE`.
+    Bytes(Cow<'a, [u8]>),
     /// A file of this many bytes.
     File(File, u64),
 }
@@ -221,7 +222,7 @@ pub fn send(conn: &mut impl Write, request: &Request, payload: Payload) -> io::R
     serialize::write_request_head(&mut w, request)?;
     match payload {
         Payload::None => {}
-        Payload::Bytes(bytes) => w.write_all(bytes)?,
+        Payload::Bytes(bytes) => w.write_all(&bytes)?,
         Payload::File(file, len) => {
             if io::copy(&mut file.take(len), &mut w)? < len {
                 return Err(io::Error::new(
@@ -306,7 +307,7 @@ mod tests {
         request.headers.append("Host", "h");
         request.headers.append("Content-Length", "3");
         let mut out = Vec::new();
-        send(&mut out, &request, Payload::Bytes(b"a=1")).unwrap();
+        send(&mut out, &request, Payload::Bytes(Cow::Borrowed(b"a=1"))).unwrap();
         assert_eq!(
             out,
             b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\na=1".to_vec()
@@ -334,7 +335,7 @@ mod tests {
     #[test]
     fn an_early_response_wins_over_the_failure_to_send() {
         let request = Request::new("POST", "/upload");
-        let payload = || Payload::Bytes(b"too big");
+        let payload = || Payload::Bytes(Cow::Borrowed(b"too big"));
         let early = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n";
         let mut conn = BufReader::new(Refusing(early));
         let response = round_trip(&mut conn, &request, payload()).unwrap();

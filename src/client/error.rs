@@ -33,7 +33,11 @@ pub const EXIT_RESOLVE: u8 = 6;
 pub const EXIT_CONNECT: u8 = 7;
 /// Exit status: the server's response was malformed or cut short.
 pub const EXIT_BAD_RESPONSE: u8 = 8;
-/// Exit status: a local file (log, output, `--data-binary @FILE`) could not be used.
+/// Exit status: the server closed the connection before the end of the body (curl's
+/// `CURLE_PARTIAL_FILE`).
+pub const EXIT_PARTIAL: u8 = 18;
+/// Exit status: a local file (log, output, `-d @FILE`, `--data-binary @FILE`) could not be
+/// used.
 pub const EXIT_FILE: u8 = 23;
 /// Exit status: a timeout (resolving, connecting, reading) or `--max-time` reached.
 pub const EXIT_TIMEOUT: u8 = 28;
@@ -57,6 +61,14 @@ pub enum ClientError {
     Resolve(String, io::Error),
     /// No TCP connection could be opened: the `host:port` tried and the last error.
     Connect(String, io::Error),
+    /// The server closed the connection before the end of the body: the bytes received,
+    /// and the length announced (`None` for a chunked body).
+    CutShort {
+        /// Body bytes received.
+        received: u64,
+        /// Content-Length, when the body had one.
+        expected: Option<u64>,
+    },
     /// A redirect beyond the limit, which is held here.
     TooManyRedirects(usize),
     /// A local file (log, output, request body, cache entry, stdout) that could not be
@@ -75,6 +87,17 @@ impl ClientError {
         ClientError::File("cannot write to standard output".to_string(), e)
     }
 
+    /// A failure while reading a body of which `received` bytes had arrived, `expected`
+    /// announced: a body cut short becomes `CutShort`; anything else stays as it is.
+    pub fn in_body(self, received: u64, expected: Option<u64>) -> ClientError {
+        match self {
+            ClientError::Http(Error::Parse(_, ParseError::UnexpectedEof)) => {
+                ClientError::CutShort { received, expected }
+            }
+            other => other,
+        }
+    }
+
     /// The one mapping from failures to the client's exit statuses (curl's numbers).
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -90,6 +113,7 @@ impl ClientError {
             ClientError::Resolve(..) => EXIT_RESOLVE,
             ClientError::Connect(..) => EXIT_CONNECT,
             ClientError::Http(Error::Parse(..)) => EXIT_BAD_RESPONSE,
+            ClientError::CutShort { .. } => EXIT_PARTIAL,
             ClientError::Http(Error::Io(..)) => EXIT_NETWORK,
             ClientError::Http(_) => EXIT_UNSUPPORTED,
             ClientError::File(..) => EXIT_FILE,
@@ -121,6 +145,19 @@ impl fmt::Display for ClientError {
             ClientError::TooManyRedirects(max) => {
                 write!(f, "too many redirects: stopped after following {max}")
             }
+            ClientError::CutShort {
+                received,
+                expected: Some(length),
+            } => write!(
+                f,
+                "incomplete response: the server closed the connection after {received} of \
+                 {length} body bytes"
+            ),
+            ClientError::CutShort { received, .. } => write!(
+                f,
+                "incomplete response: the server closed the connection {received} bytes into \
+                 the chunked body"
+            ),
             ClientError::File(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -134,7 +171,7 @@ impl std::error::Error for ClientError {
             ClientError::Resolve(_, e) | ClientError::Connect(_, e) | ClientError::File(_, e) => {
                 Some(e)
             }
-            ClientError::TooManyRedirects(_) => None,
+            ClientError::TooManyRedirects(_) | ClientError::CutShort { .. } => None,
         }
     }
 }
@@ -192,10 +229,39 @@ mod tests {
                 EXIT_FILE,
             ),
             (ClientError::TooManyRedirects(10), EXIT_REDIRECTS),
+            (
+                ClientError::CutShort {
+                    received: 3,
+                    expected: Some(10),
+                },
+                EXIT_PARTIAL,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code(), code, "{error:?}");
         }
+    }
+
+    #[test]
+    fn only_a_body_that_ends_early_is_cut_short() {
+        let eof = ClientError::from(Error::Parse(Side::Backend, ParseError::UnexpectedEof));
+        let e = eof.in_body(3, Some(10));
+        assert_eq!(e.exit_code(), EXIT_PARTIAL);
+        assert_eq!(
+            e.to_string(),
+            "incomplete response: the server closed the connection after 3 of 10 body bytes"
+        );
+        let chunked = ClientError::from(Error::Parse(Side::Backend, ParseError::UnexpectedEof))
+            .in_body(8, None);
+        assert!(chunked
+            .to_string()
+            .ends_with("8 bytes into the chunked body"));
+        // A malformed chunk or a reset is not a body cut short.
+        let bad = ClientError::from(Error::Parse(Side::Backend, ParseError::BadChunk));
+        assert_eq!(bad.in_body(0, None).exit_code(), EXIT_BAD_RESPONSE);
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "x");
+        let reset = ClientError::from(Error::Io(Side::Backend, reset));
+        assert_eq!(reset.in_body(0, None).exit_code(), EXIT_NETWORK);
     }
 
     #[test]

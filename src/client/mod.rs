@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Delivering (`session`) prints the head with `-i`, then copies the body to stdout or a
-//! file (`output`). A 303 turns the method into GET (RFC 9110 §15.4). Messages are read and
+//! file (`output`). A redirect may turn the method into GET (`redirected_method`). Messages are read and
 //! written with the library's own parser and serializer (`http`), so the client is exactly
 //! as strict as the proxy about what a server sends. Every socket has a connect timeout and
 //! read/write timeouts, shortened to what `--max-time` leaves (`connection`).
@@ -69,12 +69,27 @@ pub(crate) const CACHE_MAX_SIZE: u64 = 512 * 1024 * 1024;
 /// Largest body the client's cache stores, in bytes; bigger ones are only delivered.
 pub(crate) const CACHE_MAX_OBJECT: u64 = 64 * 1024 * 1024;
 
+/// Most bytes `-d @FILE` reads from its file: the file is read whole, to drop its line
+/// breaks; `--data-binary @FILE` streams a file of any size.
+pub(crate) const MAX_FORM_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The request body given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Data {
-    /// `-d DATA` (joined with `&` when repeated) or `--data-binary DATA`: these bytes.
+    /// `-d`, repeated or not: its parts joined with `&`, as curl does.
+    Form(Vec<FormPart>),
+    /// `--data-binary DATA`: these bytes.
     Bytes(Vec<u8>),
     /// `--data-binary @FILE`: the file's bytes, read afresh for every request sent.
+    File(PathBuf),
+}
+
+/// One `-d` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormPart {
+    /// `-d DATA`: the text as given.
+    Text(String),
+    /// `-d @FILE`: the file's bytes without their CR and LF, read for every request sent.
     File(PathBuf),
 }
 
@@ -97,6 +112,10 @@ pub(crate) struct Options {
     pub location: bool,
     /// `-v`: request and response heads on stderr.
     pub verbose: bool,
+    /// `-s`: no progress meter, no error message, no note about the cache on stderr.
+    pub silent: bool,
+    /// `-S`: error messages even with `-s`.
+    pub show_error: bool,
     /// `--no-cache`: never answer from the cache (responses are still stored).
     pub no_cache: bool,
     /// `--cache-dir`: the cache's directory.
@@ -118,6 +137,8 @@ impl Default for Options {
             output: None,
             location: false,
             verbose: false,
+            silent: false,
+            show_error: false,
             no_cache: false,
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
             ttl: DEFAULT_TTL,
@@ -136,15 +157,31 @@ impl Options {
             (None, false, None) => "GET".to_string(),
         }
     }
+
+    /// Whether a failure is said on stderr: always, unless `-s` without `-S` (as in curl).
+    pub(crate) fn shows_errors(&self) -> bool {
+        !self.silent || self.show_error
+    }
 }
 
-/// Whether stdout and stderr are terminals (`std::io::IsTerminal`), for the progress meter.
+/// Whether stdout and stderr are terminals (`std::io::IsTerminal`), for the progress meter,
+/// and whether stdout is a pipe, for printing text as it arrives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Terminal {
     /// Standard output is a terminal.
     pub stdout: bool,
+    /// Standard output is a pipe or a socket: another program may be reading as text comes.
+    pub stdout_pipe: bool,
     /// Standard error is a terminal.
     pub stderr: bool,
+}
+
+impl Terminal {
+    /// Whether a body on stdout is flushed after each read, so that it is seen as it
+    /// arrives: on a terminal or a pipe, not in a file.
+    pub(crate) fn stdout_is_watched(self) -> bool {
+        self.stdout || self.stdout_pipe
+    }
 }
 
 /// `client flush`: removes every cache entry under `cache_dir` and says what went.
@@ -180,7 +217,9 @@ pub(crate) fn fetch(
     let log = match log::open(log_file) {
         Ok(log) => log,
         Err(e) => {
-            let _ = writeln!(err, "client: {e}");
+            if options.shows_errors() {
+                let _ = writeln!(err, "client: {e}");
+            }
             return e.exit_code();
         }
     };
@@ -254,10 +293,8 @@ fn follow(session: &mut Session, input: &str) -> Result<()> {
         let Some((location, next)) = answer.redirect else {
             return Ok(());
         };
-        // RFC 9110 §15.4.4: after a 303 the user agent retrieves the new URL with GET
-        // (HEAD stays HEAD); 301, 302, 307 and 308 keep the method and body here.
-        if answer.status == 303 && hop.method != "HEAD" {
-            hop.method = "GET".to_string();
+        if let Some(method) = redirected_method(answer.status, &hop.method) {
+            hop.method = method.to_string();
             hop.with_body = false;
         }
         let next = match next {
@@ -356,12 +393,7 @@ fn answer_stored(
     source: Source,
 ) -> Result<Answer> {
     let (response, age) = caching::answer_head(&stored.entry, SystemTime::now());
-    let note = format!(
-        "answered from the cache ({}, age {} s)",
-        source.as_str(),
-        age.as_secs()
-    );
-    session.verbose_note(&note);
+    session.cache_note(&cache_note(source, age));
     session.verbose_head("< ", &serialize::response_head_bytes(&response));
     let redirect = redirect(session.options, &hop.url, &response);
     let how = Delivery {
@@ -377,6 +409,34 @@ fn answer_stored(
         source,
         redirect,
     })
+}
+
+/// What stderr says of an answer from the client's cache (curl users do not expect a
+/// cache): its age and how to skip it, or that the server confirmed it.
+fn cache_note(source: Source, age: Duration) -> String {
+    match source {
+        Source::Revalidated => {
+            "from the client cache, confirmed by the server (304 Not Modified)".to_string()
+        }
+        Source::Cache | Source::Network => format!(
+            "from the client cache, age {} s (--no-cache to ask the server)",
+            age.as_secs()
+        ),
+    }
+}
+
+/// The method a redirect with `status` turns `method` into, `None` when it stays (and the
+/// body goes along), as curl and browsers do (RFC 9110 §15.4):
+/// - 303: the new URL is retrieved with GET, HEAD staying HEAD (§15.4.4);
+/// - 301 and 302: POST becomes GET, which §15.4.2 and §15.4.3 allow "for historical
+///   reasons"; other methods stay;
+/// - 307 and 308: the method and the body stay (§15.4.8, §15.4.9).
+fn redirected_method(status: u16, method: &str) -> Option<&'static str> {
+    match status {
+        303 if method != "HEAD" => Some("GET"),
+        301 | 302 if method == "POST" => Some("GET"),
+        _ => None,
+    }
 }
 
 /// With `-L`, the redirect this response asks for (RFC 9110 §15.4, §10.2.2).
@@ -476,6 +536,39 @@ mod tests {
         assert_eq!(h.get("authorization"), Some("Bearer t"));
         let elsewhere = build_request(&url, "GET", None, &users, false);
         assert!(!elsewhere.headers.contains("authorization"));
+    }
+
+    #[test]
+    fn answers_from_the_cache_say_so() {
+        assert_eq!(
+            cache_note(Source::Cache, Duration::from_millis(12_900)),
+            "from the client cache, age 12 s (--no-cache to ask the server)"
+        );
+        assert!(cache_note(Source::Revalidated, Duration::ZERO).contains("304 Not Modified"));
+    }
+
+    #[test]
+    fn redirects_change_the_method_as_curl_does() {
+        for (status, method, after) in [
+            (301, "POST", Some("GET")),
+            (302, "POST", Some("GET")),
+            (303, "POST", Some("GET")),
+            (303, "PUT", Some("GET")),
+            (303, "GET", Some("GET")),
+            (303, "HEAD", None),
+            (301, "PUT", None),
+            (302, "DELETE", None),
+            (301, "HEAD", None),
+            (307, "POST", None),
+            (308, "POST", None),
+            (308, "PUT", None),
+        ] {
+            assert_eq!(
+                redirected_method(status, method),
+                after,
+                "{status} {method}"
+            );
+        }
     }
 
     #[test]

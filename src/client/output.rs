@@ -9,7 +9,7 @@
 //!
 //! The choice is a pure function (`choose`); `open` opens the file it names; `pump` copies a
 //! body to its destination and to the cache at once, telling read failures from write
-//! failures. Deciding what to deliver is `session`'s business.
+//! failures; `Flushing` makes stdout show each piece as it arrives. Deciding what to deliver is `session`'s business.
 //! The meter is drawn on stderr only when stderr is a terminal and the body is over
 //! `PROGRESS_MIN_BYTES`; its line is `progress_line`, also pure.
 
@@ -285,6 +285,22 @@ impl Progress {
     }
 }
 
+/// A writer that flushes after every write: a body on a terminal or a pipe is seen as it
+/// arrives, not when a buffer fills (lines sent 0.2 s apart appear 0.2 s apart).
+pub struct Flushing<'a>(pub &'a mut dyn Write);
+
+impl Write for Flushing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.0.flush()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Which side of a copy failed.
 pub enum Failure {
     /// Reading the body failed.
@@ -475,6 +491,14 @@ mod tests {
         assert!(text.starts_with("\r2.0 MiB"), "{text:?}");
         assert!(text.ends_with('\n'));
     }
+    #[test]
+    fn flushing_passes_each_write_through_at_once() {
+        let mut out = io::BufWriter::new(Vec::new());
+        let mut flushing = Flushing(&mut out);
+        flushing.write_all(b"line 1\n").unwrap();
+        assert_eq!(out.get_ref().as_slice(), b"line 1\n");
+    }
+
     #[test]
     fn pump_copies_and_says_which_side_failed() {
         let mut buf = vec![0u8; 4];

@@ -6,6 +6,7 @@
 //! destinations and the meter in `output`, the cache in `caching`, the wire in
 //! `connection`, log lines in `log`.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -15,9 +16,11 @@ use chrono::{DateTime, Local};
 use super::connection::{self, Conn, Deadline, Payload};
 use super::error::{ClientError, Result};
 use super::log::{self, NO_SOURCE};
-use super::output::{self, pump, read_some, Progress, Target};
+use super::output::{self, pump, read_some, Flushing, Progress, Target};
 use super::url::Url;
-use super::{Data, Options, Terminal, CACHE_MAX_OBJECT, CACHE_MAX_SIZE};
+use super::{
+    Data, FormPart, Options, Terminal, CACHE_MAX_OBJECT, CACHE_MAX_SIZE, MAX_FORM_FILE_BYTES,
+};
 use crate::cache::{EntryWriter, Store};
 use crate::error::Side;
 use crate::http::body::{read_error, COPY_BUFFER};
@@ -80,14 +83,16 @@ impl<'a> Session<'a> {
         self.delivered = 0;
     }
 
-    /// Opens the body for one request (`--data-binary @FILE` is reopened for each, so a
-    /// redirect that keeps the method sends it again whole); `Payload::None` without one.
+    /// Opens the body for one request (`--data-binary @FILE` and `-d @FILE` are read again
+    /// for each, so a redirect that keeps the method sends them again whole);
+    /// `Payload::None` without one.
     pub fn payload(&self, with_body: bool) -> Result<Payload<'a>> {
         let options: &'a Options = self.options;
         match &options.data {
             Some(_) if !with_body => Ok(Payload::None),
             None => Ok(Payload::None),
-            Some(Data::Bytes(bytes)) => Ok(Payload::Bytes(bytes)),
+            Some(Data::Form(parts)) => Ok(Payload::Bytes(Cow::Owned(form_body(parts)?))),
+            Some(Data::Bytes(bytes)) => Ok(Payload::Bytes(Cow::Borrowed(bytes))),
             Some(Data::File(path)) => {
                 let fail = |e| ClientError::file("cannot read", path, e);
                 let file = File::open(path).map_err(fail)?;
@@ -122,9 +127,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// With `-v`, a note on stderr (`* ` and the text).
-    pub fn verbose_note(&mut self, text: &str) {
-        if self.options.verbose {
+    /// The note that an answer comes from the cache, on stderr (`* ` and the text): unless
+    /// `-s`, and always with `-v`.
+    pub fn cache_note(&mut self, text: &str) {
+        if !self.options.silent || self.options.verbose {
             let _ = writeln!(self.err, "* {text}");
         }
     }
@@ -140,7 +146,9 @@ impl<'a> Session<'a> {
     ) {
         let text = log::line(when, line, outcome, self.delivered, elapsed, source);
         if let Err(e) = self.log.write_all(text.as_bytes()) {
-            let _ = writeln!(self.err, "client: cannot write to the log: {e}");
+            if self.options.shows_errors() {
+                let _ = writeln!(self.err, "client: cannot write to the log: {e}");
+            }
         }
     }
 
@@ -156,10 +164,12 @@ impl<'a> Session<'a> {
     }
 
     /// Tells the user why the run failed: what stdout has goes first, then one line on
-    /// stderr.
+    /// stderr (none with `-s` alone).
     pub fn report(&mut self, e: &ClientError) {
         let _ = self.out.flush();
-        let _ = writeln!(self.err, "client: {e}");
+        if self.options.shows_errors() {
+            let _ = writeln!(self.err, "client: {e}");
+        }
     }
 
     /// Prints the head with `-i`/`-I`, then copies the body to where it belongs (or nowhere,
@@ -186,14 +196,15 @@ impl<'a> Session<'a> {
         };
         let mut buf = vec![0; COPY_BUFFER];
         let first = if how.has_body {
-            read_some(body, &mut buf).map_err(read_failed)?
+            read_some(body, &mut buf).map_err(|e| read_failed(e).in_body(0, how.length))?
         } else {
             0
         };
         if how.discard || !how.has_body {
             let (sink, delivered) = (&mut io::sink(), &mut self.delivered);
             pump(body, &mut buf, first, sink, &mut cache, delivered, |_| {})
-                .map_err(|f| f.into_error(read_failed, ClientError::stdout))?;
+                .map_err(|f| f.into_error(read_failed, ClientError::stdout))
+                .map_err(|e| e.in_body(*delivered, how.length))?;
             commit(cache);
             return Ok(self.delivered);
         }
@@ -205,10 +216,17 @@ impl<'a> Session<'a> {
             url,
         );
         let (path, mut file) = output::open(&target)?.unzip();
-        let meter = self.terminal.stderr && !(target == Target::Stdout && self.terminal.stdout);
+        let meter = self.terminal.stderr
+            && !self.options.silent
+            && !(target == Target::Stdout && self.terminal.stdout);
         let mut progress = Progress::new(meter, how.length);
+        let mut flushing;
         let dest: &mut dyn Write = match file.as_mut() {
             Some(file) => file,
+            None if self.terminal.stdout_is_watched() => {
+                flushing = Flushing(&mut *self.out);
+                &mut flushing
+            }
             None => &mut *self.out,
         };
         let write_failed = |e: io::Error| match &path {
@@ -227,7 +245,9 @@ impl<'a> Session<'a> {
             tick,
         );
         progress.finish(self.delivered, &mut *self.err);
-        pumped.map_err(|f| f.into_error(read_failed, write_failed))?;
+        pumped
+            .map_err(|f| f.into_error(read_failed, write_failed))
+            .map_err(|e| e.in_body(self.delivered, how.length))?;
         if let Some(mut file) = file {
             file.flush().map_err(write_failed)?;
         }
@@ -238,6 +258,37 @@ impl<'a> Session<'a> {
         }
         Ok(self.delivered)
     }
+}
+
+/// The body of `-d` as curl sends it: each part as given, or its file's bytes without CR
+/// and LF, joined with `&`.
+///
+/// # Errors
+/// `ClientError::File` for a file that cannot be read or holds over `MAX_FORM_FILE_BYTES`.
+fn form_body(parts: &[FormPart]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            body.push(b'&');
+        }
+        match part {
+            FormPart::Text(text) => body.extend_from_slice(text.as_bytes()),
+            FormPart::File(path) => {
+                let fail = |e| ClientError::file("cannot read", path, e);
+                let mut bytes = Vec::new();
+                File::open(path)
+                    .and_then(|file| file.take(MAX_FORM_FILE_BYTES + 1).read_to_end(&mut bytes))
+                    .map_err(fail)?;
+                if bytes.len() as u64 > MAX_FORM_FILE_BYTES {
+                    let mib = MAX_FORM_FILE_BYTES / (1024 * 1024);
+                    let why = format!("over {mib} MiB: send it with --data-binary @FILE");
+                    return Err(fail(io::Error::new(io::ErrorKind::InvalidInput, why)));
+                }
+                body.extend(bytes.iter().filter(|&&b| b != b'\r' && b != b'\n'));
+            }
+        }
+    }
+    Ok(body)
 }
 
 /// Puts a complete entry in place; a cache that cannot be written is not an error.

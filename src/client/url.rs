@@ -18,7 +18,7 @@
 //! module is pure: resolving names and connecting are `connection`'s business.
 
 use std::fmt;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The port of `http` when the URL names none (RFC 9110 §4.2.1).
 pub const DEFAULT_PORT: u16 = 80;
@@ -188,6 +188,27 @@ impl fmt::Display for Url {
     }
 }
 
+/// Whether `s` reads as a URL rather than as a file name (to catch `client URL LOG_FILE`):
+/// it starts with a scheme (`http://`, `https://`, ...), or it is a valid URL whose host is
+/// an IP address or `localhost`, or that names a port (`example.com:8080/`). `client.log`,
+/// `logs/client.log` and `example.com/page` are file names as much as URLs: not these.
+pub fn looks_like_url(s: &str) -> bool {
+    let s = s.trim();
+    if split_scheme(s).is_some() {
+        return true;
+    }
+    let authority = &s[..s.find(['/', '?']).unwrap_or(s.len())];
+    let Ok((host, _)) = parse_authority(authority) else {
+        return false;
+    };
+    let names_port = authority
+        .rsplit(']')
+        .next()
+        .is_some_and(|r| r.contains(':'));
+    let ip = host.starts_with('[') || host.parse::<Ipv4Addr>().is_ok();
+    names_port || ip || host == "localhost"
+}
+
 fn strip_fragment(s: &str) -> &str {
     s.split('#').next().unwrap_or("")
 }
@@ -309,6 +330,36 @@ mod tests {
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn what_reads_as_a_url_rather_than_a_file_name() {
+        for s in [
+            "http://127.0.0.1:8080/",
+            "https://example.com",
+            "ftp://h/",
+            "127.0.0.1:8080/index.html",
+            "localhost/page",
+            "LocalHost:80",
+            "10.0.0.1",
+            "[::1]/x",
+            "[::1]:8080",
+            "example.com:8080",
+        ] {
+            assert!(looks_like_url(s), "{s}");
+        }
+        for s in [
+            "client.log",
+            "logs/client.log",
+            "/var/log/client.log",
+            "example.com/page",
+            "c",
+            "",
+            "notes: today.txt",
+            "host:port",
+        ] {
+            assert!(!looks_like_url(s), "{s}");
+        }
     }
 
     #[test]

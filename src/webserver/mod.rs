@@ -17,6 +17,7 @@
 //!
 //! It never imports the proxy: what both programs need lives in `http` and `server`.
 
+pub mod command_line;
 mod static_files;
 
 use std::fs::File;

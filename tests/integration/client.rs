@@ -2,8 +2,12 @@
 //! and through the real proxy) and against scripted backends, in a temporary working
 //! directory with its own log and cache.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -38,6 +42,42 @@ fn run(dir: &TempDir, args: &[&str]) -> Run {
 /// `client --cache-dir cache OPTIONS client.log URL` in `dir`.
 fn fetch(dir: &TempDir, options: &[&str], url: &str) -> Run {
     client_fetch(dir, options, url).into()
+}
+
+/// Runs the real `curl` (found with `external_program`) with `args` in `dir`.
+fn run_curl(curl: &Path, dir: &TempDir, args: &[&str]) -> Run {
+    command_in(dir, curl)
+        .args(args)
+        .output()
+        .expect("run curl")
+        .into()
+}
+
+/// What a request put on the wire, as far as curl and our client must agree: the request
+/// line, Content-Length, Content-Type and the body bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Sent {
+    line: String,
+    length: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+fn sent(raw: &[u8]) -> Sent {
+    let end = find(raw, b"\r\n\r\n").expect("a whole head") + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let field = |name: &str| {
+        head.split("\r\n").find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    Sent {
+        line: head.lines().next().unwrap_or("").to_string(),
+        length: field("content-length"),
+        content_type: field("content-type"),
+        body: raw[end..].to_vec(),
+    }
 }
 
 fn log_lines(dir: &TempDir) -> Vec<String> {
@@ -254,14 +294,15 @@ fn chunked_and_close_delimited_responses() {
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nwor",
     );
     let r = fetch(&dir, &[], &format!("http://{}/", cut.addr));
-    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert_eq!(r.code, 18, "{}", r.stderr);
     assert!(r.stderr.contains("incomplete response"), "{}", r.stderr);
     let (rest, bytes, source) = parse_log_line(log_lines(&dir).last().unwrap());
     assert!(rest.contains(" error: incomplete response"), "{rest}");
     assert_eq!((bytes, source.as_str()), (8, "none"));
 }
 
-/// /a → 302 /b → 301 c (relative) → 200; /post → 303 /after; /keep → 307 /after.
+/// /a → 302 /b → 301 c (relative) → 200; /post → 303 /after; /keep → 307 /after;
+/// /30N → 30N /after.
 fn redirecting_backend() -> Backend {
     Backend::new(|request| {
         let text = String::from_utf8_lossy(request).into_owned();
@@ -276,6 +317,9 @@ fn redirecting_backend() -> Backend {
             "/b" => redirect("301 Moved Permanently", "c"),
             "/post" => redirect("303 See Other", "/after"),
             "/keep" => redirect("307 Temporary Redirect", "/after"),
+            p if p.len() == 4 && p.starts_with("/30") => {
+                redirect(&format!("{} Moved", &p[1..]), "/after")
+            }
             "/https" => redirect("302 Found", "https://example.com/"),
             p if p.starts_with("/loop") => redirect("302 Found", "/loop"),
             _ => {
@@ -322,6 +366,57 @@ fn redirects_are_followed_with_location() {
     assert_eq!(r.text(), "arrived with POST /after HTTP/1.1");
     let last = backend.requests().pop().unwrap();
     assert!(last.ends_with(b"\r\n\r\nx=1"));
+}
+
+#[test]
+fn a_post_redirected_by_301_302_or_303_becomes_a_get_as_in_curl() {
+    let backend = redirecting_backend();
+    let dir = TempDir::new("client-post-redirect");
+    std::fs::write(dir.join("form.txt"), "a=1\n").unwrap();
+    let curl = external_program("curl");
+    let post: &[&str] = &["-L", "-d", "@form.txt"];
+    let head: &[&str] = &["-L", "-I"];
+    let cases = [
+        (301, post, "GET /after", ""),
+        (302, post, "GET /after", ""),
+        (303, post, "GET /after", ""),
+        (307, post, "POST /after", "a=1"),
+        (308, post, "POST /after", "a=1"),
+        (303, head, "HEAD /after", ""),
+    ];
+    for (code, args, second, body) in cases {
+        let url = format!("http://{}/{code}", backend.addr);
+        let before = backend.requests().len();
+        let r = fetch(&dir, &[&["--no-cache"], args].concat(), &url);
+        assert_eq!(r.code, 0, "{code} {args:?}: {}", r.stderr);
+        let ours: Vec<Sent> = backend.requests()[before..]
+            .iter()
+            .map(|r| sent(r))
+            .collect();
+        assert_eq!(ours.len(), 2, "{code} {args:?}");
+        assert_eq!(
+            ours[1].line,
+            format!("{second} HTTP/1.1"),
+            "{code} {args:?}"
+        );
+        assert_eq!(String::from_utf8_lossy(&ours[1].body), body);
+        assert_eq!(
+            ours[1].length.is_some(),
+            !body.is_empty(),
+            "{code} {args:?}"
+        );
+
+        // curl, given the same options, sends the same two requests.
+        let Some(curl) = &curl else { continue };
+        let before = backend.requests().len();
+        let curl_args = [&["-s", "-o", "curl.out"], args, &[url.as_str()]].concat();
+        assert_eq!(run_curl(curl, &dir, &curl_args).code, 0, "{curl_args:?}");
+        let theirs: Vec<Sent> = backend.requests()[before..]
+            .iter()
+            .map(|r| sent(r))
+            .collect();
+        assert_eq!(ours, theirs, "{code} {args:?}");
+    }
 }
 
 #[test]
@@ -630,6 +725,11 @@ fn every_failure_has_a_message_a_log_line_and_an_exit_status() {
         "{}",
         r.stderr
     );
+    // So is a missing -d @FILE: a typo stops the run instead of posting nothing (curl
+    // warns and sends an empty body).
+    let r = fetch(&dir, &["-d", "@missing.txt"], "http://127.0.0.1:9/");
+    assert_eq!(r.code, 23);
+    assert!(r.stderr.starts_with("client: cannot read missing.txt"));
 }
 
 #[test]
@@ -667,6 +767,8 @@ fn help_explains_every_option_and_the_exit_statuses() {
         "--remote-name",
         "--location",
         "--verbose",
+        "--silent",
+        "--show-error",
         "--no-cache",
         "--cache-dir",
         "--ttl",
@@ -715,4 +817,269 @@ fn hostile_servers_cannot_hang_flood_or_escape_the_directory() {
     let plain = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
     let r = fetch(&dir, &[], &format!("http://{}/note", plain.addr));
     assert_eq!(r.text(), "plain");
+}
+
+#[test]
+fn data_from_a_file_is_sent_as_curl_sends_it() {
+    let dir = TempDir::new("client-data-file");
+    std::fs::write(dir.join("form.txt"), "name=relevo\r\nlang=rust\n\nend=1\n").unwrap();
+    let raw = b"line 1\r\nline 2\n\x00\xff".to_vec();
+    std::fs::write(dir.join("raw.bin"), &raw).unwrap();
+    let backend = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let url = format!("http://{}/form", backend.addr);
+    let runs: [&[&str]; 2] = [
+        &["-d", "a=1", "-d", "@form.txt"],
+        &["--data-binary", "@raw.bin"],
+    ];
+    for args in runs {
+        let r = fetch(&dir, args, &url);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    let ours: Vec<Sent> = backend.requests().iter().map(|r| sent(r)).collect();
+    // -d @FILE: the file without its line breaks, after the other part and a '&'.
+    assert_eq!(ours[0].line, "POST /form HTTP/1.1");
+    assert_eq!(
+        String::from_utf8_lossy(&ours[0].body),
+        "a=1&name=relevolang=rustend=1"
+    );
+    assert_eq!(ours[0].length.as_deref(), Some("29"));
+    // --data-binary @FILE: byte for byte.
+    assert_eq!(ours[1].body, raw);
+
+    // The same command lines given to curl put the same bytes on the wire.
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    for args in runs {
+        let mut args = args.to_vec();
+        args.extend(["-s", "-o", "curl.out", &url]);
+        assert_eq!(run_curl(&curl, &dir, &args).code, 0, "curl {args:?}");
+    }
+    let theirs: Vec<Sent> = backend.requests()[2..].iter().map(|r| sent(r)).collect();
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn swapped_arguments_are_refused_with_the_right_order() {
+    let backend = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let dir = TempDir::new("client-swapped");
+    let url = format!("http://{}/page", backend.addr);
+    // `client URL LOG_FILE`: the "log file" is a URL.
+    let r = run(&dir, &["--cache-dir", "cache", &url, "client.log"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("({url} is a URL)")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("client [OPTIONS] client.log {url}\n")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    let created: Vec<_> = std::fs::read_dir(&dir.path).unwrap().collect();
+    assert!(created.is_empty(), "nothing created: {created:?}");
+
+    // The URL argument names an existing file: the log of an earlier run.
+    assert_eq!(fetch(&dir, &[], &url).code, 0);
+    let r = run(
+        &dir,
+        &["--cache-dir", "cache", "example.com/", "client.log"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("(client.log is a file)"), "{}", r.stderr);
+    assert!(r
+        .stderr
+        .contains("client [OPTIONS] client.log example.com/\n"));
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "only the run in the right order"
+    );
+    assert_eq!(log_lines(&dir).len(), 1);
+}
+
+/// A backend that sends `line 1\n`, then holds `line 2\n` back until `release` says so (or
+/// `IO_TIMEOUT` passes).
+fn two_lines_apart() -> (Backend, mpsc::Sender<()>) {
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let backend = Backend::raw(move |_, stream| {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\n";
+        let _ = stream.write_all(format!("{head}line 1\n").as_bytes());
+        let _ = stream.flush();
+        let _ = released.lock().unwrap().recv_timeout(IO_TIMEOUT);
+        let _ = stream.write_all(b"line 2\n");
+    });
+    (backend, release)
+}
+
+/// Runs `cmd` with stdout on a pipe against `two_lines_apart`: returns what it printed
+/// before the second line was released (waiting at most 5 s for the first line), then all
+/// it printed, and whether it succeeded.
+fn printed_before_the_rest(mut cmd: Command, release: mpsc::Sender<()>) -> (String, String, bool) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, pieces) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while seen.len() < b"line 1\n".len() {
+        match pieces.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(piece) => seen.extend(piece),
+            Err(_) => break,
+        }
+    }
+    let early = String::from_utf8_lossy(&seen).into_owned();
+    release.send(()).unwrap();
+    seen.extend(pieces.iter().flatten());
+    let ok = child.wait().unwrap().success();
+    (early, String::from_utf8_lossy(&seen).into_owned(), ok)
+}
+
+#[test]
+fn text_on_a_pipe_is_printed_as_it_arrives() {
+    let dir = TempDir::new("client-live");
+    let (backend, release) = two_lines_apart();
+    let mut cmd = command_in(&dir, CLIENT_BIN);
+    cmd.args(["--cache-dir", "cache", "client.log"])
+        .arg(format!("http://{}/", backend.addr));
+    let (early, all, ok) = printed_before_the_rest(cmd, release);
+    assert_eq!(early, "line 1\n", "the first line waited for the second");
+    assert_eq!((all.as_str(), ok), ("line 1\nline 2\n", true));
+
+    // curl does the same with -N (--no-buffer; it buffers a pipe without it): the same
+    // check passes for a program known to stream.
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    let (backend, release) = two_lines_apart();
+    let mut cmd = command_in(&dir, curl);
+    cmd.args(["-s", "-N"])
+        .arg(format!("http://{}/", backend.addr));
+    let (early, all, ok) = printed_before_the_rest(cmd, release);
+    assert_eq!(
+        (early.as_str(), all.as_str(), ok),
+        ("line 1\n", "line 1\nline 2\n", true)
+    );
+}
+
+#[test]
+fn an_answer_from_the_client_cache_says_so_unless_silent() {
+    let backend = caching_backend("max-age=60");
+    let dir = TempDir::new("client-cache-note");
+    let url = format!("http://{}/page", backend.addr);
+    let r = fetch(&dir, &[], &url);
+    assert_eq!((r.text().as_str(), r.stderr.as_str()), ("cached body", ""));
+    age_cache(&dir, 12);
+    let r = fetch(&dir, &[], &url);
+    assert_eq!(r.text(), "cached body");
+    assert_eq!(
+        r.stderr,
+        "* from the client cache, age 12 s (--no-cache to ask the server)\n"
+    );
+    let r = fetch(&dir, &["-s"], &url);
+    assert_eq!(
+        (r.code, r.text().as_str(), r.stderr.as_str()),
+        (0, "cached body", "")
+    );
+    let r = fetch(&dir, &["-s", "-v"], &url);
+    assert!(
+        r.stderr.contains("* from the client cache, age "),
+        "{}",
+        r.stderr
+    );
+    // What the note suggests works: --no-cache asks the server, and nothing is said.
+    let r = fetch(&dir, &["--no-cache"], &url);
+    assert_eq!(r.stderr, "");
+    assert_eq!(backend.requests().len(), 2);
+
+    // A stale entry the server confirmed says so too.
+    let backend = caching_backend("max-age=0");
+    let url = format!("http://{}/page", backend.addr);
+    fetch(&dir, &[], &url);
+    let r = fetch(&dir, &[], &url);
+    assert_eq!(
+        r.stderr,
+        "* from the client cache, confirmed by the server (304 Not Modified)\n"
+    );
+    assert!(log_lines(&dir).pop().unwrap().ends_with(" revalidated"));
+}
+
+#[test]
+fn silent_hides_the_error_message_and_show_error_brings_it_back_as_in_curl() {
+    let dir = TempDir::new("client-silent");
+    let url = format!("http://{}/", dead_address());
+    let ours = [fetch(&dir, &["-s"], &url), fetch(&dir, &["-sS"], &url)];
+    assert_eq!((ours[0].code, ours[0].stderr.as_str()), (7, ""));
+    assert_eq!(ours[1].code, 7);
+    assert!(ours[1].stderr.starts_with("client: could not connect to"));
+    assert_eq!(ours[1].stderr.lines().count(), 1);
+    // The log still records both failures.
+    assert_eq!(log_lines(&dir).len(), 2);
+
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    let theirs = [
+        run_curl(&curl, &dir, &["-s", &url]),
+        run_curl(&curl, &dir, &["-sS", &url]),
+    ];
+    assert_eq!((theirs[0].code, theirs[0].stderr.as_str()), (7, ""));
+    assert_eq!(theirs[1].code, 7);
+    assert_eq!(theirs[1].stderr.lines().count(), 1, "{}", theirs[1].stderr);
+}
+
+#[test]
+fn a_body_cut_short_exits_18_as_in_curl() {
+    let dir = TempDir::new("client-cut-short");
+    let length = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nabc",
+    );
+    let chunked = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nwor",
+    );
+    let cases = [
+        (length.addr, "abc", "after 3 of 10 body bytes"),
+        (chunked.addr, "hellowor", "8 bytes into the chunked body"),
+    ];
+    for (addr, received, message) in cases {
+        let r = fetch(&dir, &[], &format!("http://{addr}/"));
+        assert_eq!(r.code, 18, "{}", r.stderr);
+        assert_eq!(r.text(), received, "what arrived is delivered");
+        assert!(
+            r.stderr
+                .starts_with("client: incomplete response: the server closed the connection"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.trim_end().ends_with(message), "{}", r.stderr);
+        let (rest, bytes, source) = parse_log_line(log_lines(&dir).last().unwrap());
+        assert!(rest.ends_with(message), "{rest}");
+        assert_eq!((bytes, source.as_str()), (received.len() as u64, "none"));
+    }
+    // A head cut short is a malformed response, not a partial body.
+    let head = Backend::fixed(b"HTTP/1.1 200 OK\r\nContent-Le");
+    assert_eq!(fetch(&dir, &[], &format!("http://{}/", head.addr)).code, 8);
+
+    let Some(curl) = external_program("curl") else {
+        return;
+    };
+    for (addr, received, _) in cases {
+        let r = run_curl(&curl, &dir, &["-s", &format!("http://{addr}/")]);
+        assert_eq!((r.code, r.text().as_str()), (18, received));
+    }
 }

@@ -1,8 +1,6 @@
 //! Start-up: configuration errors stop the proxy with `path:line: message` and status 1,
 //! and command-line overrides apply.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,39 +15,6 @@ fn run_proxy_with(config: &str) -> (Option<i32>, String) {
     let (code, _, stderr) = run_bounded(cmd);
     let stderr = stderr.replace(&format!("{}", path.display()), "proxy.conf");
     (code, stderr)
-}
-
-/// Runs `cmd` to its end and returns its exit status, stdout and stderr; a process still
-/// running after `IO_TIMEOUT` (a proxy that started instead of refusing) is killed, and
-/// its status is `None`.
-fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let collect = |mut from: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = from.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = collect(Box::new(child.stdout.take().unwrap()));
-    let stderr = collect(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
 #[test]
@@ -318,4 +283,69 @@ fn an_unresolvable_backend_is_warned_about_with_its_line() {
         .to_string();
     assert!(line.contains(" WARN "), "{line}");
     assert!(line.contains("check the name"), "{line}");
+}
+
+/// A proxy.conf in `dir` for `backend`, listening on a port the command line replaces.
+fn positional_setup(dir: &TempDir, backend: std::net::SocketAddr) {
+    let config = format!("listen = 127.0.0.1:1\nbackend = {backend}\n");
+    std::fs::write(dir.join("proxy.conf"), config).unwrap();
+}
+
+#[test]
+fn the_course_statements_form_proxy_port_log_file_ttl() {
+    let backend = Backend::fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let dir = TempDir::new("positional");
+    positional_setup(&dir, backend.addr);
+    // A free port: bound, read and released (port 0 would hide whether PORT is used).
+    let port = dead_address().port();
+    let mut cmd = command_in(&dir, PROXY_BIN);
+    cmd.args([&port.to_string(), "logs/proxy.log", "30"]);
+    let proxy = Process::start(cmd);
+    assert_eq!(
+        proxy.addr,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    );
+    for _ in 0..2 {
+        assert_eq!(get(proxy.addr, "/page").text(), "ok");
+    }
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "the second came from the cache"
+    );
+    // TTL is 30 s: an entry 31 s old is stale (the default, 60 s, would keep it).
+    age_cache(&dir, 31);
+    assert_eq!(get(proxy.addr, "/page").text(), "ok");
+    assert_eq!(backend.requests().len(), 2);
+    drop(proxy);
+    let log = std::fs::read_to_string(dir.join("logs/proxy.log")).unwrap();
+    assert!(log.contains("\"GET /page HTTP/1.1\""), "{log}");
+}
+
+#[test]
+fn positional_arguments_that_read_two_ways_are_usage_errors() {
+    let dir = TempDir::new("positional-refused");
+    positional_setup(&dir, dead_address());
+    std::fs::write(dir.join("9999"), "listen = 127.0.0.1:0\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["8080", "--port", "9090"], "PORT and --port both set"),
+        (
+            &["8080", "a.log", "--log", "b.log"],
+            "LOG_FILE and --log both set",
+        ),
+        (
+            &["logs/proxy.log", "8080"],
+            "the port comes first, `proxy 8080 logs/proxy.log`",
+        ),
+        (&["8080", "8081"], "LOG_FILE 8081 is a number"),
+        (&["9999"], "write ./9999 for the configuration file"),
+    ];
+    assert_usage_errors(
+        &dir,
+        PROXY_BIN,
+        &cases,
+        "proxy [OPTIONS] PORT [LOG_FILE [TTL]]",
+    );
 }

@@ -26,7 +26,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use external::*;
 
@@ -627,6 +627,54 @@ pub fn run_client(dir: &TempDir, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run the client")
+}
+
+/// Runs `cmd` to its end and returns its exit status, stdout and stderr; a process still
+/// running after `IO_TIMEOUT` (a server that started instead of refusing) is killed, and
+/// its status is `None`.
+pub fn run_bounded(mut cmd: Command) -> (Option<i32>, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let collect = |mut from: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = from.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (status, stdout.join().unwrap(), stderr.join().unwrap())
+}
+
+/// Runs `program` in `dir` with each case's arguments and asserts that it refused them as a
+/// usage error: exit status 2, never listening, and stderr holding the case's message and
+/// the `usage` line.
+pub fn assert_usage_errors(dir: &TempDir, program: &str, cases: &[(&[&str], &str)], usage: &str) {
+    for (args, expected) in cases {
+        let mut cmd = command_in(dir, program);
+        cmd.args(*args);
+        let (code, stdout, stderr) = run_bounded(cmd);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening on"), "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains(usage), "{args:?}: {stderr}");
+    }
 }
 
 /// `client --cache-dir cache OPTIONS client.log URL` in `dir`: its log and cache there too.

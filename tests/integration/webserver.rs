@@ -201,3 +201,46 @@ fn the_web_server_and_the_proxys_cache_answer_if_none_match_alike() {
         }
     }
 }
+
+#[test]
+fn the_statements_form_webserver_port_log_file_document_root() {
+    let dir = TempDir::new("webserver-positional");
+    std::fs::create_dir(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/hello.txt"), "hello from the statement\n").unwrap();
+    // A free port: bound, read and released (port 0 would hide whether PORT is used).
+    let port = dead_address().port();
+    let mut cmd = command_in(&dir, WEBSERVER_BIN);
+    cmd.args([&port.to_string(), "logs/web.log", "site"]);
+    let server = Process::start(cmd);
+    assert_eq!(server.addr.port(), port);
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let reply = get(local, "/hello.txt");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "hello from the statement\n")
+    );
+    // The line is logged before the connection closes: it is in the file by now.
+    let log = std::fs::read_to_string(dir.join("logs/web.log")).unwrap();
+    assert!(log.contains("\"GET /hello.txt HTTP/1.1\" 200"), "{log}");
+}
+
+#[test]
+fn positional_arguments_out_of_order_are_usage_errors() {
+    let dir = TempDir::new("webserver-positional-refused");
+    std::fs::create_dir(dir.join("www")).unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["0", "www", "logs/web.log"], "LOG_FILE www is a directory"),
+        (
+            &["www", "0", "logs/web.log"],
+            "PORT www is not a port number",
+        ),
+        (&["0", "--port", "0"], "PORT and --port both"),
+        (
+            &["0", "w.log", "www", "--root", "www"],
+            "DOCUMENT_ROOT and --root both",
+        ),
+    ];
+    let usage = "webserver [OPTIONS] PORT [LOG_FILE [DOCUMENT_ROOT]]";
+    assert_usage_errors(&dir, WEBSERVER_BIN, &cases, usage);
+    assert!(!dir.join("logs").exists(), "nothing created");
+}

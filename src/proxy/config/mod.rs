@@ -92,7 +92,7 @@ use log::LevelFilter;
 use addresses::parse_listen;
 pub use addresses::{Backend, Cidr};
 pub(crate) use sources::Source;
-pub use sources::Sources;
+pub use sources::{load_with, Overrides, Sources, DEFAULT_CONFIG};
 use values::{
     parse_bool, parse_level, parse_methods, parse_nonzero_usize, parse_path, parse_probe_path,
     parse_seconds, parse_u32, parse_u64, parse_usize,
