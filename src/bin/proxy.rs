@@ -1,88 +1,12 @@
 //! `proxy [CONFIG] [OPTIONS]` or `proxy PORT [LOG_FILE [TTL]] [OPTIONS]`: the Relevo
-//! reverse proxy. The two forms are told apart by `Overrides::with_positional`.
+//! reverse proxy. What each argument means, and the exit statuses, are in
+//! `relevo::proxy::command`.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{error::ErrorKind::ArgumentConflict, CommandFactory, Parser};
-use relevo::error::Error;
-use relevo::logging::file::LogFile;
-use relevo::proxy::config::Overrides;
-
-/// Relevo: an HTTP/1.1 reverse proxy that spreads requests over backends in round-robin
-/// order. Prints `listening on IP:PORT` once ready, then logs every request.
-///
-/// Exit status: 0 only after --flush-cache (it serves until stopped), 1 for a bad
-/// configuration or a failed start-up (address in use; a log, access log or cache directory
-/// that cannot be created: all are made before `listening on` is printed, and the error
-/// names the key and its proxy.conf line or option), 2 for bad arguments.
-#[derive(Parser, Debug)]
-#[command(
-    name = "proxy",
-    version,
-    override_usage = "proxy [OPTIONS] [CONFIG]\n       proxy [OPTIONS] PORT [LOG_FILE [TTL]]"
-)]
-struct Args {
-    /// CONFIG (`key = value` lines; see README.md), proxy.conf by default; or, when the
-    /// first is a number, the course statement's PORT [LOG_FILE [TTL]] (`proxy 8080
-    /// logs/proxy.log`): proxy.conf is read, and they act as --port, --log and --ttl.
-    #[arg(value_name = "CONFIG | PORT LOG_FILE TTL", num_args = 0..=3)]
-    positional: Vec<String>,
-    /// Address to listen on, overriding `listen`: `0.0.0.0:8080`, `[::]:8080`,
-    /// `127.0.0.1:0` (port 0: the OS picks one).
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Port to listen on, keeping the host of `listen` (or of `--listen`).
-    #[arg(long, value_name = "N")]
-    port: Option<u16>,
-    /// Log file, overriding `log_file`.
-    #[arg(long, value_name = "FILE")]
-    log: Option<PathBuf>,
-    /// Seconds a response without its own lifetime stays fresh in the cache, overriding
-    /// `cache_ttl` (0: cache only what the origin marks fresh).
-    #[arg(long, value_name = "SECS")]
-    ttl: Option<u64>,
-    /// Empty the cache directory (entry files only), say what was removed, and exit.
-    #[arg(long)]
-    flush_cache: bool,
-}
+use clap::Parser;
+use relevo::proxy::command::{main as run, Args};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let options = Overrides::from_options(args.listen, args.port, args.log, args.ttl);
-    let (path, overrides) = match options.with_positional(&args.positional, Path::is_file) {
-        Ok(read) => read,
-        Err(why) => Args::command().error(ArgumentConflict, why).exit(),
-    };
-    let config = match relevo::proxy::config::load_with(&path, overrides) {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(1);
-        }
-    };
-    if args.flush_cache {
-        let flushed = relevo::proxy::flush_cache(&config);
-        match &flushed {
-            Ok(said) => println!("{said}"),
-            Err(e) => eprintln!("proxy: {e}"),
-        }
-        return ExitCode::from(u8::from(flushed.is_err()));
-    }
-    let started = LogFile::open(&config.log_file)
-        .map_err(|why| config.blame("log_file", why))
-        .and_then(|file| relevo::logging::init_with(config.log_level, Some(file)))
-        .and_then(|()| relevo::proxy::run(config));
-    match started {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            match e {
-                // Located at a proxy.conf line: printed like the file's own errors.
-                Error::Config(e) => eprintln!("{e}"),
-                e => eprintln!("proxy: {e}"),
-            }
-            ExitCode::from(1)
-        }
-    }
+    run(Args::parse())
 }

@@ -51,6 +51,7 @@ pub(crate) mod access_log;
 pub(crate) mod balancer;
 mod caching;
 mod check;
+pub mod command;
 pub mod config;
 mod fill;
 mod forward;

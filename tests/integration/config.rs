@@ -349,3 +349,57 @@ fn positional_arguments_that_read_two_ways_are_usage_errors() {
         "proxy [OPTIONS] PORT [LOG_FILE [TTL]]",
     );
 }
+
+#[test]
+fn check_sums_up_a_good_file_and_starts_nothing() {
+    let dir = TempDir::new("check-good");
+    let path = proxy_config(&dir, "backend = 127.0.0.1:8081\nbackend = 127.0.0.1:8082\n");
+    let mut cmd = command_in(&dir, env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg("--check").arg(&path);
+    let (code, stdout, stderr) = run_bounded(cmd);
+    assert_eq!(code, Some(0), "{stderr}");
+    let summary = stdout.trim();
+    assert!(
+        summary.ends_with(&format!("log {}", dir.join("proxy.log").display())),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(": OK: listen 127.0.0.1:0, 2 backends, cache in "),
+        "{summary}"
+    );
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(!dir.join("proxy.log").exists(), "check opened the log");
+    assert!(
+        !dir.join("cache").exists(),
+        "check created the cache directory"
+    );
+}
+
+#[test]
+fn check_lists_every_problem_with_its_line_and_exits_1() {
+    let dir = TempDir::new("check-bad");
+    std::fs::write(dir.join("in-the-way"), b"a file").unwrap();
+    let config = format!(
+        "backend = 127.0.0.1:8081\nbackend = no-such-backend.invalid:8082\naccess_log = {}\n",
+        dir.join("in-the-way/access.log").display()
+    );
+    let path = proxy_config(&dir, &config);
+    let mut cmd = command_in(&dir, env!("CARGO_BIN_EXE_proxy"));
+    cmd.arg("--check").arg(&path);
+    let (code, stdout, stderr) = run_bounded(cmd);
+    assert_eq!(code, Some(1));
+    assert!(!stdout.contains("listening on"), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    let file = path.display().to_string();
+    assert!(
+        lines[0].starts_with(&format!("{file}:6: access_log: cannot create ")),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{file}:5: backend: cannot resolve `no-such-backend.invalid`"
+        )),
+        "{stderr}"
+    );
+}
