@@ -354,7 +354,7 @@ fn positional_arguments_that_read_two_ways_are_usage_errors() {
 fn check_sums_up_a_good_file_and_starts_nothing() {
     let dir = TempDir::new("check-good");
     let path = proxy_config(&dir, "backend = 127.0.0.1:8081\nbackend = 127.0.0.1:8082\n");
-    let mut cmd = command_in(&dir, env!("CARGO_BIN_EXE_proxy"));
+    let mut cmd = command_in(&dir, PROXY_BIN);
     cmd.arg("--check").arg(&path);
     let (code, stdout, stderr) = run_bounded(cmd);
     assert_eq!(code, Some(0), "{stderr}");
@@ -384,7 +384,7 @@ fn check_lists_every_problem_with_its_line_and_exits_1() {
         dir.join("in-the-way/access.log").display()
     );
     let path = proxy_config(&dir, &config);
-    let mut cmd = command_in(&dir, env!("CARGO_BIN_EXE_proxy"));
+    let mut cmd = command_in(&dir, PROXY_BIN);
     cmd.arg("--check").arg(&path);
     let (code, stdout, stderr) = run_bounded(cmd);
     assert_eq!(code, Some(1));
