@@ -293,6 +293,7 @@ impl Proxy {
             mut conn,
             response,
             complete,
+            lease: _in_flight,
         } = upstream;
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;

@@ -11,6 +11,7 @@ use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
 use crate::proxy::status::{self, StatusView};
+use crate::server;
 
 impl Proxy {
     /// Step 2, for the status page: answered by the proxy itself, never forwarded, and only
@@ -79,22 +80,17 @@ impl Proxy {
 
     /// Everything the status page shows, taken now.
     pub(super) fn status_view(&self) -> StatusView {
-        let health = self.upstreams.balancer.health();
-        let backends = self
-            .upstreams
-            .balancer
-            .backends()
-            .iter()
-            .zip(health)
-            .map(|(b, h)| (b.authority(), h))
-            .collect();
+        let balancer = &self.upstreams.balancer;
         let cache = self
             .cache
             .as_ref()
             .map(|c| (c.store.entries(), c.store.usage()));
         StatusView {
             stats: self.stats.snapshot(),
-            backends,
+            backends: balancer.view(),
+            balance: balancer.balance(),
+            threads: server::thread_count(),
+            status_path: self.config.status_path.clone().unwrap_or_default(),
             cache,
             now: Instant::now(),
             now_wall: SystemTime::now(),

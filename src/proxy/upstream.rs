@@ -301,6 +301,16 @@ impl<C> Pool<C> {
         closed
     }
 
+    /// Closes every idle connection to backend `id` (drained or disabled); returns how many.
+    pub fn clear(&self, id: usize) -> usize {
+        self.idle.get(id).map_or(0, |stack| {
+            let mut stack = stack.lock().unwrap_or_else(|p| p.into_inner());
+            let closed = stack.len();
+            stack.clear();
+            closed
+        })
+    }
+
     /// Idle connections kept for backend `id`.
     #[cfg(test)]
     pub fn idle_count(&self, id: usize) -> usize {
@@ -401,6 +411,19 @@ mod tests {
         assert_eq!(fresh.writer().peek(&mut [0u8; 1]).unwrap(), 0);
         fresh.writer().set_nonblocking(true).unwrap();
         assert_eq!(fresh.unpark(), Pending::Closed);
+    }
+
+    #[test]
+    fn clearing_a_backend_closes_its_idle_connections_only() {
+        let pool = Pool::new(2, 4, Duration::from_secs(10));
+        let now = Instant::now();
+        pool.put(0, "a", now);
+        pool.put(0, "b", now);
+        pool.put(1, "c", now);
+        assert_eq!(pool.clear(0), 2);
+        assert_eq!(pool.take(0, now), None);
+        assert_eq!(pool.take(1, now), Some("c"));
+        assert_eq!(pool.clear(7), 0);
     }
 
     #[test]
