@@ -278,6 +278,11 @@ impl Balancer {
             .is_some_and(|m| m.admin == Admin::Active)
     }
 
+    /// Requests in flight on backend `id` now.
+    pub fn in_flight(&self, id: usize) -> usize {
+        self.load.get(id).map_or(0, |l| l.load(Ordering::SeqCst))
+    }
+
     /// Every backend as the status page shows it, now.
     pub fn view(&self) -> Vec<BackendView> {
         let state = self.lock();

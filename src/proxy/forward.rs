@@ -244,13 +244,14 @@ impl Upstreams {
         );
     }
 
-    /// Closes idle pooled connections that their backend closed or wrote to, and those idle
-    /// past `upstream_idle_timeout`: run every `POOL_REAP_INTERVAL` by a background thread,
-    /// so such sockets do not stay open in CLOSE-WAIT until the next request comes.
+    /// Closes idle pooled connections that their backend closed or wrote to, those idle
+    /// past `upstream_idle_timeout`, and any left to a backend drained or disabled (one a
+    /// request gave back as the drain began): run every `POOL_REAP_INTERVAL` by a
+    /// background thread, so such sockets do not stay open until the next request comes.
     pub(super) fn reap_pool(&self) {
-        let closed = self
-            .pool
-            .reap(Instant::now(), |conn| conn.look() == Pending::Quiet);
+        let closed = self.pool.reap(Instant::now(), |id, conn| {
+            self.balancer.in_rotation(id) && conn.look() == Pending::Quiet
+        });
         if closed > 0 {
             log::debug!("closed {closed} idle backend connections");
         }

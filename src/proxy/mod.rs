@@ -25,6 +25,7 @@
 //! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
 //! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
 //! | `status_page` | the status page, answered instead of steps 3 onwards |
+//! | `admin` | `POST {status_path}/ACTION` (drain a backend, ...), likewise |
 //! | `reply` | the error replies, when a step fails |
 //! | `record` | 13 the log line, the access log line and the status page's figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
@@ -48,6 +49,7 @@
 //! second one past us (RFC 9112 §11.2).
 
 pub(crate) mod access_log;
+mod admin;
 pub(crate) mod balancer;
 mod caching;
 pub mod config;
@@ -214,6 +216,10 @@ impl Proxy {
         request: &Request,
         record: &mut Record,
     ) -> Result<()> {
+        if let Some(action) = self.admin_action(request) {
+            record.internal = true;
+            return self.serve_admin(client, peer, request, action, record);
+        }
         if let Some(query) = self.status_query(request) {
             if request_framing(request) == Ok(Framing::Empty) {
                 record.internal = true;

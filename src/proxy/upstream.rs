@@ -285,16 +285,16 @@ impl<C> Pool<C> {
     }
 
     /// Closes every idle connection that has been idle too long at `now`, or for which
-    /// `keep` says no (the proxy's reaper passes "the backend has not closed it and sent
-    /// nothing"), so connections a backend closed do not linger in CLOSE-WAIT. Returns how
-    /// many were closed.
-    pub fn reap(&self, now: std::time::Instant, mut keep: impl FnMut(&C) -> bool) -> usize {
+    /// `keep` (given the backend id) says no (the proxy's reaper passes "its backend is in
+    /// rotation, has not closed it and sent nothing"), so connections a backend closed do
+    /// not linger in CLOSE-WAIT. Returns how many were closed.
+    pub fn reap(&self, now: std::time::Instant, mut keep: impl FnMut(usize, &C) -> bool) -> usize {
         let mut closed = 0;
-        for stack in &self.idle {
+        for (id, stack) in self.idle.iter().enumerate() {
             let mut stack = stack.lock().unwrap_or_else(|p| p.into_inner());
             let before = stack.len();
             stack.retain(|(conn, since)| {
-                now.saturating_duration_since(*since) < self.idle_timeout && keep(conn)
+                now.saturating_duration_since(*since) < self.idle_timeout && keep(id, conn)
             });
             closed += before - stack.len();
         }
@@ -373,7 +373,7 @@ mod tests {
         pool.put(0, "fine", start + Duration::from_secs(5));
         pool.put(1, "also-fine", start + Duration::from_secs(5));
         let later = start + Duration::from_secs(11);
-        assert_eq!(pool.reap(later, |c| *c != "closed-by-backend"), 2);
+        assert_eq!(pool.reap(later, |_, c| *c != "closed-by-backend"), 2);
         assert_eq!(pool.take(0, later), Some("fine"));
         assert_eq!(pool.take(0, later), None);
         assert_eq!(pool.take(1, later), Some("also-fine"));
