@@ -30,9 +30,10 @@
 //! | `record` | 13 the log line, the access log line and the status page's figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
 //!
-//! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (round
-//! robin and passive health, pure), `health` (active probes), `upstream` (backend sockets
-//! and the keep-alive pool), `stats` and `status` (what the status page shows), `access_log`.
+//! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (the
+//! `balance` algorithms, passive health, drain state; pure), `health` (active probes),
+//! `upstream` (backend sockets and the keep-alive pool), `stats` and `status` (what the
+//! status page shows), `access_log`.
 //!
 //! A step that fails returns an `Error`; `Error::status` turns it into the response the
 //! client gets (400 and friends for a bad request, 501 for a method not forwarded, 502/504

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -489,62 +490,30 @@ fn balancing_a_drained_backends_request_in_flight_completes() {
     assert!(proxy_log(&dir).contains(&format!("backend {busy_addr} drained")));
 }
 
-/// A keep-alive backend that says on `closed` when a connection to it ends.
-fn reporting_closes() -> (SocketAddr, Receiver<()>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, closed) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let (Ok(mut stream), tx) = (stream, tx.clone()) else {
-                continue;
-            };
-            std::thread::spawn(move || {
-                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                let mut pending = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = find(&pending, b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nka";
-                        if stream.write_all(reply).is_err() {
-                            let _ = tx.send(());
-                            return;
-                        }
-                    }
-                    match std::io::Read::read(&mut stream, &mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        Err(_) => return, // timed out: not closed by the proxy
-                    }
-                }
-                let _ = tx.send(());
-            });
-        }
-    });
-    (addr, closed)
-}
-
 #[test]
 fn balancing_draining_closes_the_idle_pooled_connections_to_the_backend() {
-    let (backend, closed) = reporting_closes();
-    let (_dir, proxy) = proxy_for(&[backend], "cache = off\nupstream_idle_timeout = 60\n");
+    let backend = KeepAliveBackend::new();
+    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\nupstream_idle_timeout = 60\n");
     assert_eq!(get(proxy.addr, "/").status, 200);
-    assert!(
-        closed.recv_timeout(Duration::from_millis(300)).is_err(),
-        "the pooled connection closed by itself"
-    );
-    let text = act(proxy.addr, backend, "drain");
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+    let text = act(proxy.addr, backend.addr, "drain");
     assert!(text.contains("1 idle connections closed"), "{text}");
-    closed
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the idle connection to the drained backend stayed open");
+    // The proxy has closed it; the backend's thread sees the end of the stream just after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.closed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        backend.closed.load(Ordering::SeqCst),
+        1,
+        "the idle connection to the drained backend stayed open"
+    );
     assert_eq!(
         get(proxy.addr, "/").status,
         502,
         "its only backend is drained"
     );
-    act(proxy.addr, backend, "enable");
+    act(proxy.addr, backend.addr, "enable");
     assert_eq!(get(proxy.addr, "/").status, 200);
 }
 
