@@ -142,6 +142,23 @@ pub const STOP_WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a stopping server looks whether its last connections have ended.
 pub const STOP_POLL: Duration = Duration::from_millis(20);
 
+/// Threads this process runs now, from the `Threads:` line of `/proc/self/status` (Linux);
+/// `None` where that cannot be read. The status page shows it: one thread per connection,
+/// plus the parked ones and a few of the program's own, made visible.
+pub fn thread_count() -> Option<usize> {
+    parse_thread_count(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// The count in the text of a `/proc/PID/status` file (`Threads:\t12`).
+fn parse_thread_count(status: &str) -> Option<usize> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// How `serve` shares out its connections.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
@@ -394,6 +411,18 @@ mod tests {
 
     /// How long a test waits for something that takes microseconds, before it fails.
     const PATIENCE: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn the_thread_count_is_read_from_proc_status() {
+        let status = "Name:\tproxy\nState:\tS (sleeping)\nThreads:\t12\nSigQ:\t0/1\n";
+        assert_eq!(parse_thread_count(status), Some(12));
+        assert_eq!(parse_thread_count("Name:\tx\n"), None);
+        assert_eq!(parse_thread_count("Threads:\tmany\n"), None);
+        if cfg!(target_os = "linux") {
+            // This test's own process: the harness's threads, at least this one.
+            assert!(thread_count().is_some_and(|n| n >= 1));
+        }
+    }
 
     /// A test server that accepts `connections` connections, then stops accepting.
     fn start<H>(

@@ -3,7 +3,8 @@
 # Every step uses the project's own client (target/release/client) against the proxy on
 # localhost:8080 and prints what to look at. Open http://localhost:8080/relevo/status on the
 # projector beside it to see the same events on the status page. The demo writes only into a
-# temporary directory, and stops server-2 (step 4) by its process id, nothing else.
+# temporary directory, changes weights and drains through the status page's own endpoint
+# (and puts them back), and stops server-2 (step 6) by its process id, nothing else.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd -P)
@@ -44,6 +45,19 @@ served_by() {
     | tr -d '\r' | sed -n 's/^X-Served-By: //p'
 }
 
+# The same 30 requests, and how many each server answered.
+distribution() {
+  for _ in $(seq 30); do served_by "$PROXY/"; done | sort | uniq -c \
+    | awk '{ printf "    %-10s %2d  ", $2, $1; for (i = 0; i < $1; i++) printf "#"; print "" }'
+}
+
+# What a button of the status page does, from the command line: `control FORM`. Asking for
+# text/plain gets one line back instead of the 303 a browser follows back to the page.
+control() {
+  "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -H 'Accept: text/plain' -d "$1" "$LOG" \
+    "$PROXY/relevo/status/backends" 2>&1 | sed 's/^/    /'
+}
+
 if ! "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -I "$LOG" "$PROXY/" >/dev/null 2>&1; then
   echo "demo: nothing answers at $PROXY. Start the servers first, in another terminal: make run"
   exit 1
@@ -65,7 +79,25 @@ step "3. A method the proxy does not forward: 501 Not Implemented"
 show -X DELETE "$PROXY/"
 say "proxy.conf says methods = GET HEAD POST; nothing was sent to a backend."
 
-step "4. A backend goes down: server-2 is stopped"
+step "4. Weights: the same 30 requests, before and after server-1 gets weight=3"
+say "Round robin, every backend at weight 1:"
+distribution
+control "backend=127.0.0.1:8081&action=weight&weight=3"
+say "Smooth weighted round robin (nginx's): 3:1:1 is 18/6/6, and never three in a row:"
+distribution
+control "backend=127.0.0.1:8081&action=weight&weight=1"
+say "(weight back to 1; the status page has these as the weight buttons of each row)"
+
+step "5. Drain server-2 from the status page instead of stopping it"
+control "backend=127.0.0.1:8082&action=drain"
+distribution
+say "No new request goes to server-2; one in flight there would have finished, and its"
+say "idle keep-alive connections were closed. The status page shows it drained (disabled)."
+control "backend=127.0.0.1:8082&action=enable"
+say "Back in rotation:"
+distribution
+
+step "6. A backend goes down: server-2 is stopped"
 if ! server2=$(server2_pid) || ! kill "$server2"; then
   say "(server-2 is not running under make run; skipping this step)"
   exit 0
@@ -75,7 +107,7 @@ for _ in 1 2 3 4; do show "$PROXY/"; done
 say "No 502: the connection to server-2 was refused, so the proxy tried the next"
 say "backend and marked server-2 down for fail_timeout (5 s in proxy.conf)."
 
-step "5. make run restarts server-2, and after fail_timeout it is back in the rotation"
+step "7. make run restarts server-2, and after fail_timeout it is back in the rotation"
 for _ in $(seq 30); do
   "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -I "$LOG" http://localhost:8082/ >/dev/null 2>&1 && break
   sleep 0.5

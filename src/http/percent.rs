@@ -1,6 +1,7 @@
 //! Percent-decoding (RFC 3986 §2.1), for the two programs that turn a URI path back into
 //! bytes: the web server, to find the file a request-target names, and the client, to name
-//! the file it saves a download to.
+//! the file it saves a download to; and for the proxy's admin forms, whose fields it decodes
+//! strictly (after turning `+` into a space, the one rule forms add).
 //!
 //! ```text
 //! pct-encoded = "%" HEXDIG HEXDIG          ; RFC 3986 §2.1, either case

@@ -8,12 +8,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::balancer::Balancer;
+use super::balancer::{Affinity, Balancer, Lease};
 use super::request_body::RequestBody;
 use super::rewrite::{add_validators, drop_underscored_fields, rewrite_request};
 use super::upstream::Pool;
 use super::{Sent, CLIENT_WRITE_BUFFER};
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
+use crate::http::authority::absolute_form_parts;
 use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
 use crate::http::serialize::{self, ChunkedWriter};
@@ -22,9 +23,10 @@ use crate::proxy::config::Config;
 use crate::proxy::upstream::{Connection, Pending};
 use crate::server::ClientStream;
 
-/// The backends of a proxy and what is kept about them: the rotation and health
-/// (`balancer`), the idle keep-alive connections (`pool`), each backend's `host:port` as it
-/// goes in `Host` and the logs, and the limits on their response heads.
+/// The backends of a proxy and what is kept about them: the choice, health, weights, places
+/// in rotation and requests in flight (`balancer`), the idle keep-alive connections
+/// (`pool`), each backend's `host:port` as it goes in `Host` and the logs, and the limits
+/// on their response heads.
 pub(super) struct Upstreams {
     pub(super) balancer: Arc<Balancer>,
     /// Idle keep-alive connections to the backends.
@@ -56,11 +58,17 @@ impl Upstreams {
     ) -> Result<Upstream> {
         let replayable = is_idempotent(&job.request.method) && job.body.is_complete();
         let give_up = Instant::now() + config.upstream_total_timeout;
-        let mut last_error = Error::NoBackend("no backend configured".to_string());
-        'backends: for id in self.balancer.plan(Instant::now()) {
+        let mut last_error = Error::NoBackend("every backend is drained or disabled".to_string());
+        let origin_form = absolute_form_parts(&job.request.target).map(|(_, target)| target);
+        let affinity = Affinity {
+            client: job.peer.ip(),
+            uri: origin_form.as_deref().unwrap_or(&job.request.target),
+        };
+        'backends: for lease in self.balancer.plan(Instant::now(), &affinity) {
             if Instant::now() >= give_up {
                 return Err(total_timeout());
             }
+            let id = lease.id();
             let backend = &self.balancer.backends()[id];
             job.tried = Some(id);
             // Only a request that may be sent twice goes on an idle pooled connection: if
@@ -83,7 +91,15 @@ impl Upstreams {
                     },
                 };
                 match self.attempt(config, conn, id, job, sent, give_up) {
-                    Ok(upstream) => return Ok(upstream),
+                    Ok((conn, response, complete)) => {
+                        return Ok(Upstream {
+                            id,
+                            conn,
+                            response,
+                            complete,
+                            lease,
+                        })
+                    }
                     Err(e) if from_pool && !sent.head && closed_before_answer(&e) => {
                         log::debug!("idle connection to {backend} was closed ({e}); reconnecting");
                     }
@@ -122,6 +138,7 @@ impl Upstreams {
     /// Steps 6 to 8 on one connection: rewrite, forward, read the response head (within
     /// `upstream_timeout` and `give_up`). A backend that answers before taking the whole body
     /// is heard (see `forward`); any well-formed answer counts as a success for its health.
+    /// Returns the connection, the response head, and whether the whole request was sent.
     fn attempt(
         &self,
         config: &Config,
@@ -130,7 +147,7 @@ impl Upstreams {
         job: &mut Job<'_>,
         sent: &mut Sent,
         give_up: Instant,
-    ) -> Result<Upstream> {
+    ) -> Result<(Connection, Response, bool)> {
         let backend = &self.balancer.backends()[id];
         let outgoing = self.outgoing(config, id, job);
         log::debug!(
@@ -167,12 +184,7 @@ impl Upstreams {
         if self.balancer.record_success(id) {
             log::info!("backend {backend} is up again");
         }
-        Ok(Upstream {
-            id,
-            conn,
-            response,
-            complete,
-        })
+        Ok((conn, response, complete))
     }
 
     /// Step 6: the request as backend `id` gets it, with the cache's validators and without
@@ -196,9 +208,9 @@ impl Upstreams {
 
     /// After a response was relayed: a connection whose response was read to its end, that
     /// the backend did not ask to close, and that holds nothing unread, goes back to the pool
-    /// for the next request.
+    /// for the next request, unless its backend has been drained or disabled meanwhile.
     pub(super) fn release(&self, id: usize, mut conn: Connection, reusable: bool) {
-        if !reusable {
+        if !reusable || !self.balancer.in_rotation(id) {
             return;
         }
         match conn.park() {
@@ -232,16 +244,23 @@ impl Upstreams {
         );
     }
 
-    /// Closes idle pooled connections that their backend closed or wrote to, and those idle
-    /// past `upstream_idle_timeout`: run every `POOL_REAP_INTERVAL` by a background thread,
-    /// so such sockets do not stay open in CLOSE-WAIT until the next request comes.
+    /// Closes idle pooled connections that their backend closed or wrote to, those idle
+    /// past `upstream_idle_timeout`, and any left to a backend drained or disabled (one a
+    /// request gave back as the drain began): run every `POOL_REAP_INTERVAL` by a
+    /// background thread, so such sockets do not stay open until the next request comes.
     pub(super) fn reap_pool(&self) {
-        let closed = self
-            .pool
-            .reap(Instant::now(), |conn| conn.look() == Pending::Quiet);
+        let closed = self.pool.reap(Instant::now(), |id, conn| {
+            self.balancer.in_rotation(id) && conn.look() == Pending::Quiet
+        });
         if closed > 0 {
             log::debug!("closed {closed} idle backend connections");
         }
+    }
+
+    /// Closes the idle pooled connections to backend `id` (it is being drained or disabled);
+    /// returns how many.
+    pub(super) fn close_idle(&self, id: usize) -> usize {
+        self.pool.clear(id)
     }
 
     /// Counts a failed attempt against backend `id` and logs it, and logs when that marks
@@ -293,6 +312,9 @@ pub(super) struct Upstream {
     /// Whether the whole request reached the backend; after an early response it did not,
     /// and the connection cannot carry another request.
     pub(super) complete: bool,
+    /// Counts the request in flight on its backend until the answer is relayed (or the
+    /// tunnel closed): dropped with the rest, on every path.
+    pub(super) lease: Lease,
 }
 
 /// How far step 7 got.
@@ -581,10 +603,7 @@ mod tests {
     #[test]
     fn a_body_being_sent_stops_when_the_backend_answers_and_stops_reading() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let backend = Backend {
-            host: "127.0.0.1".to_string(),
-            port: listener.local_addr().unwrap().port(),
-        };
+        let backend: Backend = listener.local_addr().unwrap().to_string().parse().unwrap();
         let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let refusing = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();

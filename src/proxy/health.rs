@@ -110,6 +110,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::str::FromStr;
     use std::time::Duration;
 
     /// A backend that answers one probe with `reply`, on 127.0.0.1.
@@ -123,8 +124,8 @@ mod tests {
             let _ = stream.write_all(reply);
         });
         Backend {
-            host: "127.0.0.1".to_string(),
             port,
+            ..Backend::from_str("127.0.0.1:1").unwrap()
         }
     }
 
@@ -164,8 +165,8 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let gone = Backend {
-            host: "127.0.0.1".to_string(),
             port,
+            ..Backend::from_str("127.0.0.1:1").unwrap()
         };
         assert!(probe(&gone, &settings())
             .unwrap_err()

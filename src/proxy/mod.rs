@@ -25,13 +25,15 @@
 //! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
 //! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
 //! | `status_page` | the status page, answered instead of steps 3 onwards |
+//! | `admin` | `POST {status_path}/ACTION` (drain a backend, ...), likewise |
 //! | `reply` | the error replies, when a step fails |
 //! | `record` | 13 the log line, the access log line and the status page's figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
 //!
-//! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (round
-//! robin and passive health, pure), `health` (active probes), `upstream` (backend sockets
-//! and the keep-alive pool), `stats` and `status` (what the status page shows), `access_log`.
+//! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (the
+//! `balance` algorithms, passive health, drain state; pure), `health` (active probes),
+//! `upstream` (backend sockets and the keep-alive pool), `stats` and `status` (what the
+//! status page shows), `access_log`.
 //!
 //! A step that fails returns an `Error`; `Error::status` turns it into the response the
 //! client gets (400 and friends for a bad request, 501 for a method not forwarded, 502/504
@@ -48,6 +50,7 @@
 //! second one past us (RFC 9112 §11.2).
 
 pub(crate) mod access_log;
+mod admin;
 pub(crate) mod balancer;
 mod caching;
 mod check;
@@ -220,6 +223,10 @@ impl Proxy {
         request: &Request,
         record: &mut Record,
     ) -> Result<()> {
+        if let Some(action) = self.admin_action(request) {
+            record.internal = true;
+            return self.serve_admin(client, peer, request, action, record);
+        }
         if let Some(query) = self.status_query(request) {
             if request_framing(request) == Ok(Framing::Empty) {
                 record.internal = true;
@@ -299,6 +306,7 @@ impl Proxy {
             mut conn,
             response,
             complete,
+            lease: _in_flight,
         } = upstream;
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;

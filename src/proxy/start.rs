@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::access_log::AccessLog;
 use super::balancer::{Balancer, HealthPolicy};
 use super::caching::SharedCache;
-use super::config::{Backend, Config};
+use super::config::{Backend, Config, DEFAULT_WEIGHT};
 use super::forward::Upstreams;
 use super::health::{self, HealthChecks, ProbeSettings};
 use super::stats::Stats;
@@ -194,6 +194,7 @@ impl Proxy {
         let upstreams = Upstreams {
             balancer: Arc::new(Balancer::new(
                 config.backends.clone(),
+                config.balance,
                 HealthPolicy {
                     max_fails: config.max_fails,
                     fail_timeout: config.fail_timeout,
@@ -250,9 +251,11 @@ impl Proxy {
     /// Logs what the proxy started with, once `listening on` is out.
     fn log_start(&self, addr: SocketAddr) {
         let config = &self.config;
+        let backends: Vec<String> = config.backends.iter().map(described).collect();
         log::info!(
-            "proxy listening on {addr}, backends in round-robin order: {}",
-            self.upstreams.authorities.join(", ")
+            "proxy listening on {addr}, balance = {}, backends: {}",
+            config.balance,
+            backends.join(", ")
         );
         if config.cache {
             log::info!(
@@ -273,4 +276,16 @@ impl Proxy {
             );
         }
     }
+}
+
+/// A backend as the start-up line lists it: `host:port`, with its options when it has any.
+fn described(backend: &Backend) -> String {
+    let mut text = backend.authority();
+    if backend.weight != DEFAULT_WEIGHT {
+        text.push_str(&format!(" weight={}", backend.weight));
+    }
+    if backend.backup {
+        text.push_str(" backup");
+    }
+    text
 }

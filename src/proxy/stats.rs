@@ -1,5 +1,6 @@
-//! What the status page shows: counters per backend, the last requests, cache results and
-//! connection counts, gathered while the proxy runs.
+//! What the status page shows: counters per backend (with their requests of the last
+//! minute, for each backend's share), the last requests, cache results and connection
+//! counts, gathered while the proxy runs.
 //!
 //! The proxy calls `Stats::record` once per request (from its log step), holds a
 //! `TunnelGuard` while a WebSocket tunnel is open, and `Stats::snapshot` takes a consistent
@@ -19,6 +20,46 @@ use crate::cache::CacheStatus;
 pub const RECENT_REQUESTS: usize = 20;
 /// Response times kept per backend for the p99.
 pub const LATENCY_WINDOW: usize = 1024;
+/// Seconds over which each backend's share of the requests is counted (the last minute).
+pub const SHARE_WINDOW_SECS: u64 = 60;
+
+/// Requests counted in one-second buckets over the last `SHARE_WINDOW_SECS` seconds: a
+/// fixed ring of buckets, each reused when its second comes round again. Seconds are
+/// counted from any fixed start (the proxy's), passed in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Invariant: `SHARE_WINDOW_SECS` entries; entry `s % SHARE_WINDOW_SECS` holds second
+    /// `s` and its count, or an older second whose count no longer matters.
+    buckets: Vec<(u64, u64)>,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            buckets: vec![(0, 0); SHARE_WINDOW_SECS as usize],
+        }
+    }
+}
+
+impl Window {
+    /// Counts one request in second `second`.
+    pub fn add(&mut self, second: u64) {
+        let bucket = &mut self.buckets[(second % SHARE_WINDOW_SECS) as usize];
+        if bucket.0 != second {
+            *bucket = (second, 0);
+        }
+        bucket.1 += 1;
+    }
+
+    /// Requests counted in the `SHARE_WINDOW_SECS` seconds up to and including `now`.
+    pub fn sum(&self, now: u64) -> u64 {
+        self.buckets
+            .iter()
+            .filter(|&&(second, _)| second <= now && now - second < SHARE_WINDOW_SECS)
+            .map(|&(_, count)| count)
+            .sum()
+    }
+}
 
 /// One finished request, as the status page lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +94,8 @@ pub struct BackendCounters {
     pub total_micros: u64,
     /// Recent response times in microseconds, oldest first.
     pub recent_micros: VecDeque<u64>,
+    /// Requests of the last minute, by second since the proxy started.
+    pub window: Window,
 }
 
 impl BackendCounters {
@@ -111,6 +154,8 @@ pub struct Snapshot {
     pub started_at: SystemTime,
     /// Per backend id.
     pub backends: Vec<BackendCounters>,
+    /// Per backend id: requests it answered in the last `SHARE_WINDOW_SECS` seconds.
+    pub last_minute: Vec<u64>,
     /// The last requests, newest first.
     pub recent: Vec<RequestRecord>,
     /// Client connections open now (tunnels included).
@@ -136,6 +181,14 @@ impl Snapshot {
         let served = self.cache_hits + self.cache_revalidated;
         let total = served + self.cache_misses;
         (total > 0).then(|| served as f64 / total as f64)
+    }
+
+    /// Backend `id`'s share of the requests the backends answered in the last minute;
+    /// None when they answered none.
+    pub fn share(&self, id: usize) -> Option<f64> {
+        let total: u64 = self.last_minute.iter().sum();
+        let mine = self.last_minute.get(id).copied().unwrap_or(0);
+        (total > 0).then(|| mine as f64 / total as f64)
     }
 }
 
@@ -164,8 +217,10 @@ impl Stats {
     /// Records one finished request.
     pub fn record(&self, record: RequestRecord) {
         if let Some(counters) = record.backend.and_then(|id| self.backends.get(id)) {
+            let second = self.started.elapsed().as_secs();
             let mut c = lock(counters);
             c.requests += 1;
+            c.window.add(second);
             if record.status.map_or(true, |s| s >= 500) {
                 c.errors += 1;
             }
@@ -198,10 +253,17 @@ impl Stats {
 
     /// A copy of everything, taken now.
     pub fn snapshot(&self) -> Snapshot {
+        let uptime = self.started.elapsed();
+        let backends: Vec<BackendCounters> =
+            self.backends.iter().map(|b| lock(b).clone()).collect();
         Snapshot {
-            uptime: self.started.elapsed(),
+            uptime,
             started_at: self.started_at,
-            backends: self.backends.iter().map(|b| lock(b).clone()).collect(),
+            last_minute: backends
+                .iter()
+                .map(|b| b.window.sum(uptime.as_secs()))
+                .collect(),
+            backends,
             recent: lock(&self.recent).iter().cloned().collect(),
             active_connections: self.active_connections.load(Ordering::Relaxed),
             tunnels_open: self.tunnels_open.load(Ordering::Relaxed),
@@ -326,6 +388,36 @@ mod tests {
         assert_eq!((b0.requests, b0.errors), (2, 0));
         assert_eq!(b0.average(), Some(Duration::from_millis(4)));
         assert_eq!(b0.p99(), Some(Duration::from_millis(4)));
+    }
+
+    #[test]
+    fn the_window_counts_the_last_minute_only() {
+        let mut w = Window::default();
+        assert_eq!(w.sum(0), 0);
+        w.add(0);
+        w.add(0);
+        w.add(59);
+        assert_eq!(w.sum(59), 3);
+        assert_eq!(w.sum(60), 1, "second 0 has left the minute");
+        w.add(60);
+        assert_eq!(w.sum(60), 2, "second 60 reuses second 0's bucket");
+        assert_eq!(w.sum(200), 0);
+        w.add(5);
+        assert_eq!(w.sum(4), 0, "a later second is not counted before it comes");
+    }
+
+    #[test]
+    fn shares_are_of_the_last_minutes_requests() {
+        let stats = Stats::new(3);
+        assert_eq!(stats.snapshot().share(0), None);
+        for backend in [0, 0, 0, 1] {
+            stats.record(record(Some(backend), 200, 1, None));
+        }
+        stats.record(record(None, 200, 1, Some(CacheStatus::Hit)));
+        let snap = stats.snapshot();
+        assert_eq!(snap.last_minute, [3, 1, 0]);
+        assert_eq!(snap.share(0), Some(0.75));
+        assert_eq!(snap.share(2), Some(0.0));
     }
 
     #[test]

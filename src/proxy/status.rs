@@ -1,11 +1,15 @@
 //! The status page: the proxy's own view of itself, as HTML for a projector and as JSON for
 //! scripts. Pure rendering from a `StatusView`: gathering the numbers is `stats` and
-//! `balancer`, serving the page and deciding who may see it is `proxy`.
+//! `balancer`, serving the page and deciding who may see it is `proxy` (`status_page`), and
+//! acting on its buttons is `admin`.
 //!
 //! The HTML has no external assets and no script; a meta refresh reloads it every
-//! `REFRESH_SECS`. Everything that came from a client (request lines) is escaped, so the page
-//! cannot be used to inject markup. The JSON is written by hand (no serde in this project)
-//! with the same escaping rules JSON requires (RFC 8259 §7).
+//! `REFRESH_SECS`. Each backend's row ends with plain HTML forms that post to
+//! `{status_path}/backends` (drain, disable, enable, and the weight one lower or higher), so
+//! the page works as a control panel without a line of JavaScript. Everything that came from
+//! a client (request lines) is escaped, so the page cannot be used to inject markup. The
+//! JSON is written by hand (no serde in this project) with the same escaping rules JSON
+//! requires (RFC 8259 §7).
 
 use std::fmt::Write;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,8 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Local};
 
 use crate::http::html::escape_html;
-use crate::proxy::balancer::Health;
-use crate::proxy::stats::{RequestRecord, Snapshot};
+use crate::proxy::balancer::{Admin, BackendView};
+use crate::proxy::config::{Balance, MAX_WEIGHT};
+use crate::proxy::stats::{BackendCounters, RequestRecord, Snapshot};
 
 /// Seconds between two automatic reloads of the HTML page.
 pub const REFRESH_SECS: u32 = 2;
@@ -24,8 +29,14 @@ pub const REFRESH_SECS: u32 = 2;
 pub struct StatusView {
     /// Counters and recent requests.
     pub stats: Snapshot,
-    /// Per backend id: its address and health.
-    pub backends: Vec<(String, Health)>,
+    /// Per backend id: its address, weight, place in rotation, load and health.
+    pub backends: Vec<BackendView>,
+    /// The balancing algorithm.
+    pub balance: Balance,
+    /// Threads the proxy runs now, when known.
+    pub threads: Option<usize>,
+    /// The status page's path: the forms post to `{status_path}/backends`.
+    pub status_path: String,
     /// Cache entries and bytes on disk, or None when the cache is off.
     pub cache: Option<(u64, u64)>,
     /// The moment of rendering, monotonic (to interpret `Health`'s instants).
@@ -35,20 +46,18 @@ pub struct StatusView {
 }
 
 impl StatusView {
-    /// Whether backend `id` is up now, and the wall-clock time it went down.
-    fn state(&self, health: &Health) -> (bool, Option<SystemTime>) {
-        if !health.is_down(self.now) {
-            return (true, None);
+    /// When backend `b` was marked down (wall clock), while it is down.
+    fn down_since(&self, b: &BackendView) -> Option<SystemTime> {
+        if !b.health.is_down(self.now) {
+            return None;
         }
-        let since = health
-            .down_since
-            .map(|t| self.now_wall - self.now.saturating_duration_since(t));
-        (false, since)
+        let since = b.health.down_since?;
+        Some(self.now_wall - self.now.saturating_duration_since(since))
     }
 
     fn backend_name(&self, id: Option<usize>) -> &str {
         id.and_then(|i| self.backends.get(i))
-            .map_or("-", |(addr, _)| addr.as_str())
+            .map_or("-", |b| b.address.as_str())
     }
 }
 
@@ -62,39 +71,42 @@ pub fn render_html(view: &StatusView) -> String {
          <meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\
          <title>Relevo status</title><style>{CSS}</style></head><body>\n\
          <h1>Relevo status</h1>\n<p class=\"summary\">up {} &middot; {} client connection{} open \
-         &middot; {} WebSocket tunnel{} open ({} since start) &middot; refreshed {}</p>\n",
+         &middot; {} WebSocket tunnel{} open ({} since start) &middot; {} &middot; balance {} \
+         &middot; refreshed {}</p>\n",
         human_duration(s.uptime),
         s.active_connections,
         if s.active_connections == 1 { "" } else { "s" },
         s.tunnels_open,
         if s.tunnels_open == 1 { "" } else { "s" },
         s.tunnels_total,
+        view.threads
+            .map_or_else(|| "threads unknown".to_string(), |n| format!("{n} threads")),
+        view.balance,
         clock(view.now_wall),
     );
     html.push_str(
-        "<h2>Backends</h2>\n<table><tr><th>backend</th><th>state</th><th>requests</th>\
-         <th>errors</th><th>average</th><th>p99</th></tr>\n",
+        "<h2>Backends</h2>\n<table><tr><th>backend</th><th>state</th><th>weight</th>\
+         <th>in flight</th><th>last minute</th><th>requests</th><th>errors</th><th>average</th>\
+         <th>p99</th><th>control</th></tr>\n",
     );
-    for (id, (addr, health)) in view.backends.iter().enumerate() {
+    for (id, b) in view.backends.iter().enumerate() {
         let counters = s.backends.get(id).cloned().unwrap_or_default();
-        let (up, since) = view.state(health);
-        let state = if up {
-            "<span class=\"up\">up</span>".to_string()
-        } else {
-            format!(
-                "<span class=\"down\">down</span> since {} ({})",
-                since.map_or_else(|| "-".to_string(), clock),
-                escape_html(health.reason.as_deref().unwrap_or("unknown"))
-            )
-        };
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape_html(addr),
-            counters.requests,
-            counters.errors,
-            millis(counters.average()),
-            millis(counters.p99()),
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td></tr>",
+            escape_html(&b.address),
+            if b.backup {
+                " <small>backup</small>"
+            } else {
+                ""
+            },
+            state_html(view, b),
+            b.weight,
+            b.active,
+            s.share(id)
+                .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0)),
+            counters_html(&counters),
+            controls_html(&view.status_path, b),
         );
     }
     html.push_str("</table>\n<h2>Cache</h2>\n");
@@ -136,12 +148,83 @@ pub fn render_html(view: &StatusView) -> String {
     html
 }
 
+/// A backend's state cell: a coloured label, and since when and why it is down.
+fn state_html(view: &StatusView, b: &BackendView) -> String {
+    let state = b.state(view.now);
+    let mut cell = format!("<span class=\"{state}\">{state}</span>");
+    if let Some(since) = view.down_since(b) {
+        if state != "down" {
+            cell.push_str(" &middot; down");
+        }
+        let _ = write!(
+            cell,
+            " since {} ({})",
+            clock(since),
+            escape_html(b.health.reason.as_deref().unwrap_or("unknown"))
+        );
+    }
+    cell
+}
+
+/// The cells of a backend's requests, errors, average and p99.
+fn counters_html(c: &BackendCounters) -> String {
+    format!(
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+        c.requests,
+        c.errors,
+        millis(c.average()),
+        millis(c.p99())
+    )
+}
+
+/// A backend's buttons: two plain forms posting to `{status_path}/backends`, one for
+/// drain / disable / enable, one for its weight one lower or one higher. A button that
+/// would change nothing is greyed out.
+fn controls_html(status_path: &str, b: &BackendView) -> String {
+    let open = format!(
+        "<form method=\"post\" action=\"{}/backends\"><input type=\"hidden\" name=\"backend\" \
+         value=\"{}\">",
+        escape_html(status_path),
+        escape_html(&b.address)
+    );
+    let button = |name: &str, value: String, label: &str, useful: bool| {
+        format!(
+            "<button name=\"{name}\" value=\"{value}\"{}>{label}</button>",
+            if useful { "" } else { " disabled" }
+        )
+    };
+    let admin =
+        |action: &str, now: Admin| button("action", action.to_string(), action, b.admin != now);
+    format!(
+        "{open}{}{}{}</form> {open}<input type=\"hidden\" name=\"action\" value=\"weight\">\
+         {}{}</form>",
+        admin("drain", Admin::Draining),
+        admin("disable", Admin::Disabled),
+        admin("enable", Admin::Active),
+        button(
+            "weight",
+            b.weight.saturating_sub(1).to_string(),
+            "weight &minus;1",
+            b.weight > 1
+        ),
+        button(
+            "weight",
+            (b.weight + 1).to_string(),
+            "+1",
+            b.weight < MAX_WEIGHT
+        ),
+    )
+}
+
 const CSS: &str =
     "body{font-family:sans-serif;font-size:22px;margin:1.5em;background:#fafafa;color:#222}\
 h1{font-size:2em;margin:0}h2{margin-top:1.2em}table{border-collapse:collapse}\
 td,th{border-bottom:1px solid #ccc;padding:.25em .8em;text-align:left}\
 .up{color:#fff;background:#2a7d2a;padding:0 .4em;border-radius:.2em}\
 .down{color:#fff;background:#b22;padding:0 .4em;border-radius:.2em}\
+.draining{color:#222;background:#e8b923;padding:0 .4em;border-radius:.2em}\
+.disabled{color:#fff;background:#777;padding:0 .4em;border-radius:.2em}\
+form{display:inline;margin:0}button{font-size:.7em;margin-right:.2em}\
 .summary{color:#555}.req{font-family:monospace}";
 
 /// The same data as JSON (documented in README.md).
@@ -150,36 +233,22 @@ pub fn render_json(view: &StatusView) -> String {
     let mut json = String::with_capacity(4 * 1024);
     let _ = write!(
         json,
-        "{{\"uptime_seconds\":{},\"started\":{},\"active_connections\":{},\
-         \"tunnels\":{{\"open\":{},\"total\":{}}},\"backends\":[",
+        "{{\"uptime_seconds\":{},\"started\":{},\"active_connections\":{},\"threads\":{},\
+         \"balance\":\"{}\",\"tunnels\":{{\"open\":{},\"total\":{}}},\"backends\":[",
         s.uptime.as_secs(),
         json_string(&rfc3339(s.started_at)),
         s.active_connections,
+        view.threads
+            .map_or_else(|| "null".to_string(), |n| n.to_string()),
+        view.balance,
         s.tunnels_open,
         s.tunnels_total
     );
-    for (id, (addr, health)) in view.backends.iter().enumerate() {
-        let counters = s.backends.get(id).cloned().unwrap_or_default();
-        let (up, since) = view.state(health);
+    for (id, b) in view.backends.iter().enumerate() {
         if id > 0 {
             json.push(',');
         }
-        let _ = write!(
-            json,
-            "{{\"address\":{},\"state\":\"{}\",\"down_since\":{},\"reason\":{},\"requests\":{},\
-             \"errors\":{},\"average_ms\":{},\"p99_ms\":{}}}",
-            json_string(addr),
-            if up { "up" } else { "down" },
-            since.map_or_else(|| "null".to_string(), |t| json_string(&rfc3339(t))),
-            match (&health.reason, up) {
-                (Some(why), false) => json_string(why),
-                _ => "null".to_string(),
-            },
-            counters.requests,
-            counters.errors,
-            json_millis(counters.average()),
-            json_millis(counters.p99()),
-        );
+        json.push_str(&backend_json(view, id, b));
     }
     json.push_str("],\"cache\":");
     match view.cache {
@@ -207,6 +276,34 @@ pub fn render_json(view: &StatusView) -> String {
     }
     json.push_str("]}\n");
     json
+}
+
+fn backend_json(view: &StatusView, id: usize, b: &BackendView) -> String {
+    let s = &view.stats;
+    let counters = s.backends.get(id).cloned().unwrap_or_default();
+    let since = view.down_since(b);
+    format!(
+        "{{\"address\":{},\"state\":\"{}\",\"weight\":{},\"backup\":{},\"active\":{},\
+         \"down_since\":{},\"reason\":{},\"requests\":{},\"last_minute\":{},\"share\":{},\
+         \"errors\":{},\"average_ms\":{},\"p99_ms\":{}}}",
+        json_string(&b.address),
+        b.state(view.now),
+        b.weight,
+        b.backup,
+        b.active,
+        since.map_or_else(|| "null".to_string(), |t| json_string(&rfc3339(t))),
+        match (&b.health.reason, since) {
+            (Some(why), Some(_)) => json_string(why),
+            _ => "null".to_string(),
+        },
+        counters.requests,
+        s.last_minute.get(id).copied().unwrap_or(0),
+        s.share(id)
+            .map_or_else(|| "null".to_string(), |r| format!("{r:.4}")),
+        counters.errors,
+        json_millis(counters.average()),
+        json_millis(counters.p99()),
+    )
 }
 
 fn recent_json(view: &StatusView, r: &RequestRecord) -> String {
@@ -288,7 +385,19 @@ fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use crate::cache::CacheStatus;
+    use crate::proxy::balancer::Health;
     use crate::proxy::stats::{RequestRecord, Stats};
+
+    fn backend(address: &str, health: Health) -> BackendView {
+        BackendView {
+            address: address.to_string(),
+            weight: 1,
+            backup: false,
+            admin: Admin::Active,
+            active: 0,
+            health,
+        }
+    }
 
     fn view() -> StatusView {
         let stats = Stats::new(2);
@@ -317,9 +426,12 @@ mod tests {
         StatusView {
             stats: snapshot,
             backends: vec![
-                ("127.0.0.1:8081".to_string(), Health::default()),
-                ("127.0.0.1:8082".to_string(), down),
+                backend("127.0.0.1:8081", Health::default()),
+                backend("127.0.0.1:8082", down),
             ],
+            balance: Balance::LeastConn,
+            threads: Some(9),
+            status_path: "/relevo/status".to_string(),
             cache: Some((3, 2048)),
             now,
             now_wall: SystemTime::now(),
@@ -343,10 +455,14 @@ mod tests {
     fn json_has_the_same_data_and_valid_strings() {
         let json = render_json(&view());
         assert!(json.starts_with("{\"uptime_seconds\":"));
-        assert!(json.contains("\"tunnels\":{\"open\":1,\"total\":2},\"backends\":["));
-        assert!(
-            json.contains("\"address\":\"127.0.0.1:8081\",\"state\":\"up\",\"down_since\":null")
-        );
+        assert!(json.contains(
+            "\"threads\":9,\"balance\":\"least_conn\",\"tunnels\":{\"open\":1,\"total\":2},\"backends\":["
+        ));
+        assert!(json.contains(
+            "\"address\":\"127.0.0.1:8081\",\"state\":\"up\",\"weight\":1,\"backup\":false,\
+             \"active\":0,\"down_since\":null"
+        ));
+        assert!(json.contains("\"requests\":1,\"last_minute\":1,\"share\":1.0000,"));
         assert!(json.contains("\"state\":\"down\""));
         assert!(json.contains("\"reason\":\"connection refused \\\"x\\\"\""));
         assert!(json.contains("\"cache\":{\"entries\":3,\"bytes\":2048,\"hits\":0,\"misses\":1"));
@@ -367,5 +483,57 @@ mod tests {
         v.cache = None;
         assert!(render_html(&v).contains("<h2>Cache</h2>\n<p>off</p>"));
         assert!(render_json(&v).contains("\"cache\":null"));
+    }
+
+    #[test]
+    fn each_backend_has_its_weight_load_share_and_buttons() {
+        let mut v = view();
+        v.backends[0].weight = 3;
+        v.backends[0].active = 2;
+        v.backends[1].admin = Admin::Disabled;
+        v.backends[1].backup = true;
+        let html = render_html(&v);
+        assert!(
+            html.contains("9 threads &middot; balance least_conn"),
+            "{html}"
+        );
+        assert!(
+            html.contains("127.0.0.1:8081</td><td><span class=\"up\">up</span></td><td>3</td><td>2</td><td>100%</td>"),
+            "{html}"
+        );
+        assert!(html.contains(
+            "127.0.0.1:8082 <small>backup</small></td><td><span class=\"disabled\">disabled</span> \
+             &middot; down since"
+        ));
+        assert!(html.contains(
+            "<form method=\"post\" action=\"/relevo/status/backends\"><input type=\"hidden\" \
+             name=\"backend\" value=\"127.0.0.1:8081\"><button name=\"action\" value=\"drain\">\
+             drain</button><button name=\"action\" value=\"disable\">disable</button><button \
+             name=\"action\" value=\"enable\" disabled>enable</button></form>"
+        ));
+        assert!(html.contains(
+            "<button name=\"weight\" value=\"2\">weight &minus;1</button><button name=\"weight\" \
+             value=\"4\">+1</button>"
+        ));
+        assert!(html.contains("<button name=\"weight\" value=\"0\" disabled>weight &minus;1"));
+        assert!(!html.contains("<script"), "no script on the page");
+        let json = render_json(&v);
+        assert!(json.contains(
+            "\"state\":\"disabled\",\"weight\":1,\"backup\":true,\"active\":0,\"down_since\":\""
+        ));
+        assert!(json.contains("\"state\":\"up\",\"weight\":3,\"backup\":false,\"active\":2,"));
+    }
+
+    #[test]
+    fn a_drained_backend_shows_draining_while_requests_are_in_flight() {
+        let mut v = view();
+        v.backends[0].admin = Admin::Draining;
+        v.backends[0].active = 1;
+        assert!(render_html(&v).contains("<span class=\"draining\">draining</span>"));
+        assert!(render_json(&v).contains("\"state\":\"draining\""));
+        v.backends[0].active = 0;
+        assert!(render_json(&v).contains("\"address\":\"127.0.0.1:8081\",\"state\":\"disabled\""));
+        v.threads = None;
+        assert!(render_json(&v).contains("\"threads\":null"));
     }
 }

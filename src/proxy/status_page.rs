@@ -1,6 +1,7 @@
 //! The status page step of the proxy (see `proxy`): `status_path` answered by the proxy
 //! itself, never forwarded, to the addresses `status_allow` lets in. What it shows is
-//! gathered by `stats` and rendered by `status`.
+//! gathered by `stats` and rendered by `status`; what its buttons post is `admin`'s, which
+//! shares `send` and the address check.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
 use crate::proxy::status::{self, StatusView};
+use crate::server;
 
 impl Proxy {
     /// Step 2, for the status page: answered by the proxy itself, never forwarded, and only
@@ -18,19 +20,14 @@ impl Proxy {
     /// same data as JSON.
     pub(super) fn serve_status(
         &self,
-        mut out: impl Write,
+        out: impl Write,
         peer: SocketAddr,
         request: &Request,
         query: Option<&str>,
         sent: &mut Sent,
     ) -> Result<()> {
         sent.keep_alive = request.keep_alive();
-        let allowed = self
-            .config
-            .status_allow
-            .iter()
-            .any(|net| net.contains(peer.ip()));
-        let (status, content_type, body) = if !allowed {
+        let (status, content_type, body) = if !self.status_open_to(peer) {
             let (_, body) = text_response(403, "the status page is not open to your address");
             (403, "text/plain; charset=utf-8", body)
         } else if request.method != "GET" && request.method != "HEAD" {
@@ -55,66 +52,91 @@ impl Proxy {
         };
         let mut response = Response::new(status);
         response.headers.append("Content-Type", content_type);
-        response
-            .headers
-            .append("Content-Length", body.len().to_string());
-        response.headers.append("Cache-Control", "no-store");
         if status == 405 {
             response.headers.append("Allow", "GET, HEAD");
         }
-        if !sent.keep_alive {
-            response.headers.append("Connection", "close");
-        }
-        let mut bytes = serialize::response_head_bytes(&response);
-        if request.method != "HEAD" {
-            bytes.extend_from_slice(&body);
-            sent.bytes = body.len() as u64;
-        }
-        sent.status = Some(status);
-        sent.head = true;
-        out.write_all(&bytes)
-            .and_then(|()| out.flush())
-            .map_err(|e| Error::Io(Side::Client, e))
+        send(out, request, response, &body, sent)
     }
 
     /// Everything the status page shows, taken now.
     pub(super) fn status_view(&self) -> StatusView {
-        let health = self.upstreams.balancer.health();
-        let backends = self
-            .upstreams
-            .balancer
-            .backends()
-            .iter()
-            .zip(health)
-            .map(|(b, h)| (b.authority(), h))
-            .collect();
+        let balancer = &self.upstreams.balancer;
         let cache = self
             .cache
             .as_ref()
             .map(|c| (c.store.entries(), c.store.usage()));
         StatusView {
             stats: self.stats.snapshot(),
-            backends,
+            backends: balancer.view(),
+            balance: balancer.balance(),
+            threads: server::thread_count(),
+            status_path: self.config.status_path.clone().unwrap_or_default(),
             cache,
             now: Instant::now(),
             now_wall: SystemTime::now(),
         }
     }
 
+    /// Whether `status_allow` lets `peer` see the status page (and use its buttons).
+    pub(super) fn status_open_to(&self, peer: SocketAddr) -> bool {
+        self.config
+            .status_allow
+            .iter()
+            .any(|net| net.contains(peer.ip()))
+    }
+
     /// The path and query of a request for the status page, if it is one.
     pub(super) fn status_query<'r>(&self, request: &'r Request) -> Option<Option<&'r str>> {
         let status_path = self.config.status_path.as_deref()?;
-        let target = match request.target.split_once("://") {
-            // Absolute-form: skip the authority.
-            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-            None => request.target.as_str(),
-        };
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (target, None),
-        };
+        let (path, query) = path_and_query(request);
         (path == status_path).then_some(query)
     }
+}
+
+/// The path and the query of a request's target, whichever its form.
+pub(super) fn path_and_query(request: &Request) -> (&str, Option<&str>) {
+    let target = match request.target.split_once("://") {
+        // Absolute-form: skip the authority.
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => request.target.as_str(),
+    };
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+/// Sends a response the proxy makes itself (the status page, an admin action's answer):
+/// `response` with Content-Length, `Cache-Control: no-store` and, when `sent.keep_alive` is
+/// off, `Connection: close` added, then `body` unless the request was a HEAD. Records what
+/// went out in `sent`.
+///
+/// # Errors
+/// A failed write to the client.
+pub(super) fn send(
+    mut out: impl Write,
+    request: &Request,
+    mut response: Response,
+    body: &[u8],
+    sent: &mut Sent,
+) -> Result<()> {
+    response
+        .headers
+        .append("Content-Length", body.len().to_string());
+    response.headers.append("Cache-Control", "no-store");
+    if !sent.keep_alive {
+        response.headers.append("Connection", "close");
+    }
+    let mut bytes = serialize::response_head_bytes(&response);
+    if request.method != "HEAD" {
+        bytes.extend_from_slice(body);
+        sent.bytes = body.len() as u64;
+    }
+    sent.status = Some(response.status);
+    sent.head = true;
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::Io(Side::Client, e))
 }
 
 #[cfg(test)]

@@ -109,7 +109,10 @@ pub(super) fn run(
 ) -> Result<Report> {
     {
         let Upstream {
-            mut conn, response, ..
+            mut conn,
+            response,
+            lease: _in_flight,
+            ..
         } = upstream;
         sent.keep_alive = false;
         let Some(mut response) = switching_response(request, response) else {

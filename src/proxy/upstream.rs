@@ -282,20 +282,30 @@ impl<C> Pool<C> {
     }
 
     /// Closes every idle connection that has been idle too long at `now`, or for which
-    /// `keep` says no (the proxy's reaper passes "the backend has not closed it and sent
-    /// nothing"), so connections a backend closed do not linger in CLOSE-WAIT. Returns how
-    /// many were closed.
-    pub fn reap(&self, now: std::time::Instant, mut keep: impl FnMut(&C) -> bool) -> usize {
+    /// `keep` (given the backend id) says no (the proxy's reaper passes "its backend is in
+    /// rotation, has not closed it and sent nothing"), so connections a backend closed do
+    /// not linger in CLOSE-WAIT. Returns how many were closed.
+    pub fn reap(&self, now: std::time::Instant, mut keep: impl FnMut(usize, &C) -> bool) -> usize {
         let mut closed = 0;
-        for stack in &self.idle {
+        for (id, stack) in self.idle.iter().enumerate() {
             let mut stack = stack.lock().unwrap_or_else(|p| p.into_inner());
             let before = stack.len();
             stack.retain(|(conn, since)| {
-                now.saturating_duration_since(*since) < self.idle_timeout && keep(conn)
+                now.saturating_duration_since(*since) < self.idle_timeout && keep(id, conn)
             });
             closed += before - stack.len();
         }
         closed
+    }
+
+    /// Closes every idle connection to backend `id` (drained or disabled); returns how many.
+    pub fn clear(&self, id: usize) -> usize {
+        self.idle.get(id).map_or(0, |stack| {
+            let mut stack = stack.lock().unwrap_or_else(|p| p.into_inner());
+            let closed = stack.len();
+            stack.clear();
+            closed
+        })
     }
 
     /// Idle connections kept for backend `id`.
@@ -360,7 +370,7 @@ mod tests {
         pool.put(0, "fine", start + Duration::from_secs(5));
         pool.put(1, "also-fine", start + Duration::from_secs(5));
         let later = start + Duration::from_secs(11);
-        assert_eq!(pool.reap(later, |c| *c != "closed-by-backend"), 2);
+        assert_eq!(pool.reap(later, |_, c| *c != "closed-by-backend"), 2);
         assert_eq!(pool.take(0, later), Some("fine"));
         assert_eq!(pool.take(0, later), None);
         assert_eq!(pool.take(1, later), Some("also-fine"));
@@ -398,6 +408,19 @@ mod tests {
         assert_eq!(fresh.writer().peek(&mut [0u8; 1]).unwrap(), 0);
         fresh.writer().set_nonblocking(true).unwrap();
         assert_eq!(fresh.unpark(), Pending::Closed);
+    }
+
+    #[test]
+    fn clearing_a_backend_closes_its_idle_connections_only() {
+        let pool = Pool::new(2, 4, Duration::from_secs(10));
+        let now = Instant::now();
+        pool.put(0, "a", now);
+        pool.put(0, "b", now);
+        pool.put(1, "c", now);
+        assert_eq!(pool.clear(0), 2);
+        assert_eq!(pool.take(0, now), None);
+        assert_eq!(pool.take(1, now), Some("c"));
+        assert_eq!(pool.clear(7), 0);
     }
 
     #[test]

@@ -37,6 +37,23 @@ fn config_errors_name_their_line_and_exit_with_status_1() {
             "backend 127.0.0.1:1\n",
             "proxy.conf:1: expected `key = value`",
         ),
+        (
+            "backend = 127.0.0.1:1 wieght=2\n",
+            "proxy.conf:1: backend: unknown option `wieght=2`",
+        ),
+        (
+            "backend = 127.0.0.1:1\nbackend = 127.0.0.1:2 weight=0\n",
+            "proxy.conf:2: backend: expected a weight 1..=100, got `0`",
+        ),
+        (
+            "backend = 127.0.0.1:1 backup\n\nbackend = 127.0.0.1:2 backup\n# end\n",
+            "proxy.conf:3: every backend is marked `backup`",
+        ),
+        (
+            "backend = 127.0.0.1:1\nbalance = fastest\n",
+            "proxy.conf:2: balance: expected round_robin, least_conn, ip_hash, uri_hash or \
+             random_two, got `fastest`",
+        ),
     ];
     for (text, expected) in cases {
         let (code, stderr) = run_proxy_with(text);

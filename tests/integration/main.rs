@@ -4,6 +4,7 @@
 mod support;
 
 mod attacks;
+mod balancing;
 mod browser;
 mod cache;
 mod client;

@@ -225,23 +225,6 @@ fn slot_exhaustion_under_pressure_idle_keep_alive_connections_wait_less() {
     assert_eq!(read_one_response(open), 200);
 }
 
-/// Runs python3 with `script` and `args` in `dir`; None (after `skip_or_fail`) without it.
-fn python(dir: &TempDir, script: &str, args: &[&str]) -> Option<String> {
-    let python = external_program("python3")?;
-    let out = command_in(dir, python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A GET from the source address `argv[1]` to port `argv[2]` of 127.0.0.1: prints the
 /// status line. (std cannot bind a client socket before connecting.)
 const GET_FROM: &str = r#"

@@ -728,11 +728,13 @@ pub fn proxy_log(dir: &TempDir) -> String {
 }
 
 /// A keep-alive backend: answers every GET on a connection with a small 200 until the
-/// client closes, and counts connections and requests. Stops accepting when dropped.
+/// client closes, and counts connections and requests, and connections the client closed
+/// (`closed`). Stops accepting when dropped.
 pub struct KeepAliveBackend {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
+    pub closed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -740,48 +742,57 @@ impl KeepAliveBackend {
     pub fn new() -> KeepAliveBackend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (conns, reqs, stopping) = (
-            Arc::clone(&connections),
-            Arc::clone(&requests),
-            Arc::clone(&stop),
+        let backend = KeepAliveBackend {
+            addr,
+            connections: Arc::new(AtomicUsize::new(0)),
+            requests: Arc::new(AtomicUsize::new(0)),
+            closed: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (conns, reqs, closed, stopping) = (
+            Arc::clone(&backend.connections),
+            Arc::clone(&backend.requests),
+            Arc::clone(&backend.closed),
+            Arc::clone(&backend.stop),
         );
         thread::spawn(move || {
             for stream in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let Ok(mut stream) = stream else { continue };
+                let Ok(stream) = stream else { continue };
                 conns.fetch_add(1, Ordering::SeqCst);
-                let reqs = Arc::clone(&reqs);
+                let (reqs, closed) = (Arc::clone(&reqs), Arc::clone(&closed));
                 thread::spawn(move || {
-                    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                    let mut pending = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        while let Some(end) = find(&pending, b"\r\n\r\n") {
-                            pending.drain(..end + 4);
-                            reqs.fetch_add(1, Ordering::SeqCst);
-                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nka";
-                            if stream.write_all(reply).is_err() {
-                                return;
-                            }
-                        }
-                        match stream.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        }
+                    if answer_keep_alive(stream, &reqs) {
+                        closed.fetch_add(1, Ordering::SeqCst);
                     }
                 });
             }
         });
-        KeepAliveBackend {
-            addr,
-            connections,
-            requests,
-            stop,
+        backend
+    }
+}
+
+/// Answers every request head on `stream` with a small 200, counting them, until the
+/// client closes (true) or the connection fails or times out (false).
+fn answer_keep_alive(mut stream: TcpStream, requests: &AtomicUsize) -> bool {
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(end) = find(&pending, b"\r\n\r\n") {
+            pending.drain(..end + 4);
+            requests.fetch_add(1, Ordering::SeqCst);
+            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nka";
+            if stream.write_all(reply).is_err() {
+                return false;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Err(_) => return false,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The configuration's network addresses: `listen`, each [`Backend`] and the [`Cidr`] blocks
-//! of `status_allow`, with the one `host:port` grammar that `listen` and `backend` share.
+//! The configuration's network addresses: `listen`, each [`Backend`] (its address and its
+//! options, `weight=N` and `backup`) and the [`Cidr`] blocks of `status_allow`, with the one
+//! `host:port` grammar that `listen` and `backend` share.
 //!
 //! Only the form is checked here. Names are not resolved: the proxy looks a backend's name
 //! up when it connects (and warns at start-up about a name that does not resolve), and
@@ -18,13 +19,22 @@ const MAX_HOST_LEN: usize = 253;
 /// Longest label of a DNS name, in characters (RFC 1035 §2.3.4).
 const MAX_LABEL_LEN: usize = 63;
 
-/// One upstream server, as given on a `backend = host:port` line.
+/// Default `weight` of a backend: every backend an equal share.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Largest `weight=N` of a backend (and of `action=weight` on the status page).
+pub const MAX_WEIGHT: u32 = 100;
+
+/// One upstream server, as given on a `backend = HOST:PORT [weight=N] [backup]` line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Backend {
     /// A DNS name, an IPv4 address, or an IPv6 address *without* its brackets.
     pub host: String,
     /// TCP port, 1..=65535.
     pub port: u16,
+    /// Its share of the requests relative to the others, 1..=[`MAX_WEIGHT`]; default 1.
+    pub weight: u32,
+    /// Gets requests only while no backend without `backup` is usable.
+    pub backup: bool,
 }
 
 impl Backend {
@@ -59,7 +69,8 @@ impl fmt::Display for Backend {
 impl FromStr for Backend {
     type Err = String;
 
-    /// Parses `host:port`, `1.2.3.4:port` or `[ipv6]:port` with a port of 1..=65535.
+    /// Parses `host:port`, `1.2.3.4:port` or `[ipv6]:port` with a port of 1..=65535: a
+    /// backend of the default weight, not a backup (the options are `parse_backend`'s).
     ///
     /// # Errors
     ///
@@ -69,7 +80,57 @@ impl FromStr for Backend {
         Ok(Backend {
             host: host.to_string(),
             port,
+            weight: DEFAULT_WEIGHT,
+            backup: false,
         })
+    }
+}
+
+/// A `backend` line's value: the address, then its options in any order.
+///
+/// ```text
+/// backend = authority *( 1*WSP option )
+/// option  = "weight=" 1*3DIGIT                        ; 1..=MAX_WEIGHT
+///         / "backup"
+/// ```
+///
+/// # Errors
+/// A message naming an unknown or repeated option, or a bad weight.
+pub(super) fn parse_backend(value: &str) -> Result<Backend, String> {
+    let mut words = value.split_ascii_whitespace();
+    let mut backend: Backend = words.next().unwrap_or_default().parse()?;
+    let mut seen = Vec::new();
+    for option in words {
+        let name = option.split_once('=').map_or(option, |(name, _)| name);
+        if seen.contains(&name) {
+            return Err(format!("option `{name}` given twice"));
+        }
+        match option.split_once('=') {
+            Some(("weight", n)) => backend.weight = parse_weight(n)?,
+            None if option == "backup" => backend.backup = true,
+            _ => {
+                return Err(format!(
+                    "unknown option {} (expected `weight=N` or `backup`)",
+                    quote(option)
+                ))
+            }
+        }
+        seen.push(name);
+    }
+    Ok(backend)
+}
+
+/// A backend's weight: decimal digits, 1..=[`MAX_WEIGHT`].
+///
+/// # Errors
+/// A message saying what was expected.
+pub(crate) fn parse_weight(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if is_digits(text) && (1..=MAX_WEIGHT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a weight 1..={MAX_WEIGHT}, got {}",
+            quote(text)
+        )),
     }
 }
 
@@ -233,7 +294,7 @@ fn parse_port(text: &str, min_port: u16) -> Result<u16, String> {
 mod tests {
     use super::*;
     use crate::proxy::config::tests::{bad_line, MINIMAL};
-    use crate::proxy::config::{parse, Config};
+    use crate::proxy::config::{parse, Balance, Config};
 
     #[test]
     fn status_and_access_log_keys() {
@@ -360,6 +421,84 @@ mod tests {
             bad_line("backend = a_b:80"),
             "backend: expected a host name, an IPv4 address or a bracketed IPv6 address, got `a_b`"
         );
+    }
+
+    #[test]
+    fn backend_options_weight_and_backup_in_any_order() {
+        let c = parse(
+            "backend = a:1 weight=3\nbackend = b:2\tbackup   weight=100\nbackend = [::1]:3 backup\n",
+            "t",
+        )
+        .unwrap();
+        let options: Vec<(u32, bool)> = c.backends.iter().map(|b| (b.weight, b.backup)).collect();
+        assert_eq!(options, [(3, false), (100, true), (DEFAULT_WEIGHT, true)]);
+        assert_eq!(
+            c.backends[1].authority(),
+            "b:2",
+            "options are not part of the address"
+        );
+    }
+
+    #[test]
+    fn backend_option_errors_name_the_line_and_the_option() {
+        for (option, message) in [
+            (
+                "wieght=3",
+                "unknown option `wieght=3` (expected `weight=N` or `backup`)",
+            ),
+            (
+                "backup=yes",
+                "unknown option `backup=yes` (expected `weight=N` or `backup`)",
+            ),
+            (
+                "down",
+                "unknown option `down` (expected `weight=N` or `backup`)",
+            ),
+            ("weight=0", "expected a weight 1..=100, got `0`"),
+            ("weight=101", "expected a weight 1..=100, got `101`"),
+            ("weight=", "expected a weight 1..=100, got ``"),
+            ("weight=+3", "expected a weight 1..=100, got `+3`"),
+            (
+                "weight=99999999999",
+                "expected a weight 1..=100, got `99999999999`",
+            ),
+            ("weight=2 weight=3", "option `weight` given twice"),
+            ("backup backup", "option `backup` given twice"),
+        ] {
+            let e = parse(&format!("{MINIMAL}backend = b:2 {option}\n"), "proxy.conf").unwrap_err();
+            assert_eq!(e.to_string(), format!("proxy.conf:2: backend: {message}"));
+        }
+    }
+
+    #[test]
+    fn backup_on_every_backend_is_refused_at_the_last_backend() {
+        let e = parse(
+            "backend = a:1 backup\n# spare\nbackend = b:2 backup\ncache = off\n",
+            "proxy.conf",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "proxy.conf:3: every backend is marked `backup`: backups stand in for the others, \
+             so at least one backend must be without it"
+        );
+        assert!(parse("backend = a:1 backup\nbackend = b:2\n", "t").is_ok());
+    }
+
+    #[test]
+    fn balance_names_the_algorithm() {
+        assert_eq!(Config::default().balance, Balance::RoundRobin);
+        for balance in Balance::ALL {
+            let c = parse(&format!("{MINIMAL}balance = {balance}\n"), "t").unwrap();
+            assert_eq!(c.balance, balance);
+        }
+        let e = parse(&format!("{MINIMAL}balance = leastconn\n"), "proxy.conf").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "proxy.conf:2: balance: expected round_robin, least_conn, ip_hash, uri_hash or \
+             random_two, got `leastconn`"
+        );
+        assert!(bad_line("balance = Round_Robin").starts_with("balance: expected"));
     }
 
     #[test]

@@ -14,8 +14,10 @@
 //!   its form is new;
 //! - `syntax.rs`: the line grammar (`key = value`, comments, no quotes) and the rules across
 //!   lines (a key given once, a backend listed once);
-//! - `values.rs`: seconds, sizes and counts, switches, the log level, methods, paths;
-//! - `addresses.rs`: `listen`, [`Backend`], [`Cidr`] and the `host:port` grammar they share;
+//! - `values.rs`: seconds, sizes and counts, switches, the log level, methods, paths, the
+//!   balancing algorithm ([`Balance`]);
+//! - `addresses.rs`: `listen`, [`Backend`] (with `weight=N` and `backup`), [`Cidr`] and the
+//!   `host:port` grammar they share;
 //! - `sources.rs`: where each value came from ([`Sources`]: a line of the file, the default,
 //!   or a command-line option), the command line's overrides, and [`Config::blame`], which
 //!   turns a start-up failure into an error naming the line that set the value.
@@ -24,7 +26,8 @@
 //!
 //! One `key = value` per line, in any order; `#` starts a comment anywhere on a line; every
 //! key except `backend` may be given at most once, and the same backend may not be listed
-//! twice. Values are taken as written, spaces included, so they are written without quotes
+//! twice. A backend line may end with options: `weight=N` (1..=100, default 1) and `backup`
+//! (used only while no other backend is usable); at least one backend must not be a backup. Values are taken as written, spaces included, so they are written without quotes
 //! (the grammar and its rules are in `syntax.rs`). Methods are case-sensitive (RFC 9110 §9.1)
 //! and clients send them in upper case, so `methods = get head` would refuse every request:
 //! a method with a lower-case letter is refused too (see `parse_methods`).
@@ -38,8 +41,10 @@
 //! # proxy.conf
 //! listen = 0.0.0.0:8080          # host:port to accept clients on; port 0 = any free port
 //! backend = 127.0.0.1:8081       # one line per backend, used round robin in this order
-//! backend = 127.0.0.1:8082
-//! backend = [::1]:8083           # IPv6 addresses go in brackets
+//! backend = 127.0.0.1:8082 weight=1  # options: weight=N (1..=100, default 1) for a share
+//! backend = [::1]:8083           # IPv6 addresses go in brackets; `backup`: only when all
+//!                                # the others are unusable
+//! balance = round_robin          # or least_conn, ip_hash, uri_hash, random_two
 //! log_file = logs/proxy.log
 //! log_level = info               # off, error, warn, info, debug or trace
 //! methods = *                    # * forwards every method; or a list such as `GET HEAD`
@@ -89,10 +94,13 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use addresses::parse_backend;
 use addresses::parse_listen;
-pub use addresses::{Backend, Cidr};
+pub(crate) use addresses::parse_weight;
+pub use addresses::{Backend, Cidr, DEFAULT_WEIGHT, MAX_WEIGHT};
 pub(crate) use sources::Source;
 pub use sources::{load_with, Overrides, Sources, DEFAULT_CONFIG};
+pub use values::Balance;
 use values::{
     parse_bool, parse_level, parse_methods, parse_nonzero_usize, parse_path, parse_probe_path,
     parse_seconds, parse_u32, parse_u64, parse_usize,
@@ -109,6 +117,7 @@ const MAX_QUOTED_CHARS: usize = 64;
 const KEYS: &[&str] = &[
     "listen",
     "backend",
+    "balance",
     "log_file",
     "log_level",
     "methods",
@@ -151,8 +160,10 @@ pub struct Config {
     /// Default `0.0.0.0:8080`.
     pub listen: String,
     /// Backends in round-robin order, one `backend` line each. Default: none, and a file
-    /// without any is an error.
+    /// without any, or with only `backup` ones, is an error.
     pub backends: Vec<Backend>,
+    /// How a backend is picked for each request. Default `round_robin`.
+    pub balance: Balance,
     /// File the proxy logs to, reopened at its path when moved away. Default
     /// `logs/proxy.log`.
     pub log_file: PathBuf,
@@ -244,6 +255,7 @@ impl Default for Config {
         Config {
             listen: "0.0.0.0:8080".to_string(),
             backends: Vec::new(),
+            balance: Balance::RoundRobin,
             log_file: PathBuf::from("logs/proxy.log"),
             log_level: LevelFilter::Info,
             methods: None,
@@ -345,7 +357,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// # Errors
 ///
 /// The first mistake found, with its line: a line that is not `key = value`, an unknown or
-/// repeated key, a missing or bad value, or no `backend` at all (reported at the last line).
+/// repeated key, a missing or bad value, no `backend` at all (reported at the last line), or
+/// only `backup` ones (reported at the last backend's line).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let error = |line, message| ConfigError {
         origin: origin.to_string(),
@@ -362,6 +375,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let message = "no backend configured (add a line like `backend = 127.0.0.1:8081`)";
         return Err(error(text.lines().count().max(1), message.to_string()));
     }
+    if config.backends.iter().all(|b| b.backup) {
+        let line = config.sources.backends.last().copied().unwrap_or(1);
+        let message = "every backend is marked `backup`: backups stand in for the others, so \
+                       at least one backend must be without it";
+        return Err(error(line, message.to_string()));
+    }
     Ok(config)
 }
 
@@ -370,7 +389,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
     match key {
         "listen" => config.listen = parse_listen(value)?,
-        "backend" => config.backends.push(value.parse()?),
+        "backend" => config.backends.push(parse_backend(value)?),
+        "balance" => config.balance = value.parse()?,
         "log_file" => config.log_file = parse_path(value)?,
         "log_level" => config.log_level = parse_level(value)?,
         "methods" => config.methods = parse_methods(value)?,
@@ -516,10 +536,7 @@ mod tests {
     fn minimal_file_gives_defaults_plus_backend() {
         let c = parse(MINIMAL, "test.conf").unwrap();
         let expected = Config {
-            backends: vec![Backend {
-                host: "127.0.0.1".to_string(),
-                port: 8081,
-            }],
+            backends: vec!["127.0.0.1:8081".parse().unwrap()],
             sources: c.sources.clone(),
             ..Config::default()
         };

@@ -68,8 +68,8 @@ fn check_unquoted(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// Refuses the backend just added when an earlier line lists the same server: every line is
-/// one backend with an equal share of the requests, so a repeated line would silently give
-/// one server a double share (there are no weights).
+/// one backend, so a repeated line would silently give one server a double share (and two
+/// health records); `weight=N` is the way to give it more.
 fn check_new_backend(config: &Config) -> Result<(), String> {
     let Some((new, earlier)) = config.backends.split_last() else {
         return Ok(());
@@ -77,7 +77,7 @@ fn check_new_backend(config: &Config) -> Result<(), String> {
     match earlier.iter().position(|b| b.same_as(new)) {
         Some(first) => Err(format!(
             "backend {} is listed twice (first on line {}): remove one; each line is one \
-             backend with an equal share of the requests",
+             backend, and `weight=N` gives it a larger share",
             quote(&new.authority()),
             config.sources.backends[first]
         )),
@@ -192,7 +192,7 @@ mod tests {
             (
                 3,
                 "backend `127.0.0.1:8081` is listed twice (first on line 1): remove one; each \
-                 line is one backend with an equal share of the requests"
+                 line is one backend, and `weight=N` gives it a larger share"
                     .to_string()
             )
         );

@@ -1,5 +1,6 @@
 //! The forms a configuration value takes, other than addresses: seconds, sizes and counts,
-//! on/off switches, the log level, the method list, file paths and request paths.
+//! on/off switches, the log level, the method list, file paths, request paths and the
+//! balancing algorithm.
 //!
 //! Each parser takes a value as the line grammar (`syntax.rs`) hands it over, trimmed and
 //! not empty, and returns the typed value or a message saying what was expected; the caller
@@ -8,7 +9,9 @@
 //! (`listen`, `backend`, `status_allow`) are in `addresses.rs`; which key takes which parser
 //! is `apply` in `mod.rs`.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use log::LevelFilter;
@@ -21,6 +24,67 @@ const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 /// Shortest timeout accepted, in seconds. Anything shorter could round down to a zero
 /// `Duration`, which `set_read_timeout` refuses.
 const MIN_TIMEOUT_SECS: f64 = 0.001;
+
+/// `balance`: how the balancer picks a backend for each request (see `proxy::balancer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// In turn; with unequal weights, nginx's smooth weighted round robin.
+    #[default]
+    RoundRobin,
+    /// The fewest requests in flight for its weight.
+    LeastConn,
+    /// The client's address on a consistent hash ring: one address, one backend.
+    IpHash,
+    /// The request's path and query on the same ring: one URL, one backend.
+    UriHash,
+    /// The less loaded of two backends picked at random.
+    RandomTwo,
+}
+
+impl Balance {
+    /// Every algorithm, in the order the documentation lists them.
+    pub const ALL: [Balance; 5] = [
+        Balance::RoundRobin,
+        Balance::LeastConn,
+        Balance::IpHash,
+        Balance::UriHash,
+        Balance::RandomTwo,
+    ];
+
+    /// The name written in proxy.conf and shown on the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastConn => "least_conn",
+            Balance::IpHash => "ip_hash",
+            Balance::UriHash => "uri_hash",
+            Balance::RandomTwo => "random_two",
+        }
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Balance {
+    type Err = String;
+
+    /// One of the names `as_str` gives, case-sensitively (as every key is).
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Balance::ALL
+            .into_iter()
+            .find(|b| b.as_str() == value)
+            .ok_or_else(|| {
+                format!(
+                    "expected round_robin, least_conn, ip_hash, uri_hash or random_two, got {}",
+                    quote(value)
+                )
+            })
+    }
+}
 
 /// `log_file`, `cache_dir`: any path without a NUL byte (which no file system accepts).
 pub(super) fn parse_path(value: &str) -> Result<PathBuf, String> {

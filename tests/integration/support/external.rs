@@ -63,6 +63,25 @@ pub fn python_modules(modules: &[&str]) -> Option<PathBuf> {
     Some(python)
 }
 
+/// Runs python3 with `script` and `args` in `dir` to its end and returns what it printed;
+/// None (after `skip_or_fail`) without python3. Tests use it where std cannot do what the
+/// test needs, such as binding a client socket to a chosen source address (127.0.0.x).
+pub fn python(dir: &TempDir, script: &str, args: &[&str]) -> Option<String> {
+    let python = external_program("python3")?;
+    let out = command_in(dir, python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The notice nginx prints in `main()` after `ngx_init_cycle` has bound the listening
 /// sockets (from `ngx_os_status`); connections made after it wait in the backlog until the
 /// event loop starts.
