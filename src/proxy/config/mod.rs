@@ -77,9 +77,15 @@
 //! max_connections_per_ip = 0     # client connections from one address (0: no cap)
 //! underscores_in_headers = off   # off drops request fields whose names contain `_`
 //! allow_trace = off              # off answers TRACE with 405
+//! pool api = 10.0.0.5:8080 weight=2 10.0.0.6:8080   # another pool of backends (options
+//!                                # as for `backend`); the `backend` lines are `default`
+//! route = /api/ api              # paths starting /api/ go to pool api; `HOST/PREFIX` for one
+//! route = shop.example/ default  # host; the longest prefix wins, a host beats none
+//! shutdown_timeout = 30          # seconds `proxy --stop` lets requests in flight finish
 //! ```
 
 mod addresses;
+mod routing;
 mod sources;
 mod syntax;
 mod values;
@@ -98,6 +104,7 @@ use addresses::parse_backend;
 use addresses::parse_listen;
 pub(crate) use addresses::parse_weight;
 pub use addresses::{Backend, Cidr, DEFAULT_WEIGHT, MAX_WEIGHT};
+pub use routing::{host_without_port, Pool, Route, DEFAULT_POOL};
 pub(crate) use sources::Source;
 pub use sources::{load_with, Overrides, Sources, DEFAULT_CONFIG};
 pub use values::Balance;
@@ -150,6 +157,8 @@ const KEYS: &[&str] = &[
     "max_connections_per_ip",
     "underscores_in_headers",
     "allow_trace",
+    "route",
+    "shutdown_timeout",
 ];
 
 /// Everything the proxy can be configured with. Each field is set by the key of the same
@@ -245,6 +254,15 @@ pub struct Config {
     /// Whether TRACE is forwarded; off answers it with 405 (TRACE echoes credentials back).
     /// Default `false` (`off`).
     pub allow_trace: bool,
+    /// The pools declared besides the default one (the `backend` lines), by `pool NAME =`
+    /// lines, in the order given. Default: none.
+    pub pools: Vec<Pool>,
+    /// Which requests go to which pool, one `route` line each, in the order given. Default:
+    /// none (every request goes to the default pool).
+    pub routes: Vec<Route>,
+    /// How long a graceful stop (`proxy --stop`) waits for the requests in flight. Default
+    /// 30 s.
+    pub shutdown_timeout: Duration,
     /// Where each value above came from, for start-up errors and warnings. Not a setting:
     /// [`Config::default`] has every value from `Source::Default`.
     pub sources: Sources,
@@ -297,6 +315,9 @@ impl Default for Config {
             max_connections_per_ip: 0,
             underscores_in_headers: false,
             allow_trace: false,
+            pools: Vec::new(),
+            routes: Vec::new(),
+            shutdown_timeout: Duration::from_secs(30),
             sources: Sources::default(),
         }
     }
@@ -375,6 +396,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let message = "no backend configured (add a line like `backend = 127.0.0.1:8081`)";
         return Err(error(text.lines().count().max(1), message.to_string()));
     }
+    routing_errors(&config).map_err(|(line, message)| error(line, message))?;
     if config.backends.iter().all(|b| b.backup) {
         let line = config.sources.backends.last().copied().unwrap_or(1);
         let message = "every backend is marked `backup`: backups stand in for the others, so \
@@ -382,6 +404,26 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         return Err(error(line, message.to_string()));
     }
     Ok(config)
+}
+
+/// The routes' pools exist: each route's line, and what is wrong with it, otherwise.
+fn routing_errors(config: &Config) -> Result<(), (usize, String)> {
+    for (i, route) in config.routes.iter().enumerate() {
+        let known = route.pool == DEFAULT_POOL || config.pools.iter().any(|p| p.name == route.pool);
+        if !known {
+            let declared: Vec<&str> = std::iter::once(DEFAULT_POOL)
+                .chain(config.pools.iter().map(|p| p.name.as_str()))
+                .collect();
+            let line = config.sources.routes.get(i).copied().unwrap_or(1);
+            let message = format!(
+                "route: no pool named {} (the pools are: {})",
+                quote(&route.pool),
+                declared.join(", ")
+            );
+            return Err((line, message));
+        }
+    }
+    Ok(())
 }
 
 /// Stores the non-empty `value` of a known `key` in `config`; the error message is prefixed
@@ -437,6 +479,8 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
         "max_connections_per_ip" => config.max_connections_per_ip = parse_usize(value)?,
         "underscores_in_headers" => config.underscores_in_headers = parse_bool(value)?,
         "allow_trace" => config.allow_trace = parse_bool(value)?,
+        "route" => config.routes.push(routing::parse_route(value)?),
+        "shutdown_timeout" => config.shutdown_timeout = parse_seconds(value)?,
         _ => return Err("not a known key".to_string()),
     }
     Ok(())
@@ -555,15 +599,23 @@ mod tests {
             );
         }
         let c = parse(&text, "proxy.conf").unwrap();
+        assert_eq!(c.pools.len(), 1);
+        assert_eq!(
+            (c.pools[0].name.as_str(), c.pools[0].backends.len()),
+            ("api", 2)
+        );
+        assert_eq!(c.routes.len(), 2);
         let authorities: Vec<String> = c.backends.iter().map(Backend::authority).collect();
         assert_eq!(
             authorities,
             ["127.0.0.1:8081", "127.0.0.1:8082", "[::1]:8083"]
         );
-        // The one key whose default is "absent" is shown with an example value.
+        // The keys whose default is "absent" or "none" are shown with example values.
         let expected = Config {
             backends: c.backends.clone(),
             health_check: Some("/health".to_string()),
+            pools: c.pools.clone(),
+            routes: c.routes.clone(),
             sources: c.sources.clone(),
             ..Config::default()
         };

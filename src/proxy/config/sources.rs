@@ -44,6 +44,10 @@ pub struct Sources {
     keys: Vec<(&'static str, Source)>,
     /// The line of each `backend`, in the order of [`Config::backends`].
     pub(super) backends: Vec<usize>,
+    /// The line of each `pool NAME =`, in the order of [`Config::pools`].
+    pub(super) pools: Vec<usize>,
+    /// The line of each `route`, in the order of [`Config::routes`].
+    pub(super) routes: Vec<usize>,
 }
 
 impl Sources {

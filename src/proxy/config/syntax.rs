@@ -19,7 +19,7 @@
 //! What a value means is not decided here: `apply` in `mod.rs` hands it to the parser of its
 //! key (`values.rs`, `addresses.rs`).
 
-use super::{apply, quote, Config, Source, KEYS};
+use super::{apply, quote, routing, Config, Pool, Source, KEYS};
 
 /// Reads line number `line` (1-based), `raw`, into `config`, and records that the line set
 /// its key.
@@ -31,10 +31,17 @@ pub(super) fn read_line(config: &mut Config, raw: &str, line: usize) -> Result<(
     let Some((key, value)) = split_line(raw)? else {
         return Ok(());
     };
+    if let Some(name) = key
+        .strip_prefix("pool")
+        .filter(|n| n.starts_with([' ', '\t']))
+    {
+        return read_pool(config, name.trim(), value, line);
+    }
     let Some(key) = KEYS.iter().copied().find(|k| *k == key) else {
         return Err(format!("unknown key {}", quote(key)));
     };
-    if let (false, Source::Line(first)) = (key == "backend", config.sources.of(key)) {
+    let repeatable = matches!(key, "backend" | "route");
+    if let (false, Source::Line(first)) = (repeatable, config.sources.of(key)) {
         return Err(format!("`{key}` given twice (first on line {first})"));
     }
     if value.is_empty() {
@@ -46,9 +53,30 @@ pub(super) fn read_line(config: &mut Config, raw: &str, line: usize) -> Result<(
     if key == "backend" {
         check_new_backend(config)?;
         config.sources.backends.push(line);
+    } else if key == "route" {
+        config.sources.routes.push(line);
     } else {
         config.sources.set(key, Source::Line(line));
     }
+    Ok(())
+}
+
+/// A `pool NAME = ...` line: a pool of its own backends (see `routing`), each NAME once.
+fn read_pool(config: &mut Config, name: &str, value: &str, line: usize) -> Result<(), String> {
+    let name = routing::parse_pool_name(name)?;
+    if let Some(i) = config.pools.iter().position(|p| p.name == name) {
+        let first = config.sources.pools[i];
+        return Err(format!(
+            "pool `{name}` declared twice (first on line {first})"
+        ));
+    }
+    if value.is_empty() {
+        return Err(format!("missing backends after `pool {name} =`"));
+    }
+    check_unquoted("pool", value)?;
+    let backends = routing::parse_pool_backends(value).map_err(|m| format!("pool {name}: {m}"))?;
+    config.pools.push(Pool { name, backends });
+    config.sources.pools.push(line);
     Ok(())
 }
 
