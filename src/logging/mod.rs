@@ -4,7 +4,9 @@
 //! rest to stdout) and `log_file` the file (whole lines only, reopened after rotation); a
 //! thin wrapper in front of them, `Stamped`, prefixes each line with the local time and the
 //! level. What to log is decided by the modules that log; this one only decides where lines
-//! go and what they look like:
+//! go and what they look like. The level and the file can be changed while the program runs
+//! (`reconfigure`, for the proxy's reload).
+//!
 //!
 //! ```text
 //! 2026-11-25 10:41:07.412 INFO  127.0.0.1:50412 "GET / HTTP/1.1" -> 127.0.0.1:8081 200 MISS 1432 B 2 ms
@@ -13,6 +15,7 @@
 pub mod file;
 
 use std::path::Path;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use log::{LevelFilter, Log, Metadata, Record};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
@@ -33,6 +36,9 @@ pub fn init(level: LevelFilter, file: Option<&Path>) -> Result<()> {
     init_with(level, file)
 }
 
+/// The installed logger, kept where `reconfigure` can reach it.
+static LOGGER: OnceLock<Stamped> = OnceLock::new();
+
 /// [`init`] with the log file already open, so that the caller can say which setting named
 /// it when it cannot be opened.
 ///
@@ -47,15 +53,33 @@ pub fn init_with(level: LevelFilter, file: Option<LogFile>) -> Result<()> {
         .set_target_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)
         .build();
-    let terminal = TermLogger::new(level, plain, TerminalMode::Mixed, ColorChoice::Never);
-    log::set_boxed_logger(Box::new(Stamped {
-        level,
+    // Every level reaches the terminal logger: which ones are logged is `log::max_level`,
+    // which `reconfigure` can change.
+    let terminal = TermLogger::new(
+        LevelFilter::Trace,
+        plain,
+        TerminalMode::Mixed,
+        ColorChoice::Never,
+    );
+    let installed = Stamped {
         terminal,
-        file,
-    }))
-    .map_err(|_| Error::Startup("a logger is already installed".to_string()))?;
+        file: RwLock::new(file),
+    };
+    let already = || Error::Startup("a logger is already installed".to_string());
+    LOGGER.set(installed).map_err(|_| already())?;
+    let logger = LOGGER.get().ok_or_else(already)?;
+    log::set_logger(logger).map_err(|_| already())?;
     log::set_max_level(level);
     Ok(())
+}
+
+/// Changes what the installed logger logs (`level`) and where (`file`, or the terminal
+/// only), for every line from now on; does nothing when no logger was installed by `init`.
+pub fn reconfigure(level: LevelFilter, file: Option<LogFile>) {
+    if let Some(logger) = LOGGER.get() {
+        *logger.file.write().unwrap_or_else(PoisonError::into_inner) = file;
+        log::set_max_level(level);
+    }
 }
 
 /// Prefixes every record with a chrono timestamp and the level, then hands it to simplelog's
@@ -63,14 +87,13 @@ pub fn init_with(level: LevelFilter, file: Option<LogFile>) -> Result<()> {
 /// writes a record in several pieces, and a full disk could keep half of it; `LogFile`
 /// writes each line whole or not at all.
 struct Stamped {
-    level: LevelFilter,
     terminal: Box<TermLogger>,
-    file: Option<LogFile>,
+    file: RwLock<Option<LogFile>>,
 }
 
 impl Log for Stamped {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &Record) {
@@ -88,8 +111,12 @@ impl Log for Stamped {
                 .line(record.line())
                 .build(),
         );
-        let Some(file) = &self.file else { return };
-        if let Some(Notice { level, text }) = file.append(format!("{line}\n").as_bytes()) {
+        let notice = {
+            let file = self.file.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(file) = &*file else { return };
+            file.append(format!("{line}\n").as_bytes())
+        };
+        if let Some(Notice { level, text }) = notice {
             // Logged like any line, once the file is free again. This cannot recurse further:
             // a notice is only given when the file's state changes, and logging it does not
             // change it again (a failing file stays failing, a reopened one stays open).

@@ -17,23 +17,30 @@
 //! decoding does (`+` is a space, then `crate::http::percent`), strictly: a bad escape or
 //! text that is not UTF-8 is a 400, never guessed at.
 //!
-//! One dispatch by ACTION (`dispatch`); an unknown one is a 404. Today:
+//! One dispatch by ACTION (`dispatch`); an unknown one is a 404:
 //! - `backends`: `backend=HOST:PORT&action=drain|disable|enable`, or `action=weight` with
-//!   `weight=N` (1..=100). `drain` and `disable` take the backend out of rotation and close
-//!   its idle pooled connections; requests in flight on it finish (see `balancer`).
+//!   `weight=N` (1..=100); `pool=NAME` for a backend of a named pool. `drain` and `disable`
+//!   take the backend out of rotation and close its idle pooled connections; requests in
+//!   flight on it finish (see `balancer`).
+//! - `reload`: read proxy.conf again and put it in force (see `reload`); a file with
+//!   mistakes is refused with 422 and the mistakes, and the running configuration stays.
+//! - `stop`: the graceful stop (see `reload`); the answer carries the proxy's process id in
+//!   `Relevo-Pid`, so `proxy --stop` can wait for the process to end.
 //!
 //! The answer: `303 See Other` back to the status page, so a browser's form post ends on the
 //! page it came from; or, when the request says `Accept: text/plain` (a command-line tool),
-//! `200` with one line saying what was done. A refusal is a short `text/plain` with its 4xx
-//! status, either way. Every action and every refusal is logged at info: who did what.
+//! `200` with what was done. A refusal is a short `text/plain` with its 4xx status, either
+//! way. Every action and every refusal is logged at info: who did what.
 
 use std::io::BufReader;
 use std::net::SocketAddr;
 
 use super::balancer::Admin;
+use super::config::{Config, DEFAULT_POOL};
+use super::generation::Generation;
 use super::request_body;
 use super::rewrite::client_host;
-use super::status_page::{path_and_query, send};
+use super::status_page::{open_to, path_and_query, send};
 use super::{Proxy, Record};
 use crate::error::{Error, Result, Side};
 use crate::http::authority::{absolute_form_parts, normalize_authority};
@@ -41,6 +48,9 @@ use crate::http::body::{request_framing, Framing};
 use crate::http::percent::percent_decode;
 use crate::http::{text_response, Request, Response};
 use crate::proxy::config::{parse_weight, Backend, MAX_WEIGHT};
+
+/// The header of the answer to `stop` that names the proxy's process.
+pub const PID_HEADER: &str = "Relevo-Pid";
 use crate::server::ClientStream;
 
 /// Largest form body an admin POST may carry, in bytes (4 KiB): the longest form today is a
@@ -50,13 +60,13 @@ pub const MAX_FORM_BYTES: u64 = 4 * 1024;
 /// Why an admin request was not carried out: the status and a short reason (never the
 /// client's own text).
 #[derive(Debug, PartialEq, Eq)]
-struct Refusal {
+pub(super) struct Refusal {
     status: u16,
     why: String,
 }
 
 impl Refusal {
-    fn new(status: u16, why: impl Into<String>) -> Refusal {
+    pub(super) fn new(status: u16, why: impl Into<String>) -> Refusal {
         Refusal {
             status,
             why: why.into(),
@@ -64,17 +74,17 @@ impl Refusal {
     }
 }
 
-/// What an action did (one line), or why it was refused.
-type Outcome = std::result::Result<String, Refusal>;
+/// What an action did, or why it was refused.
+pub(super) type Outcome = std::result::Result<String, Refusal>;
+
+/// The ACTION of a request for `{status_path}/ACTION`, if it is one.
+pub(super) fn action<'r>(config: &Config, request: &'r Request) -> Option<&'r str> {
+    let status_path = config.status_path.as_deref()?;
+    let (path, _) = path_and_query(request);
+    path.strip_prefix(status_path)?.strip_prefix('/')
+}
 
 impl Proxy {
-    /// The ACTION of a request for `{status_path}/ACTION`, if it is one.
-    pub(super) fn admin_action<'r>(&self, request: &'r Request) -> Option<&'r str> {
-        let status_path = self.config.status_path.as_deref()?;
-        let (path, _) = path_and_query(request);
-        path.strip_prefix(status_path)?.strip_prefix('/')
-    }
-
     /// Answers `POST {status_path}/ACTION` (see the module docs): checks who asks and from
     /// where, reads the form, dispatches, logs, and answers. The record is marked internal
     /// (the status page's figures leave it out); the body is marked read once it is.
@@ -84,6 +94,7 @@ impl Proxy {
     /// caller, connection closed), or a failed write to the client.
     pub(super) fn serve_admin(
         &self,
+        gen: &Generation,
         client: &mut BufReader<ClientStream>,
         peer: SocketAddr,
         request: &Request,
@@ -91,13 +102,13 @@ impl Proxy {
         record: &mut Record,
     ) -> Result<()> {
         let framing = request_framing(request).map_err(|e| Error::Parse(Side::Client, e))?;
-        let outcome = match self.admit(peer, request) {
+        let outcome = match admit(&gen.config, peer, request) {
             Err(refusal) => Err(refusal),
             Ok(()) => {
                 let body = request_body::read(client, request, framing, MAX_FORM_BYTES)?;
                 record.body_consumed = body.is_complete();
                 Form::from_request(request, &body.start)
-                    .and_then(|form| self.dispatch(action, &form))
+                    .and_then(|form| self.dispatch(gen, action, &form))
             }
         };
         let target = request.request_line();
@@ -110,108 +121,121 @@ impl Proxy {
             ),
         }
         let body_read = record.body_consumed || framing == Framing::Empty;
-        record.sent.keep_alive = request.keep_alive() && body_read;
-        let (response, body) = self.admin_answer(request, outcome);
+        let stopping = action == "stop" && outcome.is_ok();
+        record.sent.keep_alive = request.keep_alive() && body_read && !stopping;
+        let (mut response, body) = admin_answer(&gen.config, request, outcome);
+        if stopping {
+            let pid = std::process::id().to_string();
+            response.headers.append(PID_HEADER, pid);
+        }
         let out = client.get_ref().tcp();
         send(out, request, response, &body, &mut record.sent)
     }
 
-    /// Who may act, before anything is read: an address `status_allow` lets in, a POST, and
-    /// not another site's page.
-    fn admit(&self, peer: SocketAddr, request: &Request) -> std::result::Result<(), Refusal> {
-        if !self.status_open_to(peer) {
-            return Err(Refusal::new(
-                403,
-                "the status page is not open to your address",
-            ));
-        }
-        if request.method != "POST" {
-            return Err(Refusal::new(405, "actions are taken with POST"));
-        }
-        same_site(request).map_err(|why| Refusal::new(403, why))
-    }
-
     /// The one dispatch by ACTION.
-    fn dispatch(&self, action: &str, form: &Form) -> Outcome {
+    fn dispatch(&self, gen: &Generation, action: &str, form: &Form) -> Outcome {
         match action {
-            "backends" => self.backend_action(form),
+            "backends" => backend_action(gen, form),
+            "reload" => self.reload(),
+            "stop" => self.stop(&gen.config),
             _ => Err(Refusal::new(404, "no such action")),
         }
     }
+}
 
-    /// `backends`: drain, disable, enable or reweight one backend.
-    fn backend_action(&self, form: &Form) -> Outcome {
-        let upstreams = &self.upstreams;
-        let balancer = &upstreams.balancer;
-        let wanted: Backend = form
-            .require("backend")?
-            .parse()
-            .map_err(|_| Refusal::new(400, "backend: expected HOST:PORT as in proxy.conf"))?;
-        let id = balancer
-            .find(&wanted)
-            .ok_or_else(|| Refusal::new(404, "backend: no such backend in proxy.conf"))?;
-        let name = &upstreams.authorities[id];
-        let out_of_rotation = |admin| {
-            balancer.set_admin(id, admin);
-            upstreams.close_idle(id)
-        };
-        match form.require("action")? {
-            "drain" => {
-                let closed = out_of_rotation(Admin::Draining);
-                let active = balancer.in_flight(id);
-                Ok(format!(
-                    "backend {name} draining: no new requests, {active} in flight finish, \
-                     {closed} idle connections closed"
-                ))
-            }
-            "disable" => {
-                let closed = out_of_rotation(Admin::Disabled);
-                Ok(format!(
-                    "backend {name} disabled: no new requests, {closed} idle connections closed"
-                ))
-            }
-            "enable" => {
-                balancer.set_admin(id, Admin::Active);
-                Ok(format!("backend {name} enabled: back in rotation"))
-            }
-            "weight" => {
-                let expected = || format!("weight: expected a whole number 1..={MAX_WEIGHT}");
-                let weight = parse_weight(form.require("weight")?)
-                    .map_err(|_| Refusal::new(400, expected()))?;
-                let old = balancer.set_weight(id, weight).unwrap_or(weight);
-                Ok(format!("backend {name} weight {old} -> {weight}"))
-            }
-            _ => Err(Refusal::new(
-                400,
-                "action: expected drain, disable, enable or weight",
-            )),
-        }
+/// Who may act, before anything is read: an address `status_allow` lets in, a POST, and
+/// not another site's page.
+fn admit(config: &Config, peer: SocketAddr, request: &Request) -> std::result::Result<(), Refusal> {
+    if !open_to(config, peer) {
+        return Err(Refusal::new(
+            403,
+            "the status page is not open to your address",
+        ));
     }
+    if request.method != "POST" {
+        return Err(Refusal::new(405, "actions are taken with POST"));
+    }
+    same_site(request).map_err(|why| Refusal::new(403, why))
+}
 
-    /// The response to an admin request: 303 to the status page, or the result as text
-    /// when asked for; a refusal as text with its status.
-    fn admin_answer(&self, request: &Request, outcome: Outcome) -> (Response, Vec<u8>) {
-        match outcome {
-            Ok(done) if wants_text(request) => {
-                let mut response = Response::new(200);
-                response
-                    .headers
-                    .append("Content-Type", "text/plain; charset=utf-8");
-                (response, format!("{done}\n").into_bytes())
+/// `backends`: drain, disable, enable or reweight one backend of a pool (`pool=NAME`, the
+/// default pool when not given).
+fn backend_action(gen: &Generation, form: &Form) -> Outcome {
+    let pool = form.get("pool").unwrap_or(DEFAULT_POOL);
+    let upstreams = gen
+        .pools
+        .iter()
+        .find(|p| p.name == pool)
+        .ok_or_else(|| Refusal::new(404, "pool: no such pool in proxy.conf"))?;
+    let balancer = &upstreams.balancer;
+    let wanted: Backend = form
+        .require("backend")?
+        .parse()
+        .map_err(|_| Refusal::new(400, "backend: expected HOST:PORT as in proxy.conf"))?;
+    let id = balancer
+        .find(&wanted)
+        .ok_or_else(|| Refusal::new(404, "backend: no such backend in proxy.conf"))?;
+    let name = &upstreams.labels[id];
+    let out_of_rotation = |admin| {
+        balancer.set_admin(id, admin);
+        upstreams.close_idle(id)
+    };
+    match form.require("action")? {
+        "drain" => {
+            let closed = out_of_rotation(Admin::Draining);
+            let active = balancer.in_flight(id);
+            Ok(format!(
+                "backend {name} draining: no new requests, {active} in flight finish, \
+                     {closed} idle connections closed"
+            ))
+        }
+        "disable" => {
+            let closed = out_of_rotation(Admin::Disabled);
+            Ok(format!(
+                "backend {name} disabled: no new requests, {closed} idle connections closed"
+            ))
+        }
+        "enable" => {
+            balancer.set_admin(id, Admin::Active);
+            Ok(format!("backend {name} enabled: back in rotation"))
+        }
+        "weight" => {
+            let expected = || format!("weight: expected a whole number 1..={MAX_WEIGHT}");
+            let weight =
+                parse_weight(form.require("weight")?).map_err(|_| Refusal::new(400, expected()))?;
+            let old = balancer.set_weight(id, weight).unwrap_or(weight);
+            Ok(format!("backend {name} weight {old} -> {weight}"))
+        }
+        _ => Err(Refusal::new(
+            400,
+            "action: expected drain, disable, enable or weight",
+        )),
+    }
+}
+
+/// The response to an admin request: 303 to the status page, or the result as text
+/// when asked for; a refusal as text with its status.
+fn admin_answer(config: &Config, request: &Request, outcome: Outcome) -> (Response, Vec<u8>) {
+    match outcome {
+        Ok(done) if wants_text(request) => {
+            let mut response = Response::new(200);
+            response
+                .headers
+                .append("Content-Type", "text/plain; charset=utf-8");
+            (response, format!("{done}\n").into_bytes())
+        }
+        Ok(done) => {
+            let (mut response, body) = text_response(303, &done);
+            let page = config.status_path.as_deref().unwrap_or("/");
+            response.headers.append("Location", page);
+            (response, body)
+        }
+        Err(refused) => {
+            let (mut response, body) = text_response(refused.status, &refused.why);
+            if refused.status == 405 {
+                response.headers.append("Allow", "POST");
             }
-            Ok(done) => {
-                let (mut response, body) = text_response(303, &done);
-                let page = self.config.status_path.as_deref().unwrap_or("/");
-                response.headers.append("Location", page);
-                (response, body)
-            }
-            Err(refused) => {
-                let (mut response, body) = text_response(refused.status, &refused.why);
-                if refused.status == 405 {
-                    response.headers.append("Allow", "POST");
-                }
-                (response, body)
-            }
+            (response, body)
         }
     }
 }
@@ -441,7 +465,7 @@ mod tests {
         let proxy = proxy();
         let action = |target: &str| {
             let raw = format!("POST {target} HTTP/1.1\r\nHost: h\r\n\r\n");
-            proxy.admin_action(&request(&raw)).map(str::to_string)
+            action(&proxy.generation().config, &request(&raw)).map(str::to_string)
         };
         assert_eq!(action("/relevo/status/backends"), Some("backends".into()));
         assert_eq!(
@@ -458,8 +482,10 @@ mod tests {
     #[test]
     fn backend_actions_change_the_rotation_and_refuse_what_is_wrong() {
         let proxy = proxy();
-        let act = |body: &str| proxy.dispatch("backends", &Form::parse(body.as_bytes()).unwrap());
-        let balancer = &proxy.upstreams.balancer;
+        let gen = proxy.generation();
+        let act =
+            |body: &str| proxy.dispatch(&gen, "backends", &Form::parse(body.as_bytes()).unwrap());
+        let balancer = &gen.pools[0].balancer;
         assert_eq!(
             act("backend=127.0.0.1:8082&action=drain").unwrap(),
             "backend 127.0.0.1:8082 draining: no new requests, 0 in flight finish, 0 idle \
@@ -492,22 +518,71 @@ mod tests {
             7,
             "a refused weight changes nothing"
         );
-        let unknown = proxy.dispatch("explode", &Form::default());
+        let unknown = proxy.dispatch(&gen, "explode", &Form::default());
         assert_eq!(unknown.unwrap_err().status, 404);
     }
 
     #[test]
-    fn the_answer_is_a_303_to_the_page_or_text_when_asked() {
+    fn a_backend_of_a_named_pool_is_found_by_its_pool() {
+        let config = crate::proxy::config::Config {
+            access_log: None,
+            cache: false,
+            backends: vec!["127.0.0.1:8081".parse().unwrap()],
+            pools: vec![crate::proxy::config::Pool {
+                name: "api".to_string(),
+                backends: vec!["127.0.0.1:8081".parse().unwrap()],
+            }],
+            ..Default::default()
+        };
+        let proxy = Proxy::new(config).unwrap();
+        let gen = proxy.generation();
+        let act =
+            |body: &str| proxy.dispatch(&gen, "backends", &Form::parse(body.as_bytes()).unwrap());
+        assert_eq!(
+            act("pool=api&backend=127.0.0.1:8081&action=disable").unwrap(),
+            "backend api/127.0.0.1:8081 disabled: no new requests, 0 idle connections closed"
+        );
+        assert!(
+            !gen.pools[1].balancer.in_rotation(0),
+            "the api pool's backend"
+        );
+        assert!(
+            gen.pools[0].balancer.in_rotation(0),
+            "the same address in the default pool"
+        );
+        assert_eq!(
+            act("pool=web&backend=127.0.0.1:8081&action=drain")
+                .unwrap_err()
+                .status,
+            404
+        );
+    }
+
+    #[test]
+    fn reload_and_stop_need_a_proxy_started_by_run() {
         let proxy = proxy();
-        let (response, _) = proxy.admin_answer(&post(""), Ok("done".to_string()));
+        let gen = proxy.generation();
+        for action in ["reload", "stop"] {
+            let refused = proxy.dispatch(&gen, action, &Form::default()).unwrap_err();
+            assert_eq!(refused.status, 409, "{action}");
+        }
+    }
+
+    #[test]
+    fn the_answer_is_a_303_to_the_page_or_text_when_asked() {
+        let config = proxy().generation().config.clone();
+        let (response, _) = admin_answer(&config, &post(""), Ok("done".to_string()));
         assert_eq!(response.status, 303);
         assert_eq!(response.headers.get("location"), Some("/relevo/status"));
-        let (response, body) =
-            proxy.admin_answer(&post("Accept: text/plain\r\n"), Ok("done".to_string()));
+        let (response, body) = admin_answer(
+            &config,
+            &post("Accept: text/plain\r\n"),
+            Ok("done".to_string()),
+        );
         assert_eq!(response.status, 200);
         assert_eq!(body, b"done\n");
         let refused = Refusal::new(405, "actions are taken with POST");
-        let (response, body) = proxy.admin_answer(&post("Accept: text/plain\r\n"), Err(refused));
+        let (response, body) = admin_answer(&config, &post("Accept: text/plain\r\n"), Err(refused));
         assert_eq!(response.status, 405);
         assert_eq!(response.headers.get("allow"), Some("POST"));
         assert_eq!(

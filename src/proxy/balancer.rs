@@ -181,11 +181,6 @@ impl Balancer {
         &self.backends
     }
 
-    /// The algorithm in use.
-    pub fn balance(&self) -> Balance {
-        self.balance
-    }
-
     /// The order in which one request tries the backends, each at most once, as the leases
     /// its attempts hold (see `choice::plan`); advances the rotation. The first attempt is
     /// counted in flight before the lock is released, so requests choosing at the same

@@ -2,10 +2,15 @@
 //! unsafe method invalidates (step 9), and decide what to store from the backend's answer
 //! (step 10). The rules themselves (freshness, keys, what may be stored) are in `cache`;
 //! these functions only decide when to ask it what. Serving a stored response is `relay`.
+//!
+//! What the configuration in force says comes from the request's `Generation`: the pool
+//! named in the key (`Generation::scoped_key`), the lifetime of responses that give none
+//! (`cache_ttl`), how long to wait for another request's fetch (`upstream_timeout`).
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::fill::{growing, selecting_values, Following};
+use super::generation::Generation;
 use super::tunnel::asks_for_websocket;
 use crate::cache::{
     self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, PassMarks, Reuse, Role, Store,
@@ -14,14 +19,12 @@ use crate::cache::{
 use crate::http::body::Framing;
 use crate::http::{Request, Response};
 
-/// The proxy's cache: its files, the fetches in progress, and the lifetime of responses
-/// that give none.
+/// The proxy's cache: its files and the fetches in progress.
 pub(super) struct SharedCache {
     pub(super) store: Store,
     pub(super) in_flight: InFlight,
     /// URIs recently found uncacheable: their requests are not coalesced.
     pub(super) pass: PassMarks,
-    pub(super) default_ttl: Duration,
 }
 
 /// The outcome of the cache lookup step.
@@ -84,22 +87,23 @@ pub(super) enum Fill {
 /// its joining, leaving a fresh entry behind.
 pub(super) fn lookup<'c>(
     cache: Option<&'c SharedCache>,
+    gen: &Generation,
     request: &Request,
     framing: Framing,
-    wait: Duration,
 ) -> Lookup<'c> {
     let Some(cache) = cache else {
         return Lookup::Forward(Forward::bypass());
     };
+    let (ttl, wait) = (default_ttl(gen), gen.config.upstream_timeout);
     // A WebSocket upgrade becomes a tunnel, never a stored response, and must not make
     // other requests for its URI wait for it.
     let base = match cache::cache_key(request) {
-        Some(base)
+        Some(uri)
             if framing == Framing::Empty
                 && cache::may_use_cache(request)
                 && !asks_for_websocket(request) =>
         {
-            base
+            gen.scoped_key(uri)
         }
         _ => return Lookup::Forward(Forward::bypass()),
     };
@@ -110,7 +114,6 @@ pub(super) fn lookup<'c>(
         let now = SystemTime::now();
         let mut stale = None;
         if let Some((key, entry)) = cache.store.lookup(&base, request) {
-            let ttl = cache.default_ttl;
             match cache::reuse(request, &entry.response, entry.stored_at, now, ttl, true) {
                 Reuse::Fresh(age) => return Lookup::Hit(entry, age),
                 Reuse::Bypass => return Lookup::Forward(Forward::bypass()),
@@ -162,9 +165,15 @@ pub(super) fn lookup<'c>(
 
 /// Step 9: a non-error response to an unsafe method invalidates what is stored for its
 /// URI and for its Location and Content-Location on the same host (RFC 9111 §4.4).
-pub(super) fn invalidate(cache: Option<&SharedCache>, request: &Request, response: &Response) {
+pub(super) fn invalidate(
+    cache: Option<&SharedCache>,
+    gen: &Generation,
+    request: &Request,
+    response: &Response,
+) {
     let Some(cache) = cache else { return };
-    for key in cache::invalidated_keys(request, response) {
+    for uri in cache::invalidated_keys(request, response) {
+        let key = gen.scoped_key(uri);
         log::debug!("cache: {} invalidates {key}", request.method);
         cache.store.remove(&key);
     }
@@ -177,6 +186,7 @@ pub(super) fn invalidate(cache: Option<&SharedCache>, request: &Request, respons
 /// When nothing will be stored, the flight ends at once, so waiting requests go on.
 pub(super) fn store(
     cache: Option<&SharedCache>,
+    gen: &Generation,
     request: &Request,
     response: &Response,
     plan: &mut Forward,
@@ -185,7 +195,8 @@ pub(super) fn store(
         return Fill::Relay(None);
     };
     let now = SystemTime::now();
-    let cacheable = cache::is_cacheable(request, response, cache.default_ttl, true);
+    let ttl = default_ttl(gen);
+    let cacheable = cache::is_cacheable(request, response, ttl, true);
     if let Some(stale) = plan.stale.take() {
         if response.status == 304 {
             let Stale { key, mut entry, .. } = stale;
@@ -205,7 +216,7 @@ pub(super) fn store(
         }
     }
     if !cacheable {
-        if !cache::is_storable(&request.method, response, cache.default_ttl, true) {
+        if !cache::is_storable(&request.method, response, ttl, true) {
             // The response itself forbids storing: no use making others wait for it.
             cache.pass.mark(base, Instant::now());
         }
@@ -232,4 +243,9 @@ pub(super) fn store(
             Fill::Relay(None)
         }
     }
+}
+
+/// The lifetime of a response that gives none (`cache_ttl`).
+fn default_ttl(gen: &Generation) -> Duration {
+    Duration::from_secs(gen.config.cache_ttl)
 }

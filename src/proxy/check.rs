@@ -42,11 +42,8 @@ pub fn check(config: &Config) -> Result<String, Vec<Error>> {
             problems.push(config.blame("cache_dir", why));
         }
     }
-    for (i, backend) in config.backends.iter().enumerate() {
+    for (at, backend) in config.every_backend() {
         if let Err(e) = (backend.host.as_str(), backend.port).to_socket_addrs() {
-            let at = config
-                .sources
-                .locate("backend", config.sources.of_backend(i));
             let why = format!("{at}: cannot resolve `{}`: {e}", backend.host);
             problems.push(Error::Config(why));
         }
@@ -60,7 +57,7 @@ pub fn check(config: &Config) -> Result<String, Vec<Error>> {
 
 /// What the configuration sets up, in one line.
 fn summary(config: &Config) -> String {
-    let backends = config.backends.len();
+    let backends = config.every_backend().len();
     let cache = if config.cache {
         format!(
             "cache in {} ({} s by default)",
@@ -70,8 +67,17 @@ fn summary(config: &Config) -> String {
     } else {
         "cache off".to_string()
     };
+    let pools = match config.pools.len() {
+        0 => String::new(),
+        named => format!(
+            " in {} pools, {} route{}",
+            named + 1,
+            config.routes.len(),
+            if config.routes.len() == 1 { "" } else { "s" }
+        ),
+    };
     format!(
-        "{}: OK: listen {}, {backends} backend{}, {cache}, log {}",
+        "{}: OK: listen {}, {backends} backend{}{pools}, {cache}, log {}",
         config.sources.file(),
         config.listen,
         if backends == 1 { "" } else { "s" },

@@ -6,11 +6,14 @@
 //! proxy [OPTIONS] [CONFIG]                     serve (the default)
 //! proxy [OPTIONS] PORT [LOG_FILE [TTL]]        the course statement's form: serve
 //! proxy --check [CONFIG]                       check everything start-up would, start nothing
+//! proxy --reload [CONFIG]                      the running proxy reads CONFIG again
+//! proxy --stop [CONFIG]                        the running proxy stops gracefully
 //! proxy --flush-cache [CONFIG]                 empty the cache directory
 //! ```
 //!
-//! Exit status: 0 after --check or --flush-cache succeeded (serving never ends by itself),
-//! 1 for a bad configuration or a failed start-up, 2 for bad arguments (clap's).
+//! Exit status: 0 after a job that succeeded, and after serving ended with a stop; 1 for a
+//! bad configuration, a failed start-up, or a reload or stop refused or not reached; 2 for
+//! bad arguments (clap's).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,16 +21,18 @@ use std::process::ExitCode;
 use clap::{error::ErrorKind::ArgumentConflict, CommandFactory, Parser};
 
 use super::config::{load_with, Config, Overrides};
+use super::{Ask, Origin};
 use crate::error::Error;
 use crate::logging::file::LogFile;
 
 /// Relevo: an HTTP/1.1 reverse proxy that spreads requests over backends in round-robin
 /// order. Prints `listening on IP:PORT` once ready, then logs every request.
 ///
-/// Exit status: 0 after --check or --flush-cache (it serves until stopped), 1 for a bad
+/// Exit status: 0 after a job that succeeded (serving: after `proxy --stop`), 1 for a bad
 /// configuration or a failed start-up (address in use; a log, access log or cache directory
 /// that cannot be created: all are made before `listening on` is printed, and the error
-/// names the key and its proxy.conf line or option), 2 for bad arguments.
+/// names the key and its proxy.conf line or option) or a refused --reload or --stop, 2 for
+/// bad arguments.
 #[derive(Parser, Debug)]
 #[command(
     name = "proxy",
@@ -61,6 +66,16 @@ pub struct Args {
     /// backends resolve), print a one-line summary or every problem, start nothing.
     #[arg(long, group = "job")]
     check: bool,
+    /// Have the proxy running with this configuration read it again (through `POST
+    /// {status_path}/reload` to its `listen` address): print what it did, or the mistakes
+    /// that made it keep the running configuration (exit 1).
+    #[arg(long, group = "job")]
+    reload: bool,
+    /// Stop the proxy running with this configuration gracefully (`POST
+    /// {status_path}/stop`): requests in flight get up to `shutdown_timeout`; returns once it
+    /// has gone, or says it has not.
+    #[arg(long, group = "job")]
+    stop: bool,
 }
 
 /// Runs the job `args` asks for; the exit status says how it went.
@@ -70,10 +85,17 @@ pub fn main(args: Args) -> ExitCode {
         Ok(read) => read,
         Err(why) => Args::command().error(ArgumentConflict, why).exit(),
     };
+    let origin = Origin {
+        path: path.clone(),
+        overrides: overrides.clone(),
+    };
     let config = match load_with(&path, overrides) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("{message}");
+            if args.reload {
+                eprintln!("proxy: not reloaded: the running configuration stays");
+            }
             return ExitCode::from(1);
         }
     };
@@ -88,7 +110,25 @@ pub fn main(args: Args) -> ExitCode {
     if args.check {
         return check(&config);
     }
-    serve(config)
+    if args.reload || args.stop {
+        let what = if args.reload { Ask::Reload } else { Ask::Stop };
+        return control(&config, what);
+    }
+    serve(config, origin)
+}
+
+/// `--reload` and `--stop`: what the proxy answered on stdout, or what went wrong on stderr.
+fn control(config: &Config, what: Ask) -> ExitCode {
+    match super::ask(config, what) {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("proxy: {why}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `--check`: the summary on stdout, or every problem on stderr.
@@ -108,11 +148,11 @@ fn check(config: &Config) -> ExitCode {
 }
 
 /// Serves until stopped: the log file first (its errors name `log_file`), then `run`.
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, origin: Origin) -> ExitCode {
     let started = LogFile::open(&config.log_file)
         .map_err(|why| config.blame("log_file", why))
         .and_then(|file| crate::logging::init_with(config.log_level, Some(file)))
-        .and_then(|()| super::run(config));
+        .and_then(|()| super::run(config, origin));
     match started {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::balancer::{Affinity, Balancer, Lease};
 use super::request_body::RequestBody;
 use super::rewrite::{add_validators, drop_underscored_fields, rewrite_request};
+use super::stats::Counters;
 use super::upstream::Pool;
 use super::{Sent, CLIENT_WRITE_BUFFER};
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
@@ -23,16 +24,23 @@ use crate::proxy::config::Config;
 use crate::proxy::upstream::{Connection, Pending};
 use crate::server::ClientStream;
 
-/// The backends of a proxy and what is kept about them: the choice, health, weights, places
+/// One pool of backends and what is kept about them: the choice, health, weights, places
 /// in rotation and requests in flight (`balancer`), the idle keep-alive connections
-/// (`pool`), each backend's `host:port` as it goes in `Host` and the logs, and the limits
-/// on their response heads.
+/// (`pool`), each backend's `host:port` as it goes in `Host`, its label in the logs and its
+/// figures for the status page, and the limits on their response heads.
 pub(super) struct Upstreams {
+    /// The pool's name: `default` for the `backend` lines.
+    pub(super) name: String,
     pub(super) balancer: Arc<Balancer>,
     /// Idle keep-alive connections to the backends.
     pub(super) pool: Pool<Connection>,
     /// Each backend's `host:port`, by id, formatted once.
     pub(super) authorities: Vec<String>,
+    /// Each backend's name in the logs, the access log and the status page: its `host:port`
+    /// in the default pool, `pool/host:port` in another.
+    pub(super) labels: Vec<Arc<str>>,
+    /// Each backend's figures for the status page.
+    pub(super) counters: Vec<Counters>,
     /// Limits on a backend's response head.
     pub(super) limits: Limits,
 }
@@ -69,7 +77,7 @@ impl Upstreams {
                 return Err(total_timeout());
             }
             let id = lease.id();
-            let backend = &self.balancer.backends()[id];
+            let backend = &self.labels[id];
             job.tried = Some(id);
             // Only a request that may be sent twice goes on an idle pooled connection: if
             // the backend closed it meanwhile, the request is sent again on a fresh one.
@@ -131,7 +139,7 @@ impl Upstreams {
         let timeout = config.connect_timeout.min(left).max(MIN_CONNECT_TIMEOUT);
         Connection::open(backend, timeout, config.upstream_timeout).map_err(|e| {
             self.backend_failed(config, id, &format!("unreachable: {e}"));
-            Error::NoBackend(format!("{backend}: {e}"))
+            Error::NoBackend(format!("{}: {e}", self.labels[id]))
         })
     }
 
@@ -148,7 +156,7 @@ impl Upstreams {
         sent: &mut Sent,
         give_up: Instant,
     ) -> Result<(Connection, Response, bool)> {
-        let backend = &self.balancer.backends()[id];
+        let backend = &self.labels[id];
         let outgoing = self.outgoing(config, id, job);
         log::debug!(
             "{} → {backend}:\n{}",
@@ -237,7 +245,7 @@ impl Upstreams {
     /// application); the connection they came on is closed, never reused, so they can never
     /// become the next client's response.
     fn stray_bytes(&self, id: usize) {
-        let backend = &self.balancer.backends()[id];
+        let backend = &self.labels[id];
         log::warn!(
             "backend {backend} sent bytes after a complete response; \
              that connection is closed, not reused"
@@ -266,7 +274,7 @@ impl Upstreams {
     /// Counts a failed attempt against backend `id` and logs it, and logs when that marks
     /// the backend down.
     fn backend_failed(&self, config: &Config, id: usize, why: &str) {
-        let backend = &self.balancer.backends()[id];
+        let backend = &self.labels[id];
         log::warn!("backend {backend}: {why}");
         if self.balancer.record_failure(id, Instant::now(), why) {
             log::warn!(

@@ -6,11 +6,14 @@
 //! backend out of the rotation until a probe succeeds (see `balancer::Health`). Only changes
 //! of state are logged, so a healthy cluster stays quiet. Passive checks (counting failed
 //! requests) work with or without this.
+//!
+//! Each pool has its thread. It holds its balancer weakly, between rounds: when a reload
+//! replaces the pool and the last request on the old one has finished, the thread ends.
 
 use std::io::BufWriter;
 use std::io::Write;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,28 +53,35 @@ impl HealthChecks {
     }
 }
 
-/// Creates the probing thread. Once started, it runs for the life of the process.
+/// Creates the probing thread of one pool, whose backends the logs name by `labels`. Once
+/// started, it runs as long as the pool's balancer does.
 ///
 /// # Errors
 /// When the thread cannot be created.
-pub fn spawn(balancer: Arc<Balancer>, settings: ProbeSettings) -> std::io::Result<HealthChecks> {
+pub fn spawn(
+    balancer: &Arc<Balancer>,
+    labels: Vec<Arc<str>>,
+    settings: ProbeSettings,
+) -> std::io::Result<HealthChecks> {
     let (go, started) = mpsc::channel();
+    let balancer = Arc::downgrade(balancer);
     thread::Builder::new()
         .name("health-check".to_string())
         .stack_size(PROBE_STACK_SIZE)
         .spawn(move || {
             if started.recv().is_ok() {
-                probe_forever(&balancer, &settings);
+                probe_while_in_use(&balancer, &labels, &settings);
             }
         })?;
     Ok(HealthChecks { go })
 }
 
-/// Probes every backend, then sleeps `settings.interval`, for ever; logs changes of state.
-fn probe_forever(balancer: &Balancer, settings: &ProbeSettings) {
-    loop {
-        for (id, backend) in balancer.backends().iter().enumerate() {
-            let outcome = probe(backend, settings);
+/// Probes every backend, then sleeps `settings.interval`, as long as the balancer is in
+/// use; logs changes of state.
+fn probe_while_in_use(balancer: &Weak<Balancer>, labels: &[Arc<str>], settings: &ProbeSettings) {
+    while let Some(balancer) = balancer.upgrade() {
+        for (id, (target, backend)) in balancer.backends().iter().zip(labels).enumerate() {
+            let outcome = probe(target, settings);
             let why = outcome.as_ref().err().map_or("", String::as_str);
             if balancer.record_probe(id, outcome.is_ok(), Instant::now(), why) {
                 match &outcome {
@@ -80,6 +90,7 @@ fn probe_forever(balancer: &Balancer, settings: &ProbeSettings) {
                 }
             }
         }
+        drop(balancer);
         thread::sleep(settings.interval);
     }
 }

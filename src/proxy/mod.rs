@@ -1,7 +1,7 @@
 //! The reverse proxy: what happens to one client connection, as a sequence of named steps.
 //!
 //! ```text
-//!  1 read request      2 validate      3 read body (small ones whole)
+//!  1 read request      2 validate, route to a pool      3 read body (small ones whole)
 //!  4 cache lookup ── fresh ──────────────────────────────────────→ serve from cache → 13 log
 //!      ├ being stored by another request → read it as it grows ─────────────────→ 13 log
 //!      └ miss / stale → 5 choose backend and connect → 6 rewrite → 7 forward
@@ -12,11 +12,13 @@
 //! ```
 //!
 //! `handle_connection` is the loop (1, then the steps, then 13, once per request, success
-//! or not); `serve_request` and `answer` call the steps in order. Each step is a function of
-//! the module that owns it:
+//! or not); `serve_request` and `answer` call the steps in order. Each request runs on the
+//! configuration in force when its head arrived (a `Generation`), to its end, whatever a
+//! reload does meanwhile. Each step is a function of the module that owns it:
 //!
 //! | module | steps |
 //! |---|---|
+//! | `routing` | 2 which pool (`route` lines: Host and longest path prefix) |
 //! | `request_body` | 3 read the body, or its first 64 KiB |
 //! | `caching` | 4 `lookup`, 9 `invalidate`, 10 `store` (the rules are in `crate::cache`) |
 //! | `forward` | 5–8 `Upstreams::exchange`: choose, connect, forward, read the head; retries |
@@ -25,12 +27,14 @@
 //! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
 //! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
 //! | `status_page` | the status page, answered instead of steps 3 onwards |
-//! | `admin` | `POST {status_path}/ACTION` (drain a backend, ...), likewise |
+//! | `admin` | `POST {status_path}/ACTION` (drain a backend, reload, stop), likewise |
 //! | `reply` | the error replies, when a step fails |
 //! | `record` | 13 the log line, the access log line and the status page's figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
+//! | `reload` | a new configuration swapped in while serving; the graceful stop |
 //!
-//! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (the
+//! The rest of the folder is what the steps use: `config` (proxy.conf), `generation` (a
+//! configuration in force and what is built from it: pools, routes, access log), `balancer` (the
 //! `balance` algorithms, passive health, drain state; pure), `health` (active probes),
 //! `upstream` (backend sockets and the keep-alive pool), `stats` and `status` (what the
 //! status page shows), `access_log`.
@@ -56,14 +60,18 @@ mod caching;
 mod check;
 pub mod command;
 pub mod config;
+mod control;
 mod fill;
 mod forward;
+mod generation;
 pub(crate) mod health;
 mod record;
 mod relay;
+mod reload;
 mod reply;
 mod request_body;
 mod rewrite;
+mod routing;
 mod start;
 pub(crate) mod stats;
 pub(crate) mod status;
@@ -73,22 +81,24 @@ pub(crate) mod upstream;
 
 use std::io::BufReader;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Instant, SystemTime};
 
 use crate::cache::CacheStatus;
 use crate::error::{Error, ParseError, Result, Side};
 use crate::http::body::{request_framing, response_framing, Framing};
-use crate::http::parse::{self, Limits};
+use crate::http::parse;
 use crate::http::Request;
 use crate::server::{ClientStream, Stopper};
-use access_log::AccessLog;
 use caching::{Fill, Forward, Lookup, SharedCache};
 pub use check::check;
 use config::Config;
+pub use control::{ask, Ask};
 use fill::serve_growing;
-use forward::{reusable, Job, Upstream, Upstreams};
+use forward::{reusable, Job, Upstream};
+use generation::Generation;
 use relay::{filter_response, relay_response, serve_from_cache};
+pub use reload::Origin;
 use rewrite::{client_host, rewrite_locations};
 pub use start::{flush_cache, run};
 use stats::Stats;
@@ -102,21 +112,22 @@ pub const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 /// What we add to Via (RFC 9110 §7.6.3): protocol version and pseudonym.
 pub const VIA: &str = "1.1 relevo";
 
-/// A running proxy's shared state: the configuration, the backends, the cache and what the
-/// status page and the logs are told.
+/// A running proxy's shared state: the configuration in force (a `Generation`: backends,
+/// pools, routes, access log), and what outlives a reload: the cache, what the status page
+/// is told, the stopper.
 pub struct Proxy {
-    config: Config,
-    /// Limits on a client's request head.
-    limits: Limits,
-    upstreams: Upstreams,
+    /// The configuration in force; a reload swaps it whole (see `reload`).
+    current: RwLock<Arc<Generation>>,
     /// What the status page shows.
     stats: Stats,
-    /// The Combined Log Format file, when configured.
-    access_log: Option<AccessLog>,
     /// `None` with `cache = off`.
     cache: Option<SharedCache>,
     /// Stops the server this proxy runs in (set by `run`; unset in unit tests).
     stopper: OnceLock<Stopper>,
+    /// Where `reload` reads the configuration again (set by `run`; unset in unit tests).
+    origin: OnceLock<reload::Origin>,
+    /// Held while a reload builds the next generation: one at a time.
+    reloading: Mutex<()>,
 }
 
 /// What went to the client in answer to one request, as written by the one step that
@@ -140,7 +151,9 @@ struct Record {
     sent: Sent,
     /// What the cache did, for `X-Cache` and the log line.
     cache: CacheStatus,
-    /// The backend that answered (or the last one tried).
+    /// The pool the request was routed to (an index into the generation's pools).
+    pool: usize,
+    /// The backend of that pool that answered (or the last one tried).
     backend: Option<usize>,
     /// Whether the request body has been read to its end (else the connection cannot go on).
     body_consumed: bool,
@@ -165,24 +178,27 @@ impl Proxy {
             // idle timeout or a reclaim between requests ends the connection without a log
             // line: there was no request.
             client.get_mut().await_head();
-            let head = parse::read_request(&mut client, &self.limits);
+            let limits = self.generation().limits;
+            let head = parse::read_request(&mut client, &limits);
             client.get_mut().head_received();
+            // The configuration this request runs on, to its end.
+            let gen = self.generation();
             let mut record = Record::default();
             let request = match head {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(e) => {
-                    self.reply_error(&client, &e, None, &mut record);
-                    self.log_request(peer, None, &record, started, Some(&e));
+                    reply_error(&gen, &client, &e, None, &mut record);
+                    self.log_request(&gen, peer, None, &record, started, Some(&e));
                     return;
                 }
             };
-            let result = self.serve_request(&mut client, peer, &request, &mut record);
+            let result = self.serve_request(&gen, &mut client, peer, &request, &mut record);
             if let Err(e) = &result {
-                self.reply_error(&client, e, Some(&request), &mut record);
+                reply_error(&gen, &client, e, Some(&request), &mut record);
             }
             let error = result.as_ref().err();
-            self.log_request(peer, Some(&request), &record, started, error);
+            self.log_request(&gen, peer, Some(&request), &record, started, error);
             if !record.sent.keep_alive {
                 if !record.body_consumed && request_framing(&request) != Ok(Framing::Empty) {
                     client.get_ref().close_lingering();
@@ -192,55 +208,42 @@ impl Proxy {
         }
     }
 
-    /// The error reply for `e` (see `reply`), unless an answer has begun.
-    fn reply_error(
-        &self,
-        client: &BufReader<ClientStream>,
-        e: &Error,
-        request: Option<&Request>,
-        record: &mut Record,
-    ) {
-        let mut out = client.get_ref().tcp();
-        let consumed = record.body_consumed;
-        let cache = record.cache;
-        reply::send_error(
-            &mut out,
-            &self.config,
-            e,
-            request,
-            consumed,
-            cache,
-            &mut record.sent,
-        );
+    /// The configuration in force now.
+    fn generation(&self) -> Arc<Generation> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&current)
     }
 
     /// Steps 2 to 4 for one request whose head has been read: validate, read the body, look
     /// in the cache; then an answer from the cache, or steps 5 to 12 on a backend.
     fn serve_request(
         &self,
+        gen: &Generation,
         client: &mut BufReader<ClientStream>,
         peer: SocketAddr,
         request: &Request,
         record: &mut Record,
     ) -> Result<()> {
-        if let Some(action) = self.admin_action(request) {
+        let config = &gen.config;
+        if let Some(action) = admin::action(config, request) {
             record.internal = true;
-            return self.serve_admin(client, peer, request, action, record);
+            return self.serve_admin(gen, client, peer, request, action, record);
         }
-        if let Some(query) = self.status_query(request) {
+        if let Some(query) = status_page::status_query(config, request) {
             if request_framing(request) == Ok(Framing::Empty) {
                 record.internal = true;
                 let out = client.get_ref().tcp();
-                return self.serve_status(out, peer, request, query, &mut record.sent);
+                return self.serve_status(gen, out, peer, request, query, &mut record.sent);
             }
         }
-        let framing = self.validate(request)?;
-        let body = request_body::read(client, request, framing, self.config.max_body_size)?;
+        let framing = validate(config, request)?;
+        record.pool = gen.pool_of(request);
+        let body = request_body::read(client, request, framing, config.max_body_size)?;
         record.body_consumed = body.is_complete();
         let cache = self.cache.as_ref();
-        let wait = self.config.upstream_timeout;
+        let wait = config.upstream_timeout;
         let out = client.get_ref().tcp();
-        let mut plan = match caching::lookup(cache, request, framing, wait) {
+        let mut plan = match caching::lookup(cache, gen, request, framing) {
             Lookup::Hit(entry, age) => {
                 record.cache = CacheStatus::Hit;
                 return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
@@ -252,7 +255,7 @@ impl Proxy {
                     return Ok(());
                 }
                 // The entry was committed or dropped just now: look again, once.
-                match caching::lookup(cache, request, framing, wait) {
+                match caching::lookup(cache, gen, request, framing) {
                     Lookup::Hit(entry, age) => {
                         return serve_from_cache(out, request, entry, age, record.cache, sent);
                     }
@@ -272,33 +275,34 @@ impl Proxy {
             tried: None,
             body_sent: false,
         };
-        let answered = self
-            .upstreams
-            .exchange(&self.config, &mut job, &mut record.sent);
+        let upstreams = &gen.pools[record.pool];
+        let answered = upstreams.exchange(config, &mut job, &mut record.sent);
         record.backend = job.tried;
         record.body_consumed |= job.body_sent;
-        self.answer(client, request, answered?, &mut plan, record)
+        self.answer(gen, client, request, answered?, &mut plan, record)
     }
 
     /// Steps 9 to 12 once a backend has answered: invalidate, store (or refresh a stale
     /// entry), filter the response, relay its body (or tunnel a 101).
     fn answer(
         &self,
+        gen: &Generation,
         client: &BufReader<ClientStream>,
         request: &Request,
         mut upstream: Upstream,
         plan: &mut Forward<'_>,
         record: &mut Record,
     ) -> Result<()> {
+        let (config, upstreams) = (&gen.config, &gen.pools[record.pool]);
         if upstream.response.status == 101 {
-            let idle = self.config.tunnel_idle_timeout;
+            let idle = config.tunnel_idle_timeout;
             let (stats, sent) = (&self.stats, &mut record.sent);
             let report = tunnel::run(client, request, upstream, stats, idle, record.cache, sent)?;
             record.tunnel = Some(report);
             return Ok(());
         }
-        if self.config.rewrite_location {
-            let backend = &self.upstreams.authorities[upstream.id];
+        if config.rewrite_location {
+            let backend = &upstreams.authorities[upstream.id];
             rewrite_locations(&mut upstream.response, backend, client_host(request));
         }
         let Upstream {
@@ -312,13 +316,13 @@ impl Proxy {
             .map_err(|e| Error::Parse(Side::Backend, e))?;
         let reusable = complete && reusable(&response, upstream_framing);
         let cache = self.cache.as_ref();
-        caching::invalidate(cache, request, &response);
+        caching::invalidate(cache, gen, request, &response);
         let out = client.get_ref().tcp();
-        let entry = match caching::store(cache, request, &response, plan) {
+        let entry = match caching::store(cache, gen, request, &response, plan) {
             Fill::Revalidated(entry, age) => {
                 record.cache = CacheStatus::Revalidated;
                 // A 304 has no body: the connection is ready for the next request.
-                self.upstreams.release(id, conn, reusable);
+                upstreams.release(id, conn, reusable);
                 return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
             }
             Fill::Relay(entry) => entry,
@@ -337,43 +341,56 @@ impl Proxy {
         let event_stream = response.is_event_stream();
         let backend_err = |e| Error::Io(Side::Backend, e);
         if event_stream {
-            let idle = self.config.tunnel_idle_timeout;
+            let idle = config.tunnel_idle_timeout;
             conn.set_read_timeout(idle).map_err(backend_err)?;
         }
         let framings = (upstream_framing, client_framing);
         let store = entry.map(|entry| (entry, plan.leader.as_ref()));
         relay_response(&mut conn, out, &response, framings, store, &mut record.sent)?;
-        if event_stream && conn.set_read_timeout(self.config.upstream_timeout).is_err() {
+        if event_stream && conn.set_read_timeout(config.upstream_timeout).is_err() {
             return Ok(()); // Not pooled: its timeout could not be put back.
         }
-        self.upstreams.release(id, conn, reusable);
+        upstreams.release(id, conn, reusable);
         Ok(())
         // The flight, if we led one, ends when `plan` drops: after the commit.
     }
+}
 
-    /// Step 2: is this a request we forward, and how is its body framed?
-    fn validate(&self, request: &Request) -> Result<Framing> {
-        // Tunnels (CONNECT) are out of scope for a reverse proxy: 501 whatever `methods` says.
-        let forwarded = request.method != "CONNECT"
-            && self
-                .config
-                .methods
-                .as_ref()
-                .map_or(true, |allowed| allowed.contains(&request.method));
-        if !forwarded {
-            return Err(Error::MethodNotForwarded(request.method.clone()));
-        }
-        // TRACE echoes the request back, cookies and credentials included: refused unless
-        // allowed (nginx and most servers refuse it too).
-        if request.method == "TRACE" && !self.config.allow_trace {
-            return Err(Error::MethodNotAllowed(request.method.clone()));
-        }
-        let framing = request_framing(request).map_err(|e| Error::Parse(Side::Client, e))?;
-        if let Framing::Length(n) = framing {
-            if n > self.config.max_body_size {
-                return Err(Error::Parse(Side::Client, ParseError::BodyTooLarge));
-            }
-        }
-        Ok(framing)
+/// The error reply for `e` (see `reply`), unless an answer has begun.
+fn reply_error(
+    gen: &Generation,
+    client: &BufReader<ClientStream>,
+    e: &Error,
+    request: Option<&Request>,
+    record: &mut Record,
+) {
+    let mut out = client.get_ref().tcp();
+    let (consumed, cache) = (record.body_consumed, record.cache);
+    let sent = &mut record.sent;
+    reply::send_error(&mut out, &gen.config, e, request, consumed, cache, sent);
+}
+
+/// Step 2: is this a request we forward, and how is its body framed?
+fn validate(config: &Config, request: &Request) -> Result<Framing> {
+    // Tunnels (CONNECT) are out of scope for a reverse proxy: 501 whatever `methods` says.
+    let forwarded = request.method != "CONNECT"
+        && config
+            .methods
+            .as_ref()
+            .map_or(true, |allowed| allowed.contains(&request.method));
+    if !forwarded {
+        return Err(Error::MethodNotForwarded(request.method.clone()));
     }
+    // TRACE echoes the request back, cookies and credentials included: refused unless
+    // allowed (nginx and most servers refuse it too).
+    if request.method == "TRACE" && !config.allow_trace {
+        return Err(Error::MethodNotAllowed(request.method.clone()));
+    }
+    let framing = request_framing(request).map_err(|e| Error::Parse(Side::Client, e))?;
+    if let Framing::Length(n) = framing {
+        if n > config.max_body_size {
+            return Err(Error::Parse(Side::Client, ParseError::BodyTooLarge));
+        }
+    }
+    Ok(framing)
 }

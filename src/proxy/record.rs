@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use super::access_log::AccessEntry;
+use super::generation::Generation;
 use super::stats::RequestRecord;
 use super::{Proxy, Record};
 use crate::error::Error;
@@ -15,6 +16,7 @@ impl Proxy {
     /// Step 13: one line per request, on success and on error, with what the cache did.
     pub(super) fn log_request(
         &self,
+        gen: &Generation,
         peer: SocketAddr,
         request: Option<&Request>,
         record: &Record,
@@ -24,9 +26,9 @@ impl Proxy {
         let elapsed = started.elapsed();
         let line = request.map(Request::request_line);
         let line_text = line.as_deref().unwrap_or("-");
-        let upstream = record
-            .backend
-            .map(|id| self.upstreams.authorities[id].as_str());
+        let pool = &gen.pools[record.pool];
+        let label = record.backend.map(|id| &pool.labels[id]);
+        let upstream = label.map(|label| &**label);
         let backend = upstream.unwrap_or("-");
         let status: &dyn std::fmt::Display = match &record.sent.status {
             Some(status) => status,
@@ -50,7 +52,7 @@ impl Proxy {
             ),
         }
         let now = SystemTime::now();
-        if let Some(access_log) = &self.access_log {
+        if let Some(access_log) = &gen.access_log {
             access_log.write(&AccessEntry {
                 time: now,
                 client: peer.ip(),
@@ -65,15 +67,17 @@ impl Proxy {
             });
         }
         if !record.internal {
-            self.stats.record(RequestRecord {
+            let counters = record.backend.map(|id| &*pool.counters[id]);
+            let request = RequestRecord {
                 time: now,
                 client: peer,
                 request_line: line.unwrap_or_else(|| "-".to_string()),
-                backend: record.backend,
+                backend: label.cloned(),
                 status: record.sent.status,
                 cache: request.map(|_| record.cache),
                 elapsed,
-            });
+            };
+            self.stats.record(request, counters);
         }
     }
 }

@@ -10,22 +10,18 @@
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread;
-use std::time::Duration;
 
-use super::access_log::AccessLog;
-use super::balancer::{Balancer, HealthPolicy};
 use super::caching::SharedCache;
-use super::config::{Backend, Config, DEFAULT_WEIGHT};
-use super::forward::Upstreams;
-use super::health::{self, HealthChecks, ProbeSettings};
+use super::config::{Backend, Config};
+use super::generation::Generation;
+use super::reload::Origin;
 use super::stats::Stats;
-use super::upstream::{Pool, POOL_REAP_INTERVAL};
+use super::upstream::POOL_REAP_INTERVAL;
 use super::Proxy;
 use crate::cache::{InFlight, PassMarks, Store, TEMP_PREFIX};
 use crate::error::{Error, Result};
-use crate::http::parse::Limits;
 use crate::logging::file as log_file;
 use crate::server;
 
@@ -33,16 +29,17 @@ use crate::server;
 /// calls the resolver.
 const RESOLVE_CHECK_STACK_SIZE: usize = 128 * 1024;
 
-/// Starts the proxy and serves forever: binds the configured address, opens or creates
-/// everything it will need (access log, cache directory, health-check thread), and only
-/// then prints `listening on IP:PORT` on stdout, so that a printed address means a proxy
-/// that started. (The log file is opened before, by the caller.)
+/// Starts the proxy and serves until stopped: binds the configured address, opens or
+/// creates everything it will need (access log, cache directory, health-check threads), and
+/// only then prints `listening on IP:PORT` on stdout, so that a printed address means a
+/// proxy that started. (The log file is opened before, by the caller.) `origin` is where
+/// the configuration came from, for reloads. Returns once a stop has ended the server.
 ///
 /// # Errors
 /// A start-up failure, naming the key whose value caused it and the proxy.conf line that
 /// set it (see `Config::blame`): the address cannot be bound, the access log or the cache
 /// directory cannot be created, the health-check thread cannot be started.
-pub fn run(config: Config) -> Result<()> {
+pub fn run(config: Config, origin: Origin) -> Result<()> {
     let listener = server::bind(&config.listen).map_err(|e| config.blame("listen", e))?;
     let unreadable = |e| config.blame("listen", format!("cannot read the listening address: {e}"));
     let addr = listener.local_addr().map_err(unreadable)?;
@@ -57,9 +54,11 @@ pub fn run(config: Config) -> Result<()> {
         client_timeout: config.client_timeout,
     };
     let proxy = Arc::new(Proxy::new(config)?);
-    let health = proxy.health_checks()?;
+    let _ = proxy.origin.set(origin);
+    let gen = proxy.generation();
+    let health = gen.health_checks()?;
     println!("listening on {addr}");
-    proxy.log_start(addr);
+    proxy.log_start(&gen, addr);
     // Started after the line above, which must be the first on stdout: the count of the
     // entries already on disk logs what it found.
     if let Some(cache) = &proxy.cache {
@@ -71,16 +70,17 @@ pub fn run(config: Config) -> Result<()> {
     if let Some(warning) = too_few_files {
         log::warn!("{warning}");
     }
-    if let Some(health) = health {
-        health.start();
+    for checks in health {
+        checks.start();
     }
-    check_backend_names(&proxy.config);
+    check_backend_names(&gen.config);
+    drop(gen);
     let reaper = Arc::clone(&proxy);
     thread::Builder::new()
         .name("pool-reaper".to_string())
         .spawn(move || loop {
             thread::sleep(POOL_REAP_INTERVAL);
-            reaper.upstreams.reap_pool();
+            reaper.generation().reap_pools();
         })
         .map_err(|e| Error::Startup(format!("cannot start the pool reaper: {e}")))?;
     let active = Arc::clone(&proxy.stats.active_connections);
@@ -98,7 +98,7 @@ pub fn run(config: Config) -> Result<()> {
 fn fit_to_open_files(config: &Config) -> (usize, Option<String>) {
     let pooled = config
         .upstream_keepalive
-        .saturating_mul(config.backends.len());
+        .saturating_mul(config.every_backend().len());
     server::fit_connections(config.max_connections, pooled)
 }
 
@@ -125,13 +125,10 @@ fn prepare_cache_dir(config: &Config) -> Result<()> {
 /// catches too. It runs on a thread of its own, after `listening on`, so a slow resolver
 /// delays nothing.
 fn check_backend_names(config: &Config) {
-    let backends: Vec<(Backend, String)> = (0..config.backends.len())
-        .map(|i| {
-            let at = config
-                .sources
-                .locate("backend", config.sources.of_backend(i));
-            (config.backends[i].clone(), at)
-        })
+    let backends: Vec<(Backend, String)> = config
+        .every_backend()
+        .into_iter()
+        .map(|(at, backend)| (backend.clone(), at))
         .collect();
     let checked = thread::Builder::new()
         .name("resolve-check".to_string())
@@ -171,16 +168,11 @@ pub fn flush_cache(config: &Config) -> Result<String> {
 }
 
 impl Proxy {
-    /// A proxy for `config`.
+    /// A proxy for `config`, its first generation built, its cache opened (not yet counted).
     ///
     /// # Errors
     /// When the access log cannot be opened (see `Config::blame`).
     pub fn new(config: Config) -> Result<Self> {
-        let limits = Limits {
-            max_line: config.max_request_line,
-            max_header_bytes: config.max_header_bytes,
-            max_headers: config.max_headers,
-        };
         let cache = config.cache.then(|| SharedCache {
             store: Store::new(
                 &config.cache_dir,
@@ -189,73 +181,26 @@ impl Proxy {
             ),
             in_flight: InFlight::new(),
             pass: PassMarks::new(),
-            default_ttl: Duration::from_secs(config.cache_ttl),
         });
-        let upstreams = Upstreams {
-            balancer: Arc::new(Balancer::new(
-                config.backends.clone(),
-                config.balance,
-                HealthPolicy {
-                    max_fails: config.max_fails,
-                    fail_timeout: config.fail_timeout,
-                },
-            )),
-            pool: Pool::new(
-                config.backends.len(),
-                config.upstream_keepalive,
-                config.upstream_idle_timeout,
-            ),
-            authorities: config.backends.iter().map(Backend::authority).collect(),
-            limits: Limits {
-                max_line: config.max_response_header_bytes,
-                max_header_bytes: config.max_response_header_bytes,
-                max_headers: config.max_headers,
-            },
-        };
-        let access_log = config
-            .access_log
-            .as_deref()
-            .map(AccessLog::open)
-            .transpose()
-            .map_err(|why| config.blame("access_log", why))?;
+        let stats = Stats::new();
+        let first = Generation::build(config, &stats, 1)?;
         Ok(Proxy {
-            stopper: OnceLock::new(),
-            stats: Stats::new(config.backends.len()),
-            access_log,
-            upstreams,
-            config,
-            limits,
+            current: RwLock::new(Arc::new(first)),
+            stats,
             cache,
+            stopper: OnceLock::new(),
+            origin: OnceLock::new(),
+            reloading: Mutex::new(()),
         })
     }
 
-    /// Creates the health-check thread when `health_check` is set, not yet probing.
-    fn health_checks(&self) -> Result<Option<HealthChecks>> {
-        let Some(path) = &self.config.health_check else {
-            return Ok(None);
-        };
-        let settings = ProbeSettings {
-            path: path.clone(),
-            interval: self.config.health_interval,
-            connect_timeout: self.config.connect_timeout,
-            io_timeout: self.config.upstream_timeout,
-        };
-        health::spawn(Arc::clone(&self.upstreams.balancer), settings)
-            .map(Some)
-            .map_err(|e| {
-                let why = format!("cannot start the health-check thread: {e}");
-                self.config.blame("health_check", why)
-            })
-    }
-
     /// Logs what the proxy started with, once `listening on` is out.
-    fn log_start(&self, addr: SocketAddr) {
-        let config = &self.config;
-        let backends: Vec<String> = config.backends.iter().map(described).collect();
+    fn log_start(&self, gen: &Generation, addr: SocketAddr) {
+        let config = &gen.config;
         log::info!(
-            "proxy listening on {addr}, balance = {}, backends: {}",
+            "proxy listening on {addr}, balance = {}, {}",
             config.balance,
-            backends.join(", ")
+            gen.described_pools()
         );
         if config.cache {
             log::info!(
@@ -276,16 +221,4 @@ impl Proxy {
             );
         }
     }
-}
-
-/// A backend as the start-up line lists it: `host:port`, with its options when it has any.
-fn described(backend: &Backend) -> String {
-    let mut text = backend.authority();
-    if backend.weight != DEFAULT_WEIGHT {
-        text.push_str(&format!(" weight={}", backend.weight));
-    }
-    if backend.backup {
-        text.push_str(" backup");
-    }
-    text
 }

@@ -4,7 +4,9 @@
 //!
 //! The proxy calls `Stats::record` once per request (from its log step), holds a
 //! `TunnelGuard` while a WebSocket tunnel is open, and `Stats::snapshot` takes a consistent
-//! copy for rendering (`status`). Percentiles are computed over a window
+//! copy for rendering (`status`). Each backend's counters are kept by its label (`host:port`,
+//! or `pool/host:port` in a named pool) and handed out as `Counters` when a configuration is
+//! built: a reload that keeps a backend keeps its figures. Percentiles are computed over a window
 //! of recent samples, so a burst an hour ago does not hide today's latency. Nothing here
 //! touches a socket or a file.
 
@@ -70,8 +72,8 @@ pub struct RequestRecord {
     pub client: SocketAddr,
     /// `GET /a HTTP/1.1`, or `-` when the request line could not be read.
     pub request_line: String,
-    /// Id of the backend that answered, if any.
-    pub backend: Option<usize>,
+    /// Label of the backend that answered, if any (`host:port`, or `pool/host:port`).
+    pub backend: Option<Arc<str>>,
     /// Status sent to the client, if any.
     pub status: Option<u16>,
     /// Cache result, when the cache was consulted.
@@ -120,6 +122,9 @@ pub fn percentile(mut samples: Vec<u64>, p: usize) -> Option<u64> {
     Some(samples[rank - 1])
 }
 
+/// One backend's counters, shared by the configurations that list it.
+pub type Counters = Arc<Mutex<BackendCounters>>;
+
 /// Cache results since start.
 #[derive(Debug, Default)]
 pub struct CacheCounters {
@@ -134,7 +139,8 @@ pub struct CacheCounters {
 pub struct Stats {
     started: Instant,
     started_at: SystemTime,
-    backends: Vec<Mutex<BackendCounters>>,
+    /// Every backend's counters by label, in the order first seen.
+    backends: Mutex<Vec<(Arc<str>, Counters)>>,
     recent: Mutex<VecDeque<RequestRecord>>,
     cache: CacheCounters,
     /// Client connections being served now; shared with the accept loop.
@@ -152,10 +158,6 @@ pub struct Snapshot {
     pub uptime: Duration,
     /// When the proxy started.
     pub started_at: SystemTime,
-    /// Per backend id.
-    pub backends: Vec<BackendCounters>,
-    /// Per backend id: requests it answered in the last `SHARE_WINDOW_SECS` seconds.
-    pub last_minute: Vec<u64>,
     /// The last requests, newest first.
     pub recent: Vec<RequestRecord>,
     /// Client connections open now (tunnels included).
@@ -182,23 +184,15 @@ impl Snapshot {
         let total = served + self.cache_misses;
         (total > 0).then(|| served as f64 / total as f64)
     }
-
-    /// Backend `id`'s share of the requests the backends answered in the last minute;
-    /// None when they answered none.
-    pub fn share(&self, id: usize) -> Option<f64> {
-        let total: u64 = self.last_minute.iter().sum();
-        let mine = self.last_minute.get(id).copied().unwrap_or(0);
-        (total > 0).then(|| mine as f64 / total as f64)
-    }
 }
 
 impl Stats {
-    /// Empty stats for `backends` backends, starting now.
-    pub fn new(backends: usize) -> Self {
+    /// Empty stats, starting now.
+    pub fn new() -> Self {
         Stats {
             started: Instant::now(),
             started_at: SystemTime::now(),
-            backends: (0..backends).map(|_| Mutex::default()).collect(),
+            backends: Mutex::default(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
             cache: CacheCounters::default(),
             active_connections: Arc::new(AtomicUsize::new(0)),
@@ -214,10 +208,27 @@ impl Stats {
         TunnelGuard(self)
     }
 
-    /// Records one finished request.
-    pub fn record(&self, record: RequestRecord) {
-        if let Some(counters) = record.backend.and_then(|id| self.backends.get(id)) {
-            let second = self.started.elapsed().as_secs();
+    /// The counters of the backend labelled `label`: the same ones for as long as the
+    /// proxy runs, whichever configuration asks.
+    pub fn counters(&self, label: &str) -> Counters {
+        let mut backends = lock(&self.backends);
+        if let Some((_, counters)) = backends.iter().find(|(l, _)| &**l == label) {
+            return Arc::clone(counters);
+        }
+        let counters = Counters::default();
+        backends.push((Arc::from(label), Arc::clone(&counters)));
+        counters
+    }
+
+    /// Seconds since the proxy started: the clock of the `Window`s.
+    pub fn second(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Records one finished request, in `counters` when a backend answered it.
+    pub fn record(&self, record: RequestRecord, counters: Option<&Mutex<BackendCounters>>) {
+        if let Some(counters) = counters {
+            let second = self.second();
             let mut c = lock(counters);
             c.requests += 1;
             c.window.add(second);
@@ -253,17 +264,9 @@ impl Stats {
 
     /// A copy of everything, taken now.
     pub fn snapshot(&self) -> Snapshot {
-        let uptime = self.started.elapsed();
-        let backends: Vec<BackendCounters> =
-            self.backends.iter().map(|b| lock(b).clone()).collect();
         Snapshot {
-            uptime,
+            uptime: self.started.elapsed(),
             started_at: self.started_at,
-            last_minute: backends
-                .iter()
-                .map(|b| b.window.sum(uptime.as_secs()))
-                .collect(),
-            backends,
             recent: lock(&self.recent).iter().cloned().collect(),
             active_connections: self.active_connections.load(Ordering::Relaxed),
             tunnels_open: self.tunnels_open.load(Ordering::Relaxed),
@@ -286,7 +289,14 @@ impl Drop for TunnelGuard<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}
+
+/// `m` locked.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Counters stay meaningful even if a thread panicked while holding the lock.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -295,21 +305,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn record(
-        backend: Option<usize>,
+    /// Records a request answered by the backend labelled `backend` (None: by no backend).
+    fn send(
+        stats: &Stats,
+        backend: Option<&str>,
         status: u16,
         ms: u64,
         cache: Option<CacheStatus>,
-    ) -> RequestRecord {
-        RequestRecord {
+    ) {
+        let counters = backend.map(|label| stats.counters(label));
+        let record = RequestRecord {
             time: SystemTime::UNIX_EPOCH,
             client: "127.0.0.1:5000".parse().unwrap(),
             request_line: format!("GET /{ms} HTTP/1.1"),
-            backend,
+            backend: backend.map(Arc::from),
             status: Some(status),
             cache,
             elapsed: Duration::from_millis(ms),
-        }
+        };
+        stats.record(record, counters.as_deref());
+    }
+
+    fn counters(stats: &Stats, label: &str) -> BackendCounters {
+        lock(&stats.counters(label)).clone()
     }
 
     #[test]
@@ -324,40 +342,56 @@ mod tests {
 
     #[test]
     fn per_backend_counts_errors_average_and_p99() {
-        let stats = Stats::new(2);
+        let stats = Stats::new();
         for ms in 1..=100 {
-            stats.record(record(Some(0), 200, ms, None));
+            send(&stats, Some("a:1"), 200, ms, None);
         }
-        stats.record(record(Some(1), 502, 4, None));
-        let snap = stats.snapshot();
-        let b0 = &snap.backends[0];
-        assert_eq!((b0.requests, b0.errors), (100, 0));
-        assert_eq!(b0.average(), Some(Duration::from_micros(50_500)));
-        assert_eq!(b0.p99(), Some(Duration::from_millis(99)));
-        assert_eq!((snap.backends[1].requests, snap.backends[1].errors), (1, 1));
+        send(&stats, Some("b:1"), 502, 4, None);
+        let a = counters(&stats, "a:1");
+        assert_eq!((a.requests, a.errors), (100, 0));
+        assert_eq!(a.average(), Some(Duration::from_micros(50_500)));
+        assert_eq!(a.p99(), Some(Duration::from_millis(99)));
+        let b = counters(&stats, "b:1");
+        assert_eq!((b.requests, b.errors), (1, 1));
+        assert_eq!(b.window.sum(stats.second()), 1);
+    }
+
+    #[test]
+    fn a_label_keeps_its_counters_and_labels_do_not_mix() {
+        let stats = Stats::new();
+        let first = stats.counters("a:1");
+        send(&stats, Some("a:1"), 200, 1, None);
+        send(&stats, Some("api/a:1"), 200, 1, None);
+        assert!(
+            Arc::ptr_eq(&first, &stats.counters("a:1")),
+            "asked again, same counters"
+        );
+        assert_eq!(lock(&first).requests, 1);
+        assert_eq!(counters(&stats, "api/a:1").requests, 1);
     }
 
     #[test]
     fn only_the_last_twenty_requests_are_kept_newest_first() {
-        let stats = Stats::new(1);
+        let stats = Stats::new();
         for ms in 0..25 {
-            stats.record(record(Some(0), 200, ms, None));
+            send(&stats, Some("a:1"), 200, ms, None);
         }
         let recent = stats.snapshot().recent;
         assert_eq!(recent.len(), RECENT_REQUESTS);
         assert_eq!(recent[0].request_line, "GET /24 HTTP/1.1");
+        assert_eq!(recent[0].backend.as_deref(), Some("a:1"));
         assert_eq!(recent[19].request_line, "GET /5 HTTP/1.1");
     }
 
     #[test]
     fn cache_results_and_hit_ratio() {
-        let stats = Stats::new(1);
+        let stats = Stats::new();
         assert_eq!(stats.snapshot().hit_ratio(), None);
-        stats.record(record(Some(0), 200, 1, Some(CacheStatus::Miss)));
-        stats.record(record(None, 200, 1, Some(CacheStatus::Hit)));
-        stats.record(record(None, 200, 1, Some(CacheStatus::Hit)));
-        stats.record(record(Some(0), 200, 1, Some(CacheStatus::Revalidated)));
-        stats.record(record(Some(0), 200, 1, Some(CacheStatus::Bypass)));
+        send(&stats, Some("a:1"), 200, 1, Some(CacheStatus::Miss));
+        send(&stats, None, 200, 1, Some(CacheStatus::Hit));
+        send(&stats, None, 200, 1, Some(CacheStatus::Hit));
+        send(&stats, Some("a:1"), 200, 1, Some(CacheStatus::Revalidated));
+        send(&stats, Some("a:1"), 200, 1, Some(CacheStatus::Bypass));
         let snap = stats.snapshot();
         assert_eq!(
             (
@@ -373,7 +407,7 @@ mod tests {
 
     #[test]
     fn tunnels_are_counted_open_and_in_total_and_stay_out_of_response_times() {
-        let stats = Stats::new(1);
+        let stats = Stats::new();
         let first = stats.open_tunnel();
         let second = stats.open_tunnel();
         drop(first);
@@ -382,12 +416,12 @@ mod tests {
         drop(second);
         assert_eq!(stats.snapshot().tunnels_open, 0);
 
-        stats.record(record(Some(0), 200, 4, None));
-        stats.record(record(Some(0), 101, 60_000, Some(CacheStatus::Bypass)));
-        let b0 = &stats.snapshot().backends[0];
-        assert_eq!((b0.requests, b0.errors), (2, 0));
-        assert_eq!(b0.average(), Some(Duration::from_millis(4)));
-        assert_eq!(b0.p99(), Some(Duration::from_millis(4)));
+        send(&stats, Some("a:1"), 200, 4, None);
+        send(&stats, Some("a:1"), 101, 60_000, Some(CacheStatus::Bypass));
+        let a = counters(&stats, "a:1");
+        assert_eq!((a.requests, a.errors), (2, 0));
+        assert_eq!(a.average(), Some(Duration::from_millis(4)));
+        assert_eq!(a.p99(), Some(Duration::from_millis(4)));
     }
 
     #[test]
@@ -407,28 +441,11 @@ mod tests {
     }
 
     #[test]
-    fn shares_are_of_the_last_minutes_requests() {
-        let stats = Stats::new(3);
-        assert_eq!(stats.snapshot().share(0), None);
-        for backend in [0, 0, 0, 1] {
-            stats.record(record(Some(backend), 200, 1, None));
-        }
-        stats.record(record(None, 200, 1, Some(CacheStatus::Hit)));
-        let snap = stats.snapshot();
-        assert_eq!(snap.last_minute, [3, 1, 0]);
-        assert_eq!(snap.share(0), Some(0.75));
-        assert_eq!(snap.share(2), Some(0.0));
-    }
-
-    #[test]
     fn the_latency_window_is_bounded() {
-        let stats = Stats::new(1);
+        let stats = Stats::new();
         for _ in 0..(LATENCY_WINDOW + 10) {
-            stats.record(record(Some(0), 200, 1, None));
+            send(&stats, Some("a:1"), 200, 1, None);
         }
-        assert_eq!(
-            stats.snapshot().backends[0].recent_micros.len(),
-            LATENCY_WINDOW
-        );
+        assert_eq!(counters(&stats, "a:1").recent_micros.len(), LATENCY_WINDOW);
     }
 }

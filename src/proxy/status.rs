@@ -18,7 +18,7 @@ use chrono::{DateTime, Local};
 
 use crate::http::html::escape_html;
 use crate::proxy::balancer::{Admin, BackendView};
-use crate::proxy::config::{Balance, MAX_WEIGHT};
+use crate::proxy::config::{Balance, DEFAULT_POOL, MAX_WEIGHT};
 use crate::proxy::stats::{BackendCounters, RequestRecord, Snapshot};
 
 /// Seconds between two automatic reloads of the HTML page.
@@ -29,10 +29,12 @@ pub const REFRESH_SECS: u32 = 2;
 pub struct StatusView {
     /// Counters and recent requests.
     pub stats: Snapshot,
-    /// Per backend id: its address, weight, place in rotation, load and health.
-    pub backends: Vec<BackendView>,
+    /// The pools, the default one first, each with its backends.
+    pub pools: Vec<PoolView>,
     /// The balancing algorithm.
     pub balance: Balance,
+    /// The configuration in force: 1 at start, one more per reload.
+    pub generation: u64,
     /// Threads the proxy runs now, when known.
     pub threads: Option<usize>,
     /// The status page's path: the forms post to `{status_path}/backends`.
@@ -45,6 +47,41 @@ pub struct StatusView {
     pub now_wall: SystemTime,
 }
 
+/// One pool as the page shows it.
+#[derive(Clone, Debug)]
+pub struct PoolView {
+    /// Its name (`default` for the `backend` lines).
+    pub name: String,
+    /// Its backends, in the order proxy.conf lists them.
+    pub backends: Vec<BackendRow>,
+}
+
+/// One backend's row: its state in the balancer and its figures.
+#[derive(Clone, Debug)]
+pub struct BackendRow {
+    /// Its address, weight, place in rotation, load and health.
+    pub view: BackendView,
+    /// What it answered since start.
+    pub counters: BackendCounters,
+    /// Requests it answered in the last `SHARE_WINDOW_SECS` seconds.
+    pub last_minute: u64,
+}
+
+impl PoolView {
+    /// Backend `i`'s share of the requests its pool answered in the last minute; None
+    /// when the pool answered none.
+    pub fn share(&self, i: usize) -> Option<f64> {
+        let total: u64 = self.backends.iter().map(|b| b.last_minute).sum();
+        let mine = self.backends.get(i).map_or(0, |b| b.last_minute);
+        (total > 0).then(|| mine as f64 / total as f64)
+    }
+
+    /// Whether this is the pool of the `backend` lines.
+    fn is_default(&self) -> bool {
+        self.name == DEFAULT_POOL
+    }
+}
+
 impl StatusView {
     /// When backend `b` was marked down (wall clock), while it is down.
     fn down_since(&self, b: &BackendView) -> Option<SystemTime> {
@@ -53,11 +90,6 @@ impl StatusView {
         }
         let since = b.health.down_since?;
         Some(self.now_wall - self.now.saturating_duration_since(since))
-    }
-
-    fn backend_name(&self, id: Option<usize>) -> &str {
-        id.and_then(|i| self.backends.get(i))
-            .map_or("-", |b| b.address.as_str())
     }
 }
 
@@ -72,7 +104,7 @@ pub fn render_html(view: &StatusView) -> String {
          <title>Relevo status</title><style>{CSS}</style></head><body>\n\
          <h1>Relevo status</h1>\n<p class=\"summary\">up {} &middot; {} client connection{} open \
          &middot; {} WebSocket tunnel{} open ({} since start) &middot; {} &middot; balance {} \
-         &middot; refreshed {}</p>\n",
+         &middot; configuration #{} &middot; refreshed {}</p>\n",
         human_duration(s.uptime),
         s.active_connections,
         if s.active_connections == 1 { "" } else { "s" },
@@ -82,34 +114,13 @@ pub fn render_html(view: &StatusView) -> String {
         view.threads
             .map_or_else(|| "threads unknown".to_string(), |n| format!("{n} threads")),
         view.balance,
+        view.generation,
         clock(view.now_wall),
     );
-    html.push_str(
-        "<h2>Backends</h2>\n<table><tr><th>backend</th><th>state</th><th>weight</th>\
-         <th>in flight</th><th>last minute</th><th>requests</th><th>errors</th><th>average</th>\
-         <th>p99</th><th>control</th></tr>\n",
-    );
-    for (id, b) in view.backends.iter().enumerate() {
-        let counters = s.backends.get(id).cloned().unwrap_or_default();
-        let _ = writeln!(
-            html,
-            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td></tr>",
-            escape_html(&b.address),
-            if b.backup {
-                " <small>backup</small>"
-            } else {
-                ""
-            },
-            state_html(view, b),
-            b.weight,
-            b.active,
-            s.share(id)
-                .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0)),
-            counters_html(&counters),
-            controls_html(&view.status_path, b),
-        );
+    for pool in &view.pools {
+        pool_html(&mut html, view, pool);
     }
-    html.push_str("</table>\n<h2>Cache</h2>\n");
+    html.push_str("<h2>Cache</h2>\n");
     match view.cache {
         Some((entries, bytes)) => {
             let _ = writeln!(
@@ -138,7 +149,7 @@ pub fn render_html(view: &StatusView) -> String {
             clock(r.time),
             r.client,
             escape_html(&r.request_line),
-            escape_html(view.backend_name(r.backend)),
+            escape_html(r.backend.as_deref().unwrap_or("-")),
             r.status.map_or_else(|| "-".to_string(), |s| s.to_string()),
             r.cache.map_or("-", |c| c.as_str()),
             r.elapsed.as_millis(),
@@ -146,6 +157,41 @@ pub fn render_html(view: &StatusView) -> String {
     }
     html.push_str("</table>\n</body></html>\n");
     html
+}
+
+/// A pool's table: one row per backend. Alone, the default pool is just "Backends".
+fn pool_html(html: &mut String, view: &StatusView, pool: &PoolView) {
+    if view.pools.len() == 1 {
+        html.push_str("<h2>Backends</h2>\n");
+    } else {
+        let _ = writeln!(html, "<h2>Pool {}</h2>", escape_html(&pool.name));
+    }
+    html.push_str(
+        "<table><tr><th>backend</th><th>state</th><th>weight</th>\
+         <th>in flight</th><th>last minute</th><th>requests</th><th>errors</th><th>average</th>\
+         <th>p99</th><th>control</th></tr>\n",
+    );
+    for (i, row) in pool.backends.iter().enumerate() {
+        let b = &row.view;
+        let _ = writeln!(
+            html,
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td></tr>",
+            escape_html(&b.address),
+            if b.backup {
+                " <small>backup</small>"
+            } else {
+                ""
+            },
+            state_html(view, b),
+            b.weight,
+            b.active,
+            pool.share(i)
+                .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0)),
+            counters_html(&row.counters),
+            controls_html(&view.status_path, pool, b),
+        );
+    }
+    html.push_str("</table>\n");
 }
 
 /// A backend's state cell: a coloured label, and since when and why it is down.
@@ -178,12 +224,20 @@ fn counters_html(c: &BackendCounters) -> String {
 }
 
 /// A backend's buttons: two plain forms posting to `{status_path}/backends`, one for
-/// drain / disable / enable, one for its weight one lower or one higher. A button that
-/// would change nothing is greyed out.
-fn controls_html(status_path: &str, b: &BackendView) -> String {
+/// drain / disable / enable, one for its weight one lower or one higher; a backend of a
+/// named pool names its pool too. A button that would change nothing is greyed out.
+fn controls_html(status_path: &str, pool: &PoolView, b: &BackendView) -> String {
+    let pool_field = if pool.is_default() {
+        String::new()
+    } else {
+        format!(
+            "<input type=\"hidden\" name=\"pool\" value=\"{}\">",
+            escape_html(&pool.name)
+        )
+    };
     let open = format!(
-        "<form method=\"post\" action=\"{}/backends\"><input type=\"hidden\" name=\"backend\" \
-         value=\"{}\">",
+        "<form method=\"post\" action=\"{}/backends\">{pool_field}<input type=\"hidden\" \
+         name=\"backend\" value=\"{}\">",
         escape_html(status_path),
         escape_html(&b.address)
     );
@@ -234,22 +288,28 @@ pub fn render_json(view: &StatusView) -> String {
     let _ = write!(
         json,
         "{{\"uptime_seconds\":{},\"started\":{},\"active_connections\":{},\"threads\":{},\
-         \"balance\":\"{}\",\"tunnels\":{{\"open\":{},\"total\":{}}},\"backends\":[",
+         \"balance\":\"{}\",\"generation\":{},\"tunnels\":{{\"open\":{},\"total\":{}}},\
+         \"pools\":[{}],\"backends\":[",
         s.uptime.as_secs(),
         json_string(&rfc3339(s.started_at)),
         s.active_connections,
         view.threads
             .map_or_else(|| "null".to_string(), |n| n.to_string()),
         view.balance,
+        view.generation,
         s.tunnels_open,
-        s.tunnels_total
+        s.tunnels_total,
+        view.pools
+            .iter()
+            .map(|pool| json_string(&pool.name))
+            .collect::<Vec<_>>()
+            .join(",")
     );
-    for (id, b) in view.backends.iter().enumerate() {
-        if id > 0 {
-            json.push(',');
-        }
-        json.push_str(&backend_json(view, id, b));
-    }
+    let backends = view
+        .pools
+        .iter()
+        .flat_map(|pool| (0..pool.backends.len()).map(move |i| backend_json(view, pool, i)));
+    json.push_str(&backends.collect::<Vec<_>>().join(","));
     json.push_str("],\"cache\":");
     match view.cache {
         Some((entries, bytes)) => {
@@ -272,20 +332,24 @@ pub fn render_json(view: &StatusView) -> String {
         if i > 0 {
             json.push(',');
         }
-        json.push_str(&recent_json(view, r));
+        json.push_str(&recent_json(r));
     }
     json.push_str("]}\n");
     json
 }
 
-fn backend_json(view: &StatusView, id: usize, b: &BackendView) -> String {
-    let s = &view.stats;
-    let counters = s.backends.get(id).cloned().unwrap_or_default();
+/// Backend `i` of `pool`, as one object of the `backends` list.
+fn backend_json(view: &StatusView, pool: &PoolView, i: usize) -> String {
+    let BackendRow {
+        view: b,
+        counters,
+        last_minute,
+    } = &pool.backends[i];
     let since = view.down_since(b);
     format!(
         "{{\"address\":{},\"state\":\"{}\",\"weight\":{},\"backup\":{},\"active\":{},\
          \"down_since\":{},\"reason\":{},\"requests\":{},\"last_minute\":{},\"share\":{},\
-         \"errors\":{},\"average_ms\":{},\"p99_ms\":{}}}",
+         \"errors\":{},\"average_ms\":{},\"p99_ms\":{},\"pool\":{}}}",
         json_string(&b.address),
         b.state(view.now),
         b.weight,
@@ -297,23 +361,25 @@ fn backend_json(view: &StatusView, id: usize, b: &BackendView) -> String {
             _ => "null".to_string(),
         },
         counters.requests,
-        s.last_minute.get(id).copied().unwrap_or(0),
-        s.share(id)
+        last_minute,
+        pool.share(i)
             .map_or_else(|| "null".to_string(), |r| format!("{r:.4}")),
         counters.errors,
         json_millis(counters.average()),
         json_millis(counters.p99()),
+        json_string(&pool.name),
     )
 }
 
-fn recent_json(view: &StatusView, r: &RequestRecord) -> String {
+fn recent_json(r: &RequestRecord) -> String {
     format!(
         "{{\"time\":{},\"client\":{},\"request\":{},\"backend\":{},\"status\":{},\"cache\":{},\"ms\":{}}}",
         json_string(&rfc3339(r.time)),
         json_string(&r.client.to_string()),
         json_string(&r.request_line),
         r.backend
-            .map_or_else(|| "null".to_string(), |_| json_string(view.backend_name(r.backend))),
+            .as_deref()
+            .map_or_else(|| "null".to_string(), json_string),
         r.status.map_or_else(|| "null".to_string(), |s| s.to_string()),
         r.cache
             .map_or_else(|| "null".to_string(), |c| json_string(c.as_str())),
@@ -386,7 +452,8 @@ mod tests {
     use super::*;
     use crate::cache::CacheStatus;
     use crate::proxy::balancer::Health;
-    use crate::proxy::stats::{RequestRecord, Stats};
+    use crate::proxy::stats::{lock, RequestRecord, Stats};
+    use std::sync::Arc;
 
     fn backend(address: &str, health: Health) -> BackendView {
         BackendView {
@@ -399,17 +466,28 @@ mod tests {
         }
     }
 
+    fn row(address: &str, health: Health, stats: &Stats) -> BackendRow {
+        let counters = lock(&stats.counters(address)).clone();
+        BackendRow {
+            view: backend(address, health),
+            last_minute: counters.window.sum(stats.second()),
+            counters,
+        }
+    }
+
     fn view() -> StatusView {
-        let stats = Stats::new(2);
-        stats.record(RequestRecord {
+        let stats = Stats::new();
+        let counters = stats.counters("127.0.0.1:8081");
+        let request = RequestRecord {
             time: SystemTime::now(),
             client: "127.0.0.1:5000".parse().unwrap(),
             request_line: "GET /<script>alert(1)</script> HTTP/1.1".to_string(),
-            backend: Some(0),
+            backend: Some(Arc::from("127.0.0.1:8081")),
             status: Some(200),
             cache: Some(CacheStatus::Miss),
             elapsed: Duration::from_millis(3),
-        });
+        };
+        stats.record(request, Some(&counters));
         let ended = stats.open_tunnel();
         let open = stats.open_tunnel();
         drop(ended);
@@ -425,11 +503,15 @@ mod tests {
         };
         StatusView {
             stats: snapshot,
-            backends: vec![
-                backend("127.0.0.1:8081", Health::default()),
-                backend("127.0.0.1:8082", down),
-            ],
+            pools: vec![PoolView {
+                name: DEFAULT_POOL.to_string(),
+                backends: vec![
+                    row("127.0.0.1:8081", Health::default(), &stats),
+                    row("127.0.0.1:8082", down, &stats),
+                ],
+            }],
             balance: Balance::LeastConn,
+            generation: 1,
             threads: Some(9),
             status_path: "/relevo/status".to_string(),
             cache: Some((3, 2048)),
@@ -456,7 +538,8 @@ mod tests {
         let json = render_json(&view());
         assert!(json.starts_with("{\"uptime_seconds\":"));
         assert!(json.contains(
-            "\"threads\":9,\"balance\":\"least_conn\",\"tunnels\":{\"open\":1,\"total\":2},\"backends\":["
+            "\"threads\":9,\"balance\":\"least_conn\",\"generation\":1,\"tunnels\":{\"open\":1,\
+             \"total\":2},\"pools\":[\"default\"],\"backends\":["
         ));
         assert!(json.contains(
             "\"address\":\"127.0.0.1:8081\",\"state\":\"up\",\"weight\":1,\"backup\":false,\
@@ -488,10 +571,10 @@ mod tests {
     #[test]
     fn each_backend_has_its_weight_load_share_and_buttons() {
         let mut v = view();
-        v.backends[0].weight = 3;
-        v.backends[0].active = 2;
-        v.backends[1].admin = Admin::Disabled;
-        v.backends[1].backup = true;
+        v.pools[0].backends[0].view.weight = 3;
+        v.pools[0].backends[0].view.active = 2;
+        v.pools[0].backends[1].view.admin = Admin::Disabled;
+        v.pools[0].backends[1].view.backup = true;
         let html = render_html(&v);
         assert!(
             html.contains("9 threads &middot; balance least_conn"),
@@ -527,13 +610,41 @@ mod tests {
     #[test]
     fn a_drained_backend_shows_draining_while_requests_are_in_flight() {
         let mut v = view();
-        v.backends[0].admin = Admin::Draining;
-        v.backends[0].active = 1;
+        v.pools[0].backends[0].view.admin = Admin::Draining;
+        v.pools[0].backends[0].view.active = 1;
         assert!(render_html(&v).contains("<span class=\"draining\">draining</span>"));
         assert!(render_json(&v).contains("\"state\":\"draining\""));
-        v.backends[0].active = 0;
+        v.pools[0].backends[0].view.active = 0;
         assert!(render_json(&v).contains("\"address\":\"127.0.0.1:8081\",\"state\":\"disabled\""));
         v.threads = None;
         assert!(render_json(&v).contains("\"threads\":null"));
+    }
+
+    #[test]
+    fn each_pool_has_its_table_shares_and_forms_naming_it() {
+        let mut v = view();
+        let stats = Stats::new();
+        v.pools.push(PoolView {
+            name: "api".to_string(),
+            backends: vec![row("127.0.0.1:9001", Health::default(), &stats)],
+        });
+        let html = render_html(&v);
+        assert!(html.contains("<h2>Pool default</h2>"), "{html}");
+        assert!(html.contains("<h2>Pool api</h2>"), "{html}");
+        assert!(!html.contains("<h2>Backends</h2>"));
+        assert!(html.contains(
+            "action=\"/relevo/status/backends\"><input type=\"hidden\" name=\"pool\" \
+             value=\"api\"><input type=\"hidden\" name=\"backend\" value=\"127.0.0.1:9001\">"
+        ));
+        let json = render_json(&v);
+        assert!(json.contains("\"pools\":[\"default\",\"api\"]"), "{json}");
+        assert!(json.contains("{\"address\":\"127.0.0.1:9001\",\"state\":\"up\""));
+        assert!(json.contains("\"p99_ms\":null,\"pool\":\"api\"}"), "{json}");
+        assert_eq!(
+            v.pools[0].share(0),
+            Some(1.0),
+            "the default pool answered one request"
+        );
+        assert_eq!(v.pools[1].share(0), None, "the api pool answered none");
     }
 }

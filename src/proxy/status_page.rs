@@ -7,11 +7,14 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
+use super::config::Config;
+use super::generation::Generation;
+use super::stats::lock;
 use super::{Proxy, Sent};
 use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
-use crate::proxy::status::{self, StatusView};
+use crate::proxy::status::{self, BackendRow, PoolView, StatusView};
 use crate::server;
 
 impl Proxy {
@@ -20,6 +23,7 @@ impl Proxy {
     /// same data as JSON.
     pub(super) fn serve_status(
         &self,
+        gen: &Generation,
         out: impl Write,
         peer: SocketAddr,
         request: &Request,
@@ -27,14 +31,14 @@ impl Proxy {
         sent: &mut Sent,
     ) -> Result<()> {
         sent.keep_alive = request.keep_alive();
-        let (status, content_type, body) = if !self.status_open_to(peer) {
+        let (status, content_type, body) = if !open_to(&gen.config, peer) {
             let (_, body) = text_response(403, "the status page is not open to your address");
             (403, "text/plain; charset=utf-8", body)
         } else if request.method != "GET" && request.method != "HEAD" {
             let (_, body) = text_response(405, "the status page answers GET and HEAD");
             (405, "text/plain; charset=utf-8", body)
         } else {
-            let view = self.status_view();
+            let view = self.status_view(gen);
             let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
             if json {
                 (
@@ -58,39 +62,61 @@ impl Proxy {
         send(out, request, response, &body, sent)
     }
 
-    /// Everything the status page shows, taken now.
-    pub(super) fn status_view(&self) -> StatusView {
-        let balancer = &self.upstreams.balancer;
+    /// Everything the status page shows, taken now, for the configuration `gen`.
+    pub(super) fn status_view(&self, gen: &Generation) -> StatusView {
         let cache = self
             .cache
             .as_ref()
             .map(|c| (c.store.entries(), c.store.usage()));
+        let second = self.stats.second();
+        let pools = gen
+            .pools
+            .iter()
+            .map(|pool| PoolView {
+                name: pool.name.clone(),
+                backends: pool
+                    .balancer
+                    .view()
+                    .into_iter()
+                    .zip(&pool.counters)
+                    .map(|(view, counters)| {
+                        let counters = lock(counters).clone();
+                        BackendRow {
+                            view,
+                            last_minute: counters.window.sum(second),
+                            counters,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
         StatusView {
             stats: self.stats.snapshot(),
-            backends: balancer.view(),
-            balance: balancer.balance(),
+            pools,
+            balance: gen.config.balance,
+            generation: gen.number,
             threads: server::thread_count(),
-            status_path: self.config.status_path.clone().unwrap_or_default(),
+            status_path: gen.config.status_path.clone().unwrap_or_default(),
             cache,
             now: Instant::now(),
             now_wall: SystemTime::now(),
         }
     }
+}
 
-    /// Whether `status_allow` lets `peer` see the status page (and use its buttons).
-    pub(super) fn status_open_to(&self, peer: SocketAddr) -> bool {
-        self.config
-            .status_allow
-            .iter()
-            .any(|net| net.contains(peer.ip()))
-    }
+/// Whether `status_allow` lets `peer` see the status page (and use its buttons).
+pub(super) fn open_to(config: &Config, peer: SocketAddr) -> bool {
+    config
+        .status_allow
+        .iter()
+        .any(|net| net.contains(peer.ip()))
+}
 
-    /// The path and query of a request for the status page, if it is one.
-    pub(super) fn status_query<'r>(&self, request: &'r Request) -> Option<Option<&'r str>> {
-        let status_path = self.config.status_path.as_deref()?;
-        let (path, query) = path_and_query(request);
-        (path == status_path).then_some(query)
-    }
+/// The path and query of a request for the status page, if it is one.
+pub(super) fn status_query<'r>(config: &Config, request: &'r Request) -> Option<Option<&'r str>> {
+    let status_path = config.status_path.as_deref()?;
+    let (path, query) = path_and_query(request);
+    (path == status_path).then_some(query)
 }
 
 /// The path and the query of a request's target, whichever its form.
@@ -143,7 +169,6 @@ pub(super) fn send(
 mod tests {
     use super::*;
     use crate::http::parse::{read_request, read_response, Limits};
-    use crate::proxy::config::Config;
 
     fn proxy() -> Proxy {
         let config = Config {
@@ -160,12 +185,13 @@ mod tests {
         let request = read_request(&mut raw.as_bytes(), &Limits::default())
             .unwrap()
             .unwrap();
-        let query = proxy.status_query(&request).expect("a status page request");
+        let gen = proxy.generation();
+        let query = status_query(&gen.config, &request).expect("a status page request");
         let mut out = Vec::new();
         let mut sent = Sent::default();
         let peer = peer.parse().unwrap();
         proxy
-            .serve_status(&mut out, peer, &request, query, &mut sent)
+            .serve_status(&gen, &mut out, peer, &request, query, &mut sent)
             .unwrap();
         let mut rest = &out[..];
         let head = read_response(&mut rest, &Limits::default()).unwrap();
@@ -218,7 +244,7 @@ mod tests {
             let request = read_request(&mut raw.as_bytes(), &Limits::default())
                 .unwrap()
                 .unwrap();
-            proxy.status_query(&request).map(|q| q.map(str::to_string))
+            status_query(&proxy.generation().config, &request).map(|q| q.map(str::to_string))
         };
         assert_eq!(target("/relevo/status"), Some(None));
         assert_eq!(

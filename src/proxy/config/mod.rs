@@ -104,6 +104,8 @@ use addresses::parse_backend;
 use addresses::parse_listen;
 pub(crate) use addresses::parse_weight;
 pub use addresses::{Backend, Cidr, DEFAULT_WEIGHT, MAX_WEIGHT};
+#[cfg(test)]
+pub(crate) use routing::parse_route;
 pub use routing::{host_without_port, Pool, Route, DEFAULT_POOL};
 pub(crate) use sources::Source;
 pub use sources::{load_with, Overrides, Sources, DEFAULT_CONFIG};

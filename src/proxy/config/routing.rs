@@ -110,7 +110,7 @@ pub(super) fn parse_pool_backends(value: &str) -> Result<Vec<Backend>, String> {
 ///
 /// # Errors
 /// A message when it is not two words, or the first is not `[HOST]/PREFIX`.
-pub(super) fn parse_route(value: &str) -> Result<Route, String> {
+pub(crate) fn parse_route(value: &str) -> Result<Route, String> {
     let words: Vec<&str> = value.split_ascii_whitespace().collect();
     let [target, pool] = words[..] else {
         return Err(format!(

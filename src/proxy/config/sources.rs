@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::addresses::{parse_listen, with_port};
-use super::Config;
+use super::{Backend, Config};
 use crate::error::Error;
 
 /// Where one value of a [`Config`] came from.
@@ -263,6 +263,28 @@ impl Config {
             Source::Line(_) => Error::Config(message),
             Source::Default | Source::Flag(_) => Error::Startup(message),
         }
+    }
+
+    /// Every backend of every pool (the `backend` lines', then each `pool`'s), each with
+    /// where it is listed, to start a message about it: `proxy.conf:5: backend`,
+    /// `proxy.conf:9: pool api`, or `backend (default)`.
+    pub fn every_backend(&self) -> Vec<(String, &Backend)> {
+        let mut all: Vec<(String, &Backend)> = (0..self.backends.len())
+            .map(|i| {
+                let at = self.sources.locate("backend", self.sources.of_backend(i));
+                (at, &self.backends[i])
+            })
+            .collect();
+        for (i, pool) in self.pools.iter().enumerate() {
+            let line = self
+                .sources
+                .pools
+                .get(i)
+                .map_or(Source::Default, |&l| Source::Line(l));
+            let at = self.sources.locate(&format!("pool {}", pool.name), line);
+            all.extend(pool.backends.iter().map(|backend| (at.clone(), backend)));
+        }
+        all
     }
 }
 
