@@ -6,35 +6,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-/// A backend that answers every request with its name, in `X-Served-By` and as the body,
-/// and closes.
-fn named(name: &'static str) -> Backend {
-    Backend::new(move |_| answer(name))
-}
-
-fn answer(name: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nX-Served-By: {name}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
-        name.len()
-    )
-    .into_bytes()
-}
-
-/// Who answered `GET path` through the proxy (which must answer 200).
-fn served_by(proxy: SocketAddr, path: &str) -> String {
-    let reply = get(proxy, path);
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply
-        .header("x-served-by")
-        .expect("X-Served-By")
-        .to_string()
-}
 
 /// How many times each name occurs.
 fn tally(names: &[String]) -> BTreeMap<String, usize> {
@@ -43,77 +17,6 @@ fn tally(names: &[String]) -> BTreeMap<String, usize> {
         *counts.entry(name.clone()).or_insert(0) += 1;
     }
     counts
-}
-
-/// Backends that answer with their names, except that a `GET /hold` waits, after saying
-/// which backend it arrived on, until the test lets one held request go.
-struct Gated {
-    backends: Vec<Backend>,
-    arrived: Receiver<&'static str>,
-    release: Sender<()>,
-}
-
-fn gated(names: &[&'static str]) -> Gated {
-    let (arrived_tx, arrived) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel::<()>();
-    let release_rx = Arc::new(Mutex::new(release_rx));
-    let backends = names
-        .iter()
-        .map(|&name| {
-            let (arrived_tx, release_rx) = (arrived_tx.clone(), Arc::clone(&release_rx));
-            Backend::new(move |request| {
-                if request.starts_with(b"GET /hold") {
-                    arrived_tx.send(name).unwrap();
-                    let _ = release_rx.lock().unwrap().recv_timeout(IO_TIMEOUT);
-                }
-                answer(name)
-            })
-        })
-        .collect();
-    Gated {
-        backends,
-        arrived,
-        release,
-    }
-}
-
-impl Gated {
-    fn addrs(&self) -> Vec<SocketAddr> {
-        self.backends.iter().map(|b| b.addr).collect()
-    }
-
-    /// Sends `GET /hold` in the background and returns the backend it is held on, and the
-    /// request's thread, which returns the reply once released.
-    fn hold(&self, proxy: SocketAddr) -> (&'static str, std::thread::JoinHandle<Reply>) {
-        let held = std::thread::spawn(move || get(proxy, "/hold"));
-        let busy = self
-            .arrived
-            .recv_timeout(IO_TIMEOUT)
-            .expect("the held request reached no backend");
-        (busy, held)
-    }
-}
-
-/// The JSON object the status page gives for the backend at `address`.
-fn backend_status(proxy: SocketAddr, address: SocketAddr) -> String {
-    let json = get(proxy, "/relevo/status?format=json").text();
-    let start = json
-        .find(&format!("{{\"address\":\"{address}\""))
-        .unwrap_or_else(|| panic!("no {address} in {json}"));
-    let end = start + json[start..].find('}').unwrap();
-    json[start..=end].to_string()
-}
-
-/// The raw value of `field` in a flat JSON object.
-fn field<'a>(object: &'a str, field: &str) -> &'a str {
-    let key = format!("\"{field}\":");
-    let start = object
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {field} in {object}"))
-        + key.len();
-    let rest = &object[start..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].trim_matches('"')
 }
 
 /// `POST /relevo/status/backends` with `form`, asking for a text answer, plus `extra`

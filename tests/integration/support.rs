@@ -24,6 +24,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -554,6 +555,23 @@ impl Process {
         self.child.id()
     }
 
+    /// Waits, at most `IO_TIMEOUT`, for the process to end by itself; its exit status, or
+    /// None when it was still running (it is then killed).
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("look at the process") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Threads the process is running now (Linux /proc), or None elsewhere.
     pub fn threads(&self) -> Option<usize> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
@@ -832,4 +850,103 @@ fn a_test_starts_processes_only_in_temporary_directories() {
         "only {checked} test files found in {}",
         dir.display()
     );
+}
+
+// Scripted backends that say who answered, and the status page's view of them.
+
+/// A backend that answers every request with its name, in `X-Served-By` and as the body,
+/// and closes.
+pub fn named(name: &'static str) -> Backend {
+    Backend::new(move |_| answer(name))
+}
+
+pub fn answer(name: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nX-Served-By: {name}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+        name.len()
+    )
+    .into_bytes()
+}
+
+/// Who answered `GET path` through the proxy (which must answer 200).
+pub fn served_by(proxy: SocketAddr, path: &str) -> String {
+    let reply = get(proxy, path);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply
+        .header("x-served-by")
+        .expect("X-Served-By")
+        .to_string()
+}
+
+/// Backends that answer with their names, except that a `GET /hold` waits, after saying
+/// which backend it arrived on, until the test lets one held request go.
+pub struct Gated {
+    pub backends: Vec<Backend>,
+    pub arrived: Receiver<&'static str>,
+    pub release: Sender<()>,
+}
+
+pub fn gated(names: &[&'static str]) -> Gated {
+    let (arrived_tx, arrived) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let backends = names
+        .iter()
+        .map(|&name| {
+            let (arrived_tx, release_rx) = (arrived_tx.clone(), Arc::clone(&release_rx));
+            Backend::new(move |request| {
+                if request.starts_with(b"GET /hold") {
+                    arrived_tx.send(name).unwrap();
+                    let _ = release_rx.lock().unwrap().recv_timeout(IO_TIMEOUT);
+                }
+                answer(name)
+            })
+        })
+        .collect();
+    Gated {
+        backends,
+        arrived,
+        release,
+    }
+}
+
+impl Gated {
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.backends.iter().map(|b| b.addr).collect()
+    }
+
+    /// Sends `GET /hold` in the background and returns the backend it is held on, and the
+    /// request's thread, which returns the reply once released.
+    pub fn hold(&self, proxy: SocketAddr) -> (&'static str, std::thread::JoinHandle<Reply>) {
+        let held = std::thread::spawn(move || get(proxy, "/hold"));
+        let busy = self
+            .arrived
+            .recv_timeout(IO_TIMEOUT)
+            .expect("the held request reached no backend");
+        (busy, held)
+    }
+}
+
+/// The JSON object the status page gives for the backend at `address` (of the first pool
+/// that lists it).
+pub fn backend_status(proxy: SocketAddr, address: SocketAddr) -> String {
+    let json = get(proxy, "/relevo/status?format=json").text();
+    let at = json
+        .find(&format!("\"address\":\"{address}\""))
+        .unwrap_or_else(|| panic!("no {address} in {json}"));
+    let start = json[..at].rfind('{').unwrap();
+    let end = at + json[at..].find('}').unwrap();
+    json[start..=end].to_string()
+}
+
+/// The raw value of `field` in a flat JSON object.
+pub fn field<'a>(object: &'a str, field: &str) -> &'a str {
+    let key = format!("\"{field}\":");
+    let start = object
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {field} in {object}"))
+        + key.len();
+    let rest = &object[start..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim_matches('"')
 }
