@@ -117,42 +117,24 @@ impl Proxy {
 /// connection slots, the cache) is built once, at start-up.
 pub fn keep_running_values(running: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
-    let mut keep = |key: &'static str, differs: bool| {
-        if differs {
-            changed.push(key);
-        }
-    };
-    keep("listen", running.listen != new.listen);
-    keep(
-        "max_connections",
-        running.max_connections != new.max_connections,
+    macro_rules! keep {
+        ($($key:ident),*) => {$(
+            if running.$key != new.$key {
+                changed.push(stringify!($key));
+            }
+            new.$key.clone_from(&running.$key);
+        )*};
+    }
+    keep!(
+        listen,
+        max_connections,
+        max_connections_per_ip,
+        client_timeout,
+        cache,
+        cache_dir,
+        cache_max_size,
+        cache_max_object
     );
-    keep(
-        "max_connections_per_ip",
-        running.max_connections_per_ip != new.max_connections_per_ip,
-    );
-    keep(
-        "client_timeout",
-        running.client_timeout != new.client_timeout,
-    );
-    keep("cache", running.cache != new.cache);
-    keep("cache_dir", running.cache_dir != new.cache_dir);
-    keep(
-        "cache_max_size",
-        running.cache_max_size != new.cache_max_size,
-    );
-    keep(
-        "cache_max_object",
-        running.cache_max_object != new.cache_max_object,
-    );
-    new.listen.clone_from(&running.listen);
-    new.max_connections = running.max_connections;
-    new.max_connections_per_ip = running.max_connections_per_ip;
-    new.client_timeout = running.client_timeout;
-    new.cache = running.cache;
-    new.cache_dir.clone_from(&running.cache_dir);
-    new.cache_max_size = running.cache_max_size;
-    new.cache_max_object = running.cache_max_object;
     changed
 }
 
