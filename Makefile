@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: all build run demo test bench flush clean
+.PHONY: all build run demo test bench flush reload stop clean
 
 all: build
 
@@ -17,8 +17,9 @@ build:
 # under a small supervisor loop that restarts it RESTART_DELAY seconds after it stops (as a
 # service manager would), so `make demo` can stop one and show it come back. Every job gets its
 # own process group (set -m), and the exit trap kills whole groups: nothing is left behind.
-# Ctrl-C is how the demo ends, so it exits 0 and make prints no error; the proxy stopping on
-# its own is a failure (exit 1), and so is a SIGTERM (143).
+# Ctrl-C is how the demo ends, so it exits 0 and make prints no error; so does `make stop` (the
+# proxy's graceful stop, status 0). The proxy failing ends it with the proxy's status, and a
+# SIGTERM with 143.
 RESTART_DELAY ?= 3
 run: build
 	@mkdir -p logs cache
@@ -32,7 +33,7 @@ run: build
 	    done ) & pids+=($$!); \
 	done; \
 	$(RELEASE)/proxy proxy.conf & pids+=($$!); \
-	wait $$!; exit 1
+	wait $$!
 
 # With `make run` going in another terminal: round robin, a cache miss then a hit, a 501, and a
 # backend stopped (failover) and restarted, step by step with the project's client. It writes
@@ -46,6 +47,14 @@ test:
 # Options go through BENCH_ARGS: make bench BENCH_ARGS="--quick", or "--only ka1k-64,idle10k".
 bench: build
 	python3 bench/run.py $(BENCH_ARGS)
+
+# With `make run` going: the proxy reads proxy.conf again (no connection dropped), or stops
+# gracefully (requests in flight finish), which ends `make run`.
+reload: build
+	$(RELEASE)/proxy --reload proxy.conf
+
+stop: build
+	$(RELEASE)/proxy --stop proxy.conf
 
 # Removes the cache's entry files (the cache_dir of proxy.conf), and nothing else.
 flush: build
