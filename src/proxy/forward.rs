@@ -17,6 +17,7 @@ use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::authority::absolute_form_parts;
 use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
+use crate::http::request_id::RequestId;
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{Request, Response, Version};
 use crate::proxy::config::Config;
@@ -37,7 +38,18 @@ pub(super) struct Upstreams {
     pub(super) limits: Limits,
 }
 
+/// The name of the one pool of backends there is today, in the access log's `pool` and the
+/// metrics' `pool` label.
+pub(crate) const DEFAULT_POOL: &str = "default";
+
 impl Upstreams {
+    /// The pool a request went to, by the backend that answered it (None: answered without
+    /// one): the one place the `pool` of the logs and the metrics comes from. There is one
+    /// pool today, [`DEFAULT_POOL`]; with named pools, look the name up here.
+    pub(super) fn pool_name(&self, _backend: Option<usize>) -> &str {
+        DEFAULT_POOL
+    }
+
     /// Steps 5 to 8, with retries: choose a backend and connect, rewrite (adding the cache's
     /// validators when it is validating a stale entry), forward, read the response head.
     ///
@@ -194,6 +206,7 @@ impl Upstreams {
             job.request,
             job.peer,
             &self.authorities[id],
+            job.request_id,
             job.body.outgoing_framing(),
             config.upstream_keepalive > 0,
         );
@@ -284,6 +297,8 @@ pub(super) struct Job<'a> {
     pub(super) client: &'a mut BufReader<ClientStream>,
     pub(super) peer: SocketAddr,
     pub(super) request: &'a Request,
+    /// The request's id, sent on as `X-Request-Id`.
+    pub(super) request_id: RequestId,
     pub(super) body: &'a RequestBody,
     pub(super) validators: Option<&'a [(String, String)]>,
     /// The backend tried last (the one that answered, on success).

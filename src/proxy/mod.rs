@@ -24,7 +24,7 @@
 //! | `relay` | 11 `filter_response`, 12 `relay_response`, and `serve_from_cache` |
 //! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
 //! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
-//! | `status_page` | the status page, answered instead of steps 3 onwards |
+//! | `status_page` | the status page and the metrics, answered instead of steps 3 onwards |
 //! | `admin` | `POST {status_path}/ACTION` (drain a backend, ...), likewise |
 //! | `reply` | the error replies, when a step fails |
 //! | `record` | 13 the log line, the access log line and the status page's figures |
@@ -32,8 +32,9 @@
 //!
 //! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (the
 //! `balance` algorithms, passive health, drain state; pure), `health` (active probes),
-//! `upstream` (backend sockets and the keep-alive pool), `stats` and `status` (what the
-//! status page shows), `access_log`.
+//! `upstream` (backend sockets and the keep-alive pool), `stats` and `histogram` (the
+//! figures), `status` and `charts` (the status page), `metrics` (the same for Prometheus),
+//! `access_log` and `json`.
 //!
 //! A step that fails returns an `Error`; `Error::status` turns it into the response the
 //! client gets (400 and friends for a bad request, 501 for a method not forwarded, 502/504
@@ -43,7 +44,9 @@
 //! `cache`: the steps here only decide when to ask them what.
 //!
 //! Every response carries `X-Cache: HIT`, `MISS`, `REVALIDATED` or `BYPASS`, and the log line
-//! says the same. Bodies stream in bounded memory whatever their size, also while stored.
+//! says the same. Every request has an id (`X-Request-Id`: the client's own when valid, else
+//! a new one, decided once its head is read), which the backend gets, the response carries
+//! back, and every log writes (`relay::Stamp` puts both fields on each response). Bodies stream in bounded memory whatever their size, also while stored.
 //!
 //! Everything forwarded is re-framed here: the backend gets our Content-Length or our
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
@@ -53,12 +56,16 @@ pub(crate) mod access_log;
 mod admin;
 pub(crate) mod balancer;
 mod caching;
+pub(crate) mod charts;
 mod check;
 pub mod command;
 pub mod config;
 mod fill;
 mod forward;
 pub(crate) mod health;
+pub(crate) mod histogram;
+pub(crate) mod json;
+pub(crate) mod metrics;
 mod record;
 mod relay;
 mod reply;
@@ -74,12 +81,13 @@ pub(crate) mod upstream;
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use crate::cache::CacheStatus;
 use crate::error::{Error, ParseError, Result, Side};
 use crate::http::body::{request_framing, response_framing, Framing};
 use crate::http::parse::{self, Limits};
+use crate::http::request_id::RequestId;
 use crate::http::Request;
 use crate::server::{ClientStream, Stopper};
 use access_log::AccessLog;
@@ -88,7 +96,7 @@ pub use check::check;
 use config::Config;
 use fill::serve_growing;
 use forward::{reusable, Job, Upstream, Upstreams};
-use relay::{filter_response, relay_response, serve_from_cache};
+use relay::{filter_response, relay_response, serve_from_cache, Stamp};
 use rewrite::{client_host, rewrite_locations};
 pub use start::{flush_cache, run};
 use stats::Stats;
@@ -140,6 +148,9 @@ struct Record {
     sent: Sent,
     /// What the cache did, for `X-Cache` and the log line.
     cache: CacheStatus,
+    /// The request's id, decided once its head is read: sent to the backend and back to
+    /// the client, and written in every log.
+    request_id: RequestId,
     /// The backend that answered (or the last one tried).
     backend: Option<usize>,
     /// Whether the request body has been read to its end (else the connection cannot go on).
@@ -151,6 +162,16 @@ struct Record {
     tunnel: Option<tunnel::Report>,
 }
 
+impl Record {
+    /// What every response to this request carries (`X-Cache`, `X-Request-Id`).
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            cache: self.cache,
+            request_id: self.request_id,
+        }
+    }
+}
+
 impl Proxy {
     /// Serves one client connection: requests are read and answered in order until the
     /// client closes, asks to close, times out, or sends something that breaks framing.
@@ -158,7 +179,6 @@ impl Proxy {
     pub fn handle_connection(&self, stream: ClientStream, peer: SocketAddr) {
         let mut client = BufReader::with_capacity(CLIENT_BUFFER, stream);
         loop {
-            let started = Instant::now();
             // Step 1: read the request head, all of it within client_timeout (idle wait
             // included; less when the slots are under pressure, and the connection may be
             // closed to make room while it waits: see server::slots). A clean close, an
@@ -166,17 +186,21 @@ impl Proxy {
             // line: there was no request.
             client.get_mut().await_head();
             let head = parse::read_request(&mut client, &self.limits);
-            client.get_mut().head_received();
+            // The request's time starts at its first byte, not at the idle wait before it.
+            let started = client.get_mut().head_received();
             let mut record = Record::default();
             let request = match head {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(e) => {
+                    record.request_id = RequestId::fresh();
                     self.reply_error(&client, &e, None, &mut record);
                     self.log_request(peer, None, &record, started, Some(&e));
                     return;
                 }
             };
+            // Step 2 (first part): the request's id, the client's own when valid.
+            record.request_id = RequestId::decide(&request);
             let result = self.serve_request(&mut client, peer, &request, &mut record);
             if let Err(e) = &result {
                 self.reply_error(&client, e, Some(&request), &mut record);
@@ -202,14 +226,14 @@ impl Proxy {
     ) {
         let mut out = client.get_ref().tcp();
         let consumed = record.body_consumed;
-        let cache = record.cache;
+        let stamp = record.stamp();
         reply::send_error(
             &mut out,
             &self.config,
             e,
             request,
             consumed,
-            cache,
+            stamp,
             &mut record.sent,
         );
     }
@@ -223,6 +247,11 @@ impl Proxy {
         request: &Request,
         record: &mut Record,
     ) -> Result<()> {
+        if self.is_metrics_request(request) && request_framing(request) == Ok(Framing::Empty) {
+            record.internal = true;
+            let out = client.get_ref().tcp();
+            return self.serve_metrics(out, peer, request, &mut record.sent);
+        }
         if let Some(action) = self.admin_action(request) {
             record.internal = true;
             return self.serve_admin(client, peer, request, action, record);
@@ -243,18 +272,19 @@ impl Proxy {
         let mut plan = match caching::lookup(cache, request, framing, wait) {
             Lookup::Hit(entry, age) => {
                 record.cache = CacheStatus::Hit;
-                return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
             }
             Lookup::Follow(following) => {
                 record.cache = CacheStatus::Hit;
-                let sent = &mut record.sent;
-                if serve_growing(out, request, &following, wait, record.cache, sent)? {
+                let (stamp, sent) = (record.stamp(), &mut record.sent);
+                if serve_growing(out, request, &following, wait, stamp, sent)? {
                     return Ok(());
                 }
                 // The entry was committed or dropped just now: look again, once.
                 match caching::lookup(cache, request, framing, wait) {
                     Lookup::Hit(entry, age) => {
-                        return serve_from_cache(out, request, entry, age, record.cache, sent);
+                        return serve_from_cache(out, request, entry, age, stamp, sent);
                     }
                     Lookup::Forward(plan) => plan,
                     Lookup::Follow(_) => Forward::bypass(),
@@ -267,6 +297,7 @@ impl Proxy {
             client,
             peer,
             request,
+            request_id: record.request_id,
             body: &body,
             validators: plan.stale.as_ref().map(|s| s.conditionals.as_slice()),
             tried: None,
@@ -292,8 +323,8 @@ impl Proxy {
     ) -> Result<()> {
         if upstream.response.status == 101 {
             let idle = self.config.tunnel_idle_timeout;
-            let (stats, sent) = (&self.stats, &mut record.sent);
-            let report = tunnel::run(client, request, upstream, stats, idle, record.cache, sent)?;
+            let (stamp, stats, sent) = (record.stamp(), &self.stats, &mut record.sent);
+            let report = tunnel::run(client, request, upstream, stats, idle, stamp, sent)?;
             record.tunnel = Some(report);
             return Ok(());
         }
@@ -319,7 +350,8 @@ impl Proxy {
                 record.cache = CacheStatus::Revalidated;
                 // A 304 has no body: the connection is ready for the next request.
                 self.upstreams.release(id, conn, reusable);
-                return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
             }
             Fill::Relay(entry) => entry,
         };
@@ -329,7 +361,7 @@ impl Proxy {
         let now = SystemTime::now();
         let (mut response, client_framing, keep_alive) =
             filter_response(response, request.version, upstream_framing, keep_alive, now);
-        response.headers.set("X-Cache", record.cache.as_str());
+        record.stamp().apply(&mut response.headers);
         record.sent.status = Some(response.status);
         record.sent.keep_alive = keep_alive;
         // An event stream may be silent for minutes between events: its reads wait up to

@@ -1,7 +1,8 @@
-//! The status page step of the proxy (see `proxy`): `status_path` answered by the proxy
-//! itself, never forwarded, to the addresses `status_allow` lets in. What it shows is
-//! gathered by `stats` and rendered by `status`; what its buttons post is `admin`'s, which
-//! shares `send` and the address check.
+//! The status page step of the proxy (see `proxy`): `status_path` and `metrics_path`
+//! answered by the proxy itself, never forwarded, to the addresses `status_allow` lets in.
+//! What they show is gathered by `stats` and rendered by `status` (HTML, JSON) and
+//! `metrics` (Prometheus); what the page's buttons post is `admin`'s, which shares `send`
+//! and the address check.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use super::{Proxy, Sent};
 use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
+use crate::proxy::metrics;
 use crate::proxy::status::{self, StatusView};
 use crate::server;
 
@@ -26,29 +28,62 @@ impl Proxy {
         query: Option<&str>,
         sent: &mut Sent,
     ) -> Result<()> {
+        let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
+        self.serve_own_page(out, peer, request, "the status page", sent, |view| {
+            if json {
+                ("application/json", status::render_json(view))
+            } else {
+                ("text/html; charset=utf-8", status::render_html(view))
+            }
+        })
+    }
+
+    /// The metrics page, as the status page: `GET {metrics_path}`, the same figures in the
+    /// Prometheus text format (see `metrics`), to the same addresses.
+    pub(super) fn serve_metrics(
+        &self,
+        out: impl Write,
+        peer: SocketAddr,
+        request: &Request,
+        sent: &mut Sent,
+    ) -> Result<()> {
+        let pool_of = |id| self.upstreams.pool_name(id).to_string();
+        self.serve_own_page(out, peer, request, "the metrics page", sent, |view| {
+            (metrics::CONTENT_TYPE, metrics::render(view, &pool_of))
+        })
+    }
+
+    /// A page the proxy answers itself, about itself: 403 to addresses outside
+    /// `status_allow`, 405 to methods other than GET and HEAD, else what `render` makes of
+    /// the status view taken now (its content type and text). `what` names the page in the
+    /// refusals.
+    fn serve_own_page(
+        &self,
+        out: impl Write,
+        peer: SocketAddr,
+        request: &Request,
+        what: &str,
+        sent: &mut Sent,
+        render: impl FnOnce(&StatusView) -> (&'static str, String),
+    ) -> Result<()> {
         sent.keep_alive = request.keep_alive();
         let (status, content_type, body) = if !self.status_open_to(peer) {
-            let (_, body) = text_response(403, "the status page is not open to your address");
-            (403, "text/plain; charset=utf-8", body)
+            let text = format!("{what} is not open to your address");
+            (
+                403,
+                "text/plain; charset=utf-8",
+                text_response(403, &text).1,
+            )
         } else if request.method != "GET" && request.method != "HEAD" {
-            let (_, body) = text_response(405, "the status page answers GET and HEAD");
-            (405, "text/plain; charset=utf-8", body)
+            let text = format!("{what} answers GET and HEAD");
+            (
+                405,
+                "text/plain; charset=utf-8",
+                text_response(405, &text).1,
+            )
         } else {
-            let view = self.status_view();
-            let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
-            if json {
-                (
-                    200,
-                    "application/json",
-                    status::render_json(&view).into_bytes(),
-                )
-            } else {
-                (
-                    200,
-                    "text/html; charset=utf-8",
-                    status::render_html(&view).into_bytes(),
-                )
-            }
+            let (content_type, text) = render(&self.status_view());
+            (200, content_type, text.into_bytes())
         };
         let mut response = Response::new(status);
         response.headers.append("Content-Type", content_type);
@@ -75,6 +110,14 @@ impl Proxy {
             now: Instant::now(),
             now_wall: SystemTime::now(),
         }
+    }
+
+    /// Whether `request` is for the metrics page.
+    pub(super) fn is_metrics_request(&self, request: &Request) -> bool {
+        self.config
+            .metrics_path
+            .as_deref()
+            .is_some_and(|metrics_path| path_and_query(request).0 == metrics_path)
     }
 
     /// Whether `status_allow` lets `peer` see the status page (and use its buttons).
