@@ -13,6 +13,7 @@ mod faults;
 mod hardening;
 mod interop;
 mod logs;
+mod observability;
 mod proxy;
 mod random_input;
 mod real_traffic;
