@@ -24,7 +24,7 @@ struct Sample {
 /// Reads `text` with `prometheus_client`'s `text_string_to_metric_families`: every sample,
 /// or None (after `skip_or_fail`) without the package. A text the parser refuses fails.
 fn parse_metrics(text: &str) -> Option<Vec<Sample>> {
-    let python = python_modules(&["prometheus_client"])?;
+    let python = python_modules(&["prometheus_client.parser"])?;
     let dir = TempDir::new("metrics-parse");
     std::fs::write(dir.join("metrics.txt"), text).unwrap();
     // One line per sample: family, type, sample name, labels (k=v, by ","), value.
