@@ -12,8 +12,8 @@ use std::fmt::Write;
 
 use crate::http::html::escape_html;
 
-/// Width of a chart, in CSS pixels.
-const WIDTH: f64 = 600.0;
+/// Width of a chart, in CSS pixels (two fit side by side on a 1280-pixel screen).
+const WIDTH: f64 = 560.0;
 /// Height of a chart, in CSS pixels.
 const HEIGHT: f64 = 250.0;
 /// Room left of the plot for the vertical scale's labels, in pixels.
@@ -22,8 +22,10 @@ const LEFT: f64 = 58.0;
 const RIGHT: f64 = 14.0;
 /// Room above the plot for the title, in pixels.
 const TOP: f64 = 34.0;
-/// Room below the plot for the horizontal labels and the legend, in pixels.
-const BOTTOM: f64 = 58.0;
+/// Room below the plot for the horizontal labels and two rows of legend, in pixels.
+const BOTTOM: f64 = 74.0;
+/// Height of one row of the legend, in pixels.
+const LEGEND_ROW: f64 = 17.0;
 /// Horizontal room per character of a legend entry, in pixels (12 px sans-serif).
 const LEGEND_CHAR: f64 = 7.0;
 /// Colours of the series, in order (repeated when there are more series).
@@ -164,11 +166,16 @@ fn open(title: &str, series: &[Series], top: f64, unit: &str) -> String {
     svg
 }
 
-/// The chart's legend and end.
+/// The chart's legend (in rows as wide as the plot) and end.
 fn close(mut svg: String, series: &[Series]) -> String {
     let mut x = LEFT;
-    let y = HEIGHT - 12.0;
+    let mut y = TOP + plot_height() + 36.0;
     for (s, colour) in series.iter().zip(PALETTE.iter().cycle()) {
+        let width = 28.0 + LEGEND_CHAR * s.name.chars().count() as f64;
+        if x > LEFT && x + width > WIDTH - RIGHT {
+            x = LEFT;
+            y += LEGEND_ROW;
+        }
         let _ = write!(
             svg,
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{colour}\"/>\
@@ -177,7 +184,7 @@ fn close(mut svg: String, series: &[Series]) -> String {
             x + 16.0,
             escape_html(&s.name)
         );
-        x += 28.0 + LEGEND_CHAR * s.name.chars().count() as f64;
+        x += width;
     }
     svg.push_str("</svg>");
     svg
@@ -287,13 +294,13 @@ mod tests {
             "{svg}"
         );
         assert!(svg.ends_with("</svg>"));
-        // Five steps over the plot's 528 px: x = 58, 190, 322, 454, 586; top of scale 2.
+        // Five steps over the plot's 488 px: x = 58, 180, 302, 424, 546; top of scale 2.
         assert!(
-            svg.contains("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"190.0,192.0 322.0,34.0\"/>"),
+            svg.contains("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"180.0,176.0 302.0,34.0\"/>"),
             "{svg}"
         );
         assert!(
-            svg.contains("<circle cx=\"586.0\" cy=\"113.0\" r=\"2.5\""),
+            svg.contains("<circle cx=\"546.0\" cy=\"105.0\" r=\"2.5\""),
             "{svg}"
         );
         assert!(
@@ -320,9 +327,9 @@ mod tests {
                 unit: "",
             },
         );
-        // Two groups of 264 px; bars of 105.6 px; a's 5 reaches the top (y 34).
-        assert!(svg.contains("<rect x=\"84.4\" y=\"34.0\" width=\"105.6\" height=\"158.0\" fill=\"#1f77b4\"><title>a: 5 (1ms)</title>"), "{svg}");
-        assert!(svg.contains("<rect x=\"190.0\" y=\"113.0\" width=\"105.6\" height=\"79.0\" fill=\"#d62728\"><title>b: 2.5 (1ms)</title>"), "{svg}");
+        // Two groups of 244 px; bars of 97.6 px; a's 5 reaches the top (y 34).
+        assert!(svg.contains("<rect x=\"82.4\" y=\"34.0\" width=\"97.6\" height=\"142.0\" fill=\"#1f77b4\"><title>a: 5 (1ms)</title>"), "{svg}");
+        assert!(svg.contains("<rect x=\"180.0\" y=\"105.0\" width=\"97.6\" height=\"71.0\" fill=\"#d62728\"><title>b: 2.5 (1ms)</title>"), "{svg}");
         assert!(svg.contains("<title>a: 0 (+Inf)</title>"));
         assert!(!svg.contains("b: 0 (+Inf)"), "a missing value draws no bar");
         assert!(svg.contains(">+Inf</text>"));
@@ -364,6 +371,27 @@ mod tests {
             "{svg}"
         );
         assert!(!svg.contains("<polyline") && !svg.contains("<circle"));
+    }
+
+    #[test]
+    fn a_long_legend_goes_on_to_a_second_row() {
+        let names = [
+            "127.0.0.1:38081",
+            "127.0.0.1:38082",
+            "127.0.0.1:38083",
+            "no backend",
+        ];
+        let many: Vec<Series> = names.iter().map(|n| series(n, &[Some(1.0)])).collect();
+        let svg = line_chart("t", &many, PER_SECOND, ("a", "b"));
+        // Entries of 133 px from x 58: three fit before 546, the fourth starts a row.
+        assert!(
+            svg.contains("<text x=\"340.0\" y=\"212.0\">127.0.0.1:38083</text>"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("<text x=\"74.0\" y=\"229.0\">no backend</text>"),
+            "{svg}"
+        );
     }
 
     #[test]

@@ -351,7 +351,7 @@ fn charts_html(view: &StatusView) -> String {
         .map(|(b, c)| (b.address.clone(), c))
         .collect();
     if s.unrouted.requests > 0 {
-        slots.push(("no backend (cache, refusals)".to_string(), &s.unrouted));
+        slots.push(("no backend".to_string(), &s.unrouted));
     }
     let rates: Vec<Series> = slots
         .iter()
