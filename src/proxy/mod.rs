@@ -27,7 +27,7 @@
 //! | `status_page` | the status page and the metrics, answered instead of steps 3 onwards |
 //! | `admin` | `POST {status_path}/ACTION` (drain a backend, ...), likewise |
 //! | `reply` | the error replies, when a step fails |
-//! | `record` | 13 the log line, the access log line and the status page's figures |
+//! | `record` | 13 the log line, the access log line, the status page's and metrics' figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
 //!
 //! The rest of the folder is what the steps use: `config` (proxy.conf), `balancer` (the
