@@ -13,6 +13,7 @@ mod faults;
 mod hardening;
 mod interop;
 mod logs;
+mod observability;
 mod operations;
 mod proxy;
 mod random_input;
