@@ -185,7 +185,7 @@ fn pool_html(html: &mut String, view: &StatusView, pool: &PoolView) {
         let b = &row.view;
         let _ = writeln!(
             html,
-            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td class=\"ctl\">{}</td></tr>",
             escape_html(&b.address),
             if b.backup {
                 " <small>backup</small>"
@@ -282,8 +282,8 @@ fn controls_html(status_path: &str, pool: &PoolView, b: &BackendView) -> String 
 
 const CSS: &str =
     "body{font-family:sans-serif;font-size:22px;margin:1.5em;background:#fafafa;color:#222}\
-h1{font-size:2em;margin:0}h2{margin-top:1.2em}table{border-collapse:collapse}\
-td,th{border-bottom:1px solid #ccc;padding:.25em .8em;text-align:left}\
+h1{font-size:2em;margin:0}h2{margin-top:1.2em}table{border-collapse:collapse;font-size:.85em}\
+td,th{border-bottom:1px solid #ccc;padding:.25em .6em;text-align:left}.ctl{white-space:nowrap}\
 .up{color:#fff;background:#2a7d2a;padding:0 .4em;border-radius:.2em}\
 .down{color:#fff;background:#b22;padding:0 .4em;border-radius:.2em}\
 .draining{color:#222;background:#e8b923;padding:0 .4em;border-radius:.2em}\
