@@ -9,6 +9,7 @@ mod browser;
 mod cache;
 mod client;
 mod config;
+mod docs;
 mod faults;
 mod hardening;
 mod interop;
