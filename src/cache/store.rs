@@ -63,6 +63,14 @@
 //! minute ([`ATIME_RESOLUTION`]), rather than trust the mount's atime policy (`noatime`,
 //! `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU order.
 //!
+//! A proxy's store also admits by frequency ([`Store::with_admission`], `admission`): once
+//! the cache is full, a response is stored only if its key was asked for before and more often
+//! lately than the least recently used entry's; otherwise it is relayed without a file. The
+//! requests are counted where the index already records them: a lookup that finds an entry
+//! (its use), and `begin` for a key not stored (a miss about to be stored). A miss is counted
+//! there rather than at lookup because the proxy looks a missing key up twice (before and
+//! after joining the request in flight), and a key asked for once must count once.
+//!
 //! A file removed by someone else (an `rm`, another process's flush) is forgotten when a
 //! lookup fails to open it or eviction fails to remove it, and either asks the upkeep
 //! thread for a new census, which re-syncs the whole index in the background.
@@ -79,7 +87,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::index::{parse_name, EvictionTally, Index};
+use super::admission::Sketch;
+use super::index::{parse_name, Admission, EvictionTally, Index};
 use super::{entry_name, variant_key, vary_names};
 use crate::http::body::{response_framing, Framing, COPY_BUFFER};
 use crate::http::parse::{read_response, Limits, MAX_HEADERS, MAX_HEADER_BYTES, MAX_REQUEST_LINE};
@@ -158,6 +167,8 @@ struct Shared {
     room_made: AtomicU64,
     /// Evictions not yet reported in the log.
     tally: Mutex<EvictionTally>,
+    /// Responses not stored because the cache was full and they were not admitted.
+    not_admitted: AtomicU64,
     /// Held while a variant index is read and replaced, so concurrent variants of one URI
     /// agree on one nonce.
     index_lock: Mutex<()>,
@@ -248,6 +259,7 @@ impl Store {
                 room_lock: Mutex::new(()),
                 room_made: AtomicU64::new(0),
                 tally: Mutex::new(EvictionTally::default()),
+                not_admitted: AtomicU64::new(0),
                 index_lock: Mutex::new(()),
                 counter: AtomicU64::new(0),
                 pid: std::process::id(),
@@ -269,6 +281,22 @@ impl Store {
             .name("cache-upkeep".to_string())
             .spawn(move || shared.run_upkeep())
             .map(drop)
+    }
+
+    /// With `on`, the store admits by frequency once the cache is full (see the module's
+    /// doc): the shared cache of a proxy. A private cache (the client's) stores everything.
+    pub fn with_admission(self, on: bool) -> Store {
+        if on {
+            let sketch = Sketch::for_cache(self.shared.max_size);
+            self.shared.lock_index().admit_by_frequency(sketch);
+        }
+        self
+    }
+
+    /// Responses not stored since the start because the cache was full and they were not
+    /// admitted.
+    pub fn not_admitted(&self) -> u64 {
+        self.shared.not_admitted.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk taken by the entry files. With an upkeep thread this is what is known
@@ -315,8 +343,9 @@ impl Store {
     /// dropping it without commit removes the temporary file. Writing more than max_object
     /// bytes of body makes the writer give up quietly (commit then stores nothing).
     ///
-    /// A head whose Content-Length already exceeds max_object gives a writer that has given
-    /// up from the start (see `EntryWriter::is_abandoned`), without touching the disk.
+    /// A head whose Content-Length already exceeds max_object, or a response the full cache
+    /// does not admit (`with_admission`), gives a writer that has given up from the start
+    /// (see `EntryWriter::is_abandoned`), without touching the disk.
     ///
     /// # Errors
     /// The directory cannot be created, or the temporary file cannot be created or written.
@@ -339,7 +368,11 @@ impl Store {
             received: SystemTime::now(),
             retried: false,
         };
-        if declared.is_some_and(|n| n > self.shared.max_object) {
+        let too_big = declared.is_some_and(|n| n > self.shared.max_object);
+        if too_big {
+            log::debug!("cache: {key:?} is larger than cache_max_object, not stored");
+        }
+        if too_big || !self.shared.admits(key, &writer.name) {
             return Ok(writer);
         }
         let mut head = response.clone();
@@ -612,6 +645,24 @@ impl Shared {
         drop(index);
         self.evict_after_store(asked);
         Ok(())
+    }
+
+    /// Whether the entry for `key` (file `name`), about to be stored, is admitted
+    /// (`Index::admit`); one that is not is counted and logged at debug level.
+    fn admits(&self, key: &str, name: &str) -> bool {
+        let Some(name) = parse_name(name) else {
+            return true;
+        };
+        let admission = self.lock_index().admit(name, self.max_size);
+        let Admission::NotAdmitted { asked, victim } = admission else {
+            return true;
+        };
+        self.not_admitted.fetch_add(1, Ordering::Relaxed);
+        log::debug!(
+            "cache: {key:?} not admitted: the cache is full, and it was asked for {asked} times \
+             lately, the least recently used entry {victim}"
+        );
+        false
     }
 
     /// Writes a small file atomically (a variant index).
@@ -1203,6 +1254,39 @@ mod tests {
         assert!(s.read("a").is_some());
         assert!(s.read("c").is_some());
         assert_eq!(s.usage(), 2 * one);
+    }
+
+    #[test]
+    fn a_full_store_admits_a_new_key_at_its_second_request() {
+        let dir = TempDir::new("admission");
+        let probe = store(&dir);
+        put(&probe, "probe", "Content-Length: 2\r\n", b"hi").unwrap();
+        let one = probe.usage();
+        probe.flush().unwrap();
+        let s = Store::new(&dir.0, 3 * one, 1 << 16).with_admission(true);
+        for key in ["a", "b", "c"] {
+            put(&s, key, "Content-Length: 2\r\n", b"hi").unwrap();
+        }
+        assert!(s.read("b").is_some(), "a is now the least recently used");
+        let w = s.begin("d", &resp("Content-Length: 2\r\n")).unwrap();
+        assert!(w.is_abandoned(), "asked for once, no more than a");
+        assert_eq!(dir.files().len(), 3, "not even a temporary file");
+        drop(w);
+        assert_eq!(s.not_admitted(), 1);
+        put(&s, "d", "Content-Length: 2\r\n", b"hi").unwrap();
+        // Past the limit, down to 90%: the two least recently used went.
+        assert!(s.read("a").is_none() && s.read("c").is_none());
+        assert!(s.read("d").is_some());
+        // Below the mark again, so stored at once; then a refresh of the full cache's entry
+        // is admitted: replacing an entry takes no place.
+        put(&s, "e", "Content-Length: 2\r\n", b"hi").unwrap();
+        assert_eq!(s.entries(), 3);
+        let head = s.read("b").unwrap().response;
+        assert!(s.refresh("b", &head).unwrap());
+        assert_eq!(s.not_admitted(), 1);
+        // Without admission, the same store stores everything.
+        let plain = Store::new(&dir.0, 3 * one, 1 << 16);
+        assert!(!plain.begin("e", &resp("")).unwrap().is_abandoned());
     }
 
     #[test]
