@@ -122,6 +122,17 @@ impl Eviction {
     }
 }
 
+/// What the index says of a name being looked up (`Index::look_up`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Not stored, and the census is complete: a miss, with no need to look on disk.
+    Absent,
+    /// Stored: its use is recorded.
+    Used,
+    /// The census has not ended: only the disk knows (record the use with `touch`).
+    Unsure,
+}
+
 /// Whether a response may be stored (`Index::admit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -333,6 +344,21 @@ impl Index {
                 self.note(name);
                 self.put(name, size, used);
             }
+        }
+    }
+
+    /// A lookup of `name` at `now`: if the entry is known, its use is recorded as by `touch`
+    /// (with the size known); if not, whether the complete index can say it is not stored.
+    /// A file put in the directory by someone else is not known until the next census.
+    pub fn look_up(&mut self, name: Name, now: SystemTime) -> Presence {
+        if let Some(meta) = self.entries.get(&name) {
+            let size = meta.size;
+            self.touch(name, size, now);
+            Presence::Used
+        } else if self.is_complete() {
+            Presence::Absent
+        } else {
+            Presence::Unsure
         }
     }
 
@@ -568,6 +594,24 @@ mod tests {
         // A use of a file the complete index does not know adds nothing.
         index.touch(n(9), 100, at(5000));
         assert_eq!((index.len(), index.usage()), (1, 100));
+    }
+
+    #[test]
+    fn a_lookup_uses_a_known_entry_and_answers_absent_only_once_counted() {
+        let mut index = Index::new();
+        assert_eq!(index.look_up(n(1), at(1)), Presence::Unsure);
+        index.begin_census();
+        index.record(n(1), 100, at(1));
+        index.record(n(2), 100, at(2));
+        assert_eq!(
+            index.look_up(n(3), at(3)),
+            Presence::Unsure,
+            "maybe not listed yet"
+        );
+        index.finish_census();
+        assert_eq!(index.look_up(n(1), at(4)), Presence::Used);
+        assert_eq!(index.look_up(n(3), at(5)), Presence::Absent);
+        assert_eq!(evict_all(&mut index, 0), [n(2), n(1)], "1 was used last");
     }
 
     #[test]
