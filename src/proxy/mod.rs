@@ -411,7 +411,7 @@ fn validate(config: &Config, request: &Request) -> Result<Framing> {
         && config
             .methods
             .as_ref()
-            .map_or(true, |allowed| allowed.contains(&request.method));
+            .is_none_or(|allowed| allowed.contains(&request.method));
     if !forwarded {
         return Err(Error::MethodNotForwarded(request.method.clone()));
     }
