@@ -79,6 +79,7 @@ mod reply;
 mod request_body;
 mod rewrite;
 mod routing;
+mod splice;
 mod start;
 pub(crate) mod stats;
 pub(crate) mod status;

@@ -2,12 +2,13 @@
 //! then its body streamed from the backend to the client (and into the cache entry, through
 //! `Tee`), or a stored response served from the cache.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
 use super::fill::relay_and_store;
 use super::rewrite::via;
+use super::splice::{self, SPLICE_THRESHOLD};
 use super::{Sent, CLIENT_WRITE_BUFFER};
 use crate::cache::{self, CacheStatus, Entry, EntryWriter, FlightGuard};
 use crate::error::{Error, Result, Side};
@@ -113,6 +114,11 @@ pub(super) fn relay_response(
         let mut body = BodyReader::new(upstream.reader(), upstream_framing);
         return relay_and_store(client, head, chunked, &mut body, entry, guard, sent);
     }
+    if let Framing::Length(n) = upstream_framing {
+        if n >= SPLICE_THRESHOLD && client_framing == upstream_framing {
+            return relay_spliced(upstream, client, response, n, sent);
+        }
+    }
     let body_len = match client_framing {
         Framing::Length(n) => Some(n),
         Framing::Empty => Some(0),
@@ -141,6 +147,37 @@ pub(super) fn relay_response(
     };
     result?;
     out.flush().map_err(client_err)
+}
+
+/// Step 12 for a body of `len` bytes, at least `SPLICE_THRESHOLD`: the head and whatever
+/// of the body already arrived with it in one write, then the rest moved socket to socket
+/// in the kernel (see `splice`). The backend connection ends at the body's end, as with the
+/// buffered copy, so it can go back to the pool.
+fn relay_spliced(
+    upstream: &mut Connection,
+    client: &TcpStream,
+    response: &Response,
+    len: u64,
+    sent: &mut Sent,
+) -> Result<()> {
+    let client_err = |e| Error::Io(Side::Client, e);
+    let buffered = upstream.reader().buffer();
+    let early = buffered
+        .len()
+        .min(usize::try_from(len).unwrap_or(usize::MAX));
+    let mut out = start_response(client, response, Some(early as u64), sent)?;
+    out.write_all(&buffered[..early]).map_err(client_err)?;
+    out.flush().map_err(client_err)?;
+    upstream.reader().consume(early);
+    sent.bytes = early as u64;
+    let sides = (Side::Backend, Side::Client);
+    splice::relay(
+        upstream.writer(),
+        client,
+        len - early as u64,
+        sides,
+        &mut sent.bytes,
+    )
 }
 
 /// Writes `response`'s head into a buffered writer toward the client, with room for the

@@ -24,3 +24,4 @@ mod slots;
 mod status;
 mod webserver;
 mod websocket;
+mod zero_copy;
