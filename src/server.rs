@@ -192,6 +192,9 @@ pub fn serve<H>(
         settings.client_timeout,
         active,
     );
+    if client_stream::set_on_listener(&listener, settings.client_timeout) {
+        slots.note_inherited_options();
+    }
     let workers = Workers::new(handler, MAX_IDLE_WORKERS, IDLE_WORKER_TIMEOUT);
     // `accept` returns the peer's address with the socket: no `getpeername` per connection.
     let incoming =
@@ -231,6 +234,8 @@ fn accept_loop<H>(
     for conn in incoming {
         let (stream, peer) = match conn {
             Ok(accepted) => accepted,
+            // The listener's read timeout (see `set_on_listener`): no client came meanwhile.
+            Err(e) if crate::error::is_timeout(&e) => continue,
             Err(e) => {
                 log::warn!("accept failed: {e}");
                 thread::sleep(ACCEPT_BACKOFF);
