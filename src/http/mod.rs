@@ -18,6 +18,7 @@ pub mod date;
 pub mod html;
 pub mod parse;
 pub mod percent;
+pub mod range;
 pub mod serialize;
 
 /// The HTTP versions Relevo speaks (RFC 9112 §2.3).
