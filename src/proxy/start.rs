@@ -10,6 +10,7 @@
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread;
 
@@ -173,14 +174,17 @@ impl Proxy {
     /// # Errors
     /// When the access log cannot be opened (see `Config::blame`).
     pub fn new(config: Config) -> Result<Self> {
-        let cache = config.cache.then(|| SharedCache {
-            store: Store::new(
-                &config.cache_dir,
-                config.cache_max_size,
-                config.cache_max_object,
-            ),
-            in_flight: InFlight::new(),
-            pass: PassMarks::new(),
+        let cache = config.cache.then(|| {
+            Arc::new(SharedCache {
+                store: Store::new(
+                    &config.cache_dir,
+                    config.cache_max_size,
+                    config.cache_max_object,
+                ),
+                in_flight: InFlight::new(),
+                pass: PassMarks::new(),
+                refreshing: AtomicUsize::new(0),
+            })
         });
         let stats = Stats::new();
         let first = Generation::build(config, &stats, 1)?;

@@ -132,6 +132,10 @@ pub struct CacheCounters {
     misses: AtomicU64,
     revalidated: AtomicU64,
     bypassed: AtomicU64,
+    stale: AtomicU64,
+    stale_if_error: AtomicU64,
+    /// Responses removed by `POST {status_path}/purge` (variants counted one by one).
+    purged: AtomicU64,
 }
 
 /// Everything gathered, shared by all connection threads.
@@ -174,13 +178,20 @@ pub struct Snapshot {
     pub cache_revalidated: u64,
     /// See `cache_hits`.
     pub cache_bypassed: u64,
+    /// Stale responses served while refreshed in the background (stale-while-revalidate).
+    pub cache_stale: u64,
+    /// Stale responses served because no backend could answer (stale-if-error).
+    pub cache_stale_if_error: u64,
+    /// Stored responses removed by purges since start.
+    pub cache_purged: u64,
 }
 
 impl Snapshot {
-    /// Share of cache lookups answered without the backend sending a body (hits and
-    /// revalidations over all lookups); None before the first lookup.
+    /// Share of cache lookups answered without the backend sending a body (hits, stale
+    /// serves and revalidations over all lookups); None before the first lookup.
     pub fn hit_ratio(&self) -> Option<f64> {
-        let served = self.cache_hits + self.cache_revalidated;
+        let served =
+            self.cache_hits + self.cache_revalidated + self.cache_stale + self.cache_stale_if_error;
         let total = served + self.cache_misses;
         (total > 0).then(|| served as f64 / total as f64)
     }
@@ -250,6 +261,8 @@ impl Stats {
             Some(CacheStatus::Miss) => Some(&self.cache.misses),
             Some(CacheStatus::Revalidated) => Some(&self.cache.revalidated),
             Some(CacheStatus::Bypass) => Some(&self.cache.bypassed),
+            Some(CacheStatus::Stale) => Some(&self.cache.stale),
+            Some(CacheStatus::StaleIfError) => Some(&self.cache.stale_if_error),
             None => None,
         };
         if let Some(counter) = counter {
@@ -275,7 +288,15 @@ impl Stats {
             cache_misses: self.cache.misses.load(Ordering::Relaxed),
             cache_revalidated: self.cache.revalidated.load(Ordering::Relaxed),
             cache_bypassed: self.cache.bypassed.load(Ordering::Relaxed),
+            cache_stale: self.cache.stale.load(Ordering::Relaxed),
+            cache_stale_if_error: self.cache.stale_if_error.load(Ordering::Relaxed),
+            cache_purged: self.cache.purged.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts `n` stored responses removed by a purge.
+    pub fn purged(&self, n: u64) {
+        self.cache.purged.fetch_add(n, Ordering::Relaxed);
     }
 }
 
