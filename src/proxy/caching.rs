@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::fill::{growing, selecting_values, Following};
 use super::generation::Generation;
+use super::purge::KnownHosts;
 use super::tunnel::asks_for_websocket;
 use crate::cache::{
     self, CacheStatus, Entry, EntryWriter, FlightGuard, InFlight, PassMarks, Policy, Reuse, Role,
@@ -35,6 +36,8 @@ pub(super) struct SharedCache {
     /// Background refreshes running (see `refresh`), at most
     /// `refresh::MAX_BACKGROUND_REFRESHES`.
     pub(super) refreshing: AtomicUsize,
+    /// The hosts responses are stored for, for a purge by path (`purge`).
+    pub(super) hosts: KnownHosts,
 }
 
 /// The outcome of the cache lookup step.
@@ -254,6 +257,7 @@ pub(super) fn store(
     cache.pass.clear(base);
     match cache.store.begin_variant(base, request, &stored) {
         Ok(entry) if !entry.is_abandoned() => {
+            cache.hosts.note(base);
             if let Some(leader) = &plan.leader {
                 leader.publish(growing(&entry, &stored, request));
             }

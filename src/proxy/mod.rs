@@ -28,7 +28,8 @@
 //! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
 //! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
 //! | `status_page` | the status page, answered instead of steps 3 onwards |
-//! | `admin` | `POST {status_path}/ACTION` (drain a backend, reload, stop), likewise |
+//! | `admin` | `POST {status_path}/ACTION` (drain a backend, purge, reload, stop), likewise |
+//! | `purge` | what a purge removes: one URL, or one path on every host stored |
 //! | `reply` | the error replies, when a step fails |
 //! | `record` | 13 the log line, the access log line and the status page's figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
@@ -67,6 +68,7 @@ mod fill;
 mod forward;
 mod generation;
 pub(crate) mod health;
+mod purge;
 mod record;
 mod refresh;
 mod relay;

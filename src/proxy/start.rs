@@ -17,6 +17,7 @@ use std::thread;
 use super::caching::SharedCache;
 use super::config::{Backend, Config};
 use super::generation::Generation;
+use super::purge::KnownHosts;
 use super::reload::Origin;
 use super::stats::Stats;
 use super::upstream::POOL_REAP_INTERVAL;
@@ -184,6 +185,7 @@ impl Proxy {
                 in_flight: InFlight::new(),
                 pass: PassMarks::new(),
                 refreshing: AtomicUsize::new(0),
+                hosts: KnownHosts::load(&config.cache_dir),
             })
         });
         let stats = Stats::new();

@@ -134,7 +134,9 @@ pub struct CacheCounters {
     bypassed: AtomicU64,
     stale: AtomicU64,
     stale_if_error: AtomicU64,
-    /// Responses removed by `POST {status_path}/purge` (variants counted one by one).
+    /// Purges carried out (`POST {status_path}/purge`).
+    purges: AtomicU64,
+    /// Stored responses they removed (variants counted one by one).
     purged: AtomicU64,
 }
 
@@ -182,6 +184,8 @@ pub struct Snapshot {
     pub cache_stale: u64,
     /// Stale responses served because no backend could answer (stale-if-error).
     pub cache_stale_if_error: u64,
+    /// Purges carried out since start.
+    pub cache_purges: u64,
     /// Stored responses removed by purges since start.
     pub cache_purged: u64,
 }
@@ -290,12 +294,14 @@ impl Stats {
             cache_bypassed: self.cache.bypassed.load(Ordering::Relaxed),
             cache_stale: self.cache.stale.load(Ordering::Relaxed),
             cache_stale_if_error: self.cache.stale_if_error.load(Ordering::Relaxed),
+            cache_purges: self.cache.purges.load(Ordering::Relaxed),
             cache_purged: self.cache.purged.load(Ordering::Relaxed),
         }
     }
 
-    /// Counts `n` stored responses removed by a purge.
+    /// Counts a purge, which removed `n` stored responses.
     pub fn purged(&self, n: u64) {
+        self.cache.purges.fetch_add(1, Ordering::Relaxed);
         self.cache.purged.fetch_add(n, Ordering::Relaxed);
     }
 }
