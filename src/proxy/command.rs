@@ -56,8 +56,9 @@ pub struct Args {
     /// Log file, overriding `log_file`.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
-    /// Seconds a response without its own lifetime stays fresh in the cache, overriding
-    /// `cache_ttl` (0: cache only what the origin marks fresh).
+    /// Seconds a response with neither its own lifetime nor Last-Modified stays fresh in
+    /// the cache, overriding `cache_ttl` (0: cache only what the origin marks fresh, or can
+    /// be validated).
     #[arg(long, value_name = "SECS")]
     ttl: Option<u64>,
     /// Empty the cache directory (entry files only), say what was removed, and exit.
