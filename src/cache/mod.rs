@@ -19,10 +19,12 @@
 //! ```text
 //! key       = "http://" host target        the effective request URI (RFC 9110 §7.1)
 //! file      = sha1_hex(key)                 one per stored response; Vary adds variants
-//! fresh     = current_age < freshness_lifetime     (RFC 9111 §4.2)
-//! fresh     → served as is ("HIT", with Age)
-//! stale     → validated with If-None-Match / If-Modified-Since (§4.3): 304 → "REVALIDATED"
+//! fresh     = current_age < freshness_lifetime     (`freshness`, RFC 9111 §4.2)
+//! fresh     → served as is ("HIT", with Age), or the part a Range asks for
+//! stale     → inside stale-while-revalidate: served ("STALE"), refreshed in the background
+//!           → else validated with If-None-Match / If-Modified-Since (§4.3): 304 → "REVALIDATED"
 //! otherwise → fetched ("MISS") and stored while it streams to the client, if storable (§3)
+//! no backend answers → a stale entry stands in if allowed ("STALE-IF-ERROR", `stale`)
 //! ```
 //!
 //! Where RFC 9111 leaves a choice, the choice is written next to the code, with what Apache
