@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! proxy/      the reverse proxy: the steps of one request (mod.rs), its configuration,
-//!             balancer, health checks, backend connections, status page and access log
+//!             balancer, health checks, backend connections, status page, metrics and
+//!             access log
 //! webserver/  the demo backend: a static file server whose pages show who answered
 //! client/     the HTTP client, `client LOG_FILE URL`, with a private cache
 //! ```

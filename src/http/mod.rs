@@ -3,8 +3,9 @@
 //! These are plain values. Reading them from bytes is `parse`, writing them is `serialize`,
 //! moving bodies is `body`, and HTTP-dates are `date`. Rules more than one program applies
 //! live here too, once: conditional requests (`conditional`, for the cache and the web
-//! server), percent-decoding (`percent`, for the web server and the client) and HTML
-//! escaping (`html`, for the status page and the web server's pages). Nothing here touches a
+//! server), percent-decoding (`percent`, for the web server and the client), HTML
+//! escaping (`html`, for the status page and the web server's pages) and request ids
+//! (`request_id`, decided by the proxy, logged by the web server). Nothing here touches a
 //! socket.
 //!
 //! Field values are kept as `String`s holding one `char` per byte (ISO-8859-1, the historic
@@ -19,6 +20,7 @@ pub mod html;
 pub mod parse;
 pub mod percent;
 pub mod range;
+pub mod request_id;
 pub mod serialize;
 
 /// The HTTP versions Relevo speaks (RFC 9112 §2.3).

@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::relay::{filter_response, start_response};
+use super::relay::{filter_response, start_response, Stamp};
 use super::Sent;
-use crate::cache::{self, CacheStatus, EntryWriter, Flight, FlightGuard, Growing, Progress};
+use crate::cache::{self, EntryWriter, Flight, FlightGuard, Growing, Progress};
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, read_through_buffer, response_framing, Framing};
 use crate::http::serialize::ChunkedWriter;
@@ -416,7 +416,7 @@ pub(super) fn serve_growing(
     request: &Request,
     following: &Following,
     wait: Duration,
-    cache: CacheStatus,
+    stamp: Stamp,
     sent: &mut Sent,
 ) -> Result<bool> {
     let Following { flight, growing } = following;
@@ -443,7 +443,7 @@ pub(super) fn serve_growing(
         SystemTime::now(),
     );
     head.headers.set("Age", "0");
-    head.headers.set("X-Cache", cache.as_str());
+    stamp.apply(&mut head.headers);
     sent.status = Some(head.status);
     sent.keep_alive = keep_alive;
     let body_len = match client_framing {

@@ -18,6 +18,7 @@ use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::authority::absolute_form_parts;
 use crate::http::body::{copy_body, BodyProgress, BodyReader, Framing};
 use crate::http::parse::{self, Limits};
+use crate::http::request_id::RequestId;
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{Request, Response, Version};
 use crate::proxy::config::Config;
@@ -208,6 +209,7 @@ impl Upstreams {
             job.request,
             job.peer,
             &self.authorities[id],
+            job.request_id,
             job.body.outgoing_framing(),
             config.upstream_keepalive > 0,
         );
@@ -299,6 +301,8 @@ pub(super) struct Job<'a> {
     pub(super) client: Option<&'a mut BufReader<ClientStream>>,
     pub(super) peer: SocketAddr,
     pub(super) request: &'a Request,
+    /// The request's id, sent on as `X-Request-Id`.
+    pub(super) request_id: RequestId,
     pub(super) body: &'a RequestBody,
     pub(super) validators: Option<&'a [(String, String)]>,
     /// The backend tried last (the one that answered, on success).

@@ -66,7 +66,7 @@ impl Generation {
         let access_log = config
             .access_log
             .as_deref()
-            .map(AccessLog::open)
+            .map(|path| AccessLog::open(path, config.access_log_format))
             .transpose()
             .map_err(|why| config.blame("access_log", why))?;
         Ok(Generation {

@@ -27,19 +27,20 @@
 //! | `relay` | 11 `filter_response`, 12 `relay_response`, and `serve_from_cache` |
 //! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
 //! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
-//! | `status_page` | the status page, answered instead of steps 3 onwards |
+//! | `status_page` | the status page and the metrics, answered instead of steps 3 onwards |
 //! | `admin` | `POST {status_path}/ACTION` (drain a backend, purge, reload, stop), likewise |
 //! | `purge` | what a purge removes: one URL, or one path on every host stored |
 //! | `reply` | the error replies, when a step fails |
-//! | `record` | 13 the log line, the access log line and the status page's figures |
+//! | `record` | 13 the log line, the access log line, the status page's and metrics' figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
 //! | `reload` | a new configuration swapped in while serving; the graceful stop |
 //!
 //! The rest of the folder is what the steps use: `config` (proxy.conf), `generation` (a
 //! configuration in force and what is built from it: pools, routes, access log), `balancer` (the
 //! `balance` algorithms, passive health, drain state; pure), `health` (active probes),
-//! `upstream` (backend sockets and the keep-alive pool), `stats` and `status` (what the
-//! status page shows), `access_log`.
+//! `upstream` (backend sockets and the keep-alive pool), `stats` and `histogram` (the
+//! figures), `status` and `charts` (the status page), `metrics` (the same for Prometheus),
+//! `access_log` and `json`.
 //!
 //! A step that fails returns an `Error`; `Error::status` turns it into the response the
 //! client gets (400 and friends for a bad request, 501 for a method not forwarded, 502/504
@@ -50,7 +51,10 @@
 //!
 //! Every response carries `X-Cache: HIT`, `MISS`, `REVALIDATED`, `STALE` (served stale while
 //! refreshed in the background, `refresh`), `STALE-IF-ERROR` (served stale because no backend
-//! could answer) or `BYPASS`, and the log line says the same. Bodies stream in bounded memory whatever their size, also while stored.
+//! could answer) or `BYPASS`, and the log line says the same. Every request has an id
+//! (`X-Request-Id`: the client's own when valid, else a new one, decided once its head is
+//! read), which the backend gets, the response carries back, and every log writes
+//! (`relay::Stamp` puts both fields on each response). Bodies stream in bounded memory whatever their size, also while stored.
 //!
 //! Everything forwarded is re-framed here: the backend gets our Content-Length or our
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
@@ -60,6 +64,7 @@ pub(crate) mod access_log;
 mod admin;
 pub(crate) mod balancer;
 mod caching;
+pub(crate) mod charts;
 mod check;
 pub mod command;
 pub mod config;
@@ -68,6 +73,9 @@ mod fill;
 mod forward;
 mod generation;
 pub(crate) mod health;
+pub(crate) mod histogram;
+pub(crate) mod json;
+pub(crate) mod metrics;
 mod purge;
 mod record;
 mod refresh;
@@ -87,12 +95,13 @@ pub(crate) mod upstream;
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use crate::cache::CacheStatus;
 use crate::error::{Error, ParseError, Result, Side};
 use crate::http::body::{request_framing, response_framing, Framing};
 use crate::http::parse;
+use crate::http::request_id::RequestId;
 use crate::http::Request;
 use crate::server::{ClientStream, Stopper};
 use caching::{Fill, Forward, Lookup, SharedCache};
@@ -102,7 +111,7 @@ pub use control::{ask, Ask};
 use fill::serve_growing;
 use forward::{reusable, Job, Upstream};
 use generation::Generation;
-use relay::{filter_response, relay_response, serve_from_cache};
+use relay::{filter_response, relay_response, serve_from_cache, Stamp};
 pub use reload::Origin;
 use rewrite::{client_host, rewrite_locations};
 pub use start::{flush_cache, run};
@@ -156,6 +165,9 @@ struct Record {
     sent: Sent,
     /// What the cache did, for `X-Cache` and the log line.
     cache: CacheStatus,
+    /// The request's id, decided once its head is read: sent to the backend and back to
+    /// the client, and written in every log.
+    request_id: RequestId,
     /// The pool the request was routed to (an index into the generation's pools).
     pool: usize,
     /// The backend of that pool that answered (or the last one tried).
@@ -169,6 +181,16 @@ struct Record {
     tunnel: Option<tunnel::Report>,
 }
 
+impl Record {
+    /// What every response to this request carries (`X-Cache`, `X-Request-Id`).
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            cache: self.cache,
+            request_id: self.request_id,
+        }
+    }
+}
+
 impl Proxy {
     /// Serves one client connection: requests are read and answered in order until the
     /// client closes, asks to close, times out, or sends something that breaks framing.
@@ -176,7 +198,6 @@ impl Proxy {
     pub fn handle_connection(&self, stream: ClientStream, peer: SocketAddr) {
         let mut client = BufReader::with_capacity(CLIENT_BUFFER, stream);
         loop {
-            let started = Instant::now();
             // Step 1: read the request head, all of it within client_timeout (idle wait
             // included; less when the slots are under pressure, and the connection may be
             // closed to make room while it waits: see server::slots). A clean close, an
@@ -185,7 +206,8 @@ impl Proxy {
             client.get_mut().await_head();
             let limits = self.generation().limits;
             let head = parse::read_request(&mut client, &limits);
-            client.get_mut().head_received();
+            // The request's time starts at its first byte, not at the idle wait before it.
+            let started = client.get_mut().head_received();
             // The configuration this request runs on, to its end.
             let gen = self.generation();
             let mut record = Record::default();
@@ -193,11 +215,14 @@ impl Proxy {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(e) => {
+                    record.request_id = RequestId::fresh();
                     reply_error(&gen, &client, &e, None, &mut record);
                     self.log_request(&gen, peer, None, &record, started, Some(&e));
                     return;
                 }
             };
+            // Step 2 (first part): the request's id, the client's own when valid.
+            record.request_id = RequestId::decide(&request);
             let result = self.serve_request(&gen, &mut client, peer, &request, &mut record);
             if let Err(e) = &result {
                 reply_error(&gen, &client, e, Some(&request), &mut record);
@@ -230,6 +255,13 @@ impl Proxy {
         record: &mut Record,
     ) -> Result<()> {
         let config = &gen.config;
+        if status_page::is_metrics_request(config, request)
+            && request_framing(request) == Ok(Framing::Empty)
+        {
+            record.internal = true;
+            let out = client.get_ref().tcp();
+            return self.serve_metrics(gen, out, peer, request, &mut record.sent);
+        }
         if let Some(action) = admin::action(config, request) {
             record.internal = true;
             return self.serve_admin(gen, client, peer, request, action, record);
@@ -251,23 +283,25 @@ impl Proxy {
         let mut plan = match caching::lookup(cache, gen, request, framing) {
             Lookup::Hit(entry, age) => {
                 record.cache = CacheStatus::Hit;
-                return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
             }
             Lookup::Stale(entry, age, base) => {
                 record.cache = CacheStatus::Stale;
                 self.refresh_in_background(gen, request, peer, base);
-                return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
             }
             Lookup::Follow(following) => {
                 record.cache = CacheStatus::Hit;
-                let sent = &mut record.sent;
-                if serve_growing(out, request, &following, wait, record.cache, sent)? {
+                let (stamp, sent) = (record.stamp(), &mut record.sent);
+                if serve_growing(out, request, &following, wait, stamp, sent)? {
                     return Ok(());
                 }
                 // The entry was committed or dropped just now: look again, once.
                 match caching::lookup(cache, gen, request, framing) {
                     Lookup::Hit(entry, age) | Lookup::Stale(entry, age, _) => {
-                        return serve_from_cache(out, request, entry, age, record.cache, sent);
+                        return serve_from_cache(out, request, entry, age, stamp, sent);
                     }
                     Lookup::Forward(plan) => plan,
                     Lookup::Follow(_) => Forward::bypass(),
@@ -280,6 +314,7 @@ impl Proxy {
             client: Some(client),
             peer,
             request,
+            request_id: record.request_id,
             body: &body,
             validators: plan.stale.as_ref().map(|s| s.conditionals.as_slice()),
             tried: None,
@@ -296,8 +331,8 @@ impl Proxy {
                     Some((entry, age)) => {
                         log::warn!("{peer} \"{}\": {e}; served stale", request.request_line());
                         record.cache = CacheStatus::StaleIfError;
-                        let out = client.get_ref().tcp();
-                        serve_from_cache(out, request, entry, age, record.cache, &mut record.sent)
+                        let (out, stamp) = (client.get_ref().tcp(), record.stamp());
+                        serve_from_cache(out, request, entry, age, stamp, &mut record.sent)
                     }
                     None => Err(e),
                 };
@@ -321,8 +356,8 @@ impl Proxy {
         let (config, upstreams) = (&gen.config, &gen.pools[record.pool]);
         if upstream.response.status == 101 {
             let idle = config.tunnel_idle_timeout;
-            let (stats, sent) = (&self.stats, &mut record.sent);
-            let report = tunnel::run(client, request, upstream, stats, idle, record.cache, sent)?;
+            let (stamp, stats, sent) = (record.stamp(), &self.stats, &mut record.sent);
+            let report = tunnel::run(client, request, upstream, stats, idle, stamp, sent)?;
             record.tunnel = Some(report);
             return Ok(());
         }
@@ -346,7 +381,8 @@ impl Proxy {
             if let Some((entry, age)) = caching::stale_on_error(gen, request, plan) {
                 // The error's body is left unread: its connection is closed, not pooled.
                 record.cache = CacheStatus::StaleIfError;
-                return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
             }
         }
         caching::invalidate(cache, gen, request, &response);
@@ -355,7 +391,8 @@ impl Proxy {
                 record.cache = CacheStatus::Revalidated;
                 // A 304 has no body: the connection is ready for the next request.
                 upstreams.release(id, conn, reusable);
-                return serve_from_cache(out, request, entry, age, record.cache, &mut record.sent);
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
             }
             Fill::Relay(entry) => entry,
         };
@@ -365,7 +402,7 @@ impl Proxy {
         let now = SystemTime::now();
         let (mut response, client_framing, keep_alive) =
             filter_response(response, request.version, upstream_framing, keep_alive, now);
-        response.headers.set("X-Cache", record.cache.as_str());
+        record.stamp().apply(&mut response.headers);
         record.sent.status = Some(response.status);
         record.sent.keep_alive = keep_alive;
         // An event stream may be silent for minutes between events: its reads wait up to
@@ -397,9 +434,9 @@ fn reply_error(
     record: &mut Record,
 ) {
     let mut out = client.get_ref().tcp();
-    let (consumed, cache) = (record.body_consumed, record.cache);
+    let (consumed, stamp) = (record.body_consumed, record.stamp());
     let sent = &mut record.sent;
-    reply::send_error(&mut out, &gen.config, e, request, consumed, cache, sent);
+    reply::send_error(&mut out, &gen.config, e, request, consumed, stamp, sent);
 }
 
 /// Step 2: is this a request we forward, and how is its body framed?

@@ -1,6 +1,7 @@
 //! Step 13, the record of one request: one line in the log (terminal and `log_file`), one
-//! in the access log, and one in the status page's figures. Written exactly once per
-//! request, by the connection loop, on success and on error alike.
+//! in the access log, and one in the status page's and the metrics' figures. Written
+//! exactly once per request, by the connection loop, on success and on error alike. Each
+//! carries the request's id, as the backend got it and the client got it back.
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -9,6 +10,7 @@ use super::access_log::AccessEntry;
 use super::generation::Generation;
 use super::stats::RequestRecord;
 use super::{Proxy, Record};
+use crate::cache::CacheStatus;
 use crate::error::Error;
 use crate::http::Request;
 
@@ -37,18 +39,23 @@ impl Proxy {
         let ms = elapsed.as_millis();
         let bytes = record.sent.bytes;
         let cache = record.cache.as_str();
+        let id = record.request_id;
         let tunnel = record.tunnel.as_ref().map_or(String::new(), |t| {
             format!(" (tunnel: {} B up, {} B down, {})", t.up, t.down, t.ending)
         });
         match (error, record.internal) {
-            (None, true) => log::debug!("{peer} \"{line_text}\" -> {status} {bytes} B {ms} ms"),
+            (None, true) => {
+                log::debug!("{peer} \"{line_text}\" -> {status} {bytes} B {ms} ms id={id}");
+            }
             (None, false) => {
                 log::info!(
-                    "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms{tunnel}"
+                    "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms \
+                     id={id}{tunnel}"
                 );
             }
             (Some(e), _) => log::warn!(
-                "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms ({e})"
+                "{peer} \"{line_text}\" -> {backend} {status} {cache} {bytes} B {ms} ms id={id} \
+                 ({e})"
             ),
         }
         let now = SystemTime::now();
@@ -56,14 +63,14 @@ impl Proxy {
             access_log.write(&AccessEntry {
                 time: now,
                 client: peer.ip(),
-                request_line: line.as_deref(),
+                request,
                 status: record.sent.status,
                 bytes,
-                referer: request.and_then(|r| r.headers.get("referer")),
-                user_agent: request.and_then(|r| r.headers.get("user-agent")),
                 upstream,
+                pool: request.map(|_| pool.name.as_str()),
                 cache: request.map(|_| record.cache),
                 elapsed,
+                request_id: id,
             });
         }
         if !record.internal {
@@ -76,8 +83,30 @@ impl Proxy {
                 status: record.sent.status,
                 cache: request.map(|_| record.cache),
                 elapsed,
+                request_id: id,
+                upstream_bytes: record.upstream_bytes(),
             };
             self.stats.record(request, counters);
+        }
+    }
+}
+
+impl Record {
+    /// Body bytes that came from the backend: what the client took of a relayed response
+    /// or of a tunnel's way down. An error reply (`sent.head` stays false: only relayed,
+    /// cached and tunnelled answers set it) and an answer from the cache (a revalidation
+    /// included: the backend's 304 had no body; and a stale answer standing in for a
+    /// failing backend) count none.
+    fn upstream_bytes(&self) -> u64 {
+        let relayed = self.backend.is_some() && self.sent.head;
+        let from_cache = matches!(
+            self.cache,
+            CacheStatus::Revalidated | CacheStatus::StaleIfError
+        );
+        if relayed && !from_cache {
+            self.sent.bytes
+        } else {
+            0
         }
     }
 }

@@ -9,7 +9,7 @@
 //! cannot be answered stale follow it as usual, reading the new entry as it is written). At
 //! most [`MAX_BACKGROUND_REFRESHES`] run at once; beyond, the stale response is served
 //! without one, and a later request starts it. A refresh has no client: no body, no interim
-//! responses, no access log line; its outcome is logged.
+//! responses, no access log line; it has a request id of its own, and its outcome is logged.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -26,6 +26,7 @@ use super::rewrite::{client_host, rewrite_locations};
 use super::{Proxy, Sent};
 use crate::cache::{self, CacheStatus, Reuse, Role};
 use crate::http::body::{response_framing, BodyReader, Framing};
+use crate::http::request_id::RequestId;
 use crate::http::Request;
 
 /// Background refreshes that may run at once, over all URIs.
@@ -118,10 +119,14 @@ fn refresh(cache: &SharedCache, gen: &Generation, request: &Request, peer: Socke
         start: Vec::new(),
         rest: None,
     };
+    // A request of its own: a new id, which the backend's log and ours show.
+    let request_id = RequestId::fresh();
+    log::debug!("cache: refreshing {base} in the background, request id {request_id}");
     let mut job = Job {
         client: None,
         peer,
         request,
+        request_id,
         body: &body,
         validators: plan.stale.as_ref().map(|s| s.conditionals.as_slice()),
         tried: None,

@@ -15,9 +15,27 @@ use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, BodyReader, Framing};
 use crate::http::date::{format_http_date, parse_http_date};
 use crate::http::range::{content_range, requested_part, unsatisfied_range, Part};
+use crate::http::request_id::{RequestId, REQUEST_ID_FIELD};
 use crate::http::serialize::{self, ChunkedWriter};
-use crate::http::{remove_hop_by_hop, Request, Response, Version};
+use crate::http::{remove_hop_by_hop, Headers, Request, Response, Version};
 use crate::proxy::upstream::Connection;
+
+/// What the proxy adds to every response to a request, whichever step writes it (relay,
+/// cache, tunnel, error reply): `X-Cache`, what the cache did, and `X-Request-Id`, the id
+/// the backend was given. Both replace whatever the backend or the stored entry had.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamp {
+    pub(crate) cache: CacheStatus,
+    pub(crate) request_id: RequestId,
+}
+
+impl Stamp {
+    /// Sets the stamp's fields in `headers`.
+    pub(crate) fn apply(&self, headers: &mut Headers) {
+        headers.set("X-Cache", self.cache.as_str());
+        headers.set(REQUEST_ID_FIELD, self.request_id.as_str());
+    }
+}
 
 /// Step 11: the response as the client should see it, the framing we send it with, and
 /// whether the connection stays open afterwards.
@@ -187,7 +205,7 @@ impl<W: Write> Write for Counted<W> {
 
 /// Step 12, from the cache: the stored response, a 304 when the client's own conditional
 /// matches (RFC 9111 §4.3.2), or the part a `Range` request asks for ([`cached_answer`]),
-/// with `Age` (§5.1: the current age, whole seconds) and `X-Cache`. Date and the other
+/// with `Age` (§5.1: the current age, whole seconds) and the `stamp`. Date and the other
 /// stored fields are sent as stored. The request had no body (the lookup only answers
 /// those), so the connection may carry on.
 pub(super) fn serve_from_cache(
@@ -195,7 +213,7 @@ pub(super) fn serve_from_cache(
     request: &Request,
     entry: Entry,
     age: Duration,
-    cache: CacheStatus,
+    stamp: Stamp,
     sent: &mut Sent,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
@@ -210,7 +228,7 @@ pub(super) fn serve_from_cache(
         SystemTime::now(),
     );
     head.headers.set("Age", age.as_secs().to_string());
-    head.headers.set("X-Cache", cache.as_str());
+    stamp.apply(&mut head.headers);
     sent.status = Some(head.status);
     sent.keep_alive = keep_alive;
     let len = match framing {
@@ -375,6 +393,7 @@ mod tests {
         head.headers.append("Content-Length", "11");
         head.headers.append("ETag", "\"v1\"");
         head.headers.append("Date", "Wed, 25 Nov 2026 10:41:07 GMT");
+        head.headers.append("X-Request-Id", "the-first-requests-id");
         let mut entry = store.begin("k", &head).unwrap();
         entry.write_all(b"stored body").unwrap();
         entry.commit().unwrap();
@@ -398,7 +417,10 @@ mod tests {
             &request(raw),
             entry,
             age,
-            CacheStatus::Hit,
+            Stamp {
+                cache: CacheStatus::Hit,
+                request_id: RequestId::parse("this-one").unwrap(),
+            },
             &mut sent,
         )
         .unwrap();
@@ -413,6 +435,11 @@ mod tests {
         assert_eq!(head.status, 200);
         assert_eq!(head.headers.get("age"), Some("7"));
         assert_eq!(head.headers.get("x-cache"), Some("HIT"));
+        assert_eq!(
+            head.headers.get_all("x-request-id").collect::<Vec<_>>(),
+            ["this-one"],
+            "the id of this request, not the stored one's"
+        );
         assert_eq!(
             head.headers.get("date"),
             Some("Wed, 25 Nov 2026 10:41:07 GMT")

@@ -8,8 +8,8 @@
 use std::io::Write;
 
 use super::config::Config;
+use super::relay::Stamp;
 use super::{Sent, VIA};
-use crate::cache::CacheStatus;
 use crate::error::Error;
 use crate::http::serialize;
 use crate::http::{text_response, Request};
@@ -17,15 +17,15 @@ use crate::http::{text_response, Request};
 /// Sends the error response for `e` (to `request`, if one was read), unless a response has
 /// already begun or the error allows none, and records in `sent` what went out and whether
 /// the connection survives: only when the request's body was read to its end
-/// (`body_consumed`) and the error left the framing intact. `cache` is what the cache did,
-/// for `X-Cache`; `config` gives the methods a 405 lists.
+/// (`body_consumed`) and the error left the framing intact. `stamp` gives `X-Cache` and
+/// `X-Request-Id`; `config` gives the methods a 405 lists.
 pub(super) fn send_error(
     out: &mut impl Write,
     config: &Config,
     e: &Error,
     request: Option<&Request>,
     body_consumed: bool,
-    cache: CacheStatus,
+    stamp: Stamp,
     sent: &mut Sent,
 ) {
     let keep_alive = request.is_some_and(Request::keep_alive)
@@ -49,7 +49,7 @@ pub(super) fn send_error(
         resp.headers.append("Allow", allowed_methods(config));
     }
     resp.headers.append("Via", VIA);
-    resp.headers.append("X-Cache", cache.as_str());
+    stamp.apply(&mut resp.headers);
     if !keep_alive {
         resp.headers.append("Connection", "close");
     }
@@ -84,9 +84,18 @@ pub(super) fn allowed_methods(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::CacheStatus;
     use crate::error::{ParseError, Side};
     use crate::http::parse::{read_request, read_response, Limits};
+    use crate::http::request_id::RequestId;
     use crate::http::Response;
+
+    fn stamp() -> Stamp {
+        Stamp {
+            cache: CacheStatus::Miss,
+            request_id: RequestId::parse("r-1").unwrap(),
+        }
+    }
 
     fn req(raw: &str) -> Request {
         read_request(&mut raw.as_bytes(), &Limits::default())
@@ -102,15 +111,7 @@ mod tests {
     ) -> (Option<Response>, Vec<u8>, Sent) {
         let mut out = Vec::new();
         let mut sent = Sent::default();
-        send_error(
-            &mut out,
-            config,
-            e,
-            request,
-            true,
-            CacheStatus::Miss,
-            &mut sent,
-        );
+        send_error(&mut out, config, e, request, true, stamp(), &mut sent);
         if out.is_empty() {
             return (None, out, sent);
         }
@@ -128,6 +129,7 @@ mod tests {
         assert_eq!(head.status, 400);
         assert_eq!(head.headers.get("connection"), Some("close"));
         assert_eq!(head.headers.get("x-cache"), Some("MISS"));
+        assert_eq!(head.headers.get("x-request-id"), Some("r-1"));
         assert_eq!(head.headers.get("via"), Some(VIA));
         assert_eq!(
             body,
@@ -179,7 +181,7 @@ mod tests {
             &e,
             None,
             true,
-            CacheStatus::Miss,
+            stamp(),
             &mut sent,
         );
         assert!(out.is_empty());

@@ -8,6 +8,7 @@ use super::tunnel::asks_for_websocket;
 use super::VIA;
 use crate::http::authority::{absolute_form_parts, normalize_authority};
 use crate::http::body::Framing;
+use crate::http::request_id::{RequestId, REQUEST_ID_FIELD};
 use crate::http::{is_hop_by_hop, Headers, Request, Response, Version};
 
 /// Step 6: the request as the backend should see it (RFC 9110 §7.6).
@@ -19,6 +20,8 @@ use crate::http::{is_hop_by_hop, Headers, Request, Response, Version};
 ///   Expect, which we answered ourselves;
 /// - the client's address is appended to `X-Forwarded-For`; `X-Forwarded-Proto: http`;
 /// - `Via: 1.1 relevo` is appended (§7.6.3);
+/// - `X-Request-Id` is the request's id (`request_id`: the client's own when valid), in
+///   place of whatever the client sent;
 /// - the body is re-framed by us: our own Content-Length or `Transfer-Encoding: chunked`;
 /// - `Connection: close` unless `keep_alive` (the connection will go back to the pool):
 ///   HTTP/1.1 connections are persistent by default (RFC 9112 §9.3);
@@ -29,6 +32,7 @@ pub fn rewrite_request(
     request: &Request,
     peer: SocketAddr,
     backend_authority: &str,
+    request_id: RequestId,
     framing: Framing,
     keep_alive: bool,
 ) -> Request {
@@ -72,6 +76,7 @@ pub fn rewrite_request(
     out.headers.append("X-Forwarded-Host", host);
     out.headers.append("X-Forwarded-Proto", "http");
     out.headers.append("Via", via(request.version));
+    out.headers.append(REQUEST_ID_FIELD, request_id.as_str());
     match framing {
         Framing::Length(n) => out.headers.append("Content-Length", n.to_string()),
         Framing::Chunked => out.headers.append("Transfer-Encoding", "chunked"),
@@ -87,18 +92,20 @@ pub fn rewrite_request(
 }
 
 /// Fields of the client's that we replace with our own, or drop: Host and the
-/// X-Forwarded-* we set, Content-Length (we re-frame the body) and Expect (we answered it).
+/// X-Forwarded-* we set, Content-Length (we re-frame the body), Expect (we answered it) and
+/// X-Request-Id (ours carries the client's when it was valid).
 const REPLACED: &[&str] = &[
     "host",
     "expect",
     "content-length",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "x-request-id",
 ];
 
-/// The most fields `rewrite_request` adds: Host, X-Forwarded-For, -Host, -Proto, Via, the
-/// framing field, Upgrade and Connection.
-const ADDED_FIELDS: usize = 8;
+/// The most fields `rewrite_request` adds: Host, X-Forwarded-For, -Host, -Proto, Via,
+/// X-Request-Id, the framing field, Upgrade and Connection.
+const ADDED_FIELDS: usize = 9;
 
 /// Removes the fields whose names contain `_` (as nginx does unless
 /// `underscores_in_headers` is on). Such names are valid tokens, but many servers and
@@ -197,10 +204,26 @@ mod tests {
             .unwrap()
     }
 
+    fn id() -> RequestId {
+        RequestId::parse("id-7").unwrap()
+    }
+
+    #[test]
+    fn the_backend_gets_the_requests_id_and_only_that_one() {
+        let r = req(
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: from-client\r\nx-request-id: again\r\n\r\n",
+        );
+        let out = rewrite_request(&r, peer(), backend(), id(), Framing::Empty, true);
+        assert_eq!(
+            out.headers.get_all("x-request-id").collect::<Vec<_>>(),
+            ["id-7"]
+        );
+    }
+
     #[test]
     fn rewrite_sets_host_and_forwarding_fields() {
         let r = req("GET /a?b HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.1\r\nAccept: */*\r\n\r\n");
-        let out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
+        let out = rewrite_request(&r, peer(), backend(), id(), Framing::Empty, false);
         assert_eq!(out.target, "/a?b");
         assert_eq!(out.headers.iter().next(), Some(("Host", "10.0.0.7:8081")));
         assert_eq!(out.headers.get("x-forwarded-host"), Some("shop.example"));
@@ -214,14 +237,14 @@ mod tests {
         assert_eq!(out.headers.get("connection"), Some("close"));
         assert!(!out.headers.contains("content-length"));
         // With pooling on, HTTP/1.1's default (persistent) is left to speak for itself.
-        let pooled = rewrite_request(&r, peer(), backend(), Framing::Empty, true);
+        let pooled = rewrite_request(&r, peer(), backend(), id(), Framing::Empty, true);
         assert!(!pooled.headers.contains("connection"));
     }
 
     #[test]
     fn every_prior_x_forwarded_for_is_kept_in_order_and_empty_ones_dropped() {
         let r = req("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.1, 10.0.0.1\r\nX-Forwarded-For:\r\nx-forwarded-for: 198.51.100.2\r\n\r\n");
-        let out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
+        let out = rewrite_request(&r, peer(), backend(), id(), Framing::Empty, false);
         assert_eq!(
             out.headers.get_all("x-forwarded-for").collect::<Vec<_>>(),
             ["203.0.113.1, 10.0.0.1, 198.51.100.2, 192.0.2.9"]
@@ -231,7 +254,7 @@ mod tests {
     #[test]
     fn rewrite_turns_absolute_form_into_origin_form() {
         let r = req("GET http://Other.example:81/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
-        let out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
+        let out = rewrite_request(&r, peer(), backend(), id(), Framing::Empty, false);
         assert_eq!(out.target, "/x?y");
         assert_eq!(
             out.headers.get("x-forwarded-host"),
@@ -242,7 +265,7 @@ mod tests {
     #[test]
     fn rewrite_drops_hop_by_hop_fields_and_reframes_the_body() {
         let r = req("POST / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
-        let out = rewrite_request(&r, peer(), backend(), Framing::Chunked, false);
+        let out = rewrite_request(&r, peer(), backend(), id(), Framing::Chunked, false);
         for gone in [
             "x-secret",
             "keep-alive",
@@ -261,7 +284,7 @@ mod tests {
             out.headers.get_all("connection").collect::<Vec<_>>(),
             ["close"]
         );
-        let sized = rewrite_request(&r, peer(), backend(), Framing::Length(7), false);
+        let sized = rewrite_request(&r, peer(), backend(), id(), Framing::Length(7), false);
         assert_eq!(sized.headers.get("content-length"), Some("7"));
         assert!(!sized.headers.contains("transfer-encoding"));
     }
@@ -322,7 +345,7 @@ mod tests {
     #[test]
     fn fields_with_underscores_are_dropped() {
         let r = req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer_Encoding: chunked\r\nX_Real_IP: 1.2.3.4\r\nX-Fine: 1\r\n\r\n");
-        let mut out = rewrite_request(&r, peer(), backend(), Framing::Length(5), false);
+        let mut out = rewrite_request(&r, peer(), backend(), id(), Framing::Length(5), false);
         drop_underscored_fields(&mut out.headers);
         assert!(!out.headers.contains("transfer_encoding"));
         assert!(!out.headers.contains("x_real_ip"));
@@ -333,7 +356,7 @@ mod tests {
     #[test]
     fn a_websocket_upgrade_is_forwarded_and_any_other_upgrade_dropped() {
         let ws = req("GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-        let out = rewrite_request(&ws, peer(), backend(), Framing::Empty, false);
+        let out = rewrite_request(&ws, peer(), backend(), id(), Framing::Empty, false);
         assert_eq!(
             out.headers.get_all("upgrade").collect::<Vec<_>>(),
             ["websocket"]
@@ -347,7 +370,7 @@ mod tests {
             Some("dGhlIHNhbXBsZSBub25jZQ==")
         );
         let h2c = req("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n");
-        let out = rewrite_request(&h2c, peer(), backend(), Framing::Empty, true);
+        let out = rewrite_request(&h2c, peer(), backend(), id(), Framing::Empty, true);
         for gone in ["upgrade", "connection", "http2-settings"] {
             assert!(!out.headers.contains(gone), "{gone} was forwarded");
         }
@@ -358,7 +381,7 @@ mod tests {
         let r = req(
             "GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"mine\"\r\nIf-Modified-Since: x\r\n\r\n",
         );
-        let mut out = rewrite_request(&r, peer(), backend(), Framing::Empty, false);
+        let mut out = rewrite_request(&r, peer(), backend(), id(), Framing::Empty, false);
         add_validators(&mut out, &[("If-None-Match".into(), "\"ours\"".into())]);
         assert_eq!(
             out.headers.get_all("if-none-match").collect::<Vec<_>>(),

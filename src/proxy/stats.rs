@@ -1,14 +1,17 @@
-//! What the status page shows: counters per backend (with their requests of the last
-//! minute, for each backend's share), the last requests, cache results and connection
-//! counts, gathered while the proxy runs.
+//! What the status page and the metrics page show: counters per backend (with their
+//! requests of the last minute, for each backend's share, and of the last five minutes in
+//! five-second buckets, for the charts), response times (a window of recent ones for the
+//! p99, and a `Histogram`), requests by status class and cache result, the last requests,
+//! cache results and connection counts, gathered while the proxy runs.
 //!
 //! The proxy calls `Stats::record` once per request (from its log step), holds a
 //! `TunnelGuard` while a WebSocket tunnel is open, and `Stats::snapshot` takes a consistent
-//! copy for rendering (`status`). Each backend's counters are kept by its label (`host:port`,
-//! or `pool/host:port` in a named pool) and handed out as `Counters` when a configuration is
-//! built: a reload that keeps a backend keeps its figures. Percentiles are computed over a window
-//! of recent samples, so a burst an hour ago does not hide today's latency. Nothing here
-//! touches a socket or a file.
+//! copy for rendering (`status`, `metrics`). Requests answered without a backend (cache
+//! hits, refusals) are counted in a slot of their own, `unrouted`. Each backend's counters
+//! are kept by its label (`host:port`, or `pool/host:port` in a named pool) and handed out as
+//! `Counters` when a configuration is built: a reload that keeps a backend keeps its
+//! figures. Percentiles are computed over a window of recent samples, so a burst an hour ago
+//! does not hide today's latency. Nothing here touches a socket or a file.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,7 +19,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::histogram::Histogram;
 use crate::cache::CacheStatus;
+use crate::http::request_id::RequestId;
 
 /// Requests kept for the "last requests" table.
 pub const RECENT_REQUESTS: usize = 20;
@@ -24,42 +29,117 @@ pub const RECENT_REQUESTS: usize = 20;
 pub const LATENCY_WINDOW: usize = 1024;
 /// Seconds over which each backend's share of the requests is counted (the last minute).
 pub const SHARE_WINDOW_SECS: u64 = 60;
+/// Seconds in one bucket of the status page's charts.
+pub const CHART_BUCKET_SECS: u64 = 5;
+/// Buckets the status page's charts show: with `CHART_BUCKET_SECS`, the last five minutes.
+pub const CHART_BUCKETS: usize = 60;
 
-/// Requests counted in one-second buckets over the last `SHARE_WINDOW_SECS` seconds: a
-/// fixed ring of buckets, each reused when its second comes round again. Seconds are
-/// counted from any fixed start (the proxy's), passed in.
+/// Events counted in buckets of `width` seconds over the last `buckets × width` seconds: a
+/// fixed ring, each entry reused when its bucket comes round again. Seconds are counted
+/// from any fixed start (the proxy's), passed in. `Default` is the share window: the last
+/// `SHARE_WINDOW_SECS` seconds, one second a bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
-    /// Invariant: `SHARE_WINDOW_SECS` entries; entry `s % SHARE_WINDOW_SECS` holds second
-    /// `s` and its count, or an older second whose count no longer matters.
+    /// Seconds per bucket (at least 1).
+    width: u64,
+    /// Invariant: entry `n % len` holds bucket number `n` (seconds `n × width` to
+    /// `(n + 1) × width`) and its count, or an older bucket whose count no longer matters.
     buckets: Vec<(u64, u64)>,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Window {
-            buckets: vec![(0, 0); SHARE_WINDOW_SECS as usize],
-        }
+        Window::new(SHARE_WINDOW_SECS as usize, 1)
     }
 }
 
 impl Window {
-    /// Counts one request in second `second`.
+    /// `buckets` buckets (at least 1) of `width_secs` seconds (at least 1), all empty.
+    pub fn new(buckets: usize, width_secs: u64) -> Self {
+        Window {
+            width: width_secs.max(1),
+            buckets: vec![(0, 0); buckets.max(1)],
+        }
+    }
+
+    /// Counts one event in second `second`.
     pub fn add(&mut self, second: u64) {
-        let bucket = &mut self.buckets[(second % SHARE_WINDOW_SECS) as usize];
-        if bucket.0 != second {
-            *bucket = (second, 0);
+        let number = second / self.width;
+        let len = self.buckets.len() as u64;
+        let bucket = &mut self.buckets[(number % len) as usize];
+        if bucket.0 != number {
+            *bucket = (number, 0);
         }
         bucket.1 += 1;
     }
 
-    /// Requests counted in the `SHARE_WINDOW_SECS` seconds up to and including `now`.
+    /// Events counted in the buckets up to and including the one of second `now`.
     pub fn sum(&self, now: u64) -> u64 {
-        self.buckets
-            .iter()
-            .filter(|&&(second, _)| second <= now && now - second < SHARE_WINDOW_SECS)
-            .map(|&(_, count)| count)
-            .sum()
+        self.counts(now).into_iter().flatten().sum()
+    }
+
+    /// Each bucket's count up to and including the one of second `now`, oldest first; None
+    /// for the buckets before second 0.
+    pub fn counts(&self, now: u64) -> Vec<Option<u64>> {
+        let now = now / self.width;
+        let len = self.buckets.len() as u64;
+        (0..len)
+            .rev()
+            .map(|back| {
+                let number = now.checked_sub(back)?;
+                let (held, count) = self.buckets[(number % len) as usize];
+                Some(if held == number { count } else { 0 })
+            })
+            .collect()
+    }
+}
+
+/// Status classes counted apart: `none` (no response was sent), then `1xx` to `9xx` (a
+/// backend may send any three-digit status).
+const STATUS_CLASSES: [&str; 10] = [
+    "none", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx",
+];
+/// Cache results counted apart, as `X-Cache` writes them, then `none` (the request could
+/// not be read, so the cache was not asked).
+const CACHE_RESULTS: [&str; 7] = [
+    "HIT",
+    "MISS",
+    "REVALIDATED",
+    "BYPASS",
+    "STALE",
+    "STALE-IF-ERROR",
+    "none",
+];
+
+/// Requests counted by status class and cache result: the labels `status_class` and
+/// `cache` of `relevo_requests_total`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes([[u64; CACHE_RESULTS.len()]; STATUS_CLASSES.len()]);
+
+impl Outcomes {
+    /// Counts one request.
+    pub fn add(&mut self, status: Option<u16>, cache: Option<CacheStatus>) {
+        let class = status.map_or(0, |s| usize::from(s / 100).min(STATUS_CLASSES.len() - 1));
+        let cache = match cache {
+            Some(CacheStatus::Hit) => 0,
+            Some(CacheStatus::Miss) => 1,
+            Some(CacheStatus::Revalidated) => 2,
+            Some(CacheStatus::Bypass) => 3,
+            Some(CacheStatus::Stale) => 4,
+            Some(CacheStatus::StaleIfError) => 5,
+            None => 6,
+        };
+        self.0[class][cache] += 1;
+    }
+
+    /// The counts that are not zero, as (status class, cache result, count).
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        self.0.iter().zip(STATUS_CLASSES).flat_map(|(row, class)| {
+            row.iter()
+                .zip(CACHE_RESULTS)
+                .filter(|(&n, _)| n > 0)
+                .map(move |(&n, cache)| (class, cache, n))
+        })
     }
 }
 
@@ -80,10 +160,15 @@ pub struct RequestRecord {
     pub cache: Option<CacheStatus>,
     /// Time from the first byte of the request to the last byte of the response.
     pub elapsed: Duration,
+    /// The request's id (`X-Request-Id`).
+    pub request_id: RequestId,
+    /// Body bytes that came from the backend and went on to the client (the backend's
+    /// side of a tunnel included); 0 when the answer came from the proxy or its cache.
+    pub upstream_bytes: u64,
 }
 
-/// Counters for one backend.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Counters for one backend (or for the requests answered without one).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendCounters {
     /// Requests it answered (any status).
     pub requests: u64,
@@ -98,9 +183,77 @@ pub struct BackendCounters {
     pub recent_micros: VecDeque<u64>,
     /// Requests of the last minute, by second since the proxy started.
     pub window: Window,
+    /// Requests of the last five minutes, in the charts' buckets.
+    pub chart: Window,
+    /// Requests of the last five minutes, in the charts' buckets, that the cache answered
+    /// (hits and revalidations) ...
+    pub cache_served: Window,
+    /// ... and that it was asked (the same and misses): the hit ratio's two terms.
+    pub cache_lookups: Window,
+    /// Response times, in fixed buckets (tunnels left out, as for the average).
+    pub durations: Histogram,
+    /// Requests by status class and cache result.
+    pub outcomes: Outcomes,
+    /// Body bytes relayed from this backend to clients.
+    pub upstream_bytes: u64,
+}
+
+impl Default for BackendCounters {
+    fn default() -> Self {
+        let chart = || Window::new(CHART_BUCKETS, CHART_BUCKET_SECS);
+        BackendCounters {
+            requests: 0,
+            timed: 0,
+            errors: 0,
+            total_micros: 0,
+            recent_micros: VecDeque::new(),
+            window: Window::default(),
+            chart: chart(),
+            cache_served: chart(),
+            cache_lookups: chart(),
+            durations: Histogram::default(),
+            outcomes: Outcomes::default(),
+            upstream_bytes: 0,
+        }
+    }
 }
 
 impl BackendCounters {
+    /// Counts one finished request, which ended at `second` since the proxy started.
+    fn count(&mut self, record: &RequestRecord, second: u64) {
+        self.requests += 1;
+        self.window.add(second);
+        self.chart.add(second);
+        self.outcomes.add(record.status, record.cache);
+        self.upstream_bytes += record.upstream_bytes;
+        match record.cache {
+            Some(
+                CacheStatus::Hit
+                | CacheStatus::Revalidated
+                | CacheStatus::Stale
+                | CacheStatus::StaleIfError,
+            ) => {
+                self.cache_served.add(second);
+                self.cache_lookups.add(second);
+            }
+            Some(CacheStatus::Miss) => self.cache_lookups.add(second),
+            Some(CacheStatus::Bypass) | None => {}
+        }
+        if record.status.map_or(true, |s| s >= 500) {
+            self.errors += 1;
+        }
+        if record.status != Some(101) {
+            let micros = u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX);
+            self.timed += 1;
+            self.total_micros = self.total_micros.saturating_add(micros);
+            if self.recent_micros.len() == LATENCY_WINDOW {
+                self.recent_micros.pop_front();
+            }
+            self.recent_micros.push_back(micros);
+            self.durations.observe(record.elapsed);
+        }
+    }
+
     /// Mean response time over every request.
     pub fn average(&self) -> Option<Duration> {
         (self.timed > 0).then(|| Duration::from_micros(self.total_micros / self.timed))
@@ -147,6 +300,8 @@ pub struct Stats {
     started_at: SystemTime,
     /// Every backend's counters by label, in the order first seen.
     backends: Mutex<Vec<(Arc<str>, Counters)>>,
+    /// The requests answered without a backend: cache hits, refusals, bad requests.
+    unrouted: Mutex<BackendCounters>,
     recent: Mutex<VecDeque<RequestRecord>>,
     cache: CacheCounters,
     /// Client connections being served now; shared with the accept loop.
@@ -164,6 +319,8 @@ pub struct Snapshot {
     pub uptime: Duration,
     /// When the proxy started.
     pub started_at: SystemTime,
+    /// The requests answered without a backend.
+    pub unrouted: BackendCounters,
     /// The last requests, newest first.
     pub recent: Vec<RequestRecord>,
     /// Client connections open now (tunnels included).
@@ -208,6 +365,7 @@ impl Stats {
             started: Instant::now(),
             started_at: SystemTime::now(),
             backends: Mutex::default(),
+            unrouted: Mutex::default(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
             cache: CacheCounters::default(),
             active_connections: Arc::new(AtomicUsize::new(0)),
@@ -240,26 +398,10 @@ impl Stats {
         self.started.elapsed().as_secs()
     }
 
-    /// Records one finished request, in `counters` when a backend answered it.
+    /// Records one finished request, in `counters` when a backend answered it (else in the
+    /// slot of the requests answered without one).
     pub fn record(&self, record: RequestRecord, counters: Option<&Mutex<BackendCounters>>) {
-        if let Some(counters) = counters {
-            let second = self.second();
-            let mut c = lock(counters);
-            c.requests += 1;
-            c.window.add(second);
-            if record.status.map_or(true, |s| s >= 500) {
-                c.errors += 1;
-            }
-            if record.status != Some(101) {
-                let micros = u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX);
-                c.timed += 1;
-                c.total_micros = c.total_micros.saturating_add(micros);
-                if c.recent_micros.len() == LATENCY_WINDOW {
-                    c.recent_micros.pop_front();
-                }
-                c.recent_micros.push_back(micros);
-            }
-        }
+        lock(counters.unwrap_or(&self.unrouted)).count(&record, self.second());
         let counter = match record.cache {
             Some(CacheStatus::Hit) => Some(&self.cache.hits),
             Some(CacheStatus::Miss) => Some(&self.cache.misses),
@@ -284,6 +426,7 @@ impl Stats {
         Snapshot {
             uptime: self.started.elapsed(),
             started_at: self.started_at,
+            unrouted: lock(&self.unrouted).clone(),
             recent: lock(&self.recent).iter().cloned().collect(),
             active_connections: self.active_connections.load(Ordering::Relaxed),
             tunnels_open: self.tunnels_open.load(Ordering::Relaxed),
@@ -349,6 +492,8 @@ mod tests {
             status: Some(status),
             cache,
             elapsed: Duration::from_millis(ms),
+            request_id: RequestId::parse("test-id").unwrap(),
+            upstream_bytes: if backend.is_some() { 10 } else { 0 },
         };
         stats.record(record, counters.as_deref());
     }
@@ -371,16 +516,16 @@ mod tests {
     fn per_backend_counts_errors_average_and_p99() {
         let stats = Stats::new();
         for ms in 1..=100 {
-            send(&stats, Some("a:1"), 200, ms, None);
+            send(&stats, Some("b0:1"), 200, ms, None);
         }
-        send(&stats, Some("b:1"), 502, 4, None);
-        let a = counters(&stats, "a:1");
-        assert_eq!((a.requests, a.errors), (100, 0));
-        assert_eq!(a.average(), Some(Duration::from_micros(50_500)));
-        assert_eq!(a.p99(), Some(Duration::from_millis(99)));
-        let b = counters(&stats, "b:1");
-        assert_eq!((b.requests, b.errors), (1, 1));
-        assert_eq!(b.window.sum(stats.second()), 1);
+        send(&stats, Some("b1:1"), 502, 4, None);
+        let b0 = counters(&stats, "b0:1");
+        assert_eq!((b0.requests, b0.errors), (100, 0));
+        assert_eq!(b0.average(), Some(Duration::from_micros(50_500)));
+        assert_eq!(b0.p99(), Some(Duration::from_millis(99)));
+        let b1 = counters(&stats, "b1:1");
+        assert_eq!((b1.requests, b1.errors), (1, 1));
+        assert_eq!(b1.window.sum(stats.second()), 1);
     }
 
     #[test]
@@ -401,12 +546,12 @@ mod tests {
     fn only_the_last_twenty_requests_are_kept_newest_first() {
         let stats = Stats::new();
         for ms in 0..25 {
-            send(&stats, Some("a:1"), 200, ms, None);
+            send(&stats, Some("b0:1"), 200, ms, None);
         }
         let recent = stats.snapshot().recent;
         assert_eq!(recent.len(), RECENT_REQUESTS);
         assert_eq!(recent[0].request_line, "GET /24 HTTP/1.1");
-        assert_eq!(recent[0].backend.as_deref(), Some("a:1"));
+        assert_eq!(recent[0].backend.as_deref(), Some("b0:1"));
         assert_eq!(recent[19].request_line, "GET /5 HTTP/1.1");
     }
 
@@ -414,11 +559,11 @@ mod tests {
     fn cache_results_and_hit_ratio() {
         let stats = Stats::new();
         assert_eq!(stats.snapshot().hit_ratio(), None);
-        send(&stats, Some("a:1"), 200, 1, Some(CacheStatus::Miss));
+        send(&stats, Some("b0:1"), 200, 1, Some(CacheStatus::Miss));
         send(&stats, None, 200, 1, Some(CacheStatus::Hit));
         send(&stats, None, 200, 1, Some(CacheStatus::Hit));
-        send(&stats, Some("a:1"), 200, 1, Some(CacheStatus::Revalidated));
-        send(&stats, Some("a:1"), 200, 1, Some(CacheStatus::Bypass));
+        send(&stats, Some("b0:1"), 200, 1, Some(CacheStatus::Revalidated));
+        send(&stats, Some("b0:1"), 200, 1, Some(CacheStatus::Bypass));
         let snap = stats.snapshot();
         assert_eq!(
             (
@@ -443,12 +588,12 @@ mod tests {
         drop(second);
         assert_eq!(stats.snapshot().tunnels_open, 0);
 
-        send(&stats, Some("a:1"), 200, 4, None);
-        send(&stats, Some("a:1"), 101, 60_000, Some(CacheStatus::Bypass));
-        let a = counters(&stats, "a:1");
-        assert_eq!((a.requests, a.errors), (2, 0));
-        assert_eq!(a.average(), Some(Duration::from_millis(4)));
-        assert_eq!(a.p99(), Some(Duration::from_millis(4)));
+        send(&stats, Some("b0:1"), 200, 4, None);
+        send(&stats, Some("b0:1"), 101, 60_000, Some(CacheStatus::Bypass));
+        let b0 = counters(&stats, "b0:1");
+        assert_eq!((b0.requests, b0.errors), (2, 0));
+        assert_eq!(b0.average(), Some(Duration::from_millis(4)));
+        assert_eq!(b0.p99(), Some(Duration::from_millis(4)));
     }
 
     #[test]
@@ -471,8 +616,86 @@ mod tests {
     fn the_latency_window_is_bounded() {
         let stats = Stats::new();
         for _ in 0..(LATENCY_WINDOW + 10) {
-            send(&stats, Some("a:1"), 200, 1, None);
+            send(&stats, Some("b0:1"), 200, 1, None);
         }
-        assert_eq!(counters(&stats, "a:1").recent_micros.len(), LATENCY_WINDOW);
+        assert_eq!(counters(&stats, "b0:1").recent_micros.len(), LATENCY_WINDOW);
+    }
+
+    #[test]
+    fn a_window_of_wider_buckets_lists_each_bucket_oldest_first() {
+        let mut w = Window::new(4, 5);
+        for second in [0, 4, 5, 19] {
+            w.add(second);
+        }
+        // Second 19 is in bucket 3 (15..20): buckets 0 to 3.
+        assert_eq!(w.counts(19), [Some(2), Some(1), Some(0), Some(1)]);
+        w.add(21);
+        // Second 21 is in bucket 4: bucket 0 has left the window, and its entry holds 4.
+        assert_eq!(w.counts(21), [Some(1), Some(0), Some(1), Some(1)]);
+        assert_eq!(w.sum(21), 3);
+        // Before the proxy had run for four buckets, the earlier ones do not exist.
+        assert_eq!(Window::new(4, 5).counts(7), [None, None, Some(0), Some(0)]);
+        assert_eq!(w.counts(100), [Some(0); 4], "all of it long gone");
+    }
+
+    #[test]
+    fn requests_are_counted_by_status_class_and_cache_result() {
+        let mut outcomes = Outcomes::default();
+        outcomes.add(Some(200), Some(CacheStatus::Miss));
+        outcomes.add(Some(204), Some(CacheStatus::Miss));
+        outcomes.add(Some(502), Some(CacheStatus::Bypass));
+        outcomes.add(None, None);
+        outcomes.add(Some(799), Some(CacheStatus::Hit));
+        let counts: Vec<_> = outcomes.counts().collect();
+        assert_eq!(
+            counts,
+            [
+                ("none", "none", 1),
+                ("2xx", "MISS", 2),
+                ("5xx", "BYPASS", 1),
+                ("7xx", "HIT", 1)
+            ]
+        );
+        // The labels are the ones X-Cache carries.
+        for (i, status) in [
+            CacheStatus::Hit,
+            CacheStatus::Miss,
+            CacheStatus::Revalidated,
+        ]
+        .into_iter()
+        .chain([
+            CacheStatus::Bypass,
+            CacheStatus::Stale,
+            CacheStatus::StaleIfError,
+        ])
+        .enumerate()
+        {
+            assert_eq!(CACHE_RESULTS[i], status.as_str());
+        }
+    }
+
+    #[test]
+    fn requests_without_a_backend_have_a_slot_of_their_own() {
+        let stats = Stats::new();
+        send(&stats, Some("b0:1"), 200, 3, Some(CacheStatus::Miss));
+        send(&stats, None, 200, 1, Some(CacheStatus::Hit));
+        send(&stats, None, 200, 1, Some(CacheStatus::Hit));
+        send(&stats, Some("b0:1"), 101, 90_000, Some(CacheStatus::Bypass));
+        let snap = stats.snapshot();
+        let (b0, none) = (&counters(&stats, "b0:1"), &snap.unrouted);
+        assert_eq!((b0.requests, none.requests), (2, 2));
+        assert_eq!(b0.durations.count(), 1, "the tunnel is not timed");
+        assert_eq!(none.durations.count(), 2);
+        assert_eq!((b0.upstream_bytes, none.upstream_bytes), (20, 0));
+        assert_eq!(
+            none.outcomes.counts().collect::<Vec<_>>(),
+            [("2xx", "HIT", 2)]
+        );
+        let now = snap.uptime.as_secs();
+        assert_eq!(none.cache_served.counts(now).last(), Some(&Some(2)));
+        assert_eq!(b0.cache_lookups.counts(now).last(), Some(&Some(1)));
+        assert_eq!(b0.cache_served.counts(now).last(), Some(&Some(0)));
+        assert_eq!(b0.chart.counts(now).len(), CHART_BUCKETS);
+        assert_eq!(b0.window.sum(now), 2, "shares count backends only");
     }
 }

@@ -4,12 +4,14 @@
 //! acting on its buttons is `admin`.
 //!
 //! The HTML has no external assets and no script; a meta refresh reloads it every
-//! `REFRESH_SECS`. Each backend's row ends with plain HTML forms that post to
+//! `REFRESH_SECS`. Three charts, inline SVG drawn by `charts`, show the requests per
+//! second per backend and the cache hit ratio over the last five minutes, and the response
+//! times since start (the metrics' histogram). Each backend's row ends with plain HTML forms that post to
 //! `{status_path}/backends` (drain, disable, enable, and the weight one lower or higher), so
 //! the page works as a control panel without a line of JavaScript. Everything that came from
 //! a client (request lines) is escaped, so the page cannot be used to inject markup. The
-//! JSON is written by hand (no serde in this project) with the same escaping rules JSON
-//! requires (RFC 8259 §7).
+//! last requests show their request ids, to follow one into the logs. The JSON is written
+//! by hand (no serde in this project), with `json`'s escaping.
 
 use std::fmt::Write;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,8 +20,13 @@ use chrono::{DateTime, Local};
 
 use crate::http::html::escape_html;
 use crate::proxy::balancer::{Admin, BackendView};
+use crate::proxy::charts::{bar_chart, line_chart, Scale, Series};
 use crate::proxy::config::{Balance, DEFAULT_POOL, MAX_WEIGHT};
-use crate::proxy::stats::{BackendCounters, RequestRecord, Snapshot};
+use crate::proxy::histogram::{bound_label, BUCKETS};
+use crate::proxy::json::{self, string as json_string};
+use crate::proxy::stats::{
+    BackendCounters, RequestRecord, Snapshot, CHART_BUCKETS, CHART_BUCKET_SECS,
+};
 
 /// Seconds between two automatic reloads of the HTML page.
 pub const REFRESH_SECS: u32 = 2;
@@ -120,6 +127,7 @@ pub fn render_html(view: &StatusView) -> String {
     for pool in &view.pools {
         pool_html(&mut html, view, pool);
     }
+    html.push_str(&charts_html(view));
     html.push_str("<h2>Cache</h2>\n");
     match view.cache {
         Some((entries, bytes)) => {
@@ -146,12 +154,13 @@ pub fn render_html(view: &StatusView) -> String {
     }
     html.push_str(
         "<h2>Last requests</h2>\n<table><tr><th>time</th><th>client</th><th>request</th>\
-         <th>backend</th><th>status</th><th>cache</th><th>ms</th></tr>\n",
+         <th>backend</th><th>status</th><th>cache</th><th>ms</th><th>request id</th></tr>\n",
     );
     for r in &s.recent {
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{}</td><td class=\"req\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"req\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"req\">{}</td></tr>",
             clock(r.time),
             r.client,
             escape_html(&r.request_line),
@@ -159,6 +168,7 @@ pub fn render_html(view: &StatusView) -> String {
             r.status.map_or_else(|| "-".to_string(), |s| s.to_string()),
             r.cache.map_or("-", |c| c.as_str()),
             r.elapsed.as_millis(),
+            escape_html(r.request_id.as_str()),
         );
     }
     html.push_str("</table>\n</body></html>\n");
@@ -181,7 +191,7 @@ fn pool_html(html: &mut String, view: &StatusView, pool: &PoolView) {
         let b = &row.view;
         let _ = writeln!(
             html,
-            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td class=\"ctl\">{}</td></tr>",
             escape_html(&b.address),
             if b.backup {
                 " <small>backup</small>"
@@ -292,14 +302,15 @@ fn controls_html(status_path: &str, pool: &PoolView, b: &BackendView) -> String 
 
 const CSS: &str =
     "body{font-family:sans-serif;font-size:22px;margin:1.5em;background:#fafafa;color:#222}\
-h1{font-size:2em;margin:0}h2{margin-top:1.2em}table{border-collapse:collapse}\
-td,th{border-bottom:1px solid #ccc;padding:.25em .8em;text-align:left}\
+h1{font-size:2em;margin:0}h2{margin-top:1.2em}table{border-collapse:collapse;font-size:.85em}\
+td,th{border-bottom:1px solid #ccc;padding:.25em .6em;text-align:left}.ctl{white-space:nowrap}\
 .up{color:#fff;background:#2a7d2a;padding:0 .4em;border-radius:.2em}\
 .down{color:#fff;background:#b22;padding:0 .4em;border-radius:.2em}\
 .draining{color:#222;background:#e8b923;padding:0 .4em;border-radius:.2em}\
 .disabled{color:#fff;background:#777;padding:0 .4em;border-radius:.2em}\
 form{display:inline;margin:0}button{font-size:.7em;margin-right:.2em}\
-.summary{color:#555}.req{font-family:monospace}";
+.summary{color:#555}.req{font-family:monospace}\
+.charts{display:flex;flex-wrap:wrap;gap:1em}.chart{background:#fff;border:1px solid #ddd}";
 
 /// The same data as JSON (documented in README.md).
 pub fn render_json(view: &StatusView) -> String {
@@ -311,7 +322,7 @@ pub fn render_json(view: &StatusView) -> String {
          \"balance\":\"{}\",\"generation\":{},\"tunnels\":{{\"open\":{},\"total\":{}}},\
          \"pools\":[{}],\"backends\":[",
         s.uptime.as_secs(),
-        json_string(&rfc3339(s.started_at)),
+        json::time_string(s.started_at),
         s.active_connections,
         view.threads
             .map_or_else(|| "null".to_string(), |n| n.to_string()),
@@ -380,7 +391,7 @@ fn backend_json(view: &StatusView, pool: &PoolView, i: usize) -> String {
         b.weight,
         b.backup,
         b.active,
-        since.map_or_else(|| "null".to_string(), |t| json_string(&rfc3339(t))),
+        since.map_or_else(|| "null".to_string(), json::time_string),
         match (&b.health.reason, since) {
             (Some(why), Some(_)) => json_string(why),
             _ => "null".to_string(),
@@ -398,39 +409,142 @@ fn backend_json(view: &StatusView, pool: &PoolView, i: usize) -> String {
 
 fn recent_json(r: &RequestRecord) -> String {
     format!(
-        "{{\"time\":{},\"client\":{},\"request\":{},\"backend\":{},\"status\":{},\"cache\":{},\"ms\":{}}}",
-        json_string(&rfc3339(r.time)),
+        "{{\"time\":{},\"client\":{},\"request\":{},\"backend\":{},\"status\":{},\"cache\":{},\
+         \"ms\":{},\"request_id\":{}}}",
+        json::time_string(r.time),
         json_string(&r.client.to_string()),
         json_string(&r.request_line),
         r.backend
             .as_deref()
             .map_or_else(|| "null".to_string(), json_string),
-        r.status.map_or_else(|| "null".to_string(), |s| s.to_string()),
+        r.status
+            .map_or_else(|| "null".to_string(), |s| s.to_string()),
         r.cache
             .map_or_else(|| "null".to_string(), |c| json_string(c.as_str())),
-        r.elapsed.as_millis()
+        r.elapsed.as_millis(),
+        json_string(r.request_id.as_str()),
     )
 }
 
-/// A JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped.
-pub fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
+/// The charts: requests per second per backend and the cache hit ratio over the last
+/// `CHART_BUCKETS` buckets of `CHART_BUCKET_SECS`, and the response times since start.
+/// Requests answered without a backend are a series of their own once there are any.
+fn charts_html(view: &StatusView) -> String {
+    let s = &view.stats;
+    let now = s.uptime.as_secs();
+    let mut slots: Vec<(String, &BackendCounters)> = view
+        .pools
+        .iter()
+        .flat_map(|pool| {
+            pool.backends.iter().map(move |row| {
+                let name = if pool.is_default() {
+                    row.view.address.clone()
+                } else {
+                    format!("{}/{}", pool.name, row.view.address)
+                };
+                (name, &row.counters)
+            })
+        })
+        .collect();
+    if s.unrouted.requests > 0 {
+        slots.push(("no backend".to_string(), &s.unrouted));
     }
-    out.push('"');
-    out
+    let rates: Vec<Series> = slots
+        .iter()
+        .map(|(name, c)| Series {
+            name: name.clone(),
+            values: per_second(&c.chart.counts(now), s.uptime),
+        })
+        .collect();
+    let minutes = CHART_BUCKETS as u64 * CHART_BUCKET_SECS / 60;
+    let span = format!("-{minutes} min");
+    let mut html = format!(
+        "<h2>Last {minutes} minutes</h2>\n<div class=\"charts\">{}",
+        line_chart(
+            "Requests per second",
+            &rates,
+            Scale {
+                max: None,
+                unit: "/s"
+            },
+            (&span, "now")
+        )
+    );
+    if view.cache.is_some() {
+        let ratio = Series {
+            name: "hits and revalidations / lookups".to_string(),
+            values: hit_ratio(slots.iter().map(|(_, c)| *c), now),
+        };
+        let scale = Scale {
+            max: Some(100.0),
+            unit: "%",
+        };
+        html.push_str(&line_chart(
+            "Cache hit ratio",
+            &[ratio],
+            scale,
+            (&span, "now"),
+        ));
+    }
+    let latency: Vec<Series> = slots
+        .iter()
+        .map(|(name, c)| Series {
+            name: name.clone(),
+            values: c
+                .durations
+                .counts()
+                .iter()
+                .map(|&n| Some(n as f64))
+                .collect(),
+        })
+        .collect();
+    let bounds: Vec<String> = (0..BUCKETS).map(bound_label).collect();
+    let scale = Scale {
+        max: None,
+        unit: "",
+    };
+    let title = "Response times since start (requests up to each bound)";
+    html.push_str(&bar_chart(title, &bounds, &latency, scale));
+    html.push_str("</div>\n");
+    html
+}
+
+/// Requests per second in each chart bucket (counts oldest first, the last one being the
+/// bucket `uptime` is in): a whole bucket's count over its width, the current bucket's over
+/// the time it has run (at least a second, so a first request is not a spike).
+pub fn per_second(counts: &[Option<u64>], uptime: Duration) -> Vec<Option<f64>> {
+    let width = CHART_BUCKET_SECS as f64;
+    let current = uptime.as_secs_f64() % width;
+    let last = counts.len().saturating_sub(1);
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, count)| {
+            let seconds = if i == last { current.max(1.0) } else { width };
+            count.map(|n| n as f64 / seconds)
+        })
+        .collect()
+}
+
+/// The cache hit ratio in each chart bucket, in percent, over every slot's lookups; None
+/// where there was no lookup.
+fn hit_ratio<'a>(slots: impl Iterator<Item = &'a BackendCounters>, now: u64) -> Vec<Option<f64>> {
+    let mut served = vec![0u64; CHART_BUCKETS];
+    let mut lookups = vec![0u64; CHART_BUCKETS];
+    for c in slots {
+        let add = |sums: &mut Vec<u64>, counts: Vec<Option<u64>>| {
+            for (sum, n) in sums.iter_mut().zip(counts) {
+                *sum += n.unwrap_or(0);
+            }
+        };
+        add(&mut served, c.cache_served.counts(now));
+        add(&mut lookups, c.cache_lookups.counts(now));
+    }
+    served
+        .iter()
+        .zip(&lookups)
+        .map(|(&hit, &all)| (all > 0).then(|| 100.0 * hit as f64 / all as f64))
+        .collect()
 }
 
 fn millis(d: Option<Duration>) -> String {
@@ -449,10 +563,6 @@ fn json_millis(d: Option<Duration>) -> String {
 
 fn clock(t: SystemTime) -> String {
     DateTime::<Local>::from(t).format("%H:%M:%S").to_string()
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    DateTime::<Local>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }
 
 fn human_duration(d: Duration) -> String {
@@ -476,6 +586,7 @@ fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use crate::cache::CacheStatus;
+    use crate::http::request_id::RequestId;
     use crate::proxy::balancer::Health;
     use crate::proxy::stats::{lock, RequestRecord, Stats};
     use std::sync::Arc;
@@ -511,6 +622,8 @@ mod tests {
             status: Some(200),
             cache: Some(CacheStatus::Miss),
             elapsed: Duration::from_millis(3),
+            request_id: RequestId::parse("a1b2c3").unwrap(),
+            upstream_bytes: 2,
         };
         stats.record(request.clone(), Some(&counters));
         for cache in [
@@ -601,11 +714,6 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_escape_quotes_backslashes_and_controls() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
-    }
-
-    #[test]
     fn a_disabled_cache_shows_as_off_and_null() {
         let mut v = view();
         v.cache = None;
@@ -691,5 +799,86 @@ mod tests {
             "the default pool answered one request"
         );
         assert_eq!(v.pools[1].share(0), None, "the api pool answered none");
+    }
+
+    #[test]
+    fn the_page_draws_three_charts_inline_and_shows_request_ids() {
+        let v = view();
+        let html = render_html(&v);
+        assert_eq!(
+            html.matches("<svg xmlns=\"http://www.w3.org/2000/svg\"")
+                .count(),
+            3
+        );
+        assert!(html.contains("<h2>Last 5 minutes</h2>"), "{html}");
+        for title in [
+            "Requests per second",
+            "Cache hit ratio",
+            "Response times since start",
+        ] {
+            assert!(html.contains(&format!("<title>{title}")), "{title}");
+        }
+        // The one request (3 ms, a miss on the first backend): its bar and its id.
+        assert!(
+            html.contains("<title>127.0.0.1:8081: 1 (5ms)</title>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"req\">a1b2c3</td></tr>"),
+            "{html}"
+        );
+        assert!(!html.contains("<script") && !html.contains("src=\"http"));
+        assert!(render_json(&v).contains("\"ms\":3,\"request_id\":\"a1b2c3\"}"));
+        let mut off = v;
+        off.cache = None;
+        let html = render_html(&off);
+        assert_eq!(
+            html.matches("<svg").count(),
+            2,
+            "no hit ratio without a cache"
+        );
+    }
+
+    #[test]
+    fn rates_are_per_second_and_the_current_bucket_counts_its_own_time() {
+        let counts = [None, Some(10), Some(0), Some(3)];
+        // 12.5 s after start: the current bucket (10 s to 15 s) has run 2.5 s.
+        let rates = per_second(&counts, Duration::from_millis(12_500));
+        assert_eq!(rates, [None, Some(2.0), Some(0.0), Some(1.2)]);
+        // At its very start, a bucket counts as one second, not as a spike.
+        let rates = per_second(&[Some(4)], Duration::from_secs(15));
+        assert_eq!(rates, [Some(4.0)]);
+    }
+
+    #[test]
+    fn the_hit_ratio_adds_up_every_slot_and_is_missing_without_lookups() {
+        let stats = Stats::new();
+        let b0 = stats.counters("b0:1");
+        let at = |backend: bool, cache| {
+            let record = RequestRecord {
+                time: SystemTime::now(),
+                client: "127.0.0.1:5000".parse().unwrap(),
+                request_line: "GET / HTTP/1.1".to_string(),
+                backend: backend.then(|| Arc::from("b0:1")),
+                status: Some(200),
+                cache: Some(cache),
+                elapsed: Duration::from_millis(1),
+                request_id: RequestId::fresh(),
+                upstream_bytes: 0,
+            };
+            stats.record(record, backend.then_some(&*b0));
+        };
+        at(true, CacheStatus::Miss);
+        at(false, CacheStatus::Hit);
+        at(false, CacheStatus::Hit);
+        at(true, CacheStatus::Bypass);
+        let snap = stats.snapshot();
+        let now = snap.uptime.as_secs();
+        let b0 = lock(&b0).clone();
+        let ratio = hit_ratio([&b0, &snap.unrouted].into_iter(), now);
+        assert_eq!(ratio.len(), CHART_BUCKETS);
+        let last = ratio.last().copied().flatten().unwrap();
+        assert!((last - 200.0 / 3.0).abs() < 1e-9, "{last}");
+        assert_eq!(ratio[0], None, "no lookup five minutes ago");
     }
 }

@@ -1,7 +1,8 @@
-//! The status page step of the proxy (see `proxy`): `status_path` answered by the proxy
-//! itself, never forwarded, to the addresses `status_allow` lets in. What it shows is
-//! gathered by `stats` and rendered by `status`; what its buttons post is `admin`'s, which
-//! shares `send` and the address check.
+//! The status page step of the proxy (see `proxy`): `status_path` and `metrics_path`
+//! answered by the proxy itself, never forwarded, to the addresses `status_allow` lets in.
+//! What they show is gathered by `stats` and rendered by `status` (HTML, JSON) and
+//! `metrics` (Prometheus); what the page's buttons post is `admin`'s, which shares `send`
+//! and the address check.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use super::{Proxy, Sent};
 use crate::error::{Error, Result, Side};
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
+use crate::proxy::metrics;
 use crate::proxy::status::{self, BackendRow, PoolView, StatusView};
 use crate::server;
 
@@ -30,36 +32,35 @@ impl Proxy {
         query: Option<&str>,
         sent: &mut Sent,
     ) -> Result<()> {
-        sent.keep_alive = request.keep_alive();
-        let (status, content_type, body) = if !open_to(&gen.config, peer) {
-            let (_, body) = text_response(403, "the status page is not open to your address");
-            (403, "text/plain; charset=utf-8", body)
-        } else if request.method != "GET" && request.method != "HEAD" {
-            let (_, body) = text_response(405, "the status page answers GET and HEAD");
-            (405, "text/plain; charset=utf-8", body)
-        } else {
+        let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
+        let allowed = open_to(&gen.config, peer);
+        own_page(out, request, allowed, "the status page", sent, || {
             let view = self.status_view(gen);
-            let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
             if json {
-                (
-                    200,
-                    "application/json",
-                    status::render_json(&view).into_bytes(),
-                )
+                ("application/json", status::render_json(&view))
             } else {
-                (
-                    200,
-                    "text/html; charset=utf-8",
-                    status::render_html(&view).into_bytes(),
-                )
+                ("text/html; charset=utf-8", status::render_html(&view))
             }
-        };
-        let mut response = Response::new(status);
-        response.headers.append("Content-Type", content_type);
-        if status == 405 {
-            response.headers.append("Allow", "GET, HEAD");
-        }
-        send(out, request, response, &body, sent)
+        })
+    }
+
+    /// The metrics page, as the status page: `GET {metrics_path}`, the same figures in the
+    /// Prometheus text format (see `metrics`), to the same addresses.
+    pub(super) fn serve_metrics(
+        &self,
+        gen: &Generation,
+        out: impl Write,
+        peer: SocketAddr,
+        request: &Request,
+        sent: &mut Sent,
+    ) -> Result<()> {
+        let allowed = open_to(&gen.config, peer);
+        own_page(out, request, allowed, "the metrics page", sent, || {
+            (
+                metrics::CONTENT_TYPE,
+                metrics::render(&self.status_view(gen)),
+            )
+        })
     }
 
     /// Everything the status page shows, taken now, for the configuration `gen`.
@@ -102,6 +103,52 @@ impl Proxy {
             now_wall: SystemTime::now(),
         }
     }
+}
+
+/// A page the proxy answers itself, about itself: 403 to addresses outside `status_allow`
+/// (`allowed` is false), 405 to methods other than GET and HEAD, else what `render` makes
+/// (its content type and text). `what` names the page in the refusals.
+fn own_page(
+    out: impl Write,
+    request: &Request,
+    allowed: bool,
+    what: &str,
+    sent: &mut Sent,
+    render: impl FnOnce() -> (&'static str, String),
+) -> Result<()> {
+    sent.keep_alive = request.keep_alive();
+    let (status, content_type, body) = if !allowed {
+        let text = format!("{what} is not open to your address");
+        (
+            403,
+            "text/plain; charset=utf-8",
+            text_response(403, &text).1,
+        )
+    } else if request.method != "GET" && request.method != "HEAD" {
+        let text = format!("{what} answers GET and HEAD");
+        (
+            405,
+            "text/plain; charset=utf-8",
+            text_response(405, &text).1,
+        )
+    } else {
+        let (content_type, text) = render();
+        (200, content_type, text.into_bytes())
+    };
+    let mut response = Response::new(status);
+    response.headers.append("Content-Type", content_type);
+    if status == 405 {
+        response.headers.append("Allow", "GET, HEAD");
+    }
+    send(out, request, response, &body, sent)
+}
+
+/// Whether `request` is for the metrics page.
+pub(super) fn is_metrics_request(config: &Config, request: &Request) -> bool {
+    config
+        .metrics_path
+        .as_deref()
+        .is_some_and(|metrics_path| path_and_query(request).0 == metrics_path)
 }
 
 /// Whether `status_allow` lets `peer` see the status page (and use its buttons).

@@ -36,10 +36,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::forward::Upstream;
+use super::relay::Stamp;
 use super::rewrite::via;
 use super::stats::Stats;
 use super::Sent;
-use crate::cache::CacheStatus;
 use crate::error::{is_timeout, Error, ParseError, Result, Side};
 use crate::http::body::{request_framing, Framing};
 use crate::http::serialize;
@@ -104,7 +104,7 @@ pub(super) fn run(
     upstream: Upstream,
     stats: &Stats,
     idle: Duration,
-    cache: CacheStatus,
+    stamp: Stamp,
     sent: &mut Sent,
 ) -> Result<Report> {
     {
@@ -118,7 +118,7 @@ pub(super) fn run(
         let Some(mut response) = switching_response(request, response) else {
             return Err(Error::Parse(Side::Backend, ParseError::UnexpectedUpgrade));
         };
-        response.headers.set("X-Cache", cache.as_str());
+        stamp.apply(&mut response.headers);
         let head = serialize::response_head_bytes(&response);
         let backend = conn.reader();
         let ends = Ends {

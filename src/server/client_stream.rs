@@ -105,11 +105,17 @@ impl ClientStream {
     }
 
     /// The head has been read (or has failed): the connection is busy, never reclaimed, and
-    /// its reads are bounded per read only.
-    pub fn head_received(&mut self) {
+    /// its reads are bounded per read only. Returns when the request began: the arrival of
+    /// its head's first byte, or the start of the wait when the head was already buffered
+    /// (pipelined), so a request's time never counts the idle wait before it.
+    pub fn head_received(&mut self) -> Instant {
+        let began = self
+            .head
+            .map_or_else(Instant::now, |w| w.first_byte.unwrap_or(w.since));
         self.head = None;
         self.served = true;
         self.conn.set_phase(Phase::Busy);
+        began
     }
 
     /// The socket, for writing.
@@ -292,6 +298,27 @@ mod tests {
         });
         assert_eq!(stream.read(&mut buf).unwrap(), 1);
         late.join().unwrap();
+    }
+
+    #[test]
+    fn a_request_begins_at_its_first_byte_not_at_the_idle_wait_before_it() {
+        let (mut stream, mut client) = pair(Duration::from_secs(5));
+        stream.await_head();
+        let waiting = Instant::now();
+        std::thread::sleep(Duration::from_millis(200));
+        client.write_all(b"G").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        let began = stream.head_received();
+        assert!(
+            began >= waiting + Duration::from_millis(200),
+            "counted the idle wait"
+        );
+        // A head already buffered (pipelined) begins when its wait began.
+        stream.await_head();
+        let waiting = Instant::now();
+        let began = stream.head_received();
+        assert!(began <= waiting + Duration::from_millis(50));
     }
 
     #[test]

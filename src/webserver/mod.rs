@@ -20,6 +20,9 @@
 //! - POST answered with a line describing what arrived (method, path, body length);
 //! - `X-Served-By: <name>` on every response; 501 for any other method.
 //!
+//! Each request is logged with the `X-Request-Id` it came with (`id=-` without a valid
+//! one), so a request the proxy forwarded can be found here by the id in the proxy's logs.
+//!
 //! It never imports the proxy: what both programs need lives in `http` and `server`.
 
 pub mod command_line;
@@ -38,6 +41,7 @@ use crate::http::conditional;
 use crate::http::date::format_http_date;
 use crate::http::parse::{self, Limits};
 use crate::http::range::{content_range, requested_part, unsatisfied_range, Part};
+use crate::http::request_id::RequestId;
 use crate::http::{serialize, text_response, Request, Response};
 use crate::server::{self, ClientStream};
 use static_files::Lookup;
@@ -110,6 +114,8 @@ enum Body {
 struct Reply {
     /// The request line as logged, `-` when the head could not be read.
     line: String,
+    /// The request's valid `X-Request-Id`, if it had one.
+    request_id: Option<RequestId>,
     /// The response head, `Connection: close` included when the connection ends after it.
     response: Response,
     /// What follows the head.
@@ -131,6 +137,10 @@ fn handle_connection(site: &Site, stream: ClientStream, peer: SocketAddr) {
             return;
         };
         let (line, status) = (&reply.line, reply.response.status);
+        let id: &dyn std::fmt::Display = match &reply.request_id {
+            Some(id) => id,
+            None => &"-",
+        };
         let written = write_response(
             reader.get_ref().tcp(),
             &reply.response,
@@ -138,9 +148,9 @@ fn handle_connection(site: &Site, stream: ClientStream, peer: SocketAddr) {
             reply.head_only,
         );
         match written {
-            Ok(bytes) => log::info!("{} {peer} \"{line}\" {status} {bytes} B", site.name),
+            Ok(bytes) => log::info!("{} {peer} \"{line}\" {status} {bytes} B id={id}", site.name),
             Err(e) => {
-                log::warn!("{} {peer} \"{line}\" {status}: {e}", site.name);
+                log::warn!("{} {peer} \"{line}\" {status} id={id}: {e}", site.name);
                 return;
             }
         }
@@ -174,6 +184,7 @@ fn respond(
         line: request
             .as_ref()
             .map_or_else(|| "-".to_string(), Request::request_line),
+        request_id: request.as_ref().and_then(RequestId::of),
         head_only: request.is_some_and(|r| r.method == "HEAD"),
         response,
         body,

@@ -74,15 +74,16 @@ fn a_moved_away_access_log_is_recreated_at_its_path() {
     );
 }
 
-/// Whether `line` is one whole access log record: one request line, and our three fields at
-/// the end (`upstream cache ms`).
+/// Whether `line` is one whole access log record: one request line, and our four fields at
+/// the end (`upstream cache ms request-id`).
 fn is_access_record(line: &str) -> bool {
-    let fields: Vec<&str> = line.rsplitn(4, ' ').collect();
+    let fields: Vec<&str> = line.rsplitn(5, ' ').collect();
     line.starts_with("127.0.0.1 - - [")
         && line.matches("\"GET /").count() == 1
-        && fields.len() == 4
-        && fields[0].bytes().all(|b| b.is_ascii_digit())
-        && fields[1] == "BYPASS"
+        && fields.len() == 5
+        && fields[0].len() == 16
+        && fields[1].bytes().all(|b| b.is_ascii_digit())
+        && fields[2] == "BYPASS"
 }
 
 #[test]

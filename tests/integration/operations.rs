@@ -103,6 +103,12 @@ fn requests_go_to_the_pool_of_the_longest_matching_route_a_host_route_first() {
     assert_eq!(field(&shop_status, "requests"), "2");
     let html = get(proxy.addr, "/relevo/status").text();
     assert!(html.contains("<h2>Pool shop</h2>"), "{html}");
+    let metrics = get(proxy.addr, "/relevo/metrics").text();
+    let shop_requests = format!(
+        "relevo_requests_total{{backend=\"{}\",pool=\"shop\",",
+        shop.addr
+    );
+    assert!(metrics.contains(&shop_requests), "{metrics}");
 }
 
 #[test]

@@ -478,7 +478,13 @@ fn every_request_is_logged_with_backend_status_and_time() {
         ok_line.contains(&format!("-> {} 200 BYPASS 2 B", backend.addr)),
         "{ok_line}"
     );
-    assert!(ok_line.ends_with(" ms"), "{ok_line}");
+    let (_, id) = ok_line
+        .rsplit_once(" ms id=")
+        .expect("time and request id at the end");
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ok_line}"
+    );
     assert!(
         log.lines()
             .any(|l| l.contains(" 400 ") && l.contains("malformed request line")),

@@ -15,7 +15,7 @@
 //! - `syntax.rs`: the line grammar (`key = value`, comments, no quotes) and the rules across
 //!   lines (a key given once, a backend listed once);
 //! - `values.rs`: seconds, sizes and counts, switches, the log level, methods, paths, the
-//!   balancing algorithm ([`Balance`]);
+//!   balancing algorithm ([`Balance`]), the access log's format ([`AccessLogFormat`]);
 //! - `addresses.rs`: `listen`, [`Backend`] (with `weight=N` and `backup`), [`Cidr`] and the
 //!   `host:port` grammar they share;
 //! - `sources.rs`: where each value came from ([`Sources`]: a line of the file, the default,
@@ -72,9 +72,11 @@
 //! health_interval = 5            # seconds between two probes of the same backend
 //! upstream_keepalive = 32        # idle connections kept per backend for reuse (0: none)
 //! upstream_idle_timeout = 10     # seconds an idle backend connection is kept
-//! access_log = logs/access.log   # one Combined Log Format line per request; `off` for none
+//! access_log = logs/access.log   # one line per request; `off` for none
+//! access_log_format = combined   # Combined Log Format, or `json`: one JSON object per line
 //! status_path = /relevo/status   # the proxy's own status page (never forwarded); `off` for none
-//! status_allow = 127.0.0.0/8 ::1 # addresses (CIDR) that may see it; others get 403
+//! metrics_path = /relevo/metrics # Prometheus metrics (never forwarded); `off` for none
+//! status_allow = 127.0.0.0/8 ::1 # addresses (CIDR) that may see both; others get 403
 //! tunnel_idle_timeout = 300      # seconds a WebSocket tunnel or event stream may stay silent
 //! rewrite_location = on          # backend addresses in Location become the client's host
 //! upstream_total_timeout = 60    # seconds for all attempts at one request, retries included
@@ -113,11 +115,11 @@ pub(crate) use routing::parse_route;
 pub use routing::{host_without_port, Pool, Route, DEFAULT_POOL};
 pub(crate) use sources::Source;
 pub use sources::{load_with, Overrides, Sources, DEFAULT_CONFIG};
-pub use values::Balance;
 use values::{
     parse_bool, parse_level, parse_methods, parse_nonzero_usize, parse_path, parse_probe_path,
     parse_seconds, parse_u32, parse_u64, parse_usize,
 };
+pub use values::{AccessLogFormat, Balance};
 
 /// Largest configuration file [`load`] accepts, in bytes (1 MiB).
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -157,7 +159,9 @@ const KEYS: &[&str] = &[
     "upstream_keepalive",
     "upstream_idle_timeout",
     "access_log",
+    "access_log_format",
     "status_path",
+    "metrics_path",
     "status_allow",
     "tunnel_idle_timeout",
     "rewrite_location",
@@ -245,14 +249,20 @@ pub struct Config {
     /// How long an idle backend connection is kept before it is closed. Keep it below the
     /// backends' own keep-alive timeout. Default 10 s.
     pub upstream_idle_timeout: Duration,
-    /// Where the access log goes (Combined Log Format), reopened at its path when moved
-    /// away; `None` (written `off`) for none. Default `logs/access.log`.
+    /// Where the access log goes, reopened at its path when moved away; `None` (written
+    /// `off`) for none. Default `logs/access.log`.
     pub access_log: Option<PathBuf>,
+    /// How the access log writes each request. Default `combined`.
+    pub access_log_format: AccessLogFormat,
     /// Path of the proxy's status page, answered by the proxy itself and never forwarded;
     /// `None` (written `off`) for none. Default `/relevo/status`.
     pub status_path: Option<String>,
-    /// Client addresses allowed to see the status page; others get 403. Default loopback
-    /// only: `127.0.0.0/8 ::1`.
+    /// Path of the proxy's metrics (Prometheus text format), answered by the proxy itself
+    /// and never forwarded; `None` (written `off`) for none. Must differ from
+    /// `status_path`. Default `/relevo/metrics`.
+    pub metrics_path: Option<String>,
+    /// Client addresses allowed to see the status page and the metrics; others get 403.
+    /// Default loopback only: `127.0.0.0/8 ::1`.
     pub status_allow: Vec<Cidr>,
     /// How long a WebSocket tunnel, or a `text/event-stream` response body, may go without
     /// a byte in either direction before it is closed. Default 300 s.
@@ -317,7 +327,9 @@ impl Default for Config {
             upstream_keepalive: 32,
             upstream_idle_timeout: Duration::from_secs(10),
             access_log: Some(PathBuf::from("logs/access.log")),
+            access_log_format: AccessLogFormat::Combined,
             status_path: Some("/relevo/status".to_string()),
+            metrics_path: Some("/relevo/metrics".to_string()),
             status_allow: vec![
                 Cidr {
                     addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
@@ -415,6 +427,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let message = "no backend configured (add a line like `backend = 127.0.0.1:8081`)";
         return Err(error(text.lines().count().max(1), message.to_string()));
     }
+    if config.metrics_path.is_some() && config.metrics_path == config.status_path {
+        // Their defaults differ, so the file set one of them: the later line is blamed.
+        let line = ["metrics_path", "status_path"]
+            .map(|key| match config.sources.of(key) {
+                Source::Line(line) => line,
+                _ => 0,
+            })
+            .into_iter()
+            .max()
+            .unwrap_or(1);
+        let message = "metrics_path and status_path are the same path: give each its own";
+        return Err(error(line, message.to_string()));
+    }
     routing_errors(&config).map_err(|(line, message)| error(line, message))?;
     if config.backends.iter().all(|b| b.backup) {
         let line = config.sources.backends.last().copied().unwrap_or(1);
@@ -482,8 +507,14 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
         "access_log" => {
             config.access_log = (value != "off").then(|| parse_path(value)).transpose()?;
         }
+        "access_log_format" => config.access_log_format = value.parse()?,
         "status_path" => {
             config.status_path = (value != "off")
+                .then(|| parse_probe_path(value))
+                .transpose()?;
+        }
+        "metrics_path" => {
+            config.metrics_path = (value != "off")
                 .then(|| parse_probe_path(value))
                 .transpose()?;
         }
@@ -761,6 +792,39 @@ cache_max_object = 5
         bytes.truncate(MAX_CONFIG_BYTES as usize);
         let file = TempFile::new("max.conf", &bytes);
         assert!(load(&file.path).is_ok());
+    }
+
+    #[test]
+    fn the_access_log_format_and_the_metrics_path() {
+        let c = parse(
+            &format!("{MINIMAL}access_log_format = json\nmetrics_path = /m\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.access_log_format, AccessLogFormat::Json);
+        assert_eq!(c.metrics_path.as_deref(), Some("/m"));
+        let c = parse(&format!("{MINIMAL}metrics_path = off\n"), "t").unwrap();
+        assert_eq!(c.metrics_path, None);
+        assert_eq!(
+            bad_line("access_log_format = JSON"),
+            "access_log_format: expected combined or json, got `JSON`"
+        );
+        assert!(bad_line("metrics_path = metrics").starts_with("metrics_path: expected a path"));
+        let same = format!("{MINIMAL}status_path = /s\nmetrics_path = /s\n");
+        assert_eq!(
+            error(&same),
+            (
+                3,
+                "metrics_path and status_path are the same path: give each its own".to_string()
+            )
+        );
+        let same = format!("{MINIMAL}status_path = /relevo/metrics\n");
+        assert_eq!(error(&same).0, 2);
+        assert!(parse(
+            &format!("{MINIMAL}status_path = off\nmetrics_path = off\n"),
+            "t"
+        )
+        .is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The forms a configuration value takes, other than addresses: seconds, sizes and counts,
-//! on/off switches, the log level, the method list, file paths, request paths and the
-//! balancing algorithm.
+//! on/off switches, the log level, the method list, file paths, request paths, the
+//! balancing algorithm and the access log's format.
 //!
 //! Each parser takes a value as the line grammar (`syntax.rs`) hands it over, trimmed and
 //! not empty, and returns the typed value or a message saying what was expected; the caller
@@ -83,6 +83,29 @@ impl FromStr for Balance {
                     quote(value)
                 )
             })
+    }
+}
+
+/// `access_log_format`: how the access log writes each request (see `proxy::access_log`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// The Combined Log Format of Apache and nginx, plus our own fields.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for AccessLogFormat {
+    type Err = String;
+
+    /// `combined` or `json`, case-sensitively (as every key is).
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "combined" => Ok(AccessLogFormat::Combined),
+            "json" => Ok(AccessLogFormat::Json),
+            _ => Err(format!("expected combined or json, got {}", quote(value))),
+        }
     }
 }
 
