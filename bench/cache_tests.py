@@ -69,6 +69,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the raw results JSON here too")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="another proxy.conf line (repeatable)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory (the proxy's logs and cache)")
     return parser.parse_args(argv)
 
 
@@ -167,7 +169,10 @@ def main(argv: List[str]) -> int:
     finally:
         stop(proxy)
         stop(origin)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

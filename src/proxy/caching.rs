@@ -172,11 +172,13 @@ pub(super) fn lookup<'c>(
             Role::Follower(flight) => {
                 match flight.wait_for_entry(wait) {
                     Waited::Growing(growing)
-                        if growing.key == selecting_values(&growing.head, request) =>
+                        if growing.key == selecting_values(&growing.head, request)
+                            && followable(&growing.head, request, &policy) =>
                     {
                         return Lookup::Follow(Following { flight, growing });
                     }
-                    // Another variant is being stored: wait for it, then look again.
+                    // Another variant, or one this request may not be served (stale on
+                    // arrival): wait for it, then look again.
                     Waited::Growing(_) => {
                         flight.wait(wait);
                     }
@@ -188,6 +190,27 @@ pub(super) fn lookup<'c>(
                 followed = true;
             }
         }
+    }
+}
+
+/// Whether a request that waited for another's fetch may read the response being stored
+/// (`head`, received just now): when it would be fresh for it (RFC 9111 §4.2), or when it is
+/// `no-cache`, which the fetch in progress has just validated for every request it
+/// collapses. A response already stale on arrival (its `Age` past its lifetime), or one this
+/// request asks fresher than or may not be served (its own `no-cache`, credentials), is
+/// fetched again instead.
+fn followable(head: &Response, request: &Request, policy: &Policy) -> bool {
+    let now = SystemTime::now();
+    match cache::reuse(request, head, now, now, policy) {
+        Reuse::Fresh(_) => true,
+        Reuse::Validate(_) | Reuse::Refetch => {
+            let cc = cache::CacheControl::of_response(head, policy.shared);
+            let asked = cache::CacheControl::of_request(request);
+            let age = cache::current_age(head, now, now);
+            let lifetime = cache::freshness_lifetime(head, policy).unwrap_or_default();
+            cc.no_cache && !asked.no_cache && age < lifetime.max(Duration::from_secs(1))
+        }
+        Reuse::Stale(..) | Reuse::Bypass => false,
     }
 }
 
@@ -303,5 +326,28 @@ pub(super) fn policy(gen: &Generation) -> Policy {
         default_ttl: Duration::from_secs(config.cache_ttl),
         heuristic_max: Duration::from_secs(config.cache_heuristic_max),
         stale_if_error: Duration::from_secs(config.cache_stale_if_error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{get, resp, SHARED};
+
+    #[test]
+    fn a_follower_reads_a_growing_response_only_when_it_may_be_served() {
+        let follows =
+            |fields: &str, asked: &str| followable(&resp(200, fields), &get(asked), &SHARED);
+        assert!(follows("Cache-Control: max-age=60\r\n", ""));
+        // Stale on arrival: its Age is past its lifetime.
+        assert!(!follows("Cache-Control: max-age=10\r\nAge: 60\r\n", ""));
+        // no-cache: the fetch in progress is the validation.
+        assert!(follows("Cache-Control: no-cache\r\nETag: \"e\"\r\n", ""));
+        assert!(!follows(
+            "Cache-Control: no-cache\r\nETag: \"e\"\r\n",
+            "Cache-Control: no-cache\r\n"
+        ));
+        // A personalised request is not served a heuristic lifetime.
+        assert!(!follows("", "Cookie: id=1\r\n"));
     }
 }
