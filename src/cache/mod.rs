@@ -36,6 +36,7 @@ use crate::http::conditional;
 use crate::http::date::{format_http_date, parse_http_date};
 use crate::http::{remove_hop_by_hop, Request, Response};
 
+mod admission;
 mod control;
 mod flight;
 mod freshness;

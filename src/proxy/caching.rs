@@ -287,7 +287,7 @@ pub(super) fn store(
             Fill::Relay(Some(entry))
         }
         Ok(_) => {
-            log::debug!("cache: {base} is larger than cache_max_object, not stored");
+            // Larger than cache_max_object, or not admitted: the store logged which.
             plan.leader = None;
             Fill::Relay(None)
         }

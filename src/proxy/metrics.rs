@@ -25,7 +25,7 @@
 //! | `relevo_backend_active_requests` | gauge | backend, pool |
 //! | `relevo_connections_active`, `relevo_threads` | gauge | |
 //! | `relevo_cache_entries`, `relevo_cache_bytes` | gauge | |
-//! | `relevo_cache_purged_total` | counter | |
+//! | `relevo_cache_purged_total`, `relevo_cache_not_admitted_total` | counter | |
 //!
 //! Requests to the status page and to the metrics themselves are not counted (as on the
 //! status page), and WebSocket tunnels are counted but not timed (their time is how long
@@ -75,7 +75,7 @@ pub fn render(view: &StatusView) -> String {
     requests(&mut out, &slots);
     durations(&mut out, &slots);
     per_backend(&mut out, &slots);
-    let (entries, bytes) = view.cache.unwrap_or((0, 0));
+    let (entries, bytes, not_admitted) = view.cache.unwrap_or((0, 0, 0));
     let gauges = [
         (
             "relevo_connections_active",
@@ -112,6 +112,11 @@ pub fn render(view: &StatusView) -> String {
         "Stored responses removed by purges.",
     );
     let _ = writeln!(out, "{purged} {}", s.cache_purged);
+    let name = "relevo_cache_not_admitted_total";
+    let help = "Responses a full cache relayed without storing them: not admitted (0 with the \
+                cache off).";
+    family(&mut out, name, "counter", help);
+    let _ = writeln!(out, "{name} {not_admitted}");
     out
 }
 
@@ -309,7 +314,7 @@ mod tests {
             generation: 1,
             threads: Some(9),
             status_path: "/relevo/status".to_string(),
-            cache: Some((3, 2048)),
+            cache: Some((3, 2048, 1)),
             now: Instant::now(),
             now_wall: SystemTime::now(),
         };
@@ -365,6 +370,7 @@ mod tests {
             "relevo_connections_active 0",
             "relevo_cache_entries 3",
             "relevo_cache_bytes 2048",
+            "relevo_cache_not_admitted_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
         }
@@ -399,6 +405,7 @@ mod tests {
             "relevo_threads",
             "relevo_cache_entries",
             "relevo_cache_bytes",
+            "relevo_cache_not_admitted_total",
             "relevo_upstream_bytes_total",
         ] {
             assert!(typed.contains(&name), "{name} missing");

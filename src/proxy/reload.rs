@@ -113,8 +113,8 @@ impl Proxy {
 /// Puts back in `new` the running values of the keys that need a restart, and returns the
 /// names of those whose value the file changed. They are `listen`, `max_connections`,
 /// `max_connections_per_ip`, `client_timeout` and the cache's `cache`, `cache_dir`,
-/// `cache_max_size` and `cache_max_object`: what they set up (the listening socket, the
-/// connection slots, the cache) is built once, at start-up.
+/// `cache_max_size`, `cache_max_object` and `cache_admission`: what they set up (the
+/// listening socket, the connection slots, the cache) is built once, at start-up.
 pub fn keep_running_values(running: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     macro_rules! keep {
@@ -133,7 +133,8 @@ pub fn keep_running_values(running: &Config, new: &mut Config) -> Vec<&'static s
         cache,
         cache_dir,
         cache_max_size,
-        cache_max_object
+        cache_max_object,
+        cache_admission
     );
     changed
 }

@@ -181,7 +181,8 @@ impl Proxy {
                     &config.cache_dir,
                     config.cache_max_size,
                     config.cache_max_object,
-                ),
+                )
+                .with_admission(config.cache_admission),
                 in_flight: InFlight::new(),
                 pass: PassMarks::new(),
                 refreshing: AtomicUsize::new(0),

@@ -46,8 +46,9 @@ pub struct StatusView {
     pub threads: Option<usize>,
     /// The status page's path: the forms post to `{status_path}/backends`.
     pub status_path: String,
-    /// Cache entries and bytes on disk, or None when the cache is off.
-    pub cache: Option<(u64, u64)>,
+    /// Cache entries, bytes on disk and responses not admitted, or None when the cache is
+    /// off.
+    pub cache: Option<(u64, u64, u64)>,
     /// The moment of rendering, monotonic (to interpret `Health`'s instants).
     pub now: Instant,
     /// The same moment on the wall clock.
@@ -130,12 +131,13 @@ pub fn render_html(view: &StatusView) -> String {
     html.push_str(&charts_html(view));
     html.push_str("<h2>Cache</h2>\n");
     match view.cache {
-        Some((entries, bytes)) => {
+        Some((entries, bytes, not_admitted)) => {
             let _ = writeln!(
                 html,
                 "<p>{entries} entries, {} &middot; hit ratio {} &middot; {} hits, {} revalidated, \
-                 {} misses, {} bypassed &middot; served stale: {} while refreshing, {} with the \
-                 backends failing &middot; purges: {} ({} responses removed)</p>",
+                 {} misses ({not_admitted} not admitted), {} bypassed &middot; served stale: {} \
+                 while refreshing, {} with the backends failing &middot; purges: {} ({} responses \
+                 removed)</p>",
                 human_bytes(bytes),
                 s.hit_ratio()
                     .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0)),
@@ -343,12 +345,13 @@ pub fn render_json(view: &StatusView) -> String {
     json.push_str(&backends.collect::<Vec<_>>().join(","));
     json.push_str("],\"cache\":");
     match view.cache {
-        Some((entries, bytes)) => {
+        Some((entries, bytes, not_admitted)) => {
             let _ = write!(
                 json,
                 "{{\"entries\":{entries},\"bytes\":{bytes},\"hits\":{},\"misses\":{},\
-                 \"revalidated\":{},\"bypassed\":{},\"stale\":{},\"stale_if_error\":{},\
-                 \"purges\":{},\"purged\":{},\"hit_ratio\":{}}}",
+                 \"not_admitted\":{not_admitted},\"revalidated\":{},\"bypassed\":{},\
+                 \"stale\":{},\"stale_if_error\":{},\"purges\":{},\"purged\":{},\
+                 \"hit_ratio\":{}}}",
                 s.cache_hits,
                 s.cache_misses,
                 s.cache_revalidated,
@@ -665,7 +668,7 @@ mod tests {
             generation: 1,
             threads: Some(9),
             status_path: "/relevo/status".to_string(),
-            cache: Some((3, 2048)),
+            cache: Some((3, 2048, 1)),
             now,
             now_wall: SystemTime::now(),
         }
@@ -679,6 +682,7 @@ mod tests {
         assert!(html.contains("<span class=\"down\">down</span> since"));
         assert!(html.contains("connection refused &quot;x&quot;"));
         assert!(html.contains("3 entries, 2.0 KiB"));
+        assert!(html.contains("1 misses (1 not admitted), 0 bypassed"));
         assert!(html.contains(
             "served stale: 1 while refreshing, 2 with the backends failing &middot; purges: 1 \
              (4 responses removed)"
@@ -705,7 +709,9 @@ mod tests {
         assert!(json.contains("\"requests\":1,\"last_minute\":1,\"share\":1.0000,"));
         assert!(json.contains("\"state\":\"down\""));
         assert!(json.contains("\"reason\":\"connection refused \\\"x\\\"\""));
-        assert!(json.contains("\"cache\":{\"entries\":3,\"bytes\":2048,\"hits\":0,\"misses\":1"));
+        assert!(json.contains(
+            "\"cache\":{\"entries\":3,\"bytes\":2048,\"hits\":0,\"misses\":1,\"not_admitted\":1,"
+        ));
         assert!(json.contains("\"stale\":1,\"stale_if_error\":2,\"purges\":1,\"purged\":4,"));
         assert!(json.contains("\"request\":\"GET /<script>alert(1)</script> HTTP/1.1\""));
         assert!(json

@@ -68,7 +68,7 @@ impl Proxy {
         let cache = self
             .cache
             .as_ref()
-            .map(|c| (c.store.entries(), c.store.usage()));
+            .map(|c| (c.store.entries(), c.store.usage(), c.store.not_admitted()));
         let second = self.stats.second();
         let pools = gen
             .pools

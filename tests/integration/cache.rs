@@ -796,14 +796,16 @@ fn hostile_requests_cannot_escape_or_poison_the_cache() {
 
 /// The cache's entries and bytes, as the status page reports them.
 fn status_cache(addr: std::net::SocketAddr) -> (u64, u64) {
+    (status_number(addr, "entries"), status_number(addr, "bytes"))
+}
+
+/// The first number called `name` in the status page's JSON.
+fn status_number(addr: std::net::SocketAddr, name: &str) -> u64 {
     let text = get(addr, "/relevo/status?format=json").text();
-    let field = |name: &str| -> u64 {
-        text.split_once(&format!("\"{name}\":"))
-            .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
-    (field("entries"), field("bytes"))
+    text.split_once(&format!("\"{name}\":"))
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 /// What the entry files in `dir/cache` take on disk, in all.
@@ -822,11 +824,11 @@ fn thousand_bytes() -> Backend {
 }
 
 /// A proxy whose cache holds about sixteen 1000-byte responses by what they take on disk,
-/// after 200 of them were stored.
+/// after 200 of them were stored. Admission is off, so every one is stored and most evicted.
 fn small_cache_after_200_urls(dir: &TempDir, backend: &Backend) -> (Process, u64) {
     let limit = 16 * on_disk(dir, 1200);
     let config = format!(
-        "{}cache_max_size = {limit}\n",
+        "{}cache_max_size = {limit}\ncache_admission = off\n",
         backend_lines(&[backend.addr])
     );
     let proxy = proxy(dir, &config);
@@ -930,6 +932,61 @@ fn entries_removed_behind_the_proxys_back_are_forgotten_and_recounted() {
     eventually("the re-count", || {
         status_cache(proxy.addr) == (1, entries_on_disk(&dir))
     });
+}
+
+#[test]
+fn a_full_cache_stores_urls_asked_for_again_not_one_off_urls() {
+    let backend = thousand_bytes();
+    let dir = TempDir::new("cache-admission");
+    let limit = 16 * on_disk(&dir, 1200);
+    let config = format!(
+        "{}cache_max_size = {limit}\nlog_level = debug\n",
+        backend_lines(&[backend.addr])
+    );
+    let proxy = proxy(&dir, &config);
+    // 200 URLs asked for once each: the first fill the cache, the others are relayed but
+    // not stored.
+    for n in 0..200 {
+        let reply = get(proxy.addr, &format!("/once?n={n}"));
+        assert_eq!((reply.status, x_cache(&reply)), (200, "MISS"));
+        assert_eq!(reply.body.len(), 1000);
+    }
+    eventually("a cache within its limit", || {
+        entries_on_disk(&dir) <= limit
+    });
+    let stored = cache_entries(&dir).len();
+    assert!((10..=16).contains(&stored), "{stored} entries");
+    let not_admitted = status_number(proxy.addr, "not_admitted");
+    assert!(not_admitted >= 170, "{not_admitted} of 200 not admitted");
+    let log = proxy_log(&dir);
+    assert!(
+        log.contains("cache: \"http://test.example/once?n=199\" not admitted: the cache is full"),
+        "{log}"
+    );
+    // Four URLs asked for again and again: stored at their second request, hits from then
+    // on, in place of the least recently used of the one-off URLs.
+    for round in 0..4 {
+        for n in 0..4 {
+            let reply = get(proxy.addr, &format!("/again?n={n}"));
+            let expected = if round < 2 { "MISS" } else { "HIT" };
+            assert_eq!(x_cache(&reply), expected, "round {round}, /again?n={n}");
+        }
+    }
+    let asked = |path: &str| {
+        let line = format!("GET {path} ");
+        (backend.requests().iter())
+            .filter(|r| r.starts_with(line.as_bytes()))
+            .count()
+    };
+    assert_eq!(asked("/again?n=0"), 2);
+    for n in 0..4 {
+        let name = sha1_hex(format!("http://test.example/again?n={n}").as_bytes());
+        assert!(dir.join("cache").join(name).exists(), "/again?n={n}");
+    }
+    eventually("a cache within its limit", || {
+        entries_on_disk(&dir) <= limit
+    });
+    assert_eq!(status_number(proxy.addr, "not_admitted"), not_admitted + 4);
 }
 
 /// `unshare` arguments for a user and mount namespace of its own: a mount made inside is

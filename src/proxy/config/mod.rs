@@ -65,6 +65,7 @@
 //!                                # backend can answer; 0: only when it says stale-if-error
 //! cache_max_size = 1073741824    # bytes the whole cache may use on disk (1 GiB)
 //! cache_max_object = 104857600   # bytes of the largest response stored (100 MiB)
+//! cache_admission = on           # a full cache stores only what is asked for often enough
 //! max_response_header_bytes = 65536  # bytes in a backend's status line and header section
 //! max_fails = 1                  # failures in a row that mark a backend down (0: never)
 //! fail_timeout = 10              # seconds a backend marked down is skipped
@@ -151,6 +152,7 @@ const KEYS: &[&str] = &[
     "cache_stale_if_error",
     "cache_max_size",
     "cache_max_object",
+    "cache_admission",
     "max_response_header_bytes",
     "max_fails",
     "fail_timeout",
@@ -230,6 +232,10 @@ pub struct Config {
     pub cache_max_size: u64,
     /// Largest single response the cache stores, in bytes. Default 104857600 (100 MiB).
     pub cache_max_object: u64,
+    /// Whether a full cache stores a response only when its URL was asked for before and
+    /// more often lately than the entry it would displace (`cache::admission`). Default
+    /// `true` (written `on`).
+    pub cache_admission: bool,
     /// Largest status line plus header section accepted from a backend, in bytes (> 0);
     /// beyond it the response is a 502. Default 65536.
     pub max_response_header_bytes: usize,
@@ -319,6 +325,7 @@ impl Default for Config {
             cache_stale_if_error: 24 * 60 * 60,
             cache_max_size: 1024 * 1024 * 1024,
             cache_max_object: 100 * 1024 * 1024,
+            cache_admission: true,
             max_response_header_bytes: 64 * 1024,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
@@ -495,6 +502,7 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
         "cache_stale_if_error" => config.cache_stale_if_error = parse_u64(value)?,
         "cache_max_size" => config.cache_max_size = parse_u64(value)?,
         "cache_max_object" => config.cache_max_object = parse_u64(value)?,
+        "cache_admission" => config.cache_admission = parse_bool(value)?,
         "max_response_header_bytes" => {
             config.max_response_header_bytes = parse_nonzero_usize(value)?;
         }
@@ -626,6 +634,7 @@ mod tests {
         assert_eq!(c.cache_ttl, 60);
         assert_eq!(c.cache_max_size, 1_073_741_824);
         assert_eq!(c.cache_max_object, 104_857_600);
+        assert!(c.cache_admission);
     }
 
     #[test]
@@ -697,6 +706,7 @@ cache_dir = /tmp/relevo cache
 cache_ttl = 0
 cache_max_size = 18446744073709551615
 cache_max_object = 5
+cache_admission = off
 ";
         let c = parse(text, "test.conf").unwrap();
         assert_eq!(c.listen, "[::]:0");
@@ -726,6 +736,7 @@ cache_max_object = 5
         assert_eq!(c.cache_ttl, 0);
         assert_eq!(c.cache_max_size, u64::MAX);
         assert_eq!(c.cache_max_object, 5);
+        assert!(!c.cache_admission);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! was received or last validated; its atime, set by us on every use, orders eviction.
 //!
 //! This module owns file I/O only: what may be stored and for how long is the policy in
-//! `cache`, and the proxy decides when to call what.
+//! `cache`, and the proxy decides when to call what. Here: the `Store` and its lookups,
+//! storing, refreshing and removal; `file` the entry file's format and its reading;
+//! `writer` the writing of one entry; `upkeep` the background census and eviction.
 //!
 //! # Atomicity
 //!
@@ -66,7 +68,18 @@
 //! minute ([`ATIME_RESOLUTION`]), rather than trust the mount's atime policy (`noatime`,
 //! `relatime`). htcacheclean, httpd's cleaner, also cleans by size in LRU order.
 //!
-//! A file removed by someone else (an `rm`, another process's flush) is forgotten when a
+//! A proxy's store also admits by frequency ([`Store::with_admission`], `admission`): once
+//! the cache is full, a response is stored only if its key was asked for before and more often
+//! lately than the least recently used entry's; otherwise it is relayed without a file. The
+//! requests are counted where the index already records them: a lookup that finds an entry
+//! (its use), and `begin` for a key not stored (a miss about to be stored). A miss is counted
+//! there rather than at lookup because the proxy looks a missing key up twice (before and
+//! after joining the request in flight), and a key asked for once must count once.
+//!
+//! Once the census is complete, a lookup of a key the index does not hold is a miss without
+//! a system call: every file we put in place or remove changes the index in the same
+//! critical section, so only a file someone else put there is missed (until a census). A
+//! file removed by someone else (an `rm`, another process's flush) is forgotten when a
 //! lookup fails to open it or eviction fails to remove it, and either asks the upkeep
 //! thread for a new census, which re-syncs the whole index in the background.
 //!
@@ -75,21 +88,28 @@
 //! once more; if it fails again the entry is dropped. The cache keeps working either way.
 
 use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
+use std::io::{self, BufWriter};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::index::{parse_name, EvictionTally, Index};
+use super::admission::Sketch;
+use super::index::{parse_name, Admission, EvictionTally, Index, Presence};
 use super::{entry_name, variant_key, vary_names};
-use crate::http::body::{response_framing, Framing, COPY_BUFFER};
-use crate::http::parse::{read_response, Limits, MAX_HEADERS, MAX_HEADER_BYTES, MAX_REQUEST_LINE};
+use crate::http::body::{response_framing, Framing};
 use crate::http::serialize::response_head_bytes;
-use crate::http::{is_token, Request, Response};
+use crate::http::{Request, Response};
 
+mod file;
 mod upkeep;
+mod writer;
+
+pub use file::Entry;
+pub use file::MAX_LISTED_VARIANTS;
+use file::{parse_file, Stored, VaryIndex, MAX_INDEX_BYTES, NONCE_LEN};
+pub use writer::EntryWriter;
 
 /// Start of every temporary file's name; `flush` removes these too.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -101,28 +121,6 @@ pub const ATIME_RESOLUTION: Duration = Duration::from_secs(60);
 
 /// Digits reserved for a Content-Length written at commit: `u64::MAX` has 20.
 const LENGTH_WIDTH: usize = 20;
-
-/// Largest variant index file read, in bytes.
-const MAX_INDEX_BYTES: u64 = 4 * 1024;
-
-/// Start of a variant index file; a response file starts with `HTTP/`.
-const INDEX_MAGIC: &[u8] = b"VARY ";
-
-/// Hex digits in a variant index nonce.
-const NONCE_LEN: usize = 16;
-
-/// Variant files a variant index names, for a purge to remove (each line takes 42 bytes,
-/// and the index stays within `MAX_INDEX_BYTES`). Variants beyond are stored all the same;
-/// a purge leaves them unreachable (their index is gone), and eviction removes them.
-pub const MAX_LISTED_VARIANTS: usize = 64;
-
-/// Limits for reading a stored head: those for a backend's head, plus room for the Date
-/// and Content-Length fields we may have added.
-const STORED_HEAD_LIMITS: Limits = Limits {
-    max_line: MAX_REQUEST_LINE,
-    max_header_bytes: MAX_HEADER_BYTES + 1024,
-    max_headers: MAX_HEADERS + 8,
-};
 
 /// Whether `name` is an entry file's name: 40 lowercase hex digits.
 pub fn is_entry_name(name: &str) -> bool {
@@ -166,6 +164,8 @@ struct Shared {
     room_made: AtomicU64,
     /// Evictions not yet reported in the log.
     tally: Mutex<EvictionTally>,
+    /// Responses not stored because the cache was full and they were not admitted.
+    not_admitted: AtomicU64,
     /// Held while a variant index is read and replaced, so concurrent variants of one URI
     /// agree on one nonce.
     index_lock: Mutex<()>,
@@ -173,82 +173,6 @@ struct Shared {
     counter: AtomicU64,
     /// Our process id, for temporary file names (asked once: it is a system call).
     pid: u32,
-}
-
-/// A stored response, opened: its head, and its body ready to be read.
-#[derive(Debug)]
-pub struct Entry {
-    /// The stored head (status line and fields), as in the file.
-    pub response: Response,
-    /// Bytes of body in the file; equal to the stored Content-Length.
-    pub body_len: u64,
-    /// The file's mtime: when the response was received or last validated.
-    pub stored_at: SystemTime,
-    /// Invariant: positioned at the first body byte, limited to `body_len` bytes. The file
-    /// is open, so the body stays readable even if the entry is replaced or removed meanwhile.
-    body: Take<BufReader<Counted<File>>>,
-}
-
-impl Entry {
-    /// The body: a reader of exactly `body_len` bytes (fewer only if the file is truncated
-    /// behind our back), starting where the head ends.
-    pub fn body(&mut self) -> &mut impl Read {
-        &mut self.body
-    }
-
-    /// The stored head and the body reader, taken apart. The reader is buffered: a small
-    /// body usually came in with the head, in the read that found the head.
-    pub fn into_parts(self) -> (Response, impl BufRead) {
-        (self.response, self.body)
-    }
-}
-
-/// What a file of the store holds.
-enum Stored {
-    Entry(Entry),
-    Index(VaryIndex),
-}
-
-/// The variant index of a URI whose responses carry Vary.
-#[derive(Debug, PartialEq, Eq)]
-struct VaryIndex {
-    nonce: String,
-    names: Vec<String>,
-    /// The entry names of the variants stored under it, at most `MAX_LISTED_VARIANTS`.
-    variants: Vec<String>,
-}
-
-impl VaryIndex {
-    /// `"VARY" SP nonce ":" SP name *( "," SP name ) CRLF *( entry-name CRLF )`
-    fn parse(text: &str) -> Option<VaryIndex> {
-        let (first, rest) = text.split_once("\r\n")?;
-        let line = first.strip_prefix("VARY ")?;
-        let (nonce, names) = line.split_once(": ")?;
-        let names: Vec<String> = names.split(", ").map(str::to_string).collect();
-        let variants: Vec<String> = rest.split_terminator("\r\n").map(str::to_string).collect();
-        let valid = nonce.len() == NONCE_LEN
-            && nonce.bytes().all(|b| b.is_ascii_hexdigit())
-            && names
-                .iter()
-                .all(|n| is_token(n.as_bytes()) && n.to_ascii_lowercase() == *n)
-            && (rest.is_empty() || rest.ends_with("\r\n"))
-            && variants.len() <= MAX_LISTED_VARIANTS
-            && variants.iter().all(|v| is_entry_name(v));
-        valid.then(|| VaryIndex {
-            nonce: nonce.to_string(),
-            names,
-            variants,
-        })
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut text = format!("VARY {}: {}\r\n", self.nonce, self.names.join(", "));
-        for variant in &self.variants {
-            text.push_str(variant);
-            text.push_str("\r\n");
-        }
-        text.into_bytes()
-    }
 }
 
 impl Store {
@@ -269,6 +193,7 @@ impl Store {
                 room_lock: Mutex::new(()),
                 room_made: AtomicU64::new(0),
                 tally: Mutex::new(EvictionTally::default()),
+                not_admitted: AtomicU64::new(0),
                 index_lock: Mutex::new(()),
                 counter: AtomicU64::new(0),
                 pid: std::process::id(),
@@ -290,6 +215,22 @@ impl Store {
             .name("cache-upkeep".to_string())
             .spawn(move || shared.run_upkeep())
             .map(drop)
+    }
+
+    /// With `on`, the store admits by frequency once the cache is full (see the module's
+    /// doc): the shared cache of a proxy. A private cache (the client's) stores everything.
+    pub fn with_admission(self, on: bool) -> Store {
+        if on {
+            let sketch = Sketch::for_cache(self.shared.max_size);
+            self.shared.lock_index().admit_by_frequency(sketch);
+        }
+        self
+    }
+
+    /// Responses not stored since the start because the cache was full and they were not
+    /// admitted.
+    pub fn not_admitted(&self) -> u64 {
+        self.shared.not_admitted.load(Ordering::Relaxed)
     }
 
     /// Bytes on disk taken by the entry files. With an upkeep thread this is what is known
@@ -336,8 +277,9 @@ impl Store {
     /// dropping it without commit removes the temporary file. Writing more than max_object
     /// bytes of body makes the writer give up quietly (commit then stores nothing).
     ///
-    /// A head whose Content-Length already exceeds max_object gives a writer that has given
-    /// up from the start (see `EntryWriter::is_abandoned`), without touching the disk.
+    /// A head whose Content-Length already exceeds max_object, or a response the full cache
+    /// does not admit (`with_admission`), gives a writer that has given up from the start
+    /// (see `EntryWriter::is_abandoned`), without touching the disk.
     ///
     /// # Errors
     /// The directory cannot be created, or the temporary file cannot be created or written.
@@ -360,7 +302,11 @@ impl Store {
             received: SystemTime::now(),
             retried: false,
         };
-        if declared.is_some_and(|n| n > self.shared.max_object) {
+        let too_big = declared.is_some_and(|n| n > self.shared.max_object);
+        if too_big {
+            log::debug!("cache: {key:?} is larger than cache_max_object, not stored");
+        }
+        if too_big || !self.shared.admits(key, &writer.name) {
             return Ok(writer);
         }
         let mut head = response.clone();
@@ -609,11 +555,21 @@ impl Shared {
         entry_name(&seed)[..NONCE_LEN].to_string()
     }
 
-    /// Opens and checks the file `name`. A missing file is None (and forgotten); a file that
-    /// cannot be read or is malformed is removed and is None. A file found is used now, for
-    /// eviction's order; its atime, which keeps that order across restarts, is moved to now
-    /// when it is older than `ATIME_RESOLUTION`.
+    /// Opens and checks the file `name`. A name the complete index does not hold is None at
+    /// once, without a system call (`Index::look_up`). A missing file is None (and
+    /// forgotten); a file that cannot be read or is malformed is removed and is None. A file
+    /// found is used now, for eviction's order; its atime, which keeps that order across
+    /// restarts, is moved to now when it is older than `ATIME_RESOLUTION`.
     fn open(&self, name: &str) -> Option<Stored> {
+        let now = SystemTime::now();
+        let parsed = parse_name(name);
+        let presence = match parsed {
+            Some(parsed) => self.lock_index().look_up(parsed, now),
+            None => Presence::Unsure,
+        };
+        if presence == Presence::Absent {
+            return None;
+        }
         let path = self.dir.join(name);
         let opened = File::open(&path).and_then(|file| {
             let meta = file.metadata()?;
@@ -631,7 +587,6 @@ impl Shared {
                 return None;
             }
         };
-        let now = SystemTime::now();
         // An atime in the future (a clock stepped back, a copied file) counts as old.
         let recently = meta.accessed().is_ok_and(|atime| {
             now.duration_since(atime)
@@ -644,7 +599,7 @@ impl Shared {
         }
         match parse_file(file, &meta) {
             Ok(stored) => {
-                if let Some(parsed) = parse_name(name) {
+                if let (Presence::Unsure, Some(parsed)) = (presence, parsed) {
                     self.lock_index().touch(parsed, allocated(&meta), now);
                 }
                 Some(stored)
@@ -678,6 +633,24 @@ impl Shared {
         drop(index);
         self.evict_after_store(asked);
         Ok(())
+    }
+
+    /// Whether the entry for `key` (file `name`), about to be stored, is admitted
+    /// (`Index::admit`); one that is not is counted and logged at debug level.
+    fn admits(&self, key: &str, name: &str) -> bool {
+        let Some(name) = parse_name(name) else {
+            return true;
+        };
+        let admission = self.lock_index().admit(name, self.max_size);
+        let Admission::NotAdmitted { asked, victim } = admission else {
+            return true;
+        };
+        self.not_admitted.fetch_add(1, Ordering::Relaxed);
+        log::debug!(
+            "cache: {key:?} not admitted: the cache is full, and it was asked for {asked} times \
+             lately, the least recently used entry {victim}"
+        );
+        false
     }
 
     /// Writes a small file atomically (a variant index).
@@ -760,268 +733,28 @@ fn opaque_etag(response: &Response) -> Option<&str> {
         .map(|tag| tag.trim().trim_start_matches("W/"))
 }
 
-/// Reads a store file: a variant index, or a response head whose body length matches its
-/// Content-Length (a 204: no body at all).
-fn parse_file(file: File, meta: &fs::Metadata) -> Result<Stored, String> {
-    let stored_at = meta.modified().map_err(|e| e.to_string())?;
-    // A buffer the size of the file, up to COPY_BUFFER: a small entry is read in one go,
-    // and a large body is copied in large reads.
-    let capacity = usize::try_from(meta.len()).map_or(COPY_BUFFER, |len| len.clamp(1, COPY_BUFFER));
-    let counted = Counted {
-        inner: file,
-        count: 0,
-    };
-    let mut reader = BufReader::with_capacity(capacity, counted);
-    let start = reader.fill_buf().map_err(|e| e.to_string())?;
-    if start.starts_with(INDEX_MAGIC) {
-        let mut text = String::new();
-        reader
-            .take(MAX_INDEX_BYTES)
-            .read_to_string(&mut text)
-            .map_err(|e| e.to_string())?;
-        return VaryIndex::parse(&text)
-            .map(Stored::Index)
-            .ok_or_else(|| "malformed variant index".to_string());
-    }
-    let response = read_response(&mut reader, &STORED_HEAD_LIMITS)
-        .map_err(|e| format!("malformed head: {e}"))?;
-    if response.is_interim() || response.status == 304 {
-        return Err(format!("status {} is never stored", response.status));
-    }
-    let head_len = reader.get_ref().count - reader.buffer().len() as u64;
-    let body_len = meta.len().saturating_sub(head_len);
-    let expected = match response_framing("GET", &response) {
-        Ok(Framing::Length(n)) => n,
-        Ok(Framing::Empty) => 0,
-        _ => return Err("no valid Content-Length".to_string()),
-    };
-    if expected != body_len {
-        return Err(format!(
-            "{body_len} body bytes where Content-Length says {expected}"
-        ));
-    }
-    Ok(Stored::Entry(Entry {
-        response,
-        body_len,
-        stored_at,
-        body: reader.take(body_len),
-    }))
-}
-
-/// A reader that counts the bytes it has read: where the file stands, without asking the
-/// kernel (`lseek`) on every cache hit.
-#[derive(Debug)]
-struct Counted<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// Writes one entry's body to its temporary file (see [`Store::begin`]); `commit` puts it in
-/// place.
-pub struct EntryWriter {
-    shared: Arc<Shared>,
-    /// The entry's final file name.
-    name: String,
-    temp: PathBuf,
-    /// Invariant: `None` once the writer has given up (or committed); the temporary file
-    /// exists exactly while this is `Some`.
-    file: Option<BufWriter<File>>,
-    /// Body bytes written so far.
-    body_len: u64,
-    /// Where the body starts in the file: the length of the head written first.
-    body_start: u64,
-    /// The body length the head promises (Content-Length, or 0 for a 204), checked at commit.
-    declared: Option<u64>,
-    /// Where the Content-Length digits go, when the head did not have one.
-    patch_at: Option<u64>,
-    /// When the response was received: the entry's mtime.
-    received: SystemTime,
-    /// Whether a write of this entry already found the disk full and made room: the next
-    /// such failure drops the entry.
-    retried: bool,
-}
-
-impl EntryWriter {
-    /// Whether the writer has given up (body over max_object, or a write failed): commit
-    /// will store nothing.
-    pub fn is_abandoned(&self) -> bool {
-        self.file.is_none()
-    }
-
-    /// The temporary file being written, for readers that follow it as it grows (after
-    /// `flush`, everything written is in it). Renamed into place at commit, removed if the
-    /// writer gives up; a reader that opened it goes on reading the same bytes either way.
-    pub fn temp_path(&self) -> &Path {
-        &self.temp
-    }
-
-    /// Where the body starts in the file.
-    pub fn body_start(&self) -> u64 {
-        self.body_start
-    }
-
-    /// Body bytes written so far.
-    pub fn body_len(&self) -> u64 {
-        self.body_len
-    }
-
-    fn abandon(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.temp);
-        }
-    }
-
-    /// Puts the entry in place: checks the body length against the head, writes the
-    /// Content-Length if it was not known, sets mtime to when the response was received and
-    /// renames the file over any previous entry. Does nothing if the writer has given up (or
-    /// if the entry's name is being evicted at that very moment).
-    ///
-    /// # Errors
-    /// The body is shorter or longer than the head says (`InvalidData`), or an I/O error; the
-    /// temporary file is removed either way.
-    pub fn commit(mut self) -> io::Result<()> {
-        let Some(buffered) = self.file.take() else {
-            return Ok(());
-        };
-        let result = self.finish(buffered);
-        if result.is_err() {
-            let _ = fs::remove_file(&self.temp);
-        }
-        result
-    }
-
-    fn finish(&mut self, mut buffered: BufWriter<File>) -> io::Result<()> {
-        if self.declared.is_some_and(|n| n != self.body_len) {
-            let why = "the body length does not match the stored Content-Length";
-            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
-        }
-        let shared = &self.shared;
-        shared.with_room(&mut self.retried, || buffered.flush())?;
-        let mut file = buffered.into_inner().map_err(|e| e.into_error())?;
-        if let Some(at) = self.patch_at {
-            file.seek(SeekFrom::Start(at))?;
-            file.write_all(self.body_len.to_string().as_bytes())?;
-        }
-        let times = FileTimes::new()
-            .set_modified(self.received)
-            .set_accessed(SystemTime::now());
-        file.set_times(times)?;
-        let size = allocated(&file.metadata()?);
-        drop(file);
-        let (temp, name) = (&self.temp, &self.name);
-        shared.with_room(&mut self.retried, || shared.install(temp, name, size))
-    }
-
-    /// Writes `rest` to the temporary file, advancing it past what was written. When the
-    /// disk is full, room is made once and the write goes on from where it stopped.
-    fn write_on(&mut self, rest: &mut &[u8]) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
-        self.shared
-            .with_room(&mut self.retried, || write_all_from(file, rest))
-    }
-}
-
-/// `write_all` that leaves in `rest` what is not written yet when it fails, so that calling
-/// it again goes on from there. Through a `BufWriter`, each `write` takes some bytes or
-/// none, so nothing is written twice or skipped.
-fn write_all_from(out: &mut impl Write, rest: &mut &[u8]) -> io::Result<()> {
-    while !rest.is_empty() {
-        match out.write(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => *rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-impl Write for EntryWriter {
-    /// Appends body bytes; past max_object the writer gives up quietly and keeps accepting
-    /// (and dropping) bytes, so the response it copies keeps flowing to the client.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.file.is_none() {
-            return Ok(buf.len());
-        }
-        self.body_len += buf.len() as u64;
-        if self.body_len > self.shared.max_object {
-            self.abandon();
-            return Ok(buf.len());
-        }
-        if let Err(e) = self.write_on(&mut &buf[..]) {
-            self.abandon();
-            return Err(e);
-        }
-        Ok(buf.len())
-    }
-
-    /// Puts what was written in the file, for readers following it; when the disk is full,
-    /// room is made once, as for `write`. A failure gives the entry up.
-    fn flush(&mut self) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
-        let flushed = self.shared.with_room(&mut self.retried, || file.flush());
-        if flushed.is_err() {
-            self.abandon();
-        }
-        flushed
-    }
-}
-
-impl Drop for EntryWriter {
-    fn drop(&mut self) {
-        self.abandon();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use std::io::{Read, Write};
+
+    use super::writer::write_all_from;
     use super::*;
-    use crate::http::parse::read_request;
+    use crate::http::parse::{read_request, read_response, Limits};
+    use crate::testing::TempDir;
 
-    /// A directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(label: &str) -> TempDir {
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let dir = std::env::temp_dir()
-                .join(format!("relevo-store-{}-{label}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            TempDir(dir)
-        }
-
-        fn files(&self) -> Vec<String> {
-            let mut names: Vec<String> = fs::read_dir(&self.0)
-                .map(|l| {
-                    l.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            names
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// The names in `dir`, sorted.
+    fn files(dir: &TempDir) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&dir.path)
+            .map(|l| {
+                l.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     fn resp(fields: &str) -> Response {
@@ -1037,7 +770,7 @@ mod tests {
     }
 
     fn store(dir: &TempDir) -> Store {
-        Store::new(&dir.0, 1 << 20, 1 << 16)
+        Store::new(&dir.path, 1 << 20, 1 << 16)
     }
 
     fn put(store: &Store, key: &str, fields: &str, body: &[u8]) -> io::Result<()> {
@@ -1068,10 +801,10 @@ mod tests {
         assert_eq!(e.body_len, 256);
         assert_eq!(e.response, resp(fields));
         assert_eq!(body_of(e), body);
-        let file = fs::read(dir.0.join(entry_name("k"))).unwrap();
+        let file = fs::read(dir.path.join(entry_name("k"))).unwrap();
         assert!(file.starts_with(b"HTTP/1.1 200 OK\r\nContent-Length: 256\r\n"));
         assert!(file.ends_with(&body));
-        assert_eq!(s.usage(), on_disk(&dir.0.join(entry_name("k"))));
+        assert_eq!(s.usage(), on_disk(&dir.path.join(entry_name("k"))));
         assert!(s.usage() >= file.len() as u64);
     }
 
@@ -1086,7 +819,7 @@ mod tests {
             b"hello",
         )
         .unwrap();
-        let file = fs::read(dir.0.join(entry_name("k"))).unwrap();
+        let file = fs::read(dir.path.join(entry_name("k"))).unwrap();
         let text = String::from_utf8_lossy(&file);
         let patched = format!("Content-Length: 5{}\r\n\r\nhello", " ".repeat(19));
         assert!(text.ends_with(&patched), "{text}");
@@ -1101,25 +834,25 @@ mod tests {
         let mut w = s.begin("k", &resp("Content-Length: 10\r\n")).unwrap();
         w.write_all(b"12345").unwrap();
         assert_eq!(
-            dir.files().len(),
+            files(&dir).len(),
             1,
             "the temporary file exists while writing"
         );
-        assert!(dir.files()[0].starts_with(TEMP_PREFIX));
+        assert!(files(&dir)[0].starts_with(TEMP_PREFIX));
         drop(w);
-        assert!(dir.files().is_empty());
+        assert!(files(&dir).is_empty());
         let short = put(&s, "k", "Content-Length: 10\r\n", b"12345");
         assert_eq!(short.unwrap_err().kind(), io::ErrorKind::InvalidData);
         let long = put(&s, "k", "Content-Length: 1\r\n", b"12345");
         assert_eq!(long.unwrap_err().kind(), io::ErrorKind::InvalidData);
-        assert!(dir.files().is_empty());
+        assert!(files(&dir).is_empty());
         assert!(s.read("k").is_none());
     }
 
     #[test]
     fn bodies_over_max_object_are_dropped_quietly() {
         let dir = TempDir::new("max-object");
-        let s = Store::new(&dir.0, 1 << 20, 10);
+        let s = Store::new(&dir.path, 1 << 20, 10);
         let mut w = s.begin("k", &resp("")).unwrap();
         w.write_all(b"0123456789").unwrap();
         assert!(!w.is_abandoned());
@@ -1128,7 +861,7 @@ mod tests {
         w.commit().unwrap();
         let w = s.begin("k", &resp("Content-Length: 11\r\n")).unwrap();
         assert!(w.is_abandoned());
-        assert!(dir.files().is_empty());
+        assert!(files(&dir).is_empty());
         put(&s, "k", "Content-Length: 10\r\n", b"0123456789").unwrap();
         assert!(s.read("k").is_some());
     }
@@ -1138,26 +871,33 @@ mod tests {
         let dir = TempDir::new("malformed");
         let s = store(&dir);
         put(&s, "k", "Content-Length: 5\r\n", b"hello").unwrap();
-        let path = dir.0.join(entry_name("k"));
+        let path = dir.path.join(entry_name("k"));
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert!(s.read("k").is_none());
         assert!(!path.exists());
+        // Each time over a stored entry, so the store looks at the file.
+        let corrupt = |garbage: &[u8]| {
+            put(&s, "k", "Content-Length: 5\r\n", b"hello").unwrap();
+            fs::write(&path, garbage).unwrap();
+        };
         for garbage in [
             &b""[..],
             b"\0\0\0\xff",
             b"HTTP/1.1 200 OK\r\n",
             b"VARY nonsense\r\n",
+            b"HTTP/1.1 200 OK\r\nX: y\r\n\r\nno length",
         ] {
-            fs::write(&path, garbage).unwrap();
+            corrupt(garbage);
             assert!(s.read("k").is_none());
             assert!(!path.exists(), "{garbage:?} was kept");
         }
-        fs::write(&path, b"HTTP/1.1 304 Not Modified\r\n\r\n").unwrap();
+        corrupt(b"HTTP/1.1 304 Not Modified\r\n\r\n");
         assert!(s.read("k").is_none());
-        fs::write(&path, b"HTTP/1.1 200 OK\r\nX: y\r\n\r\nno length").unwrap();
+        // A file put there behind the store's back, once it has counted its files, is not
+        // looked at (the next census finds it).
+        fs::write(&path, &bytes).unwrap();
         assert!(s.read("k").is_none());
-        assert!(!path.exists());
     }
 
     #[test]
@@ -1171,7 +911,7 @@ mod tests {
             b"abc",
         )
         .unwrap();
-        let path = dir.0.join(entry_name("k"));
+        let path = dir.path.join(entry_name("k"));
         let old = SystemTime::now() - Duration::from_secs(3600);
         File::options()
             .write(true)
@@ -1212,8 +952,8 @@ mod tests {
             w.write_all(body).unwrap();
             w.commit().unwrap();
         }
-        assert_eq!(dir.files().len(), 3);
-        let index = fs::read_to_string(dir.0.join(entry_name("http://h/"))).unwrap();
+        assert_eq!(files(&dir).len(), 3);
+        let index = fs::read_to_string(dir.path.join(entry_name("http://h/"))).unwrap();
         assert!(index.starts_with("VARY ") && index.contains(": accept-encoding\r\n"));
         assert_eq!(index.lines().count(), 3, "the index names its two variants");
         let found = |encoding: &str| {
@@ -1247,18 +987,18 @@ mod tests {
     fn eviction_removes_least_recently_used_first() {
         let dir = TempDir::new("evict");
         let body = [b'x'; 1000];
-        let probe = Store::new(&dir.0, 1 << 20, 1 << 20);
+        let probe = Store::new(&dir.path, 1 << 20, 1 << 20);
         put(&probe, "probe", "Content-Length: 1000\r\n", &body).unwrap();
         let one = probe.usage();
         probe.flush().unwrap();
         // Room for two entries, not three.
-        let s = Store::new(&dir.0, one * 2 + one / 2, 1 << 20);
+        let s = Store::new(&dir.path, one * 2 + one / 2, 1 << 20);
         put(&s, "a", "Content-Length: 1000\r\n", &body).unwrap();
         put(&s, "b", "Content-Length: 1000\r\n", &body).unwrap();
         // Both used longer ago than ATIME_RESOLUTION, so a read moves the atime.
         let long_ago = SystemTime::now() - ATIME_RESOLUTION * 10;
         for (key, age) in [("a", 20), ("b", 40)] {
-            let file = File::open(dir.0.join(entry_name(key))).unwrap();
+            let file = File::open(dir.path.join(entry_name(key))).unwrap();
             let times = FileTimes::new().set_accessed(long_ago + Duration::from_secs(age));
             file.set_times(times).unwrap();
         }
@@ -1274,16 +1014,49 @@ mod tests {
     }
 
     #[test]
+    fn a_full_store_admits_a_new_key_at_its_second_request() {
+        let dir = TempDir::new("admission");
+        let probe = store(&dir);
+        put(&probe, "probe", "Content-Length: 2\r\n", b"hi").unwrap();
+        let one = probe.usage();
+        probe.flush().unwrap();
+        let s = Store::new(&dir.path, 3 * one, 1 << 16).with_admission(true);
+        for key in ["a", "b", "c"] {
+            put(&s, key, "Content-Length: 2\r\n", b"hi").unwrap();
+        }
+        assert!(s.read("b").is_some(), "a is now the least recently used");
+        let w = s.begin("d", &resp("Content-Length: 2\r\n")).unwrap();
+        assert!(w.is_abandoned(), "asked for once, no more than a");
+        assert_eq!(files(&dir).len(), 3, "not even a temporary file");
+        drop(w);
+        assert_eq!(s.not_admitted(), 1);
+        put(&s, "d", "Content-Length: 2\r\n", b"hi").unwrap();
+        // Past the limit, down to 90%: the two least recently used went.
+        assert!(s.read("a").is_none() && s.read("c").is_none());
+        assert!(s.read("d").is_some());
+        // Below the mark again, so stored at once; then a refresh of the full cache's entry
+        // is admitted: replacing an entry takes no place.
+        put(&s, "e", "Content-Length: 2\r\n", b"hi").unwrap();
+        assert_eq!(s.entries(), 3);
+        let head = s.read("b").unwrap().response;
+        assert!(s.refresh("b", &head).unwrap());
+        assert_eq!(s.not_admitted(), 1);
+        // Without admission, the same store stores everything.
+        let plain = Store::new(&dir.path, 3 * one, 1 << 16);
+        assert!(!plain.begin("e", &resp("")).unwrap().is_abandoned());
+    }
+
+    #[test]
     fn usage_is_counted_from_existing_files_and_leftovers_are_cleaned() {
         let dir = TempDir::new("count");
         let first = store(&dir);
         put(&first, "a", "Content-Length: 2\r\n", b"hi").unwrap();
         let size = first.usage();
-        fs::write(dir.0.join(".tmp-abc-1-0"), b"partial").unwrap();
-        fs::write(dir.0.join("notes.txt"), b"mine").unwrap();
+        fs::write(dir.path.join(".tmp-abc-1-0"), b"partial").unwrap();
+        fs::write(dir.path.join("notes.txt"), b"mine").unwrap();
         let second = store(&dir);
         assert_eq!(second.usage(), size);
-        assert_eq!(dir.files(), [entry_name("a"), "notes.txt".to_string()]);
+        assert_eq!(files(&dir), [entry_name("a"), "notes.txt".to_string()]);
     }
 
     #[test]
@@ -1296,17 +1069,17 @@ mod tests {
             "a missing directory is an empty cache"
         );
         put(&s, "a", "Content-Length: 2\r\n", b"hi").unwrap();
-        let size = fs::metadata(dir.0.join(entry_name("a"))).unwrap().len();
-        fs::write(dir.0.join(".tmp-x-1-1"), b"12345").unwrap();
-        fs::write(dir.0.join(".gitkeep"), b"").unwrap();
+        let size = fs::metadata(dir.path.join(entry_name("a"))).unwrap().len();
+        fs::write(dir.path.join(".tmp-x-1-1"), b"12345").unwrap();
+        fs::write(dir.path.join(".gitkeep"), b"").unwrap();
         fs::write(
-            dir.0.join("ABCDEF0123456789ABCDEF0123456789ABCDEF01"),
+            dir.path.join("ABCDEF0123456789ABCDEF0123456789ABCDEF01"),
             b"upper",
         )
         .unwrap();
-        fs::create_dir(dir.0.join(entry_name("dir"))).unwrap();
+        fs::create_dir(dir.path.join(entry_name("dir"))).unwrap();
         assert_eq!(s.flush().unwrap(), (2, size + 5));
-        assert_eq!(dir.files().len(), 3);
+        assert_eq!(files(&dir).len(), 3);
         assert_eq!(s.usage(), 0);
     }
 
@@ -1322,15 +1095,15 @@ mod tests {
             w.commit().unwrap();
         }
         put(&s, "http://h/plain", "Content-Length: 1\r\n", b"p").unwrap();
-        assert_eq!(dir.files().len(), 5);
+        assert_eq!(files(&dir).len(), 5);
         assert_eq!(s.purge("http://h/v"), 3);
         assert_eq!(
-            dir.files().len(),
+            files(&dir).len(),
             1,
             "the index and its three variants are gone"
         );
         assert_eq!(s.purge("http://h/plain"), 1);
-        assert!(dir.files().is_empty());
+        assert!(files(&dir).is_empty());
         assert_eq!(s.purge("http://h/plain"), 0);
         assert_eq!(s.usage(), 0);
     }
@@ -1378,8 +1151,8 @@ mod tests {
         let s = store(&dir);
         put(&s, "a", "Content-Length: 2\r\n", b"hi").unwrap();
         put(&s, "b", "Content-Length: 2\r\n", b"hi").unwrap();
-        let one = on_disk(&dir.0.join(entry_name("a")));
-        fs::remove_file(dir.0.join(entry_name("a"))).unwrap();
+        let one = on_disk(&dir.path.join(entry_name("a")));
+        fs::remove_file(dir.path.join(entry_name("a"))).unwrap();
         assert!(s.read("a").is_none());
         assert_eq!((s.entries(), s.usage()), (1, one));
     }
@@ -1448,7 +1221,7 @@ mod tests {
         for key in 0..20 {
             put(&s, &key.to_string(), "Content-Length: 2\r\n", b"hi").unwrap();
         }
-        let one = on_disk(&dir.0.join(entry_name("0")));
+        let one = on_disk(&dir.path.join(entry_name("0")));
         assert!(s.read("0").is_some(), "0 becomes the most recently used");
         let full = || io::Error::from_raw_os_error(ENOSPC);
         let mut attempts = 0;
@@ -1488,14 +1261,14 @@ mod tests {
         let long_ago = SystemTime::now() - Duration::from_secs(3600);
         for key in 0..10 {
             put(&before, &key.to_string(), "Content-Length: 2\r\n", b"hi").unwrap();
-            let file = File::open(dir.0.join(entry_name(&key.to_string()))).unwrap();
+            let file = File::open(dir.path.join(entry_name(&key.to_string()))).unwrap();
             let used = long_ago + Duration::from_secs(key);
             file.set_times(FileTimes::new().set_accessed(used)).unwrap();
         }
-        let one = on_disk(&dir.0.join(entry_name("0")));
+        let one = on_disk(&dir.path.join(entry_name("0")));
         drop(before);
         // Room for 12.5 entries: the census finds ten, three more pass the limit.
-        let s = Store::new(&dir.0, 12 * one + one / 2, 1 << 16);
+        let s = Store::new(&dir.path, 12 * one + one / 2, 1 << 16);
         s.start_upkeep().unwrap();
         assert!(
             s.read("5").is_some(),
@@ -1508,7 +1281,7 @@ mod tests {
         // Down to 90% of the limit: 11 entries of the 13, the oldest atimes first.
         eventually("the eviction", || s.entries() == 11);
         assert_eq!(s.usage(), 11 * one);
-        assert_eq!(dir.files().len(), 11);
+        assert_eq!(files(&dir).len(), 11);
         for gone in ["0", "1"] {
             assert!(s.read(gone).is_none(), "{gone}");
         }
