@@ -40,13 +40,15 @@ impl Policy {
     /// The default cap of the heuristic lifetime, and of serving stale on error: one day.
     pub const ONE_DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-    /// A private cache's rules (the client's): `default_ttl`, the default heuristic cap,
-    /// never stale on error unless a response or request asks for it.
+    /// A private cache's rules (the client's): `default_ttl` for every response without a
+    /// lifetime of its own, Last-Modified or not (the client's `--ttl` promises that
+    /// `--ttl 0` revalidates every time), never stale on error unless a response or request
+    /// asks for it.
     pub fn private(default_ttl: Duration) -> Policy {
         Policy {
             shared: false,
             default_ttl,
-            heuristic_max: Policy::ONE_DAY,
+            heuristic_max: Duration::ZERO,
             stale_if_error: Duration::ZERO,
         }
     }
@@ -308,6 +310,9 @@ mod tests {
             ..SHARED
         };
         assert_eq!(modified(200, 0, 86_400, &off), Some(TTL.as_secs()));
+        // The client's private cache: its --ttl for these too, so --ttl 0 revalidates.
+        let client = Policy::private(Duration::ZERO);
+        assert_eq!(modified(200, 0, 86_400, &client), Some(0));
         // Not for a status that is not heuristically cacheable, unless public.
         assert_eq!(modified(599, 0, 86_400, &no_ttl), None);
         let public = format!(
