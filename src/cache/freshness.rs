@@ -37,7 +37,8 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The default cap of the heuristic lifetime, and of serving stale on error: one day.
+    /// The default cap of the heuristic lifetime and of serving stale on error, the
+    /// proxy's `cache_heuristic_max` and `cache_stale_if_error`: one day.
     pub const ONE_DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// A private cache's rules (the client's): `default_ttl` for every response without a

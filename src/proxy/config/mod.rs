@@ -107,6 +107,8 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::cache::Policy;
+
 use addresses::parse_backend;
 use addresses::parse_listen;
 pub(crate) use addresses::parse_weight;
@@ -321,8 +323,8 @@ impl Default for Config {
             cache: true,
             cache_dir: PathBuf::from("cache"),
             cache_ttl: 60,
-            cache_heuristic_max: 24 * 60 * 60,
-            cache_stale_if_error: 24 * 60 * 60,
+            cache_heuristic_max: Policy::ONE_DAY.as_secs(),
+            cache_stale_if_error: Policy::ONE_DAY.as_secs(),
             cache_max_size: 1024 * 1024 * 1024,
             cache_max_object: 100 * 1024 * 1024,
             cache_admission: true,
