@@ -132,7 +132,7 @@ impl Proxy {
             response.headers.append(PID_HEADER, pid);
         }
         let out = client.get_ref().tcp();
-        send(out, request, response, &body, &mut record.sent)
+        send(out, request, response, &body, record)
     }
 
     /// The one dispatch by ACTION.

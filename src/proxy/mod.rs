@@ -260,7 +260,7 @@ impl Proxy {
         {
             record.internal = true;
             let out = client.get_ref().tcp();
-            return self.serve_metrics(gen, out, peer, request, &mut record.sent);
+            return self.serve_metrics(gen, out, peer, request, record);
         }
         if let Some(action) = admin::action(config, request) {
             record.internal = true;
@@ -270,7 +270,7 @@ impl Proxy {
             if request_framing(request) == Ok(Framing::Empty) {
                 record.internal = true;
                 let out = client.get_ref().tcp();
-                return self.serve_status(gen, out, peer, request, query, &mut record.sent);
+                return self.serve_status(gen, out, peer, request, query, record);
             }
         }
         let framing = validate(config, request)?;
