@@ -178,6 +178,16 @@ impl Error {
         }
     }
 
+    /// Whether no backend could answer: none could be connected to, or the one tried failed
+    /// (an error, a timeout, a malformed response). The cache may then serve a stale response
+    /// instead of the 502 or 504 (`cache::stale_on_error`).
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Parse(Side::Backend, _) | Error::Io(Side::Backend, _) | Error::NoBackend(_)
+        )
+    }
+
     /// What the client is told in the body of the error response. Client mistakes are
     /// named precisely; backend failures are described without internal addresses.
     pub fn reply_text(&self) -> &'static str {

@@ -3,8 +3,8 @@
 # Every step uses the project's own client (target/release/client) against the proxy on
 # localhost:8080 and prints what to look at. Open http://localhost:8080/relevo/status on the
 # projector beside it to see the same events on the status page. The demo writes only into a
-# temporary directory, changes weights and drains through the status page's own endpoint
-# (and puts them back), and stops server-2 (step 6) by its process id, nothing else.
+# temporary directory, changes weights, drains and disables through the status page's own
+# endpoint (and puts them back), and stops server-2 (step 7) by its process id, nothing else.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd -P)
@@ -97,7 +97,17 @@ control "backend=127.0.0.1:8082&action=enable"
 say "Back in rotation:"
 distribution
 
-step "6. A backend goes down: server-2 is stopped"
+step "6. Every backend down: the images are still served"
+for port in 8081 8082 8083; do control "backend=127.0.0.1:$port&action=disable"; done
+show "$PROXY/"
+show "$IMAGE"
+say "No backend takes requests (disabled from the status page, as if all three were down):"
+say "the page must be checked with a backend each time (no-cache), so it is a 502, while"
+say "the image comes from the cache: a HIT while fresh, and STALE-IF-ERROR once stale (for"
+say "up to cache_stale_if_error, a day by default)."
+for port in 8081 8082 8083; do control "backend=127.0.0.1:$port&action=enable"; done
+
+step "7. A backend goes down: server-2 is stopped"
 if ! server2=$(server2_pid) || ! kill "$server2"; then
   say "(server-2 is not running under make run; skipping this step)"
   exit 0
@@ -107,7 +117,7 @@ for _ in 1 2 3 4; do show "$PROXY/"; done
 say "No 502: the connection to server-2 was refused, so the proxy tried the next"
 say "backend and marked server-2 down for fail_timeout (5 s in proxy.conf)."
 
-step "7. make run restarts server-2, and after fail_timeout it is back in the rotation"
+step "8. make run restarts server-2, and after fail_timeout it is back in the rotation"
 for _ in $(seq 30); do
   "$CLIENT" --no-cache --cache-dir "$CACHE_DIR" -I "$LOG" http://localhost:8082/ >/dev/null 2>&1 && break
   sleep 0.5

@@ -132,6 +132,14 @@ impl InFlight {
         })
     }
 
+    /// Whether a flight for `key` is in progress (a fetch of it is under way).
+    pub fn is_flying(&self, key: &str) -> bool {
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
+    }
+
     /// How many flights are in progress.
     #[cfg(test)]
     pub fn len(&self) -> usize {

@@ -58,23 +58,73 @@ pub fn vary_names(response: &Response) -> Option<Vec<String>> {
 }
 
 /// The secondary key of a variant (RFC 9111 §4.1): the primary key, the nonce of the
-/// variant index (see `Store::lookup`), and for each name in `names` the request's values
-/// joined by ", ", or `!` when the request has no such field (an absent field only matches an
-/// absent field). Values are compared as sent, without further normalization, like httpd.
+/// variant index (see `Store::lookup`), and for each name in `names` the request's values,
+/// normalised ([`selecting_value`]), or `!` when the request has no such field (an absent
+/// field only matches an absent field).
 pub fn variant_key(base: &str, nonce: &str, names: &[String], request: &Request) -> String {
     let mut key = format!("{base}\nvary {nonce}");
     for name in names {
-        let values: Vec<&str> = request.headers.get_all(name).map(str::trim).collect();
+        let values: Vec<&str> = request.headers.get_all(name).collect();
         key.push('\n');
         key.push_str(name);
         if values.is_empty() {
             key.push('!');
         } else {
             key.push(':');
-            key.push_str(&values.join(", "));
+            key.push_str(&selecting_value(name, &values.join(",")));
         }
     }
     key
+}
+
+/// A selecting field's value as variants are compared (RFC 9111 §4.1 allows normalising
+/// "by adding or removing whitespace where allowed in the field's syntax, or by combining
+/// multiple field lines"): the lines joined as one list, and the whitespace around its
+/// commas and at its ends removed (outside quoted strings, where it counts), so ` 1, 2 ` and
+/// `1,2` select the same variant. `Accept-Language` is further compared as its set of
+/// language ranges (RFC 9110 §12.5.4: a range's place in the list carries no preference, its
+/// weight does): lower-cased, without whitespace, sorted, duplicates dropped.
+pub fn selecting_value(name: &str, value: &str) -> String {
+    let elements = list_elements(value);
+    if name.eq_ignore_ascii_case("accept-language") {
+        let mut ranges: Vec<String> = elements
+            .iter()
+            .map(|e| {
+                e.split_whitespace()
+                    .collect::<String>()
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        ranges.sort();
+        ranges.dedup();
+        return ranges.join(",");
+    }
+    elements.join(",")
+}
+
+/// The elements of a comma-separated list, trimmed, empty ones dropped; a comma inside a
+/// quoted string does not split.
+fn list_elements(value: &str) -> Vec<&str> {
+    let mut elements = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, b) in value.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                elements.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    elements.push(&value[start..]);
+    elements
+        .into_iter()
+        .map(|e| e.trim_matches([' ', '\t']))
+        .filter(|e| !e.is_empty())
+        .collect()
 }
 
 /// The primary keys a response to an unsafe request invalidates (RFC 9111 §4.4): for a
@@ -176,6 +226,32 @@ mod tests {
         assert_ne!(k(&none), k(&empty));
         assert_eq!(k(&gzip), k(&get("Accept-Encoding:  gzip \r\n")));
         assert_ne!(k(&gzip), variant_key("http://h/", "n2", &names, &gzip));
+    }
+
+    #[test]
+    fn selecting_values_are_normalised() {
+        assert_eq!(
+            selecting_value("foo", " 1, 2 "),
+            selecting_value("foo", "1,2")
+        );
+        assert_ne!(selecting_value("foo", "1,2"), selecting_value("foo", "2,1"));
+        assert_eq!(selecting_value("foo", "\"a , b\", c"), "\"a , b\",c");
+        assert_ne!(
+            selecting_value("foo", "\"a , b\""),
+            selecting_value("foo", "\"a,b\"")
+        );
+        let lang = |v| selecting_value("Accept-Language", v);
+        assert_eq!(lang("en, de"), lang("de, en"));
+        assert_eq!(lang("en, de"), lang("EN, DE"));
+        assert_eq!(lang("en, de"), lang(" en ,   de"));
+        assert_eq!(lang("fr;q=0.5, de"), lang("de,fr; q=0.5"));
+        assert_ne!(lang("fr;q=0.5, de"), lang("fr, de"));
+        // Several lines are one list.
+        let names = vec!["foo".to_string()];
+        let two = get("Foo: 1\r\nFoo: 2\r\n");
+        let one = get("Foo: 1, 2\r\n");
+        let k = |r: &Request| variant_key("http://h/", "n1", &names, r);
+        assert_eq!(k(&two), k(&one));
     }
 
     #[test]

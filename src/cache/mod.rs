@@ -19,10 +19,12 @@
 //! ```text
 //! key       = "http://" host target        the effective request URI (RFC 9110 §7.1)
 //! file      = sha1_hex(key)                 one per stored response; Vary adds variants
-//! fresh     = current_age < freshness_lifetime     (RFC 9111 §4.2)
-//! fresh     → served as is ("HIT", with Age)
-//! stale     → validated with If-None-Match / If-Modified-Since (§4.3): 304 → "REVALIDATED"
+//! fresh     = current_age < freshness_lifetime     (`freshness`, RFC 9111 §4.2)
+//! fresh     → served as is ("HIT", with Age), or the part a Range asks for
+//! stale     → inside stale-while-revalidate: served ("STALE"), refreshed in the background
+//!           → else validated with If-None-Match / If-Modified-Since (§4.3): 304 → "REVALIDATED"
 //! otherwise → fetched ("MISS") and stored while it streams to the client, if storable (§3)
+//! no backend answers → a stale entry stands in if allowed ("STALE-IF-ERROR", `stale`)
 //! ```
 //!
 //! Where RFC 9111 leaves a choice, the choice is written next to the code, with what Apache
@@ -32,24 +34,25 @@ use std::time::{Duration, SystemTime};
 
 use crate::http::conditional;
 use crate::http::date::{format_http_date, parse_http_date};
-use crate::http::{remove_hop_by_hop, Headers, Request, Response};
+use crate::http::{remove_hop_by_hop, Request, Response};
 
 mod admission;
 mod control;
 mod flight;
+mod freshness;
 mod index;
 mod key;
+mod stale;
 mod store;
+mod targeted;
 
-use control::delta_seconds;
 pub use control::CacheControl;
 pub use flight::{Flight, FlightGuard, Growing, InFlight, PassMarks, Progress, Role, Waited};
+pub use freshness::{current_age, freshness_lifetime, has_explicit_lifetime, Policy};
 pub use key::{cache_key, entry_name, invalidated_keys, variant_key, vary_names};
+pub use stale::stale_on_error;
 pub use store::{Entry, EntryWriter, Store, TEMP_PREFIX};
-
-/// Statuses that are heuristically cacheable (RFC 9110 §15.1): without explicit freshness,
-/// only these get `cache_ttl`.
-pub const HEURISTIC_STATUSES: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+pub use targeted::TARGETED_FIELDS;
 
 /// Fields a cache does not store (RFC 9111 §3.1), besides the hop-by-hop ones and those named
 /// in Connection. `X-Cache` is ours to set on the way out.
@@ -81,6 +84,12 @@ pub enum CacheStatus {
     Miss,
     /// A stale stored response was confirmed by the backend (304) and served.
     Revalidated,
+    /// A stale stored response was served inside its `stale-while-revalidate` window, while
+    /// a background request refreshes it (RFC 5861 §3).
+    Stale,
+    /// A stale stored response was served because no backend could answer (refused, timed
+    /// out, 500/502/503/504): `stale-if-error` or `cache_stale_if_error` (RFC 5861 §4).
+    StaleIfError,
     /// The cache was not consulted: cache off, a method other than GET/HEAD, a request it
     /// does not answer (Range, a body, some conditionals), or Authorization (RFC 9111 §3.5).
     #[default]
@@ -94,102 +103,60 @@ impl CacheStatus {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
             CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::StaleIfError => "STALE-IF-ERROR",
             CacheStatus::Bypass => "BYPASS",
         }
     }
 }
 
-/// Freshness lifetime of a stored response (RFC 9111 §4.2.1), pure.
-/// `shared`: true for the proxy (s-maxage counts, `private` is never stored), false for a
-/// private cache (the client: s-maxage ignored, `private` allowed).
-/// Explicit freshness: s-maxage (shared only) > max-age > Expires - Date. An invalid max-age or
-/// Expires gives Some(Duration::ZERO) (stale). No explicit freshness: `default_ttl` for the
-/// heuristically cacheable statuses (200 203 204 300 301 308 404 405 410 414 501, and any
-/// status marked `public`, RFC 9111 §4.2.2), else None. A `default_ttl` of zero means no
-/// heuristic freshness at all (`cache_ttl = 0`: store only what the origin marks fresh), so
-/// it gives None too.
-pub fn freshness_lifetime(
-    response: &Response,
-    default_ttl: Duration,
-    shared: bool,
-) -> Option<Duration> {
-    let cc = CacheControl::parse(&response.headers);
-    let explicit = match (shared, cc.s_maxage, cc.max_age) {
-        (true, Some(s), _) => Some(s),
-        (_, _, Some(m)) => Some(m),
-        _ => None,
-    };
-    if let Some(seconds) = explicit {
-        return Some(Duration::from_secs(seconds));
-    }
-    if response.headers.contains("expires") {
-        return Some(expires_lifetime(&response.headers));
-    }
-    let heuristic = HEURISTIC_STATUSES.contains(&response.status) || cc.public;
-    (heuristic && !default_ttl.is_zero()).then_some(default_ttl)
-}
-
-/// `Expires - Date` (RFC 9111 §4.2.1, §5.3). An invalid Expires (such as `0`), several
-/// different ones, or a missing Date give zero: already expired. (Stored responses always
-/// have a Date: [`stored_response`] adds one, RFC 9110 §6.6.1.)
-fn expires_lifetime(headers: &Headers) -> Duration {
-    let mut all = headers.get_all("expires");
-    let first = all.next().unwrap_or_default();
-    if all.any(|other| other != first) {
-        return Duration::ZERO;
-    }
-    let expires = parse_http_date(first);
-    let date = headers.get("date").and_then(parse_http_date);
-    match (expires, date) {
-        (Some(expires), Some(date)) => expires.duration_since(date).unwrap_or(Duration::ZERO),
-        _ => Duration::ZERO,
-    }
-}
-
-/// Current age (RFC 9111 §4.2.3) of an entry stored (or last validated) at `stored_at`:
-/// the response's Age header value plus the time since `stored_at`.
-///
-/// This is §4.2.3's `corrected_age_value + resident_time` with no response delay. The
-/// `apparent_age` term (`response_time - Date`) is left out on purpose: it only measures
-/// the clock difference between the origin and us, and a backend whose clock runs slow would
-/// make every entry stale on arrival. An invalid Age is ignored (httpd reads it as 0 too).
-pub fn current_age(response: &Response, stored_at: SystemTime, now: SystemTime) -> Duration {
-    let age_value = response
-        .headers
-        .get("age")
-        .map_or(0, |v| delta_seconds(Some(v.trim())));
-    let resident = now.duration_since(stored_at).unwrap_or(Duration::ZERO);
-    Duration::from_secs(age_value).saturating_add(resident)
-}
+/// Statuses whose caching rules we implement, so a `must-understand` response with one of
+/// them may be stored although it also says `no-store` (RFC 9111 §5.2.2.3): the
+/// heuristically cacheable ones and the redirects.
+pub const UNDERSTOOD_STATUSES: &[u16] = &[
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
 
 /// Whether a response to a request with this method may be stored at all: GET only, not
 /// 206, no `no-store`, (shared) no `private`, and a freshness lifetime or a validator.
 ///
-/// Precisely (RFC 9111 §3): GET; a final status other than 206 and 304; no `no-store`; when
-/// `shared`, no `private`; no `Vary: *`; and a freshness lifetime from
-/// [`freshness_lifetime`] that is either positive, or zero with a validator to revalidate
-/// it with. A response that needs validation before every reuse (`no-cache`) is stored only
-/// with a validator: without one it could never be reused.
+/// Precisely (RFC 9111 §3): GET; a final status other than 206 and 304; no `no-store`
+/// (unless `must-understand` with a status of [`UNDERSTOOD_STATUSES`]; `must-understand`
+/// with another status is never stored, §5.2.2.3); when shared, no `private`; no `Vary: *`;
+/// and a freshness lifetime from [`freshness_lifetime`] that is either positive, or zero
+/// with a validator to revalidate it with. A response that needs validation before every
+/// reuse (`no-cache`) is stored only with a validator: without one it could never be reused.
+/// The directives are those `CacheControl::of_response` chooses: for the proxy, a valid
+/// targeted field (`Relevo-Cache-Control`, `CDN-Cache-Control`) instead of Cache-Control.
 ///
 /// An event stream (`text/event-stream`) is never stored: it is live.
 ///
-/// One choice beyond the RFC: a shared cache does not store a response carrying Set-Cookie
-/// unless it says `public` or `s-maxage`, so one user's cookie is never handed to another
-/// (ATS refuses such responses by default for text content; we refuse them for every type).
-pub fn is_storable(method: &str, response: &Response, default_ttl: Duration, shared: bool) -> bool {
-    let cc = CacheControl::parse(&response.headers);
+/// One choice beyond the RFC: a shared cache stores a response carrying Set-Cookie only when
+/// the origin says it is cacheable explicitly (`public`, or a lifetime of its own:
+/// `s-maxage`, `max-age`, `Expires`), so a session cookie set on a page cached by heuristic
+/// is never handed to another user (ATS refuses such responses by default for text content).
+pub fn is_storable(method: &str, response: &Response, policy: &Policy) -> bool {
+    let cc = CacheControl::of_response(response, policy.shared);
     let status_ok = !response.is_interim() && response.status != 206 && response.status != 304;
-    let cookie_ok =
-        !shared || cc.public || cc.s_maxage.is_some() || !response.headers.contains("set-cookie");
+    let understood = UNDERSTOOD_STATUSES.contains(&response.status);
+    let no_store = if cc.must_understand {
+        !understood
+    } else {
+        cc.no_store
+    };
+    let cookie_ok = !policy.shared
+        || cc.public
+        || has_explicit_lifetime(response, policy)
+        || !response.headers.contains("set-cookie");
     let validator = validators(response).is_some();
-    let lifetime_ok = match freshness_lifetime(response, default_ttl, shared) {
+    let lifetime_ok = match freshness_lifetime(response, policy) {
         Some(lifetime) => !lifetime.is_zero() || validator,
         None => false,
     };
     method == "GET"
         && status_ok
-        && !cc.no_store
-        && !(shared && cc.private)
+        && !no_store
+        && !(policy.shared && cc.private)
         && (!cc.no_cache || validator)
         && vary_names(response).is_some()
         && cookie_ok
@@ -198,26 +165,21 @@ pub fn is_storable(method: &str, response: &Response, default_ttl: Duration, sha
 }
 
 /// Whether a cache may store `response` to `request`: [`is_storable`] and no `no-store` in
-/// the request (RFC 9111 §5.2.1.5). A `shared` cache (the proxy) also stores for a request
+/// the request (RFC 9111 §5.2.1.5). A shared cache (the proxy) also stores for a request
 /// with Authorization only when the response says `public`, `s-maxage` or
 /// `must-revalidate` (§3.5), and for a personalised request only with explicit freshness
 /// ([`personal_rule_allows`]); a private cache (the client) holds one user's responses, so
 /// neither rule applies to it.
-pub fn is_cacheable(
-    request: &Request,
-    response: &Response,
-    default_ttl: Duration,
-    shared: bool,
-) -> bool {
-    is_storable(&request.method, response, default_ttl, shared)
+pub fn is_cacheable(request: &Request, response: &Response, policy: &Policy) -> bool {
+    is_storable(&request.method, response, policy)
         && !CacheControl::of_request(request).no_store
-        && (!shared || shared_rules_allow(request, response))
+        && (!policy.shared || shared_rules_allow(request, response, policy))
 }
 
 /// The shared cache's rules about credentials: RFC 9111 §3.5 for Authorization, and
 /// [`personal_rule_allows`] for Cookie and Authorization.
-fn shared_rules_allow(request: &Request, stored: &Response) -> bool {
-    authorization_allows(request, stored) && personal_rule_allows(request, stored)
+fn shared_rules_allow(request: &Request, stored: &Response, policy: &Policy) -> bool {
+    authorization_allows(request, stored) && personal_rule_allows(request, stored, policy)
 }
 
 /// Whether a request carries credentials that may personalise its answer: `Cookie` or
@@ -228,21 +190,18 @@ pub fn is_personalised(request: &Request) -> bool {
 
 /// The shared cache's rule for personalised requests, beyond RFC 9111: a request carrying
 /// `Cookie` or `Authorization` is never answered from, nor stored with, a heuristic
-/// lifetime (`cache_ttl`): only a response whose origin states its freshness (`max-age`,
-/// `s-maxage`, `Expires`) or says `public` may serve it or be stored from it. A page
-/// personalised by a cookie and sent without Cache-Control (as most frameworks do) would
-/// otherwise be handed to every user for `cache_ttl`. Varnish's built-in rules go further
-/// and never cache a request with Cookie or Authorization at all; this keeps what the
-/// origin explicitly allows.
-pub fn personal_rule_allows(request: &Request, response: &Response) -> bool {
+/// lifetime (`cache_ttl`, or a tenth of the age of `Last-Modified`): only a response whose
+/// origin states its freshness (`max-age`, `s-maxage`, `Expires`) or says `public` may serve
+/// it or be stored from it. A page personalised by a cookie and sent without Cache-Control
+/// (as most frameworks do) would otherwise be handed to every user for a while. Varnish's
+/// built-in rules go further and never cache a request with Cookie or Authorization at all;
+/// this keeps what the origin explicitly allows.
+pub fn personal_rule_allows(request: &Request, response: &Response, policy: &Policy) -> bool {
     if !is_personalised(request) {
         return true;
     }
-    let cc = CacheControl::parse(&response.headers);
-    cc.public
-        || cc.max_age.is_some()
-        || cc.s_maxage.is_some()
-        || response.headers.contains("expires")
+    CacheControl::of_response(response, policy.shared).public
+        || has_explicit_lifetime(response, policy)
 }
 
 /// RFC 9111 §3.5: a shared cache answers a request with Authorization only from a response
@@ -251,17 +210,17 @@ fn authorization_allows(request: &Request, stored: &Response) -> bool {
     if !request.headers.contains("authorization") {
         return true;
     }
-    let cc = CacheControl::parse(&stored.headers);
+    let cc = CacheControl::of_response(stored, true);
     cc.public || cc.s_maxage.is_some() || cc.must_revalidate
 }
 
-/// Whether the cache takes part in this request at all. GET and HEAD only; not with
-/// Range, If-Range, If-Match or If-Unmodified-Since: a stored full response is never cut
-/// into ranges here, and those preconditions are left to the origin (httpd also passes them
-/// through). The proxy also leaves out requests with a body.
+/// Whether the cache takes part in this request at all: GET and HEAD, without If-Match
+/// or If-Unmodified-Since (those preconditions are left to the origin, as httpd does). A
+/// `Range` request takes part: a stored complete response answers it (see `range`); the
+/// proxy also leaves out requests with a body.
 pub fn may_use_cache(request: &Request) -> bool {
     matches!(request.method.as_str(), "GET" | "HEAD")
-        && !["range", "if-range", "if-match", "if-unmodified-since"]
+        && !["if-match", "if-unmodified-since"]
             .iter()
             .any(|name| request.headers.contains(name))
 }
@@ -271,6 +230,10 @@ pub fn may_use_cache(request: &Request) -> bool {
 pub enum Reuse {
     /// Fresh: serve it, with this current age in `Age`.
     Fresh(Duration),
+    /// Stale, but inside its `stale-while-revalidate` window (RFC 5861 §3): serve it now,
+    /// with this age, and refresh it in the background with these conditional fields
+    /// (none: a plain fetch).
+    Stale(Duration, Vec<(String, String)>),
     /// Stale (or `no-cache`): ask the origin with these conditional fields first.
     Validate(Vec<(String, String)>),
     /// Stale without a validator: fetch a new response.
@@ -281,30 +244,31 @@ pub enum Reuse {
 }
 
 /// Decides how `stored`, received (or last validated) at `stored_at`, can answer `request`
-/// at `now` (RFC 9111 §4, §4.2, §5.2.1), pure. `shared` is true for the proxy; for a private
-/// cache (the client) `s-maxage` does not count (§5.2.2.10) and the rules about credentials
-/// (§3.5, [`personal_rule_allows`]) do not apply, so it never answers `Bypass`.
+/// at `now` (RFC 9111 §4, §4.2, §5.2.1), pure. For a private cache (the client) `s-maxage`
+/// does not count (§5.2.2.10) and the rules about credentials (§3.5,
+/// [`personal_rule_allows`]) do not apply, so it never answers `Bypass`.
 ///
-/// A stale response is never served without validation, whatever `max-stale` says and even
-/// when the origin is down: that is what `must-revalidate` requires, and we apply it to all
-/// (httpd's `CacheStaleOnError` and ATS's stale-on-error serve stale instead; we do not).
-/// The request's own `no-cache`, `max-age` and `min-fresh` are honoured, as in httpd (ATS
-/// ignores a client's no-cache by default).
+/// A stale response is served without validation only inside its `stale-while-revalidate`
+/// window, when nothing forbids it (`stale::may_serve_stale`), and then refreshed in the
+/// background; serving stale when the origin fails is decided later, by [`stale_on_error`].
+/// `max-stale` in a request is not honoured (the origin's word is). The request's own
+/// `no-cache`, `max-age` and `min-fresh` are honoured, as in httpd (ATS ignores a client's
+/// no-cache by default).
 pub fn reuse(
     request: &Request,
     stored: &Response,
     stored_at: SystemTime,
     now: SystemTime,
-    default_ttl: Duration,
-    shared: bool,
+    policy: &Policy,
 ) -> Reuse {
-    if shared && !shared_rules_allow(request, stored) {
+    if policy.shared && !shared_rules_allow(request, stored, policy) {
         return Reuse::Bypass;
     }
-    let cc = CacheControl::parse(&stored.headers);
+    let cc = CacheControl::of_response(stored, policy.shared);
     let asked = CacheControl::of_request(request);
     let age = current_age(stored, stored_at, now);
-    let fresh = match freshness_lifetime(stored, default_ttl, shared) {
+    let lifetime = freshness_lifetime(stored, policy);
+    let fresh = match lifetime {
         Some(lifetime) if age < lifetime => {
             let left = lifetime - age;
             asked.max_age.is_none_or(|max| age.as_secs() <= max)
@@ -317,7 +281,11 @@ pub fn reuse(
     if fresh && !cc.no_cache && !asked.no_cache {
         return Reuse::Fresh(age);
     }
-    match validators(stored) {
+    let fields = validators(stored);
+    if stale::while_revalidating(&cc, &asked, lifetime, age, policy.shared) {
+        return Reuse::Stale(age, fields.unwrap_or_default());
+    }
+    match fields {
         Some(fields) => Reuse::Validate(fields),
         None => Reuse::Refetch,
     }
@@ -429,6 +397,7 @@ pub(crate) mod testing {
 
     use std::time::{Duration, SystemTime};
 
+    use super::Policy;
     use crate::http::parse::{read_request, read_response, Limits};
     use crate::http::{Request, Response};
 
@@ -452,6 +421,25 @@ pub(crate) mod testing {
         read_response(&mut raw.as_bytes(), &Limits::default()).unwrap()
     }
 
+    /// The lifetime the unit tests give responses without one of their own.
+    pub const TTL: Duration = Duration::from_secs(60);
+
+    /// The proxy's rules, with [`TTL`] and the default heuristic cap and stale-if-error.
+    pub const SHARED: Policy = Policy {
+        shared: true,
+        default_ttl: TTL,
+        heuristic_max: Policy::ONE_DAY,
+        stale_if_error: Policy::ONE_DAY,
+    };
+
+    /// The client's rules, with [`TTL`].
+    pub const PRIVATE: Policy = Policy {
+        shared: false,
+        default_ttl: TTL,
+        heuristic_max: Policy::ONE_DAY,
+        stale_if_error: Duration::ZERO,
+    };
+
     /// A fixed instant, `secs` after an arbitrary origin.
     pub fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
@@ -460,123 +448,28 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::control::MAX_DELTA_SECONDS;
-    use super::testing::{at, get, req, resp};
+    use super::testing::{at, get, req, resp, PRIVATE, SHARED};
     use super::*;
-
-    const TTL: Duration = Duration::from_secs(60);
 
     fn date(secs: u64) -> String {
         format_http_date(at(secs))
     }
 
-    fn lifetime(fields: &str) -> Option<u64> {
-        freshness_lifetime(&resp(200, fields), TTL, true).map(|d| d.as_secs())
-    }
-
-    #[test]
-    fn explicit_freshness_s_maxage_then_max_age_then_expires() {
-        let d = date(0);
-        let e = date(500);
-        assert_eq!(lifetime("Cache-Control: max-age=100\r\n"), Some(100));
-        assert_eq!(
-            lifetime("Cache-Control: max-age=100, s-maxage=7\r\n"),
-            Some(7)
-        );
-        let private = freshness_lifetime(
-            &resp(200, "Cache-Control: max-age=100, s-maxage=7\r\n"),
-            TTL,
-            false,
-        );
-        assert_eq!(private, Some(Duration::from_secs(100)));
-        assert_eq!(
-            lifetime(&format!(
-                "Date: {d}\r\nExpires: {e}\r\nCache-Control: max-age=3\r\n"
-            )),
-            Some(3)
-        );
-        assert_eq!(
-            lifetime(&format!("Date: {d}\r\nExpires: {e}\r\n")),
-            Some(500)
-        );
-        assert_eq!(lifetime(&format!("Date: {e}\r\nExpires: {d}\r\n")), Some(0));
-    }
-
-    #[test]
-    fn invalid_max_age_or_expires_means_stale() {
-        let d = date(0);
-        assert_eq!(lifetime(&format!("Date: {d}\r\nExpires: 0\r\n")), Some(0));
-        assert_eq!(lifetime("Cache-Control: max-age=soon\r\n"), Some(0));
-        assert_eq!(lifetime("Cache-Control: max-age\r\n"), Some(0));
-        assert_eq!(lifetime("Cache-Control: max-age=-1\r\n"), Some(0));
-        assert_eq!(
-            lifetime("Cache-Control: max-age=5\r\nCache-Control: max-age=9\r\n"),
-            Some(0)
-        );
-        assert_eq!(lifetime("Cache-Control: max-age=5, MAX-AGE=5\r\n"), Some(5));
-        assert_eq!(lifetime("Cache-Control: max-age=\"5\"\r\n"), Some(5));
-        let e = date(9);
-        assert_eq!(
-            lifetime(&format!("Date: {d}\r\nExpires: {e}\r\nExpires: {d}\r\n")),
-            Some(0)
-        );
-        assert_eq!(lifetime(&format!("Expires: {e}\r\n")), Some(0));
-    }
-
-    #[test]
-    fn huge_delta_seconds_are_clamped() {
-        assert_eq!(
-            lifetime("Cache-Control: max-age=99999999999999999999999999\r\n"),
-            Some(MAX_DELTA_SECONDS)
-        );
-        let r = resp(200, "Age: 99999999999999999999999\r\n");
-        let age = current_age(&r, at(0), at(10));
-        assert_eq!(age.as_secs(), MAX_DELTA_SECONDS + 10);
-    }
-
-    #[test]
-    fn heuristic_freshness_only_for_listed_statuses() {
-        for status in HEURISTIC_STATUSES {
-            let r = resp(*status, "");
-            assert_eq!(freshness_lifetime(&r, TTL, true), Some(TTL), "{status}");
-        }
-        for status in [201, 202, 206, 302, 303, 307, 400, 403, 500, 502, 503] {
-            assert_eq!(freshness_lifetime(&resp(status, ""), TTL, true), None);
-        }
-        let public = resp(302, "Cache-Control: public\r\n");
-        assert_eq!(freshness_lifetime(&public, TTL, true), Some(TTL));
-        assert_eq!(
-            freshness_lifetime(&resp(200, ""), Duration::ZERO, true),
-            None
-        );
-    }
-
-    #[test]
-    fn age_counts_upstream_age_and_time_since_stored() {
-        let r = resp(200, "Age: 30\r\n");
-        assert_eq!(current_age(&r, at(0), at(5)), Duration::from_secs(35));
-        assert_eq!(current_age(&r, at(10), at(5)), Duration::from_secs(30));
-        let bad = resp(200, "Age: ten\r\n");
-        assert_eq!(current_age(&bad, at(0), at(5)), Duration::from_secs(5));
-    }
-
     #[test]
     fn storable_responses() {
-        let ok = |fields: &str| is_storable("GET", &resp(200, fields), TTL, true);
+        let ok = |fields: &str| is_storable("GET", &resp(200, fields), &SHARED);
         assert!(ok(""));
-        assert!(!is_storable("HEAD", &resp(200, ""), TTL, true));
-        assert!(!is_storable("POST", &resp(200, ""), TTL, true));
+        assert!(!is_storable("HEAD", &resp(200, ""), &SHARED));
+        assert!(!is_storable("POST", &resp(200, ""), &SHARED));
         assert!(!is_storable(
             "GET",
             &resp(206, "Cache-Control: max-age=9\r\n"),
-            TTL,
-            true
+            &SHARED
         ));
         assert!(!is_storable(
             "GET",
             &resp(304, "Cache-Control: max-age=9\r\n"),
-            TTL,
-            true
+            &SHARED
         ));
         assert!(!ok("Cache-Control: no-store\r\n"));
         assert!(!ok("Cache-Control: NO-STORE, max-age=60\r\n"));
@@ -585,8 +478,7 @@ mod tests {
         assert!(is_storable(
             "GET",
             &resp(200, "Cache-Control: private\r\n"),
-            TTL,
-            false
+            &PRIVATE
         ));
         assert!(!ok("Vary: *\r\n"));
         assert!(!ok("Vary: Accept, *\r\n"));
@@ -601,45 +493,72 @@ mod tests {
         assert!(is_storable(
             "GET",
             &resp(500, "Cache-Control: max-age=5\r\n"),
-            TTL,
-            true
+            &SHARED
         ));
-        assert!(!is_storable("GET", &resp(500, ""), TTL, true));
-        assert!(!is_storable("GET", &resp(200, ""), Duration::ZERO, true));
-        assert!(!is_storable(
-            "GET",
-            &resp(200, "ETag: \"1\"\r\n"),
-            Duration::ZERO,
-            true
-        ));
+        assert!(!is_storable("GET", &resp(500, ""), &SHARED));
+        // cache_ttl = 0: nothing to serve without validation, so stored only with a
+        // validator, to be revalidated on every use (RFC 9111 §3: a 200 is storable).
+        let no_ttl = Policy {
+            default_ttl: Duration::ZERO,
+            ..SHARED
+        };
+        assert!(!is_storable("GET", &resp(200, ""), &no_ttl));
+        assert!(is_storable("GET", &resp(200, "ETag: \"1\"\r\n"), &no_ttl));
+    }
+
+    #[test]
+    fn must_understand_overrides_no_store_for_statuses_we_understand() {
+        let cc = "Cache-Control: max-age=3600, no-store, must-understand\r\n";
+        assert!(is_storable("GET", &resp(200, cc), &SHARED));
+        assert!(is_storable("GET", &resp(301, cc), &SHARED));
+        assert!(!is_storable("GET", &resp(599, cc), &SHARED));
+        let understood_only = "Cache-Control: max-age=3600, must-understand\r\n";
+        assert!(!is_storable("GET", &resp(599, understood_only), &SHARED));
+    }
+
+    #[test]
+    fn set_cookie_is_stored_only_when_explicitly_cacheable() {
+        let ok = |fields: &str| is_storable("GET", &resp(200, fields), &SHARED);
+        assert!(!ok("Set-Cookie: id=1\r\n"));
+        let heuristic = format!("Set-Cookie: id=1\r\nLast-Modified: {}\r\n", date(0));
+        assert!(!ok(&heuristic));
+        for explicit in [
+            "Cache-Control: public",
+            "Cache-Control: max-age=60",
+            "Cache-Control: s-maxage=60",
+            "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\nExpires: Thu, 01 Jan 2099 00:00:00 GMT",
+            "CDN-Cache-Control: max-age=60",
+        ] {
+            assert!(
+                ok(&format!("Set-Cookie: id=1\r\n{explicit}\r\n")),
+                "{explicit}"
+            );
+        }
     }
 
     #[test]
     fn authorization_needs_public_s_maxage_or_must_revalidate() {
         let authed = get("Authorization: Basic eDp5\r\n");
         let plain = resp(200, "Cache-Control: max-age=60\r\n");
-        assert!(!is_cacheable(&authed, &plain, TTL, true));
-        assert!(is_cacheable(&get(""), &plain, TTL, true));
-        assert_eq!(
-            reuse(&authed, &plain, at(0), at(1), TTL, true),
-            Reuse::Bypass
-        );
+        assert!(!is_cacheable(&authed, &plain, &SHARED));
+        assert!(is_cacheable(&get(""), &plain, &SHARED));
+        assert_eq!(reuse(&authed, &plain, at(0), at(1), &SHARED), Reuse::Bypass);
         for cc in [
             "public, max-age=60",
             "s-maxage=60",
             "must-revalidate, max-age=60",
         ] {
             let r = resp(200, &format!("Cache-Control: {cc}\r\n"));
-            assert!(is_cacheable(&authed, &r, TTL, true), "{cc}");
+            assert!(is_cacheable(&authed, &r, &SHARED), "{cc}");
             assert!(matches!(
-                reuse(&authed, &r, at(0), at(1), TTL, true),
+                reuse(&authed, &r, at(0), at(1), &SHARED),
                 Reuse::Fresh(_)
             ));
         }
         // must-revalidate satisfies §3.5, but a lifetime from cache_ttl alone is not enough
         // for a personalised request.
         let heuristic = resp(200, "Cache-Control: must-revalidate\r\n");
-        assert!(!is_cacheable(&authed, &heuristic, TTL, true));
+        assert!(!is_cacheable(&authed, &heuristic, &SHARED));
     }
 
     #[test]
@@ -647,11 +566,11 @@ mod tests {
         let alice = get("Cookie: user=alice\r\n");
         let anonymous = get("");
         let bare = resp(200, "Content-Type: text/html\r\n");
-        assert!(is_cacheable(&anonymous, &bare, TTL, true));
-        assert!(!is_cacheable(&alice, &bare, TTL, true));
-        assert_eq!(reuse(&alice, &bare, at(0), at(1), TTL, true), Reuse::Bypass);
+        assert!(is_cacheable(&anonymous, &bare, &SHARED));
+        assert!(!is_cacheable(&alice, &bare, &SHARED));
+        assert_eq!(reuse(&alice, &bare, at(0), at(1), &SHARED), Reuse::Bypass);
         assert!(matches!(
-            reuse(&anonymous, &bare, at(0), at(1), TTL, true),
+            reuse(&anonymous, &bare, at(0), at(1), &SHARED),
             Reuse::Fresh(_)
         ));
         let expires = format!("Date: {}\r\nExpires: {}\r\n", date(0), date(60));
@@ -662,9 +581,9 @@ mod tests {
             expires.as_str(),
         ] {
             let r = resp(200, explicit);
-            assert!(is_cacheable(&alice, &r, TTL, true), "{explicit}");
+            assert!(is_cacheable(&alice, &r, &SHARED), "{explicit}");
             assert!(
-                matches!(reuse(&alice, &r, at(0), at(1), TTL, true), Reuse::Fresh(_)),
+                matches!(reuse(&alice, &r, at(0), at(1), &SHARED), Reuse::Fresh(_)),
                 "{explicit}"
             );
         }
@@ -676,8 +595,8 @@ mod tests {
             200,
             "Content-Type: text/event-stream\r\nCache-Control: max-age=60\r\n",
         );
-        assert!(!is_cacheable(&get(""), &stream, TTL, true));
-        assert!(!is_storable("GET", &stream, TTL, false));
+        assert!(!is_cacheable(&get(""), &stream, &SHARED));
+        assert!(!is_storable("GET", &stream, &PRIVATE));
     }
 
     #[test]
@@ -686,8 +605,7 @@ mod tests {
         assert!(!is_cacheable(
             &get("Cache-Control: no-store\r\n"),
             &r,
-            TTL,
-            true
+            &SHARED
         ));
     }
 
@@ -695,20 +613,20 @@ mod tests {
     fn reuse_fresh_stale_and_validators() {
         let r = resp(200, "Cache-Control: max-age=10\r\nETag: \"v1\"\r\n");
         assert_eq!(
-            reuse(&get(""), &r, at(0), at(9), TTL, true),
+            reuse(&get(""), &r, at(0), at(9), &SHARED),
             Reuse::Fresh(Duration::from_secs(9))
         );
         let validate = Reuse::Validate(vec![("If-None-Match".into(), "\"v1\"".into())]);
-        assert_eq!(reuse(&get(""), &r, at(0), at(10), TTL, true), validate);
+        assert_eq!(reuse(&get(""), &r, at(0), at(10), &SHARED), validate);
         let bare = resp(200, "Cache-Control: max-age=10\r\n");
         assert_eq!(
-            reuse(&get(""), &bare, at(0), at(11), TTL, true),
+            reuse(&get(""), &bare, at(0), at(11), &SHARED),
             Reuse::Refetch
         );
         let lm = date(0);
         let dated = resp(200, &format!("Last-Modified: {lm}\r\nETag: W/\"2\"\r\n"));
         assert_eq!(
-            reuse(&get(""), &dated, at(0), at(60), TTL, true),
+            reuse(&get(""), &dated, at(0), at(60), &SHARED),
             Reuse::Validate(vec![
                 ("If-None-Match".into(), "W/\"2\"".into()),
                 ("If-Modified-Since".into(), lm),
@@ -720,51 +638,43 @@ mod tests {
     fn a_private_cache_ignores_s_maxage_and_the_credential_rules() {
         // s-maxage is for shared caches only (§5.2.2.10).
         let both = resp(200, "Cache-Control: s-maxage=600, max-age=1\r\n");
-        let shared = reuse(&get(""), &both, at(0), at(2), TTL, true);
+        let shared = reuse(&get(""), &both, at(0), at(2), &SHARED);
         assert!(matches!(shared, Reuse::Fresh(_)));
         assert_eq!(
-            reuse(&get(""), &both, at(0), at(2), TTL, false),
+            reuse(&get(""), &both, at(0), at(2), &PRIVATE),
             Reuse::Refetch
         );
         // `private` is stored by a private cache only (§5.2.2.7).
         let private = resp(200, "Cache-Control: private, max-age=60\r\n");
-        assert!(!is_cacheable(&get(""), &private, TTL, true));
-        assert!(is_cacheable(&get(""), &private, TTL, false));
+        assert!(!is_cacheable(&get(""), &private, &SHARED));
+        assert!(is_cacheable(&get(""), &private, &PRIVATE));
         // Credentials: a shared cache stays out (§3.5 and the personal rule); a private one
         // serves its one user.
         let bare = resp(200, "");
         for asked in ["Authorization: Basic eDp5\r\n", "Cookie: user=alice\r\n"] {
             let request = get(asked);
-            assert_eq!(
-                reuse(&request, &bare, at(0), at(1), TTL, true),
-                Reuse::Bypass
-            );
-            assert!(!is_cacheable(&request, &bare, TTL, true));
-            let private = reuse(&request, &bare, at(0), at(1), TTL, false);
+            assert_eq!(reuse(&request, &bare, at(0), at(1), &SHARED), Reuse::Bypass);
+            assert!(!is_cacheable(&request, &bare, &SHARED));
+            let private = reuse(&request, &bare, at(0), at(1), &PRIVATE);
             assert_eq!(private, Reuse::Fresh(Duration::from_secs(1)), "{asked}");
-            assert!(is_cacheable(&request, &bare, TTL, false), "{asked}");
+            assert!(is_cacheable(&request, &bare, &PRIVATE), "{asked}");
         }
         let cookie = resp(200, "Set-Cookie: id=1\r\n");
-        assert!(!is_cacheable(&get(""), &cookie, TTL, true));
-        assert!(is_cacheable(&get(""), &cookie, TTL, false));
+        assert!(!is_cacheable(&get(""), &cookie, &SHARED));
+        assert!(is_cacheable(&get(""), &cookie, &PRIVATE));
         // Everything else is one rule for both.
         let no_store = get("Cache-Control: no-store\r\n");
-        assert!(!is_cacheable(&no_store, &bare, TTL, false));
-        assert!(!is_cacheable(
-            &get(""),
-            &resp(200, "Vary: *\r\n"),
-            TTL,
-            false
-        ));
+        assert!(!is_cacheable(&no_store, &bare, &PRIVATE));
+        assert!(!is_cacheable(&get(""), &resp(200, "Vary: *\r\n"), &PRIVATE));
         let tagged = resp(200, "Cache-Control: no-cache\r\nETag: \"v\"\r\n");
-        let validate = reuse(&get(""), &tagged, at(0), at(0), TTL, false);
+        let validate = reuse(&get(""), &tagged, at(0), at(0), &PRIVATE);
         assert!(matches!(validate, Reuse::Validate(_)));
     }
 
     #[test]
     fn a_private_cache_reuses_by_age_and_lifetime() {
         let plain = resp(200, "");
-        let private = |r: &Response, secs| reuse(&get(""), r, at(0), at(secs), TTL, false);
+        let private = |r: &Response, secs| reuse(&get(""), r, at(0), at(secs), &PRIVATE);
         assert!(matches!(private(&plain, 59), Reuse::Fresh(_)));
         assert_eq!(private(&plain, 60), Reuse::Refetch);
         let tagged = resp(200, "ETag: \"v1\"\r\nCache-Control: max-age=5\r\n");
@@ -782,19 +692,19 @@ mod tests {
             "Cache-Control: no-cache, max-age=100\r\nETag: \"v\"\r\n",
         );
         assert!(matches!(
-            reuse(&get(""), &r, at(0), at(0), TTL, true),
+            reuse(&get(""), &r, at(0), at(0), &SHARED),
             Reuse::Validate(_)
         ));
         let fresh = resp(200, "Cache-Control: max-age=100\r\nETag: \"v\"\r\n");
         for asked in ["Cache-Control: no-cache\r\n", "Pragma: no-cache\r\n"] {
             assert!(matches!(
-                reuse(&get(asked), &fresh, at(0), at(0), TTL, true),
+                reuse(&get(asked), &fresh, at(0), at(0), &SHARED),
                 Reuse::Validate(_)
             ));
         }
         let both = "Cache-Control: max-age=100\r\nPragma: no-cache\r\n";
         assert!(matches!(
-            reuse(&get(both), &fresh, at(0), at(0), TTL, true),
+            reuse(&get(both), &fresh, at(0), at(0), &SHARED),
             Reuse::Fresh(_)
         ));
     }
@@ -808,8 +718,7 @@ mod tests {
                 &r,
                 at(0),
                 at(50),
-                TTL,
-                true,
+                &SHARED,
             )
         };
         assert!(matches!(asked("max-age=60"), Reuse::Fresh(_)));
@@ -921,7 +830,10 @@ mod tests {
     fn requests_the_cache_stays_out_of() {
         assert!(may_use_cache(&get("")));
         assert!(may_use_cache(&req("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")));
-        assert!(!may_use_cache(&get("Range: bytes=0-1\r\n")));
+        assert!(may_use_cache(&get("Range: bytes=0-1\r\n")));
+        assert!(!may_use_cache(&get(
+            "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        )));
         assert!(!may_use_cache(&get("If-Match: \"x\"\r\n")));
         assert!(!may_use_cache(&req("POST / HTTP/1.1\r\nHost: h\r\n\r\n")));
     }

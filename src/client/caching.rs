@@ -12,11 +12,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::cache::{self, Entry, EntryWriter, Reuse, Store};
+use crate::cache::{self, Entry, EntryWriter, Policy, Reuse, Store};
 use crate::http::{Request, Response};
-
-/// The private cache: not shared between users (RFC 9111 §1).
-const SHARED: bool = false;
 
 /// An entry found for a request, and the key it was found under (a variant's, with Vary).
 pub struct Stored {
@@ -51,25 +48,24 @@ pub fn lookup(store: &Store, request: &Request, ttl: Duration, now: SystemTime) 
         return Lookup::Miss;
     };
     let stored = Stored { key, entry };
-    match cache::reuse(
-        request,
-        &stored.entry.response,
-        stored.entry.stored_at,
-        now,
-        ttl,
-        SHARED,
-    ) {
+    let entry = &stored.entry;
+    let policy = Policy::private(ttl);
+    match cache::reuse(request, &entry.response, entry.stored_at, now, &policy) {
         Reuse::Fresh(_) => Lookup::Fresh(stored),
-        Reuse::Validate(fields) => Lookup::Stale(stored, fields),
-        Reuse::Refetch | Reuse::Bypass => Lookup::Miss,
+        // A one-shot client has no background to refresh in: a stale entry is validated
+        // now, stale-while-revalidate or not.
+        Reuse::Validate(fields) | Reuse::Stale(_, fields) if !fields.is_empty() => {
+            Lookup::Stale(stored, fields)
+        }
+        Reuse::Stale(..) | Reuse::Validate(_) | Reuse::Refetch | Reuse::Bypass => Lookup::Miss,
     }
 }
 
-/// Whether the cache is asked at all: GET or HEAD without Range or preconditions
-/// (`cache::may_use_cache`, as for the proxy), and without validators the user set (see the
-/// module's doc).
+/// Whether the cache is asked at all: GET or HEAD without preconditions
+/// (`cache::may_use_cache`, as for the proxy), without Range (the client shows what the
+/// server sends for a range), and without validators the user set (see the module's doc).
 fn consults_cache(request: &Request) -> bool {
-    let user_validators = ["if-none-match", "if-modified-since"]
+    let user_validators = ["if-none-match", "if-modified-since", "range", "if-range"]
         .iter()
         .any(|name| request.headers.contains(name));
     cache::may_use_cache(request) && !user_validators
@@ -108,10 +104,10 @@ pub fn writer(
     ttl: Duration,
 ) -> Option<EntryWriter> {
     let base = cache::cache_key(request)?;
-    let writer = if cache::is_cacheable(request, response, ttl, SHARED) {
-        // A response without Date gets one, as in the proxy (RFC 9110 §6.6.1 asks it of a
-        // cache), so that its Expires can be measured against it.
-        let stored = cache::stored_response(response, SystemTime::now());
+    // A response without Date gets one, as in the proxy (RFC 9110 §6.6.1 asks it of a
+    // cache), so that its Expires can be measured against it.
+    let stored = cache::stored_response(response, SystemTime::now());
+    let writer = if cache::is_cacheable(request, &stored, &Policy::private(ttl)) {
         store.begin_variant(&base, request, &stored).ok()
     } else {
         None

@@ -4,9 +4,10 @@
 //! conditional request meets a fresh stored response (RFC 9111 §4.3.2).
 //!
 //! It covers steps 3 and 4 of the order of precedence (RFC 9110 §13.2.2): If-None-Match when
-//! present, else If-Modified-Since. If-Match, If-Unmodified-Since and If-Range are not
-//! evaluated here: the cache sends requests carrying them to the backend
-//! (`cache::may_use_cache`), and the web server does not look at them.
+//! present, else If-Modified-Since; and If-Range (§13.1.5), the precondition of a range
+//! request, for both as well (`if_range_holds`, used by `http::range`). If-Match and
+//! If-Unmodified-Since are not evaluated here: the cache sends requests carrying them to the
+//! backend (`cache::may_use_cache`), and the web server does not look at them.
 //!
 //! A malformed If-None-Match, anything that is neither `*` nor a list of entity-tags
 //! (`"a" junk`, `W/x`, `"x", *`), matches nothing, so the full response is sent. RFC 9110
@@ -53,6 +54,40 @@ pub fn not_modified(
     let mut since = headers.get_all("if-modified-since");
     match (since.next(), since.next(), last_modified) {
         (Some(date), None, Some(modified)) => unmodified_since(date, modified),
+        _ => false,
+    }
+}
+
+/// Whether a range request may be answered with a part of the current representation, whose
+/// entity tag is `etag` and whose last modification is `last_modified`: true without
+/// If-Range; with one, only when it names this very representation (RFC 9110 §13.1.5):
+///
+/// ```text
+/// If-Range = entity-tag / HTTP-date
+/// ```
+/// An entity-tag must be strong and strongly equal to a strong `etag` (§8.8.3.2); a date
+/// must be exactly `last_modified`, in whole seconds (the RFC also wants that date to be a
+/// strong validator, at least a second older than the response's Date; we take the origin's
+/// Last-Modified as it is). Anything else, a malformed value included, is false: the whole
+/// representation is sent, which is never wrong.
+pub fn if_range_holds(
+    request: &Request,
+    etag: Option<&str>,
+    last_modified: Option<SystemTime>,
+) -> bool {
+    let mut values = request.headers.get_all("if-range");
+    let value = match (values.next(), values.next()) {
+        (None, _) => return true,
+        (Some(value), None) => value.trim_matches([' ', '\t']),
+        (Some(_), Some(_)) => return false,
+    };
+    if value.starts_with('"') {
+        let ours = etag.map(|e| e.trim_matches([' ', '\t']));
+        return single_entity_tag(value) == Some(value)
+            && ours.is_some_and(|ours| !ours.starts_with("W/") && ours == value);
+    }
+    match (parse_http_date(value), last_modified) {
+        (Some(date), Some(modified)) => to_unix(date).0 == to_unix(modified).0,
         _ => false,
     }
 }
@@ -138,6 +173,39 @@ mod tests {
     }
 
     const TAG: &str = "\"2-abc-0\"";
+
+    #[test]
+    fn if_range_needs_the_same_strong_tag_or_the_exact_date() {
+        let holds = |field: &str, etag: Option<&str>| {
+            let field = if field.is_empty() {
+                String::new()
+            } else {
+                format!("{field}\r\n")
+            };
+            let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{field}\r\n");
+            let request =
+                crate::http::parse::read_request(&mut raw.as_bytes(), &Default::default())
+                    .unwrap()
+                    .unwrap();
+            if_range_holds(&request, etag, Some(mtime()))
+        };
+        assert!(holds("", None));
+        assert!(holds(&format!("If-Range: {TAG}"), Some(TAG)));
+        assert!(!holds(&format!("If-Range: {TAG}"), Some("\"other\"")));
+        assert!(!holds(
+            &format!("If-Range: W/{TAG}"),
+            Some(&format!("W/{TAG}"))
+        ));
+        assert!(!holds(
+            &format!("If-Range: {TAG}"),
+            Some(&format!("W/{TAG}"))
+        ));
+        assert!(!holds(&format!("If-Range: {TAG}"), None));
+        assert!(holds("If-Range: Sun, 06 Nov 1994 08:49:37 GMT", None));
+        assert!(!holds("If-Range: Sun, 06 Nov 1994 08:49:38 GMT", None));
+        assert!(!holds("If-Range: yesterday", Some(TAG)));
+        assert!(!holds(&format!("If-Range: {TAG}, {TAG}"), Some(TAG)));
+    }
     const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
     const DATE_BEFORE: &str = "Sun, 06 Nov 1994 08:49:36 GMT";
 

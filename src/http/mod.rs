@@ -19,6 +19,7 @@ pub mod date;
 pub mod html;
 pub mod parse;
 pub mod percent;
+pub mod range;
 pub mod request_id;
 pub mod serialize;
 

@@ -14,7 +14,23 @@
 //! URL Standard's percent-decode). Neither looks at what a byte decodes to: refusing `/`,
 //! NUL or `..` is the caller's business.
 //!
-//! Percent-*encoding* a URL is the client's (`client::url`); nothing here opens a socket.
+//! Percent-*encoding* a URL is the client's (`client::url`); encoding a form field's value,
+//! for `proxy --purge`, is [`form_encode`]. Nothing here opens a socket.
+
+/// `value` as a field value of an `application/x-www-form-urlencoded` body: every byte but
+/// ASCII letters, digits and `*-._` as `%XX` (the URL Standard's form encoding, with a space
+/// as `%20` rather than `+`, which decoders read alike).
+pub fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"*-._".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// `input` with every `%XX` replaced by the byte it spells; `None` when a `%` is not
 /// followed by two hex digits (`%`, `%4`, `%zz`).
@@ -83,6 +99,17 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_encoding_round_trips_through_the_decoder() {
+        let url = "http://h:80/a b/ü?x=1&y=%2F+";
+        let encoded = form_encode(url);
+        assert_eq!(
+            encoded,
+            "http%3A%2F%2Fh%3A80%2Fa%20b%2F%C3%BC%3Fx%3D1%26y%3D%252F%2B"
+        );
+        assert_eq!(percent_decode(encoded.as_bytes()).unwrap(), url.as_bytes());
+    }
 
     #[test]
     fn escapes_decode_in_either_case_and_other_bytes_pass() {

@@ -22,6 +22,8 @@
 //!   `weight=N` (1..=100); `pool=NAME` for a backend of a named pool. `drain` and `disable`
 //!   take the backend out of rotation and close its idle pooled connections; requests in
 //!   flight on it finish (see `balancer`).
+//! - `purge`: `url=http://HOST/PATH` or `path=/PATH` (every host): the stored responses
+//!   for it, every Vary variant, are removed (see `purge`); with the cache off, a 409.
 //! - `reload`: read proxy.conf again and put it in force (see `reload`); a file with
 //!   mistakes is refused with 422 and the mistakes, and the running configuration stays.
 //! - `stop`: the graceful stop (see `reload`); the answer carries the proxy's process id in
@@ -38,6 +40,7 @@ use std::net::SocketAddr;
 use super::balancer::Admin;
 use super::config::{Config, DEFAULT_POOL};
 use super::generation::Generation;
+use super::purge::{purge, Target};
 use super::request_body;
 use super::rewrite::client_host;
 use super::status_page::{open_to, path_and_query, send};
@@ -129,17 +132,41 @@ impl Proxy {
             response.headers.append(PID_HEADER, pid);
         }
         let out = client.get_ref().tcp();
-        send(out, request, response, &body, &mut record.sent)
+        send(out, request, response, &body, record)
     }
 
     /// The one dispatch by ACTION.
     fn dispatch(&self, gen: &Generation, action: &str, form: &Form) -> Outcome {
         match action {
             "backends" => backend_action(gen, form),
+            "purge" => self.purge_action(gen, form),
             "reload" => self.reload(),
             "stop" => self.stop(&gen.config),
             _ => Err(Refusal::new(404, "no such action")),
         }
+    }
+}
+
+impl Proxy {
+    /// `purge`: remove what is stored for `url=` or `path=` (see `purge`).
+    fn purge_action(&self, gen: &Generation, form: &Form) -> Outcome {
+        let target = Target::from_fields(form.get("url"), form.get("path"))
+            .map_err(|why| Refusal::new(400, why))?;
+        let Some(cache) = &self.cache else {
+            return Err(Refusal::new(409, "the cache is off: nothing is stored"));
+        };
+        let removed = purge(cache, gen, &target);
+        self.stats.purged(removed);
+        let (Target::Url(what) | Target::Path(what)) = &target;
+        let hosts = if matches!(target, Target::Path(_)) {
+            " on every host"
+        } else {
+            ""
+        };
+        let plural = if removed == 1 { "" } else { "s" };
+        Ok(format!(
+            "purged {what}{hosts}: {removed} stored response{plural} removed"
+        ))
     }
 }
 

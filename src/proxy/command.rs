@@ -8,12 +8,13 @@
 //! proxy --check [CONFIG]                       check everything start-up would, start nothing
 //! proxy --reload [CONFIG]                      the running proxy reads CONFIG again
 //! proxy --stop [CONFIG]                        the running proxy stops gracefully
+//! proxy --purge URL [CONFIG]                   the running proxy's cache forgets URL
 //! proxy --flush-cache [CONFIG]                 empty the cache directory
 //! ```
 //!
 //! Exit status: 0 after a job that succeeded, and after serving ended with a stop; 1 for a
-//! bad configuration, a failed start-up, or a reload or stop refused or not reached; 2 for
-//! bad arguments (clap's).
+//! bad configuration, a failed start-up, or a reload, stop or purge refused or not reached;
+//! 2 for bad arguments (clap's).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,8 +32,8 @@ use crate::logging::file::LogFile;
 /// Exit status: 0 after a job that succeeded (serving: after `proxy --stop`), 1 for a bad
 /// configuration or a failed start-up (address in use; a log, access log or cache directory
 /// that cannot be created: all are made before `listening on` is printed, and the error
-/// names the key and its proxy.conf line or option) or a refused --reload or --stop, 2 for
-/// bad arguments.
+/// names the key and its proxy.conf line or option) or a refused --reload, --stop or
+/// --purge, 2 for bad arguments.
 #[derive(Parser, Debug)]
 #[command(
     name = "proxy",
@@ -55,8 +56,9 @@ pub struct Args {
     /// Log file, overriding `log_file`.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
-    /// Seconds a response without its own lifetime stays fresh in the cache, overriding
-    /// `cache_ttl` (0: cache only what the origin marks fresh).
+    /// Seconds a response with neither its own lifetime nor Last-Modified stays fresh in
+    /// the cache, overriding `cache_ttl` (0: cache only what the origin marks fresh, or can
+    /// be validated).
     #[arg(long, value_name = "SECS")]
     ttl: Option<u64>,
     /// Empty the cache directory (entry files only), say what was removed, and exit.
@@ -76,6 +78,11 @@ pub struct Args {
     /// has gone, or says it has not.
     #[arg(long, group = "job")]
     stop: bool,
+    /// Have the proxy running with this configuration remove what its cache stores for URL
+    /// (`http://HOST/PATH`), or for PATH (starting with /) on every host, every Vary
+    /// variant included (`POST {status_path}/purge`); prints how many responses went.
+    #[arg(long, group = "job", value_name = "URL")]
+    purge: Option<String>,
 }
 
 /// Runs the job `args` asks for; the exit status says how it went.
@@ -110,15 +117,21 @@ pub fn main(args: Args) -> ExitCode {
     if args.check {
         return check(&config);
     }
-    if args.reload || args.stop {
-        let what = if args.reload { Ask::Reload } else { Ask::Stop };
-        return control(&config, what);
+    let asked = match (args.reload, args.stop, args.purge) {
+        (true, _, _) => Some(Ask::Reload),
+        (_, true, _) => Some(Ask::Stop),
+        (_, _, Some(what)) => Some(Ask::Purge(what)),
+        _ => None,
+    };
+    if let Some(what) = asked {
+        return control(&config, &what);
     }
     serve(config, origin)
 }
 
-/// `--reload` and `--stop`: what the proxy answered on stdout, or what went wrong on stderr.
-fn control(config: &Config, what: Ask) -> ExitCode {
+/// `--reload`, `--stop` and `--purge`: what the proxy answered on stdout, or what went
+/// wrong on stderr.
+fn control(config: &Config, what: &Ask) -> ExitCode {
     match super::ask(config, what) {
         Ok(answer) => {
             println!("{answer}");

@@ -1,8 +1,10 @@
-//! `proxy --reload` and `proxy --stop`: the command line's side of the admin endpoint. They
-//! read the same proxy.conf as the proxy they control, to find it: a `POST
-//! {status_path}/reload` or `/stop` goes to its `listen` address (through loopback when it
-//! listens on every address), with `Accept: text/plain`, and what the proxy answers is
-//! printed. `status_allow` must let the address we come from in (loopback, by default).
+//! `proxy --reload`, `proxy --stop` and `proxy --purge URL`: the command line's side of the
+//! admin endpoint. They read the same proxy.conf as the proxy they control, to find it: a
+//! `POST {status_path}/reload`, `/stop` or `/purge` goes to its `listen` address (through
+//! loopback when it listens on every address), with `Accept: text/plain`, and what the
+//! proxy answers is printed. `status_allow` must let the address we come from in (loopback,
+//! by default). `--purge` posts `url=URL`, or `path=PATH` when it is given a path (starting
+//! with `/`: that path on every host).
 //!
 //! `--stop` then waits for the proxy's process to end (its id comes in the answer's
 //! `Relevo-Pid`; it is looked for in `/proc`), at most `shutdown_timeout` and
@@ -18,6 +20,7 @@ use super::admin::PID_HEADER;
 use super::config::Config;
 use crate::http::body::{response_framing, BodyReader};
 use crate::http::parse::{read_final_response, Limits};
+use crate::http::percent::form_encode;
 use crate::http::{serialize, Request};
 
 /// How long connecting to the proxy may take.
@@ -33,25 +36,39 @@ pub const STOP_MARGIN: Duration = Duration::from_secs(5);
 const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// What to ask the running proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ask {
     /// Read proxy.conf again.
     Reload,
     /// Stop gracefully, and wait until it has.
     Stop,
+    /// Remove what the cache stores for this URL, or for this path (starting with `/`) on
+    /// every host.
+    Purge(String),
 }
 
-/// Asks the proxy that `config` describes to reload or stop: what it answered (and, for a
-/// stop, that it has gone), or what went wrong.
+impl Ask {
+    /// The admin action, and the form it posts.
+    fn action_and_form(&self) -> (&'static str, String) {
+        match self {
+            Ask::Reload => ("reload", String::new()),
+            Ask::Stop => ("stop", String::new()),
+            Ask::Purge(what) if what.starts_with('/') => {
+                ("purge", format!("path={}", form_encode(what)))
+            }
+            Ask::Purge(url) => ("purge", format!("url={}", form_encode(url))),
+        }
+    }
+}
+
+/// Asks the proxy that `config` describes to reload, stop or purge: what it answered (and,
+/// for a stop, that it has gone), or what went wrong.
 ///
 /// # Errors
 /// A message when the proxy cannot be reached, refuses (its answer, such as a reload's
 /// list of mistakes), or, for a stop, is still running after the wait.
-pub fn ask(config: &Config, what: Ask) -> Result<String, String> {
-    let action = match what {
-        Ask::Reload => "reload",
-        Ask::Stop => "stop",
-    };
+pub fn ask(config: &Config, what: &Ask) -> Result<String, String> {
+    let (action, form) = what.action_and_form();
     let Some(status_path) = &config.status_path else {
         return Err(format!(
             "{}: status_path is off: --{action} asks the proxy through {{status_path}}/{action}",
@@ -69,9 +86,16 @@ pub fn ask(config: &Config, what: Ask) -> Result<String, String> {
     let mut request = Request::new("POST", &format!("{status_path}/{action}"));
     request.headers.append("Host", addr.to_string());
     request.headers.append("Accept", "text/plain");
-    request.headers.append("Content-Length", "0");
+    if !form.is_empty() {
+        let form_type = "application/x-www-form-urlencoded";
+        request.headers.append("Content-Type", form_type);
+    }
+    request
+        .headers
+        .append("Content-Length", form.len().to_string());
     request.headers.append("Connection", "close");
     serialize::write_request_head(&mut stream, &request)
+        .and_then(|()| stream.write_all(form.as_bytes()))
         .and_then(|()| stream.flush())
         .map_err(unreachable)?;
     let mut reader = BufReader::new(stream);
@@ -88,7 +112,7 @@ pub fn ask(config: &Config, what: Ask) -> Result<String, String> {
     if response.status != 200 {
         return Err(format!("the proxy at {addr} refused: {text}"));
     }
-    if what == Ask::Reload {
+    if *what != Ask::Stop {
         return Ok(text);
     }
     let pid = response
@@ -189,7 +213,7 @@ mod tests {
             status_path: None,
             ..Config::default()
         };
-        let why = ask(&config, Ask::Reload).unwrap_err();
+        let why = ask(&config, &Ask::Reload).unwrap_err();
         assert!(why.contains("status_path is off"), "{why}");
     }
 
@@ -202,7 +226,7 @@ mod tests {
             listen,
             ..Config::default()
         };
-        let why = ask(&config, Ask::Stop).unwrap_err();
+        let why = ask(&config, &Ask::Stop).unwrap_err();
         assert!(why.contains("is it running?"), "{why}");
     }
 }

@@ -64,6 +64,81 @@ pub(super) fn relay_and_store(
     filler.end(copied, sent)
 }
 
+/// A background refresh's step 12 (see `refresh`): the backend's `body` into `entry`, at the
+/// backend's pace, its progress published to the flight's followers through `guard`, and
+/// committed when whole. There is no client to relay to.
+///
+/// # Errors
+/// The backend failed mid-body (nothing is stored then). A write to the entry that fails
+/// (a full disk) or outgrows `cache_max_object` stops the storing, not the refresh.
+pub(super) fn store_body(
+    body: &mut impl BufRead,
+    entry: EntryWriter,
+    guard: Option<&FlightGuard<'_>>,
+) -> Result<()> {
+    let fail = || {
+        if let Some(guard) = guard {
+            guard.fail();
+        }
+    };
+    let mut storing = Storing { entry, guard };
+    if let Err(e) = copy_body(body, &mut storing, Side::Backend, Side::Client, u64::MAX) {
+        fail();
+        return Err(e);
+    }
+    let entry = storing.entry;
+    let total = entry.body_len();
+    if entry.is_abandoned() {
+        fail();
+        return Ok(());
+    }
+    match entry.commit() {
+        Ok(()) => {
+            if let Some(guard) = guard {
+                guard.complete(total);
+            }
+        }
+        Err(e) => {
+            log::warn!("cache: response not stored: {e}");
+            fail();
+        }
+    }
+    Ok(())
+}
+
+/// The writer a background refresh copies the body into: the entry, and the news of each
+/// piece to the flight's followers.
+struct Storing<'a, 'g> {
+    entry: EntryWriter,
+    guard: Option<&'a FlightGuard<'g>>,
+}
+
+impl Write for Storing<'_, '_> {
+    /// Takes every piece: once the entry has given up, the rest of the body is read and
+    /// dropped, so the connection can still be reused.
+    fn write(&mut self, piece: &[u8]) -> io::Result<usize> {
+        if self.entry.is_abandoned() {
+            return Ok(piece.len());
+        }
+        let written = self
+            .entry
+            .write_all(piece)
+            .and_then(|()| self.entry.flush());
+        match (written, self.guard) {
+            (Err(e), _) => log::warn!("cache: cannot write the entry, not storing it: {e}"),
+            (Ok(()), Some(guard)) if !self.entry.is_abandoned() => {
+                guard.advance(self.entry.body_len());
+            }
+            _ => {}
+        }
+        Ok(piece.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The writer step 12 copies the backend's body into while storing: each piece goes to the
 /// entry, then to the client at its own pace.
 struct Filler<'a, 'g> {

@@ -164,13 +164,19 @@ impl Upstreams {
             job.peer,
             head_text_request(&outgoing)
         );
-        let forwarded = forward(&mut conn, &outgoing, job.client, job.body, config);
+        let forwarded = forward(
+            &mut conn,
+            &outgoing,
+            job.client.as_deref_mut(),
+            job.body,
+            config,
+        );
         let complete = matches!(forwarded, Ok(Forwarded::Whole));
         if complete {
             job.body_sent = true;
         }
         let deadline = (Instant::now() + config.upstream_timeout).min(give_up);
-        let client = job.client.get_ref().tcp();
+        let client = job.client.as_ref().map(|c| c.get_ref().tcp());
         let limits = &self.limits;
         let response = match forwarded {
             Ok(_) => read_final_response(&mut conn, client, job.request, sent, limits, deadline),
@@ -288,10 +294,11 @@ impl Upstreams {
 }
 
 /// What steps 5 to 8 work from: the client's connection (its body may still be streaming
-/// in), the request, its body as far as it was read, and the validators of a stale entry;
-/// and what they did that the record needs whether they succeed or fail.
+/// in; none for a background refresh, which has no client and no body), the request, its
+/// body as far as it was read, and the validators of a stale entry; and what they did that
+/// the record needs whether they succeed or fail.
 pub(super) struct Job<'a> {
-    pub(super) client: &'a mut BufReader<ClientStream>,
+    pub(super) client: Option<&'a mut BufReader<ClientStream>>,
     pub(super) peer: SocketAddr,
     pub(super) request: &'a Request,
     /// The request's id, sent on as `X-Request-Id`.
@@ -385,13 +392,14 @@ fn is_idempotent(method: &str) -> bool {
 fn forward(
     upstream: &mut Connection,
     outgoing: &Request,
-    client: &mut BufReader<ClientStream>,
+    client: Option<&mut BufReader<ClientStream>>,
     body: &RequestBody,
     config: &Config,
 ) -> Result<Forwarded> {
     let backend_err = |e| Error::Io(Side::Backend, e);
-    let Some(progress) = body.rest else {
-        // The whole body is in memory (or there is none): head and body in one write.
+    let (Some(progress), Some(client)) = (body.rest, client) else {
+        // The whole body is in memory (or there is none, as for a background refresh, the
+        // one job without a client): head and body in one write.
         let mut bytes = serialize::request_head_with_room(outgoing, body.start.len());
         bytes.extend_from_slice(&body.start);
         upstream.writer().write_all(&bytes).map_err(backend_err)?;
@@ -528,13 +536,13 @@ impl Write for Watched<'_> {
 
 /// Step 8: read the backend's response head, all of it by `deadline` (interim responses
 /// included). Interim 1xx responses are relayed to HTTP/1.1
-/// clients and dropped for HTTP/1.0 ones (RFC 9110 §15.2). A `101` is the last response on
+/// clients and dropped for HTTP/1.0 ones (RFC 9110 §15.2), and when there is no client. A `101` is the last response on
 /// its connection (§15.2.2), so it is returned as the final one: `tunnel` decides whether it
 /// is the switch the client asked for. Either way the backend answered, so its health does
 /// not suffer.
 fn read_final_response(
     upstream: &mut Connection,
-    client: &TcpStream,
+    client: Option<&TcpStream>,
     request: &Request,
     sent: &mut Sent,
     limits: &Limits,
@@ -542,7 +550,7 @@ fn read_final_response(
 ) -> Result<Response> {
     let mut head = upstream.head_reader(deadline);
     parse::read_final_response(&mut head, limits, |interim| {
-        if request.version == Version::Http11 {
+        if let (Version::Http11, Some(client)) = (request.version, client) {
             let mut interim = interim;
             interim.version = Version::Http11;
             let mut out = client;

@@ -18,14 +18,14 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `relevo_requests_total` | counter | backend, pool, status_class (`2xx`..., `none`), cache (`HIT`, `MISS`, `REVALIDATED`, `BYPASS`, `none`) |
+//! | `relevo_requests_total` | counter | backend, pool, status_class (`2xx`..., `none`), cache (`HIT`, `MISS`, `REVALIDATED`, `BYPASS`, `STALE`, `STALE-IF-ERROR`, `none`) |
 //! | `relevo_request_duration_seconds` | histogram | backend, pool, le (`DURATION_BOUNDS_MICROS`) |
 //! | `relevo_upstream_bytes_total` | counter | backend, pool |
 //! | `relevo_backend_up` | gauge | backend, pool |
 //! | `relevo_backend_active_requests` | gauge | backend, pool |
 //! | `relevo_connections_active`, `relevo_threads` | gauge | |
 //! | `relevo_cache_entries`, `relevo_cache_bytes` | gauge | |
-//! | `relevo_cache_not_admitted_total` | counter | |
+//! | `relevo_cache_purged_total`, `relevo_cache_not_admitted_total` | counter | |
 //!
 //! Requests to the status page and to the metrics themselves are not counted (as on the
 //! status page), and WebSocket tunnels are counted but not timed (their time is how long
@@ -104,6 +104,14 @@ pub fn render(view: &StatusView) -> String {
             let _ = writeln!(out, "{name} {value}");
         }
     }
+    let purged = "relevo_cache_purged_total";
+    family(
+        &mut out,
+        purged,
+        "counter",
+        "Stored responses removed by purges.",
+    );
+    let _ = writeln!(out, "{purged} {}", s.cache_purged);
     let name = "relevo_cache_not_admitted_total";
     let help = "Responses a full cache relayed without storing them: not admitted (0 with the \
                 cache off).";

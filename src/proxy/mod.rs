@@ -21,13 +21,15 @@
 //! | `routing` | 2 which pool (`route` lines: Host and longest path prefix) |
 //! | `request_body` | 3 read the body, or its first 64 KiB |
 //! | `caching` | 4 `lookup`, 9 `invalidate`, 10 `store` (the rules are in `crate::cache`) |
+//! | `refresh` | 5–12 again, in the background, for a response served stale |
 //! | `forward` | 5–8 `Upstreams::exchange`: choose, connect, forward, read the head; retries |
 //! | `rewrite` | 6 the request as the backend sees it; Location as the client sees it |
 //! | `relay` | 11 `filter_response`, 12 `relay_response`, and `serve_from_cache` |
 //! | `fill` | 12 while storing: the fill at the backend's pace; followers read it growing |
 //! | `tunnel` | 12 for a `101`: the WebSocket tunnel |
 //! | `status_page` | the status page and the metrics, answered instead of steps 3 onwards |
-//! | `admin` | `POST {status_path}/ACTION` (drain a backend, reload, stop), likewise |
+//! | `admin` | `POST {status_path}/ACTION` (drain a backend, purge, reload, stop), likewise |
+//! | `purge` | what a purge removes: one URL, or one path on every host stored |
 //! | `reply` | the error replies, when a step fails |
 //! | `record` | 13 the log line, the access log line, the status page's and metrics' figures |
 //! | `start` | start-up: open everything, then listen; `--flush-cache` |
@@ -47,10 +49,12 @@
 //! syntax lives in `http`, sockets in `server` and `upstream`, the caching rules and files in
 //! `cache`: the steps here only decide when to ask them what.
 //!
-//! Every response carries `X-Cache: HIT`, `MISS`, `REVALIDATED` or `BYPASS`, and the log line
-//! says the same. Every request has an id (`X-Request-Id`: the client's own when valid, else
-//! a new one, decided once its head is read), which the backend gets, the response carries
-//! back, and every log writes (`relay::Stamp` puts both fields on each response). Bodies stream in bounded memory whatever their size, also while stored.
+//! Every response carries `X-Cache: HIT`, `MISS`, `REVALIDATED`, `STALE` (served stale while
+//! refreshed in the background, `refresh`), `STALE-IF-ERROR` (served stale because no backend
+//! could answer) or `BYPASS`, and the log line says the same. Every request has an id
+//! (`X-Request-Id`: the client's own when valid, else a new one, decided once its head is
+//! read), which the backend gets, the response carries back, and every log writes
+//! (`relay::Stamp` puts both fields on each response). Bodies stream in bounded memory whatever their size, also while stored.
 //!
 //! Everything forwarded is re-framed here: the backend gets our Content-Length or our
 //! chunked coding, never the client's bytes copied blindly, so a request can never smuggle a
@@ -72,7 +76,9 @@ pub(crate) mod health;
 pub(crate) mod histogram;
 pub(crate) mod json;
 pub(crate) mod metrics;
+mod purge;
 mod record;
+mod refresh;
 mod relay;
 mod reload;
 mod reply;
@@ -129,8 +135,8 @@ pub struct Proxy {
     current: RwLock<Arc<Generation>>,
     /// What the status page shows.
     stats: Stats,
-    /// `None` with `cache = off`.
-    cache: Option<SharedCache>,
+    /// `None` with `cache = off`. Shared with background refreshes (`refresh`).
+    cache: Option<Arc<SharedCache>>,
     /// Stops the server this proxy runs in (set by `run`; unset in unit tests).
     stopper: OnceLock<Stopper>,
     /// Where `reload` reads the configuration again (set by `run`; unset in unit tests).
@@ -243,7 +249,7 @@ impl Proxy {
     /// in the cache; then an answer from the cache, or steps 5 to 12 on a backend.
     fn serve_request(
         &self,
-        gen: &Generation,
+        gen: &Arc<Generation>,
         client: &mut BufReader<ClientStream>,
         peer: SocketAddr,
         request: &Request,
@@ -255,7 +261,7 @@ impl Proxy {
         {
             record.internal = true;
             let out = client.get_ref().tcp();
-            return self.serve_metrics(gen, out, peer, request, &mut record.sent);
+            return self.serve_metrics(gen, out, peer, request, record);
         }
         if let Some(action) = admin::action(config, request) {
             record.internal = true;
@@ -265,19 +271,25 @@ impl Proxy {
             if request_framing(request) == Ok(Framing::Empty) {
                 record.internal = true;
                 let out = client.get_ref().tcp();
-                return self.serve_status(gen, out, peer, request, query, &mut record.sent);
+                return self.serve_status(gen, out, peer, request, query, record);
             }
         }
         let framing = validate(config, request)?;
         record.pool = gen.pool_of(request);
         let body = request_body::read(client, request, framing, config.max_body_size)?;
         record.body_consumed = body.is_complete();
-        let cache = self.cache.as_ref();
+        let cache = self.cache.as_deref();
         let wait = config.upstream_timeout;
         let out = client.get_ref().tcp();
         let mut plan = match caching::lookup(cache, gen, request, framing) {
             Lookup::Hit(entry, age) => {
                 record.cache = CacheStatus::Hit;
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
+            }
+            Lookup::Stale(entry, age, base) => {
+                record.cache = CacheStatus::Stale;
+                self.refresh_in_background(gen, request, peer, base);
                 let stamp = record.stamp();
                 return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
             }
@@ -289,7 +301,7 @@ impl Proxy {
                 }
                 // The entry was committed or dropped just now: look again, once.
                 match caching::lookup(cache, gen, request, framing) {
-                    Lookup::Hit(entry, age) => {
+                    Lookup::Hit(entry, age) | Lookup::Stale(entry, age, _) => {
                         return serve_from_cache(out, request, entry, age, stamp, sent);
                     }
                     Lookup::Forward(plan) => plan,
@@ -300,7 +312,7 @@ impl Proxy {
         };
         record.cache = plan.status;
         let mut job = Job {
-            client,
+            client: Some(client),
             peer,
             request,
             request_id: record.request_id,
@@ -313,7 +325,22 @@ impl Proxy {
         let answered = upstreams.exchange(config, &mut job, &mut record.sent);
         record.backend = job.tried;
         record.body_consumed |= job.body_sent;
-        self.answer(gen, client, request, answered?, &mut plan, record)
+        let upstream = match answered {
+            Ok(upstream) => upstream,
+            Err(e) if e.is_backend_failure() && !record.sent.head => {
+                return match caching::stale_on_error(gen, request, &mut plan) {
+                    Some((entry, age)) => {
+                        log::warn!("{peer} \"{}\": {e}; served stale", request.request_line());
+                        record.cache = CacheStatus::StaleIfError;
+                        let (out, stamp) = (client.get_ref().tcp(), record.stamp());
+                        serve_from_cache(out, request, entry, age, stamp, &mut record.sent)
+                    }
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        self.answer(gen, client, request, upstream, &mut plan, record)
     }
 
     /// Steps 9 to 12 once a backend has answered: invalidate, store (or refresh a stale
@@ -349,9 +376,17 @@ impl Proxy {
         let upstream_framing = response_framing(&request.method, &response)
             .map_err(|e| Error::Parse(Side::Backend, e))?;
         let reusable = complete && reusable(&response, upstream_framing);
-        let cache = self.cache.as_ref();
-        caching::invalidate(cache, gen, request, &response);
+        let cache = self.cache.as_deref();
         let out = client.get_ref().tcp();
+        if caching::ERROR_STATUSES.contains(&response.status) {
+            if let Some((entry, age)) = caching::stale_on_error(gen, request, plan) {
+                // The error's body is left unread: its connection is closed, not pooled.
+                record.cache = CacheStatus::StaleIfError;
+                let stamp = record.stamp();
+                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
+            }
+        }
+        caching::invalidate(cache, gen, request, &response);
         let entry = match caching::store(cache, gen, request, &response, plan) {
             Fill::Revalidated(entry, age) => {
                 record.cache = CacheStatus::Revalidated;

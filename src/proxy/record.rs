@@ -95,10 +95,15 @@ impl Record {
     /// Body bytes that came from the backend: what the client took of a relayed response
     /// or of a tunnel's way down. An error reply (`sent.head` stays false: only relayed,
     /// cached and tunnelled answers set it) and an answer from the cache (a revalidation
-    /// included: the backend's 304 had no body) count none.
+    /// included: the backend's 304 had no body; and a stale answer standing in for a
+    /// failing backend) count none.
     fn upstream_bytes(&self) -> u64 {
         let relayed = self.backend.is_some() && self.sent.head;
-        if relayed && self.cache != CacheStatus::Revalidated {
+        let from_cache = matches!(
+            self.cache,
+            CacheStatus::Revalidated | CacheStatus::StaleIfError
+        );
+        if relayed && !from_cache {
             self.sent.bytes
         } else {
             0

@@ -1,8 +1,9 @@
 //! Steps 11 and 12 of the proxy (see `proxy`): the response as the client should see it,
 //! then its body streamed from the backend to the client (and into the cache entry, through
-//! `Tee`), or a stored response served from the cache.
+//! `Tee`), or a stored response served from the cache, whole, as a 304, or the range a
+//! `Range` request asks for (`http::range`).
 
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
@@ -10,10 +11,11 @@ use super::fill::relay_and_store;
 use super::rewrite::via;
 use super::splice::{self, SPLICE_THRESHOLD};
 use super::{Sent, CLIENT_WRITE_BUFFER};
-use crate::cache::{self, CacheStatus, Entry, EntryWriter, FlightGuard};
+use crate::cache::{self, CacheStatus, Entry, EntryWriter, FlightGuard, TARGETED_FIELDS};
 use crate::error::{Error, Result, Side};
 use crate::http::body::{copy_body, BodyReader, Framing};
-use crate::http::date::format_http_date;
+use crate::http::date::{format_http_date, parse_http_date};
+use crate::http::range::{content_range, requested_part, unsatisfied_range, Part};
 use crate::http::request_id::{RequestId, REQUEST_ID_FIELD};
 use crate::http::serialize::{self, ChunkedWriter};
 use crate::http::{remove_hop_by_hop, Headers, Request, Response, Version};
@@ -39,9 +41,11 @@ impl Stamp {
 /// Step 11: the response as the client should see it, the framing we send it with, and
 /// whether the connection stays open afterwards.
 ///
-/// Hop-by-hop fields go (RFC 9110 §7.6.1), `Via` is added (§7.6.3), and so is `Date` when
-/// the backend sent none (§6.6.1: a recipient with a clock adds one, the time `now` it
-/// received the response). A body of known length keeps its Content-Length. A chunked or
+/// Hop-by-hop fields go (RFC 9110 §7.6.1), and so do the targeted cache-control fields
+/// (`CDN-Cache-Control`, `Relevo-Cache-Control`: RFC 9213 lets the cache they target keep
+/// them, and they are for us, not for caches further down); `Via` is added (§7.6.3), and so
+/// is `Date` when the backend sent none (§6.6.1: a recipient with a clock adds one, the time
+/// `now` it received the response). A body of known length keeps its Content-Length. A chunked or
 /// close-delimited body goes to an HTTP/1.1 client chunked (so the connection can stay
 /// open), and to an HTTP/1.0 client close-delimited.
 pub fn filter_response(
@@ -57,6 +61,9 @@ pub fn filter_response(
         .then(|| response.headers.get("upgrade").map(str::to_string))
         .flatten();
     remove_hop_by_hop(&mut response.headers);
+    for name in TARGETED_FIELDS {
+        response.headers.remove(name);
+    }
     if let Some(upgrade) = upgrade {
         response.headers.append("Upgrade", upgrade);
     }
@@ -233,10 +240,11 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
-/// Step 12, from the cache: the stored response, or a 304 when the client's own conditional
-/// matches (RFC 9111 §4.3.2), with `Age` (§5.1: the current age, whole seconds) and the
-/// `stamp`. Date and the other stored fields are sent as stored. The request had no body
-/// (the lookup only answers those), so the connection may carry on.
+/// Step 12, from the cache: the stored response, a 304 when the client's own conditional
+/// matches (RFC 9111 §4.3.2), or the part a `Range` request asks for ([`cached_answer`]),
+/// with `Age` (§5.1: the current age, whole seconds) and the `stamp`. Date and the other
+/// stored fields are sent as stored. The request had no body (the lookup only answers
+/// those), so the connection may carry on.
 pub(super) fn serve_from_cache(
     client: impl Write,
     request: &Request,
@@ -248,13 +256,7 @@ pub(super) fn serve_from_cache(
     let client_err = |e| Error::Io(Side::Client, e);
     let body_len = entry.body_len;
     let (stored_head, mut stored) = entry.into_parts();
-    let (head, framing) = if cache::not_modified(request, &stored_head) {
-        (cache::not_modified_response(&stored_head), Framing::Empty)
-    } else if stored_head.status == 204 {
-        (stored_head, Framing::Empty)
-    } else {
-        (stored_head, Framing::Length(body_len))
-    };
+    let (head, framing, skip) = cached_answer(request, stored_head, body_len);
     let (mut head, _, keep_alive) = filter_response(
         head,
         request.version,
@@ -266,25 +268,20 @@ pub(super) fn serve_from_cache(
     stamp.apply(&mut head.headers);
     sent.status = Some(head.status);
     sent.keep_alive = keep_alive;
-    let send_body = matches!(framing, Framing::Length(_)) && request.method != "HEAD";
-    let mut out = start_response(
-        client,
-        &head,
-        Some(if send_body { body_len } else { 0 }),
-        sent,
-    )?;
-    if send_body {
+    let len = match framing {
+        Framing::Length(n) if request.method != "HEAD" => n,
+        _ => 0,
+    };
+    let mut out = start_response(client, &head, Some(len), sent)?;
+    if len > 0 {
+        let skipped = io::copy(&mut Read::take(&mut stored, skip), &mut io::sink());
+        let skipped = skipped.map_err(|e| Error::Io(Side::Backend, e))?;
         let mut counted = Counted::new(&mut out);
-        let copied = copy_body(
-            &mut stored,
-            &mut counted,
-            Side::Backend,
-            Side::Client,
-            body_len,
-        );
+        let mut part = Read::take(&mut stored, len);
+        let copied = copy_body(&mut part, &mut counted, Side::Backend, Side::Client, len);
         sent.bytes = counted.sent;
         copied?;
-        if sent.bytes != body_len {
+        if skipped != skip || sent.bytes != len {
             let why = "the cache entry was truncated while being served";
             return Err(Error::Io(
                 Side::Backend,
@@ -293,6 +290,54 @@ pub(super) fn serve_from_cache(
         }
     }
     out.flush().map_err(client_err)
+}
+
+/// What the cache answers `request` with from a stored head whose body has `body_len`
+/// bytes: the head, its framing, and how many body bytes to skip before sending.
+///
+/// - a 304 when the client's conditional matches (`cache::not_modified`);
+/// - for a stored 200 and a GET with `Range` (`http::range`, If-Range included): a 206
+///   with the stored fields, `Content-Range` and the range's length; a 416 with
+///   `Content-Range: bytes */LENGTH` when no range is satisfiable; several ranges get the
+///   whole 200;
+/// - otherwise the stored response whole (a 204 without a body).
+pub(super) fn cached_answer(
+    request: &Request,
+    stored: Response,
+    body_len: u64,
+) -> (Response, Framing, u64) {
+    if cache::not_modified(request, &stored) {
+        return (cache::not_modified_response(&stored), Framing::Empty, 0);
+    }
+    if stored.status == 204 {
+        return (stored, Framing::Empty, 0);
+    }
+    if stored.status != 200 {
+        return (stored, Framing::Length(body_len), 0);
+    }
+    let etag = stored.headers.get("etag");
+    let modified = stored
+        .headers
+        .get("last-modified")
+        .and_then(parse_http_date);
+    match requested_part(request, body_len, etag, modified) {
+        Part::Whole => (stored, Framing::Length(body_len), 0),
+        Part::Bytes { start, len } => {
+            let mut partial = stored;
+            partial.status = 206;
+            partial.reason = crate::http::reason_phrase(206).to_string();
+            let range = content_range(start, len, body_len);
+            partial.headers.set("Content-Range", range);
+            (partial, Framing::Length(len), start)
+        }
+        Part::Unsatisfiable => {
+            let mut refused = Response::new(416);
+            refused.version = stored.version;
+            let range = unsatisfied_range(body_len);
+            refused.headers.append("Content-Range", range);
+            (refused, Framing::Length(0), 0)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,14 @@
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread;
 
 use super::caching::SharedCache;
 use super::config::{Backend, Config};
 use super::generation::Generation;
+use super::purge::KnownHosts;
 use super::reload::Origin;
 use super::stats::Stats;
 use super::upstream::POOL_REAP_INTERVAL;
@@ -173,15 +175,19 @@ impl Proxy {
     /// # Errors
     /// When the access log cannot be opened (see `Config::blame`).
     pub fn new(config: Config) -> Result<Self> {
-        let cache = config.cache.then(|| SharedCache {
-            store: Store::new(
-                &config.cache_dir,
-                config.cache_max_size,
-                config.cache_max_object,
-            )
-            .with_admission(config.cache_admission),
-            in_flight: InFlight::new(),
-            pass: PassMarks::new(),
+        let cache = config.cache.then(|| {
+            Arc::new(SharedCache {
+                store: Store::new(
+                    &config.cache_dir,
+                    config.cache_max_size,
+                    config.cache_max_object,
+                )
+                .with_admission(config.cache_admission),
+                in_flight: InFlight::new(),
+                pass: PassMarks::new(),
+                refreshing: AtomicUsize::new(0),
+                hosts: KnownHosts::load(&config.cache_dir),
+            })
         });
         let stats = Stats::new();
         let first = Generation::build(config, &stats, 1)?;

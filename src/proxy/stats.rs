@@ -101,7 +101,15 @@ const STATUS_CLASSES: [&str; 10] = [
 ];
 /// Cache results counted apart, as `X-Cache` writes them, then `none` (the request could
 /// not be read, so the cache was not asked).
-const CACHE_RESULTS: [&str; 5] = ["HIT", "MISS", "REVALIDATED", "BYPASS", "none"];
+const CACHE_RESULTS: [&str; 7] = [
+    "HIT",
+    "MISS",
+    "REVALIDATED",
+    "BYPASS",
+    "STALE",
+    "STALE-IF-ERROR",
+    "none",
+];
 
 /// Requests counted by status class and cache result: the labels `status_class` and
 /// `cache` of `relevo_requests_total`.
@@ -117,7 +125,9 @@ impl Outcomes {
             Some(CacheStatus::Miss) => 1,
             Some(CacheStatus::Revalidated) => 2,
             Some(CacheStatus::Bypass) => 3,
-            None => 4,
+            Some(CacheStatus::Stale) => 4,
+            Some(CacheStatus::StaleIfError) => 5,
+            None => 6,
         };
         self.0[class][cache] += 1;
     }
@@ -217,7 +227,12 @@ impl BackendCounters {
         self.outcomes.add(record.status, record.cache);
         self.upstream_bytes += record.upstream_bytes;
         match record.cache {
-            Some(CacheStatus::Hit | CacheStatus::Revalidated) => {
+            Some(
+                CacheStatus::Hit
+                | CacheStatus::Revalidated
+                | CacheStatus::Stale
+                | CacheStatus::StaleIfError,
+            ) => {
                 self.cache_served.add(second);
                 self.cache_lookups.add(second);
             }
@@ -270,6 +285,12 @@ pub struct CacheCounters {
     misses: AtomicU64,
     revalidated: AtomicU64,
     bypassed: AtomicU64,
+    stale: AtomicU64,
+    stale_if_error: AtomicU64,
+    /// Purges carried out (`POST {status_path}/purge`).
+    purges: AtomicU64,
+    /// Stored responses they removed (variants counted one by one).
+    purged: AtomicU64,
 }
 
 /// Everything gathered, shared by all connection threads.
@@ -316,13 +337,22 @@ pub struct Snapshot {
     pub cache_revalidated: u64,
     /// See `cache_hits`.
     pub cache_bypassed: u64,
+    /// Stale responses served while refreshed in the background (stale-while-revalidate).
+    pub cache_stale: u64,
+    /// Stale responses served because no backend could answer (stale-if-error).
+    pub cache_stale_if_error: u64,
+    /// Purges carried out since start.
+    pub cache_purges: u64,
+    /// Stored responses removed by purges since start.
+    pub cache_purged: u64,
 }
 
 impl Snapshot {
-    /// Share of cache lookups answered without the backend sending a body (hits and
-    /// revalidations over all lookups); None before the first lookup.
+    /// Share of cache lookups answered without the backend sending a body (hits, stale
+    /// serves and revalidations over all lookups); None before the first lookup.
     pub fn hit_ratio(&self) -> Option<f64> {
-        let served = self.cache_hits + self.cache_revalidated;
+        let served =
+            self.cache_hits + self.cache_revalidated + self.cache_stale + self.cache_stale_if_error;
         let total = served + self.cache_misses;
         (total > 0).then(|| served as f64 / total as f64)
     }
@@ -377,6 +407,8 @@ impl Stats {
             Some(CacheStatus::Miss) => Some(&self.cache.misses),
             Some(CacheStatus::Revalidated) => Some(&self.cache.revalidated),
             Some(CacheStatus::Bypass) => Some(&self.cache.bypassed),
+            Some(CacheStatus::Stale) => Some(&self.cache.stale),
+            Some(CacheStatus::StaleIfError) => Some(&self.cache.stale_if_error),
             None => None,
         };
         if let Some(counter) = counter {
@@ -403,7 +435,17 @@ impl Stats {
             cache_misses: self.cache.misses.load(Ordering::Relaxed),
             cache_revalidated: self.cache.revalidated.load(Ordering::Relaxed),
             cache_bypassed: self.cache.bypassed.load(Ordering::Relaxed),
+            cache_stale: self.cache.stale.load(Ordering::Relaxed),
+            cache_stale_if_error: self.cache.stale_if_error.load(Ordering::Relaxed),
+            cache_purges: self.cache.purges.load(Ordering::Relaxed),
+            cache_purged: self.cache.purged.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a purge, which removed `n` stored responses.
+    pub fn purged(&self, n: u64) {
+        self.cache.purges.fetch_add(1, Ordering::Relaxed);
+        self.cache.purged.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -621,7 +663,11 @@ mod tests {
             CacheStatus::Revalidated,
         ]
         .into_iter()
-        .chain([CacheStatus::Bypass])
+        .chain([
+            CacheStatus::Bypass,
+            CacheStatus::Stale,
+            CacheStatus::StaleIfError,
+        ])
         .enumerate()
         {
             assert_eq!(CACHE_RESULTS[i], status.as_str());

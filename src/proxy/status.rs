@@ -135,15 +135,22 @@ pub fn render_html(view: &StatusView) -> String {
             let _ = writeln!(
                 html,
                 "<p>{entries} entries, {} &middot; hit ratio {} &middot; {} hits, {} revalidated, \
-                 {} misses ({not_admitted} not admitted), {} bypassed</p>",
+                 {} misses ({not_admitted} not admitted), {} bypassed &middot; served stale: {} \
+                 while refreshing, {} with the backends failing &middot; purges: {} ({} responses \
+                 removed)</p>",
                 human_bytes(bytes),
                 s.hit_ratio()
                     .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0)),
                 s.cache_hits,
                 s.cache_revalidated,
                 s.cache_misses,
-                s.cache_bypassed
+                s.cache_bypassed,
+                s.cache_stale,
+                s.cache_stale_if_error,
+                s.cache_purges,
+                s.cache_purged
             );
+            html.push_str(&purge_forms_html(&view.status_path));
         }
         None => html.push_str("<p>off</p>\n"),
     }
@@ -231,6 +238,20 @@ fn counters_html(c: &BackendCounters) -> String {
         c.errors,
         millis(c.average()),
         millis(c.p99())
+    )
+}
+
+/// The purge forms: one path on every host, or one URL; they post to
+/// `{status_path}/purge`.
+fn purge_forms_html(status_path: &str) -> String {
+    let action = format!("{}/purge", escape_html(status_path));
+    format!(
+        "<p><form method=\"post\" action=\"{action}\">Purge a path on every host: \
+         <input name=\"path\" placeholder=\"/images/cat.jpg\" required> \
+         <button>purge</button></form> \
+         <form method=\"post\" action=\"{action}\">or one URL: \
+         <input name=\"url\" placeholder=\"http://localhost:8080/images/cat.jpg\" required> \
+         <button>purge</button></form></p>\n"
     )
 }
 
@@ -328,11 +349,17 @@ pub fn render_json(view: &StatusView) -> String {
             let _ = write!(
                 json,
                 "{{\"entries\":{entries},\"bytes\":{bytes},\"hits\":{},\"misses\":{},\
-                 \"not_admitted\":{not_admitted},\"revalidated\":{},\"bypassed\":{},\"hit_ratio\":{}}}",
+                 \"not_admitted\":{not_admitted},\"revalidated\":{},\"bypassed\":{},\
+                 \"stale\":{},\"stale_if_error\":{},\"purges\":{},\"purged\":{},\
+                 \"hit_ratio\":{}}}",
                 s.cache_hits,
                 s.cache_misses,
                 s.cache_revalidated,
                 s.cache_bypassed,
+                s.cache_stale,
+                s.cache_stale_if_error,
+                s.cache_purges,
+                s.cache_purged,
                 s.hit_ratio()
                     .map_or_else(|| "null".to_string(), |r| format!("{r:.4}"))
             );
@@ -601,7 +628,20 @@ mod tests {
             request_id: RequestId::parse("a1b2c3").unwrap(),
             upstream_bytes: 2,
         };
-        stats.record(request, Some(&counters));
+        stats.record(request.clone(), Some(&counters));
+        for cache in [
+            CacheStatus::Stale,
+            CacheStatus::StaleIfError,
+            CacheStatus::StaleIfError,
+        ] {
+            let stale = RequestRecord {
+                cache: Some(cache),
+                backend: None,
+                ..request.clone()
+            };
+            stats.record(stale, None);
+        }
+        stats.purged(4);
         let ended = stats.open_tunnel();
         let open = stats.open_tunnel();
         drop(ended);
@@ -643,6 +683,12 @@ mod tests {
         assert!(html.contains("connection refused &quot;x&quot;"));
         assert!(html.contains("3 entries, 2.0 KiB"));
         assert!(html.contains("1 misses (1 not admitted), 0 bypassed"));
+        assert!(html.contains(
+            "served stale: 1 while refreshing, 2 with the backends failing &middot; purges: 1 \
+             (4 responses removed)"
+        ));
+        assert!(html.contains("action=\"/relevo/status/purge\">Purge a path on every host"));
+        assert!(html.contains("<input name=\"url\""));
         assert!(html.contains("1 WebSocket tunnel open (2 since start)"));
         assert!(html.contains("GET /&lt;script&gt;alert(1)&lt;/script&gt; HTTP/1.1"));
         assert!(!html.contains("<script>"));
@@ -666,6 +712,7 @@ mod tests {
         assert!(json.contains(
             "\"cache\":{\"entries\":3,\"bytes\":2048,\"hits\":0,\"misses\":1,\"not_admitted\":1,"
         ));
+        assert!(json.contains("\"stale\":1,\"stale_if_error\":2,\"purges\":1,\"purged\":4,"));
         assert!(json.contains("\"request\":\"GET /<script>alert(1)</script> HTTP/1.1\""));
         assert!(json
             .contains("\"backend\":\"127.0.0.1:8081\",\"status\":200,\"cache\":\"MISS\",\"ms\":3"));

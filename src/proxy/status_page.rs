@@ -11,8 +11,9 @@ use std::time::{Instant, SystemTime};
 use super::config::Config;
 use super::generation::Generation;
 use super::stats::lock;
-use super::{Proxy, Sent};
+use super::{Proxy, Record};
 use crate::error::{Error, Result, Side};
+use crate::http::request_id::REQUEST_ID_FIELD;
 use crate::http::serialize;
 use crate::http::{text_response, Request, Response};
 use crate::proxy::metrics;
@@ -30,11 +31,11 @@ impl Proxy {
         peer: SocketAddr,
         request: &Request,
         query: Option<&str>,
-        sent: &mut Sent,
+        record: &mut Record,
     ) -> Result<()> {
         let json = query.is_some_and(|q| q.split('&').any(|p| p == "format=json"));
         let allowed = open_to(&gen.config, peer);
-        own_page(out, request, allowed, "the status page", sent, || {
+        own_page(out, request, allowed, "the status page", record, || {
             let view = self.status_view(gen);
             if json {
                 ("application/json", status::render_json(&view))
@@ -52,10 +53,10 @@ impl Proxy {
         out: impl Write,
         peer: SocketAddr,
         request: &Request,
-        sent: &mut Sent,
+        record: &mut Record,
     ) -> Result<()> {
         let allowed = open_to(&gen.config, peer);
-        own_page(out, request, allowed, "the metrics page", sent, || {
+        own_page(out, request, allowed, "the metrics page", record, || {
             (
                 metrics::CONTENT_TYPE,
                 metrics::render(&self.status_view(gen)),
@@ -113,10 +114,10 @@ fn own_page(
     request: &Request,
     allowed: bool,
     what: &str,
-    sent: &mut Sent,
+    record: &mut Record,
     render: impl FnOnce() -> (&'static str, String),
 ) -> Result<()> {
-    sent.keep_alive = request.keep_alive();
+    record.sent.keep_alive = request.keep_alive();
     let (status, content_type, body) = if !allowed {
         let text = format!("{what} is not open to your address");
         (
@@ -140,7 +141,7 @@ fn own_page(
     if status == 405 {
         response.headers.append("Allow", "GET, HEAD");
     }
-    send(out, request, response, &body, sent)
+    send(out, request, response, &body, record)
 }
 
 /// Whether `request` is for the metrics page.
@@ -180,9 +181,9 @@ pub(super) fn path_and_query(request: &Request) -> (&str, Option<&str>) {
 }
 
 /// Sends a response the proxy makes itself (the status page, an admin action's answer):
-/// `response` with Content-Length, `Cache-Control: no-store` and, when `sent.keep_alive` is
-/// off, `Connection: close` added, then `body` unless the request was a HEAD. Records what
-/// went out in `sent`.
+/// `response` with Content-Length, `Cache-Control: no-store`, the request's
+/// `X-Request-Id` and, when `record.sent.keep_alive` is off, `Connection: close` added, then
+/// `body` unless the request was a HEAD. Records what went out in `record.sent`.
 ///
 /// # Errors
 /// A failed write to the client.
@@ -191,12 +192,16 @@ pub(super) fn send(
     request: &Request,
     mut response: Response,
     body: &[u8],
-    sent: &mut Sent,
+    record: &mut Record,
 ) -> Result<()> {
     response
         .headers
         .append("Content-Length", body.len().to_string());
     response.headers.append("Cache-Control", "no-store");
+    response
+        .headers
+        .append(REQUEST_ID_FIELD, record.request_id.as_str());
+    let sent = &mut record.sent;
     if !sent.keep_alive {
         response.headers.append("Connection", "close");
     }
@@ -216,6 +221,8 @@ pub(super) fn send(
 mod tests {
     use super::*;
     use crate::http::parse::{read_request, read_response, Limits};
+    use crate::http::request_id::RequestId;
+    use crate::proxy::Sent;
 
     fn proxy() -> Proxy {
         let config = Config {
@@ -235,14 +242,21 @@ mod tests {
         let gen = proxy.generation();
         let query = status_query(&gen.config, &request).expect("a status page request");
         let mut out = Vec::new();
-        let mut sent = Sent::default();
+        let mut record = Record {
+            request_id: RequestId::decide(&request),
+            ..Record::default()
+        };
         let peer = peer.parse().unwrap();
         proxy
-            .serve_status(&gen, &mut out, peer, &request, query, &mut sent)
+            .serve_status(&gen, &mut out, peer, &request, query, &mut record)
             .unwrap();
         let mut rest = &out[..];
         let head = read_response(&mut rest, &Limits::default()).unwrap();
-        (head, String::from_utf8_lossy(rest).into_owned(), sent)
+        (
+            head,
+            String::from_utf8_lossy(rest).into_owned(),
+            record.sent,
+        )
     }
 
     #[test]
@@ -255,6 +269,10 @@ mod tests {
         assert_eq!(head.headers.get("cache-control"), Some("no-store"));
         assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
         assert_eq!(sent.bytes, body.len() as u64);
+        assert!(head
+            .headers
+            .get("x-request-id")
+            .is_some_and(|id| id.len() >= 16));
         let (head, body, _) = page(
             "GET /relevo/status?format=json HTTP/1.1\r\nHost: h\r\n\r\n",
             "[::1]:5",
@@ -273,6 +291,15 @@ mod tests {
             "10.0.0.9:5",
         );
         assert_eq!(head.status, 403);
+        let (head, _, _) = page(
+            "GET /relevo/status HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine-1\r\n\r\n",
+            "10.0.0.9:5",
+        );
+        assert_eq!(
+            head.headers.get("x-request-id"),
+            Some("mine-1"),
+            "a refusal has it too"
+        );
         let (head, _, sent) = page(
             "DELETE /relevo/status HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
             "127.0.0.1:5",

@@ -8,9 +8,14 @@
 //! `http::conditional`, shared with the cache. This module only turns them into HTTP
 //! responses:
 //!
-//! - GET and HEAD of files under the root (a directory serves its index.html), with
+//! - GET and HEAD of files under the root (a directory serves its index.html, and a
+//!   directory named without its final `/` is a 301 to it, as Apache and nginx do), with
 //!   Content-Type, Last-Modified and ETag, and 304 for a matching If-None-Match /
 //!   If-Modified-Since (RFC 9110 §13.1);
+//! - ranges of files (`http::range`, shared with the cache): `Accept-Ranges: bytes`, one
+//!   range a 206 with Content-Range, several the whole file, past the end a 416, and
+//!   `If-Range` honoured, so `curl -C -` and `wget -c` resume a download; the pages filled
+//!   in per server (`.html`) are always sent whole;
 //! - `{{server}}` in .html files replaced by the server's name, Content-Length counted after;
 //! - POST answered with a line describing what arrived (method, path, body length);
 //! - `X-Served-By: <name>` on every response; 501 for any other method.
@@ -24,7 +29,7 @@ pub mod command_line;
 mod static_files;
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +40,7 @@ use crate::http::body::{copy_body, request_framing, BodyReader};
 use crate::http::conditional;
 use crate::http::date::format_http_date;
 use crate::http::parse::{self, Limits};
+use crate::http::range::{content_range, requested_part, unsatisfied_range, Part};
 use crate::http::request_id::RequestId;
 use crate::http::{serialize, text_response, Request, Response};
 use crate::server::{self, ClientStream};
@@ -235,6 +241,11 @@ fn serve_file(site: &Site, request: &Request) -> (Response, Body) {
             len,
             modified,
         } => (path, len, modified),
+        Lookup::MissingSlash { location } => {
+            let (mut moved, body) = plain(301, "this is a directory: its address ends in /");
+            moved.headers.append("Location", location);
+            return (moved, body);
+        }
         Lookup::NotFound => return plain(404, "no such file"),
         Lookup::Forbidden => return plain(403, "that path is outside the site"),
         Lookup::BadRequest => return plain(400, "malformed path"),
@@ -272,15 +283,47 @@ fn serve_file(site: &Site, request: &Request) -> (Response, Body) {
             Err(_) => return plain(404, "no such file"),
         }
     } else {
-        match File::open(&path) {
-            Ok(file) => {
+        let Ok(file) = File::open(&path) else {
+            return plain(404, "no such file");
+        };
+        response.headers.append("Accept-Ranges", "bytes");
+        match requested_part(request, len, Some(&etag), Some(modified)) {
+            Part::Whole => {
                 response.headers.append("Content-Length", len.to_string());
                 Body::File(file, len)
             }
-            Err(_) => return plain(404, "no such file"),
+            Part::Bytes { start, len: part } => return file_part(response, file, start, part, len),
+            Part::Unsatisfiable => {
+                let (mut refused, body) = plain(416, "that range is not in the file");
+                refused
+                    .headers
+                    .append("Content-Range", unsatisfied_range(len));
+                return (refused, body);
+            }
         }
     };
     (response, body)
+}
+
+/// The 206 for `len` bytes from `start` of a file of `total` bytes: `response`'s fields,
+/// with Content-Range (RFC 9110 §14.4).
+fn file_part(
+    mut response: Response,
+    mut file: File,
+    start: u64,
+    len: u64,
+    total: u64,
+) -> (Response, Body) {
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return plain(404, "no such file");
+    }
+    response.status = 206;
+    response.reason = crate::http::reason_phrase(206).to_string();
+    response
+        .headers
+        .append("Content-Range", content_range(start, len, total));
+    response.headers.append("Content-Length", len.to_string());
+    (response, Body::File(file, len))
 }
 
 fn read_small(path: &Path) -> io::Result<Vec<u8>> {
@@ -428,6 +471,54 @@ mod tests {
         let raw = serve(&root, b"GET /raw.txt HTTP/1.1\r\nHost: t\r\n\r\n");
         assert!(text(&raw.wire).ends_with("\r\n\r\n{{server}}"));
         assert!(!text(&raw.wire).contains("Cache-Control"));
+    }
+
+    #[test]
+    fn a_range_of_a_file_is_a_206_and_a_range_past_its_end_a_416() {
+        let root = TestRoot::new();
+        std::fs::write(root.root.join("data.bin"), "0123456789").unwrap();
+        let ask = |fields: &str| {
+            let raw = format!("GET /data.bin HTTP/1.1\r\nHost: t\r\n{fields}\r\n");
+            serve(&root, raw.as_bytes())
+        };
+        let whole = ask("");
+        assert_eq!(whole.response.headers.get("accept-ranges"), Some("bytes"));
+        let part = ask("Range: bytes=3-5\r\n");
+        let wire = text(&part.wire);
+        assert!(
+            wire.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+            "{wire}"
+        );
+        assert!(wire.contains("Content-Range: bytes 3-5/10\r\n"), "{wire}");
+        assert!(wire.ends_with("\r\n\r\n345"), "{wire}");
+        let tail = text(&ask("Range: bytes=-2\r\n").wire);
+        assert!(tail.ends_with("\r\n\r\n89"), "{tail}");
+        let past = ask("Range: bytes=10-\r\n");
+        assert_eq!(past.response.status, 416);
+        assert_eq!(
+            past.response.headers.get("content-range"),
+            Some("bytes */10")
+        );
+        // If-Range with another tag: the whole file.
+        let stale = ask("Range: bytes=3-5\r\nIf-Range: \"other\"\r\n");
+        assert!(text(&stale.wire).ends_with("\r\n\r\n0123456789"));
+        let etag = whole.response.headers.get("etag").unwrap();
+        let fresh = ask(&format!("Range: bytes=3-5\r\nIf-Range: {etag}\r\n"));
+        assert_eq!(fresh.response.status, 206);
+        // Pages filled in per server are always whole.
+        let page = serve(
+            &root,
+            b"GET /index.html HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\n\r\n",
+        );
+        assert_eq!(page.response.status, 200);
+    }
+
+    #[test]
+    fn a_directory_without_its_slash_is_a_301_to_it() {
+        let root = TestRoot::new();
+        let served = serve(&root, b"GET /docs?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(served.response.status, 301);
+        assert_eq!(served.response.headers.get("location"), Some("/docs/?x=1"));
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub(crate) enum Lookup {
         /// Last modification time, for `Last-Modified` and the entity tag.
         modified: SystemTime,
     },
+    /// A directory named without its final `/` (`/docs`): answered with a
+    /// redirect to `location` (the target with the `/` added, query kept), so
+    /// that relative links in its index resolve inside it, as Apache and nginx
+    /// do (301).
+    MissingSlash {
+        /// The target to redirect to.
+        location: String,
+    },
     /// Nothing servable there: missing, not a regular file, or a directory
     /// without an index (404).
     NotFound,
@@ -65,7 +73,9 @@ pub(crate) enum Lookup {
 /// 3. split on `/` and percent-decode each segment (RFC 3986 §2.1);
 /// 4. skip empty and `.` segments, refuse `..` (RFC 3986 §3.3 dot-segments
 ///    are never resolved upwards here);
-/// 5. join onto `root`; a directory means its [`INDEX_FILE`];
+/// 5. join onto `root`; a directory named without its final `/` is
+///    [`Lookup::MissingSlash`] (once it is known to lie under the root), and
+///    a directory means its [`INDEX_FILE`];
 /// 6. canonicalize both and require the file to lie under the root;
 /// 7. require a regular file.
 ///
@@ -105,14 +115,25 @@ pub(crate) fn resolve(root: &Path, target: &str) -> Lookup {
     let Ok(meta) = fs::metadata(&candidate) else {
         return Lookup::NotFound;
     };
+    let Ok(canonical_root) = root.canonicalize() else {
+        return Lookup::NotFound;
+    };
     if meta.is_dir() {
+        if !trailing_slash && !segments.is_empty() {
+            return match candidate.canonicalize() {
+                Ok(dir) if dir.starts_with(&canonical_root) => Lookup::MissingSlash {
+                    location: with_slash(target),
+                },
+                Ok(_) => Lookup::Forbidden,
+                Err(_) => Lookup::NotFound,
+            };
+        }
         candidate.push(INDEX_FILE);
     } else if trailing_slash {
         return Lookup::NotFound;
     }
 
-    let (Ok(canonical_root), Ok(canonical)) = (root.canonicalize(), candidate.canonicalize())
-    else {
+    let Ok(canonical) = candidate.canonicalize() else {
         return Lookup::NotFound;
     };
     if !canonical.starts_with(&canonical_root) {
@@ -128,6 +149,14 @@ pub(crate) fn resolve(root: &Path, target: &str) -> Lookup {
         },
         _ => Lookup::NotFound,
     }
+}
+
+/// `target` with a `/` after its path, before the query (`/docs?x` becomes `/docs/?x`).
+fn with_slash(target: &str) -> String {
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    let (path, rest) = target.split_at(end);
+    let query = rest.split('#').next().unwrap_or_default();
+    format!("{path}/{query}")
 }
 
 /// Splits and decodes the path part of an origin-form target into plain file
@@ -290,7 +319,12 @@ pub(super) mod tests {
             site.file("a/b c.html")
         );
         assert_eq!(resolve(&site.root, "/docs/"), site.file("docs/index.html"));
-        assert_eq!(resolve(&site.root, "/docs"), site.file("docs/index.html"));
+        assert_eq!(
+            resolve(&site.root, "/docs"),
+            Lookup::MissingSlash {
+                location: "/docs/".to_string()
+            }
+        );
         assert_eq!(
             resolve(&site.root, "/./docs/./"),
             site.file("docs/index.html")
@@ -312,11 +346,22 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_directory_without_its_slash_is_redirected_to_it() {
+        let site = TestRoot::new();
+        let redirect = |location: &str| Lookup::MissingSlash {
+            location: location.to_string(),
+        };
+        assert_eq!(resolve(&site.root, "/sub"), redirect("/sub/"));
+        assert_eq!(resolve(&site.root, "/a?x=1#f"), redirect("/a/?x=1"));
+        assert_eq!(resolve(&site.root, "/./a"), redirect("/./a/"));
+        assert!(matches!(resolve(&site.root, "/"), Lookup::File { .. }));
+    }
+
+    #[test]
     fn missing_things_are_not_found() {
         let site = TestRoot::new();
         assert_eq!(resolve(&site.root, "/nope.html"), Lookup::NotFound);
         assert_eq!(resolve(&site.root, "/sub/"), Lookup::NotFound);
-        assert_eq!(resolve(&site.root, "/sub"), Lookup::NotFound);
         assert_eq!(resolve(&site.root, "/index.html/"), Lookup::NotFound);
         assert_eq!(resolve(&site.root, "/index.html/x"), Lookup::NotFound);
         let gone = site.base.join("no-such-root");
@@ -416,6 +461,8 @@ pub(super) mod tests {
         assert_eq!(resolve(&site.root, "/leak.txt"), Lookup::Forbidden);
         assert_eq!(resolve(&site.root, "/up/secret.txt"), Lookup::Forbidden);
         assert_eq!(resolve(&site.root, "/etc/passwd"), Lookup::Forbidden);
+        // A directory outside is not even redirected to.
+        assert_eq!(resolve(&site.root, "/up"), Lookup::Forbidden);
         // A link that stays inside is fine and resolves to its target.
         assert_eq!(resolve(&site.root, "/inside.html"), site.file("a/b c.html"));
     }

@@ -202,28 +202,35 @@ fn slot_exhaustion_under_pressure_idle_keep_alive_connections_wait_less() {
         backend.addr
     );
     let proxy = proxy(&dir, &config);
-    let mut calm: Vec<TcpStream> = (0..3).map(|_| idle_keep_alive(proxy.addr)).collect();
-    let mut pressed = idle_keep_alive(proxy.addr);
-    let started = Instant::now();
-    assert!(
-        closed_within(&mut pressed, PRESSURE_IDLE_WAIT * 3),
-        "the idle wait was not shortened under pressure"
-    );
-    let waited = started.elapsed();
-    assert!(
-        waited >= PRESSURE_IDLE_WAIT / 2,
-        "closed after {waited:?}, before the shortened wait"
-    );
-    // The first three began waiting below the mark and keep client_timeout. (A thread that
-    // reached its wait only after the fourth connection came in, on a loaded machine, waits
-    // the shorter time too: so ask one that is still open.)
-    let open = calm
-        .iter_mut()
-        .find(|s| !is_closed(s))
-        .expect("the connections opened below the mark were closed too");
-    open.write_all(GET_KEEP_ALIVE).unwrap();
-    assert_eq!(read_one_response(open), 200);
+    // The first three begin waiting below the mark and keep client_timeout. A thread that
+    // reaches its wait only after the fourth connection came in (a loaded machine) waits the
+    // shorter time too, as it should: when that happens to all three, the round says nothing
+    // about them, and is run again, a bounded number of times.
+    for _ in 0..PRESSURE_ROUNDS {
+        let mut calm: Vec<TcpStream> = (0..3).map(|_| idle_keep_alive(proxy.addr)).collect();
+        let mut pressed = idle_keep_alive(proxy.addr);
+        let started = Instant::now();
+        assert!(
+            closed_within(&mut pressed, PRESSURE_IDLE_WAIT * 3),
+            "the idle wait was not shortened under pressure"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= PRESSURE_IDLE_WAIT / 2,
+            "closed after {waited:?}, before the shortened wait"
+        );
+        if let Some(open) = calm.iter_mut().find(|s| !is_closed(s)) {
+            open.write_all(GET_KEEP_ALIVE).unwrap();
+            assert_eq!(read_one_response(open), 200);
+            return;
+        }
+    }
+    panic!("in {PRESSURE_ROUNDS} rounds, the connections opened below the mark were closed too");
 }
+
+/// Rounds of `slot_exhaustion_under_pressure_idle_keep_alive_connections_wait_less` before
+/// it concludes that connections opened below the mark do not keep client_timeout.
+const PRESSURE_ROUNDS: usize = 3;
 
 /// A GET from the source address `argv[1]` to port `argv[2]` of 127.0.0.1: prints the
 /// status line. (std cannot bind a client socket before connecting.)

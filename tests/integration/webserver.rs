@@ -165,6 +165,14 @@ fn get_if_none_match(addr: std::net::SocketAddr, path: &str, value: &str) -> Rep
 fn the_web_server_and_the_proxys_cache_answer_if_none_match_alike() {
     let site = TempDir::new("conditional-site");
     std::fs::write(site.join("note.txt"), "a note\n").unwrap();
+    // Written a day ago: fresh for a tenth of that (RFC 9111 §4.2.2), so every request below
+    // is answered from the cache.
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    let note = std::fs::File::options()
+        .write(true)
+        .open(site.join("note.txt"))
+        .unwrap();
+    note.set_modified(day_ago).unwrap();
     let server = webserver_at(&site.path, "s");
     let dir = TempDir::new("conditional-proxy");
     let config = format!("{}cache_ttl = 600\n", backend_lines(&[server.addr]));

@@ -1,5 +1,5 @@
 //! The entry file's format: a response's status line, its stored header fields and its
-//! body, byte-exact; or, for a URI whose responses carry Vary, the one-line variant index
+//! body, byte-exact; or, for a URI whose responses carry Vary, the variant index
 //! (see the store's docs). Reading one back checks it: a head our parser accepts, and a body
 //! exactly as long as its Content-Length says; anything else is a miss.
 
@@ -7,18 +7,24 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Take};
 use std::time::SystemTime;
 
+use super::is_entry_name;
 use crate::http::body::{response_framing, Framing, COPY_BUFFER};
 use crate::http::parse::{read_response, Limits, MAX_HEADERS, MAX_HEADER_BYTES, MAX_REQUEST_LINE};
 use crate::http::{is_token, Response};
 
 /// Largest variant index file read, in bytes.
-const MAX_INDEX_BYTES: u64 = 4 * 1024;
+pub(super) const MAX_INDEX_BYTES: u64 = 4 * 1024;
 
 /// Start of a variant index file; a response file starts with `HTTP/`.
 const INDEX_MAGIC: &[u8] = b"VARY ";
 
 /// Hex digits in a variant index nonce.
 pub(super) const NONCE_LEN: usize = 16;
+
+/// Variant files a variant index names, for a purge to remove (each line takes 42 bytes,
+/// and the index stays within `MAX_INDEX_BYTES`). Variants beyond are stored all the same;
+/// a purge leaves them unreachable (their index is gone), and eviction removes them.
+pub const MAX_LISTED_VARIANTS: usize = 64;
 
 /// Limits for reading a stored head: those for a backend's head, plus room for the Date
 /// and Content-Length fields we may have added.
@@ -67,27 +73,40 @@ pub(super) enum Stored {
 pub(super) struct VaryIndex {
     pub(super) nonce: String,
     pub(super) names: Vec<String>,
+    /// The entry names of the variants stored under it, at most `MAX_LISTED_VARIANTS`.
+    pub(super) variants: Vec<String>,
 }
 
 impl VaryIndex {
-    /// `"VARY" SP nonce ":" SP name *( "," SP name ) CRLF`
+    /// `"VARY" SP nonce ":" SP name *( "," SP name ) CRLF *( entry-name CRLF )`
     pub(super) fn parse(text: &str) -> Option<VaryIndex> {
-        let line = text.strip_suffix("\r\n")?.strip_prefix("VARY ")?;
+        let (first, rest) = text.split_once("\r\n")?;
+        let line = first.strip_prefix("VARY ")?;
         let (nonce, names) = line.split_once(": ")?;
         let names: Vec<String> = names.split(", ").map(str::to_string).collect();
+        let variants: Vec<String> = rest.split_terminator("\r\n").map(str::to_string).collect();
         let valid = nonce.len() == NONCE_LEN
             && nonce.bytes().all(|b| b.is_ascii_hexdigit())
             && names
                 .iter()
-                .all(|n| is_token(n.as_bytes()) && n.to_ascii_lowercase() == *n);
+                .all(|n| is_token(n.as_bytes()) && n.to_ascii_lowercase() == *n)
+            && (rest.is_empty() || rest.ends_with("\r\n"))
+            && variants.len() <= MAX_LISTED_VARIANTS
+            && variants.iter().all(|v| is_entry_name(v));
         valid.then(|| VaryIndex {
             nonce: nonce.to_string(),
             names,
+            variants,
         })
     }
 
     pub(super) fn to_bytes(&self) -> Vec<u8> {
-        format!("VARY {}: {}\r\n", self.nonce, self.names.join(", ")).into_bytes()
+        let mut text = format!("VARY {}: {}\r\n", self.nonce, self.names.join(", "));
+        for variant in &self.variants {
+            text.push_str(variant);
+            text.push_str("\r\n");
+        }
+        text.into_bytes()
     }
 }
 

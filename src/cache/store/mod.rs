@@ -34,11 +34,14 @@
 //!
 //! ```text
 //! VARY 3f2a9c0d5e6b7a81: accept-encoding, accept-language
+//! 5d41402abc4b2a76b9719d911017c592ae3f2b1c
 //! ```
 //!
 //! The nonce is part of every variant's key. Invalidating a URI removes the index, and the
 //! next index gets a new nonce, so old variants can never be found again; being unreachable,
-//! they are never touched and go first when space is needed.
+//! they are never touched and go first when space is needed. The lines after the first name
+//! the variants' files, the first [`MAX_LISTED_VARIANTS`] of them, so that a purge
+//! ([`Store::purge`]) removes every variant, not only the index.
 //!
 //! # Size
 //!
@@ -104,7 +107,8 @@ mod upkeep;
 mod writer;
 
 pub use file::Entry;
-use file::{parse_file, Stored, VaryIndex, NONCE_LEN};
+pub use file::MAX_LISTED_VARIANTS;
+use file::{parse_file, Stored, VaryIndex, MAX_INDEX_BYTES, NONCE_LEN};
 pub use writer::EntryWriter;
 
 /// Start of every temporary file's name; `flush` removes these too.
@@ -356,30 +360,57 @@ impl Store {
         if names.is_empty() {
             return self.begin(base, response);
         }
-        let nonce = self.index_nonce(base, names.clone())?;
-        self.begin(&variant_key(base, &nonce, &names, request), response)
+        let key = self.variant_slot(base, names, request)?;
+        self.begin(&key, response)
     }
 
-    /// The nonce of the variant index of `base` for these names: the existing one if it
-    /// lists the same names, else a new index (which also replaces a plain entry).
-    fn index_nonce(&self, base: &str, names: Vec<String>) -> io::Result<String> {
-        let _serial = self
-            .shared
+    /// The key of `request`'s variant under the variant index of `base` for these names:
+    /// the existing index if it lists the same names, else a new one (which also replaces a
+    /// plain entry). The variant's file is listed in the index when it is new there (up to
+    /// [`MAX_LISTED_VARIANTS`]), which rewrites the index.
+    fn variant_slot(
+        &self,
+        base: &str,
+        names: Vec<String>,
+        request: &Request,
+    ) -> io::Result<String> {
+        let _serial = self.lock_variant_indexes();
+        let name = entry_name(base);
+        let (mut index, mut changed) = match self.shared.open(&name) {
+            Some(Stored::Index(index)) if index.names == names => (index, false),
+            _ => {
+                let nonce = self.shared.nonce(base);
+                let variants = Vec::new();
+                (
+                    VaryIndex {
+                        nonce,
+                        names,
+                        variants,
+                    },
+                    true,
+                )
+            }
+        };
+        let key = variant_key(base, &index.nonce, &index.names, request);
+        let variant = entry_name(&key);
+        let room = index.to_bytes().len() + variant.len() + 2 <= MAX_INDEX_BYTES as usize;
+        let listed = index.variants.contains(&variant);
+        if !listed && room && index.variants.len() < MAX_LISTED_VARIANTS {
+            index.variants.push(variant);
+            changed = true;
+        }
+        if changed {
+            self.shared.write_file(&name, &index.to_bytes())?;
+        }
+        Ok(key)
+    }
+
+    /// Held while a variant index is read and replaced (see `Shared::index_lock`).
+    fn lock_variant_indexes(&self) -> MutexGuard<'_, ()> {
+        self.shared
             .index_lock
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let name = entry_name(base);
-        if let Some(Stored::Index(index)) = self.shared.open(&name) {
-            if index.names == names {
-                return Ok(index.nonce);
-            }
-        }
-        let index = VaryIndex {
-            nonce: self.shared.nonce(base),
-            names,
-        };
-        self.shared.write_file(&name, &index.to_bytes())?;
-        Ok(index.nonce)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Rewrites the head of an existing entry (after a 304), keeps the body, sets mtime = now.
@@ -413,6 +444,24 @@ impl Store {
     /// the index, which makes every variant unreachable).
     pub fn remove(&self, key: &str) {
         self.shared.remove_file(&entry_name(key));
+    }
+
+    /// Removes everything stored under the primary key `key`: its entry, or its variant
+    /// index and every variant the index names. Returns how many stored responses went
+    /// (variants one by one; the index itself is not a response).
+    pub fn purge(&self, key: &str) -> u64 {
+        let _serial = self.lock_variant_indexes();
+        let name = entry_name(key);
+        match self.shared.open(&name) {
+            Some(Stored::Entry(_)) => u64::from(self.shared.remove_file(&name)),
+            Some(Stored::Index(index)) => {
+                let variants = index.variants.iter();
+                let removed = variants.filter(|v| self.shared.remove_file(v)).count();
+                self.shared.remove_file(&name);
+                removed as u64
+            }
+            None => 0,
+        }
     }
 
     /// Removes every entry file (40-hex names, and leftover temporary files) and nothing else;
@@ -621,17 +670,18 @@ impl Shared {
         written
     }
 
-    /// Removes the file `name`, and its record.
-    fn remove_file(&self, name: &str) {
+    /// Removes the file `name`, and its record; returns whether there was a file to remove.
+    fn remove_file(&self, name: &str) -> bool {
         let path = self.dir.join(name);
         let mut index = self.lock_index();
-        let removed = match fs::remove_file(&path) {
-            Ok(()) => true,
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        let (gone, existed) = match fs::remove_file(&path) {
+            Ok(()) => (true, true),
+            Err(e) => (e.kind() == io::ErrorKind::NotFound, false),
         };
-        if let (true, Some(name)) = (removed, parse_name(name)) {
+        if let (true, Some(name)) = (gone, parse_name(name)) {
             index.remove(&name);
         }
+        existed
     }
 
     /// Drops the record of `name`, whose file was not found. If the index knows it and the
@@ -904,7 +954,8 @@ mod tests {
         }
         assert_eq!(files(&dir).len(), 3);
         let index = fs::read_to_string(dir.path.join(entry_name("http://h/"))).unwrap();
-        assert!(index.starts_with("VARY ") && index.ends_with(": accept-encoding\r\n"));
+        assert!(index.starts_with("VARY ") && index.contains(": accept-encoding\r\n"));
+        assert_eq!(index.lines().count(), 3, "the index names its two variants");
         let found = |encoding: &str| {
             s.lookup(
                 "http://h/",
@@ -1033,15 +1084,48 @@ mod tests {
     }
 
     #[test]
+    fn a_purge_removes_the_entry_or_every_variant() {
+        let dir = TempDir::new("purge");
+        let s = store(&dir);
+        let varying = resp("Vary: Accept-Encoding\r\nContent-Length: 1\r\n");
+        for encoding in ["gzip", "br", "identity"] {
+            let r = req(&format!("Accept-Encoding: {encoding}\r\n"));
+            let mut w = s.begin_variant("http://h/v", &r, &varying).unwrap();
+            w.write_all(b"v").unwrap();
+            w.commit().unwrap();
+        }
+        put(&s, "http://h/plain", "Content-Length: 1\r\n", b"p").unwrap();
+        assert_eq!(files(&dir).len(), 5);
+        assert_eq!(s.purge("http://h/v"), 3);
+        assert_eq!(
+            files(&dir).len(),
+            1,
+            "the index and its three variants are gone"
+        );
+        assert_eq!(s.purge("http://h/plain"), 1);
+        assert!(files(&dir).is_empty());
+        assert_eq!(s.purge("http://h/plain"), 0);
+        assert_eq!(s.usage(), 0);
+    }
+
+    #[test]
     fn vary_index_format() {
         let index = VaryIndex {
             nonce: "0123456789abcdef".to_string(),
             names: vec!["accept".to_string(), "cookie".to_string()],
+            variants: Vec::new(),
         };
         let text = String::from_utf8(index.to_bytes()).unwrap();
         assert_eq!(text, "VARY 0123456789abcdef: accept, cookie\r\n");
         assert_eq!(VaryIndex::parse(&text), Some(index));
+        let mut index = VaryIndex::parse(&text).unwrap();
+        index.variants.push(entry_name("a variant"));
+        let text = String::from_utf8(index.to_bytes()).unwrap();
+        assert_eq!(text.lines().nth(1), Some(entry_name("a variant").as_str()));
+        assert_eq!(VaryIndex::parse(&text), Some(index));
         for bad in [
+            "VARY 0123456789abcdef: accept\r\nnot-a-name\r\n",
+            "VARY 0123456789abcdef: accept\r\n5d41402abc4b2a76b9719d911017c592ae3f2b1c",
             "VARY 0123456789abcdef: accept",
             "VARY 0123: accept\r\n",
             "VARY 0123456789abcdef: Accept\r\n",

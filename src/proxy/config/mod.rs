@@ -59,6 +59,10 @@
 //! cache = on                     # on or off
 //! cache_dir = cache
 //! cache_ttl = 60                 # seconds a response without its own lifetime stays fresh
+//! cache_heuristic_max = 86400    # seconds at most of the heuristic lifetime from
+//!                                # Last-Modified (a tenth of its age); 0: off
+//! cache_stale_if_error = 86400   # seconds past its lifetime a response may be served when no
+//!                                # backend can answer; 0: only when it says stale-if-error
 //! cache_max_size = 1073741824    # bytes the whole cache may use on disk (1 GiB)
 //! cache_max_object = 104857600   # bytes of the largest response stored (100 MiB)
 //! cache_admission = on           # a full cache stores only what is asked for often enough
@@ -103,6 +107,8 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::cache::Policy;
+
 use addresses::parse_backend;
 use addresses::parse_listen;
 pub(crate) use addresses::parse_weight;
@@ -144,6 +150,8 @@ const KEYS: &[&str] = &[
     "cache",
     "cache_dir",
     "cache_ttl",
+    "cache_heuristic_max",
+    "cache_stale_if_error",
     "cache_max_size",
     "cache_max_object",
     "cache_admission",
@@ -210,9 +218,18 @@ pub struct Config {
     pub cache: bool,
     /// Directory the cache stores responses in. Default `cache`.
     pub cache_dir: PathBuf,
-    /// Freshness lifetime of responses that do not give their own, in seconds (0 allowed).
-    /// Default 60.
+    /// Freshness lifetime of heuristically cacheable responses that give neither a lifetime
+    /// of their own nor a `Last-Modified`, in seconds (0: none, stored only to be
+    /// revalidated). Default 60.
     pub cache_ttl: u64,
+    /// Cap of the heuristic lifetime of a response with `Last-Modified` and no lifetime of
+    /// its own (a tenth of the time since Last-Modified, RFC 9111 §4.2.2), in seconds; 0
+    /// turns that heuristic off (such responses get `cache_ttl`). Default 86400 (1 day).
+    pub cache_heuristic_max: u64,
+    /// How long past its lifetime a stored response may be served when no backend can
+    /// answer (refused, timed out, 5xx) and neither the response nor the request says
+    /// `stale-if-error`, in seconds; 0: only when they say so (RFC 5861). Default 86400.
+    pub cache_stale_if_error: u64,
     /// Total size the cache may use on disk, in bytes. Default 1073741824 (1 GiB).
     pub cache_max_size: u64,
     /// Largest single response the cache stores, in bytes. Default 104857600 (100 MiB).
@@ -306,6 +323,8 @@ impl Default for Config {
             cache: true,
             cache_dir: PathBuf::from("cache"),
             cache_ttl: 60,
+            cache_heuristic_max: Policy::ONE_DAY.as_secs(),
+            cache_stale_if_error: Policy::ONE_DAY.as_secs(),
             cache_max_size: 1024 * 1024 * 1024,
             cache_max_object: 100 * 1024 * 1024,
             cache_admission: true,
@@ -481,6 +500,8 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
         "cache" => config.cache = parse_bool(value)?,
         "cache_dir" => config.cache_dir = parse_path(value)?,
         "cache_ttl" => config.cache_ttl = parse_u64(value)?,
+        "cache_heuristic_max" => config.cache_heuristic_max = parse_u64(value)?,
+        "cache_stale_if_error" => config.cache_stale_if_error = parse_u64(value)?,
         "cache_max_size" => config.cache_max_size = parse_u64(value)?,
         "cache_max_object" => config.cache_max_object = parse_u64(value)?,
         "cache_admission" => config.cache_admission = parse_bool(value)?,
