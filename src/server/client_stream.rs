@@ -170,7 +170,7 @@ impl ClientStream {
 
 /// The options of every client socket: `timeout` on each read and each write, and
 /// TCP_NODELAY (a response's last segment leaves at once).
-fn set_options(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
+pub(super) fn set_options(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
     socket.set_read_timeout(Some(timeout))?;
     socket.set_write_timeout(Some(timeout))?;
     socket.set_nodelay(true)
