@@ -619,6 +619,10 @@ def start_relevo(lab: Lab, name: str, cache: bool = False, max_connections: int 
         f"max_connections = {max_connections}",
         f"cache = {'on' if cache else 'off'}",
         f"cache_dir = {lab.tmp / name}-cache",
+        # Fresh for cache_ttl (60 s), as nginx's proxy_cache_valid and Apache's
+        # CacheMinExpire: the heuristic from Last-Modified (a tenth of the page's age, a
+        # fraction of a second for the page just written) would revalidate on nearly every hit.
+        "cache_heuristic_max = 0",
     ]
     conf = lab.tmp / f"{name}.conf"
     conf.write_text("\n".join(lines) + "\n")

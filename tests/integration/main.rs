@@ -7,6 +7,7 @@ mod attacks;
 mod balancing;
 mod browser;
 mod cache;
+mod cache_hits;
 mod cache_rules;
 mod client;
 mod config;
