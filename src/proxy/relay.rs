@@ -13,7 +13,7 @@ use super::splice::{self, SPLICE_THRESHOLD};
 use super::{Sent, CLIENT_WRITE_BUFFER};
 use crate::cache::{self, CacheStatus, Entry, EntryWriter, FlightGuard, TARGETED_FIELDS};
 use crate::error::{Error, Result, Side};
-use crate::http::body::{copy_body, BodyReader, Framing};
+use crate::http::body::{copy_body, read_error, BodyReader, Framing};
 use crate::http::date::{format_http_date, parse_http_date};
 use crate::http::range::{content_range, requested_part, unsatisfied_range, Part};
 use crate::http::request_id::{RequestId, REQUEST_ID_FIELD};
@@ -141,7 +141,11 @@ pub(super) fn relay_response(
     let result = match client_framing {
         Framing::Chunked => {
             let mut counted = Counted::new(ChunkedWriter::new(&mut out));
-            let copied = copy_body(&mut body, &mut counted, from, to, u64::MAX);
+            let copied = if upstream_framing == Framing::Chunked {
+                copy_chunks(&mut body, &mut counted, client)
+            } else {
+                copy_body(&mut body, &mut counted, from, to, u64::MAX).map(drop)
+            };
             sent.bytes = counted.sent;
             copied.and_then(|_| counted.inner.finish().map(drop).map_err(client_err))
         }
@@ -154,6 +158,52 @@ pub(super) fn relay_response(
     };
     result?;
     out.flush().map_err(client_err)
+}
+
+/// Copies a chunked body to a chunked client, re-framed piece by piece as `copy_body` does,
+/// except that a chunk of `SPLICE_THRESHOLD` bytes or more is passed on as one chunk: its
+/// size line and the bytes already read, then the rest spliced socket to socket.
+fn copy_chunks<W: Write>(
+    body: &mut BodyReader<&mut io::BufReader<TcpStream>>,
+    out: &mut Counted<ChunkedWriter<W>>,
+    client: &TcpStream,
+) -> Result<()> {
+    let (from, to) = (Side::Backend, Side::Client);
+    let client_err = |e| Error::Io(to, e);
+    loop {
+        let n = match body.fill_buf() {
+            Ok(piece) => piece.len(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(from, e)),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let left = body.chunk_left().unwrap_or(0);
+        // `fill_buf` again hands out the same bytes, without reading.
+        let piece = body.fill_buf().map_err(|e| read_error(from, e))?;
+        if left < SPLICE_THRESHOLD || left <= n as u64 {
+            out.write_all(piece)
+                .and_then(|()| out.flush())
+                .map_err(client_err)?;
+            body.consume(n);
+            continue;
+        }
+        out.inner.start_chunk(left, piece).map_err(client_err)?;
+        out.sent += n as u64;
+        body.consume(n);
+        out.flush().map_err(client_err)?;
+        let rest = left - n as u64;
+        splice::relay(
+            body.get_ref().get_ref(),
+            client,
+            rest,
+            (from, to),
+            &mut out.sent,
+        )?;
+        body.skip_chunk_data(rest);
+        out.inner.end_chunk().map_err(client_err)?;
+    }
 }
 
 /// Step 12 for a body of `len` bytes, at least `SPLICE_THRESHOLD`: the head and whatever

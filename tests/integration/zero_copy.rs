@@ -1,7 +1,8 @@
-//! Bodies above the splice threshold (256 KiB), which the proxy moves socket to socket in
-//! the kernel when it does not store them (issue 17): they must still arrive byte-exact, end
-//! exactly where their framing says (the backend connection is reused after them), show a
-//! truncation as one, store nothing when cut, and time out when either side stalls.
+//! Bodies above the splice threshold (256 KiB): response bodies framed by Content-Length and
+//! large chunks of chunked ones, which the proxy moves socket to socket in the kernel when it
+//! does not store them (issue 17), and uploads (still copied). They must arrive byte-exact,
+//! end exactly where their framing says (the backend connection is reused after them), show
+//! a truncation as one, store nothing when cut, and time out when either side stalls.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -93,29 +94,39 @@ fn a_large_chunked_body_and_a_large_upload_arrive_byte_exact() {
 
 #[test]
 fn a_backend_closing_mid_body_above_the_threshold_truncates_and_stores_nothing() {
-    // Cacheable, but above cache_max_object: relayed without storing, so spliced.
+    // Relayed without storing, so spliced: sized, cacheable but above cache_max_object; and
+    // chunked (its size unknown, it would be stored while relayed) with `no-store`, cut
+    // inside a chunk above the threshold.
     let part = pseudo_random(1024 * 1024, 19);
-    let backend = Backend::raw(move |_, stream| {
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: {LARGE}\r\n\r\n"
-        );
+    let backend = Backend::raw(move |request, stream| {
+        let framing = if request.starts_with(b"GET /chunked ") {
+            format!("Cache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n{LARGE:x}\r\n")
+        } else {
+            format!("Cache-Control: max-age=600\r\nContent-Length: {LARGE}\r\n\r\n")
+        };
+        let head = format!("HTTP/1.1 200 OK\r\n{framing}");
         let _ = stream.write_all(head.as_bytes());
         let _ = stream.write_all(&part);
     });
     let (dir, proxy) = proxy_for(&[backend.addr], "cache_max_object = 2097152\n");
-    let raw = exchange(
-        proxy.addr,
-        b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n",
-    );
-    let replies = parse_replies(&raw, &[false]);
-    assert_eq!(replies.len(), 1, "the connection ends after the cut body");
-    assert!(!replies[0].complete, "a cut body must look cut");
-    assert_eq!(
-        replies[0].body.len(),
-        1024 * 1024,
-        "what arrived was passed on"
-    );
-    assert!(cache_listing(&dir).is_empty(), "{:?}", cache_listing(&dir));
+    for path in ["/sized", "/chunked"] {
+        let pipelined =
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+        let raw = exchange(proxy.addr, pipelined.as_bytes());
+        let replies = parse_replies(&raw, &[false]);
+        assert_eq!(
+            replies.len(),
+            1,
+            "{path}: the connection ends after the cut"
+        );
+        assert!(!replies[0].complete, "{path}: a cut body must look cut");
+        assert_eq!(
+            replies[0].body.len(),
+            1024 * 1024,
+            "{path}: what came is passed on"
+        );
+        assert!(cache_listing(&dir).is_empty(), "{:?}", cache_listing(&dir));
+    }
 }
 
 #[test]
