@@ -3,7 +3,13 @@
 //! byte is copied through user space. This file owns the pipe kept by each connection
 //! thread and the loop that moves a known number of bytes; deciding which bodies take this
 //! path (`SPLICE_THRESHOLD`) and writing what a reader had already buffered are the
-//! callers' (`relay`, `forward`).
+//! caller's (`relay`: Content-Length bodies and large chunks relayed without storing).
+//!
+//! Not spliced: a response being stored (the tee must see the bytes to write the file, and
+//! std will not splice out of a regular file: `io::copy` refuses File → pipe or socket,
+//! since a file changed later could alter bytes already queued), cache hits (the same), and
+//! request bodies (their copy stops every 64 KiB to look for an early response, RFC 9112
+//! §9.5, and resumes a timed-out write; a splice round cannot be resumed that way).
 //!
 //! The standard library does the system calls: on Linux `io::copy` splices when one end is
 //! a pipe and the other a socket (`Take<&TcpStream>` into `&PipeWriter`, `Take<&PipeReader>`
