@@ -35,6 +35,7 @@ use std::io::{self, PipeReader, PipeWriter, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, ParseError, Result, Side};
 
@@ -51,6 +52,32 @@ const O_NONBLOCK: i32 = 0o4000;
 /// Buffer for the copy used where no pipe can be had, in bytes.
 const FALLBACK_BUFFER: usize = 64 * 1024;
 
+/// Pipes open at once, over all connection threads (two file descriptors each, taken from
+/// the open files kept aside for other things, `server::FD_RESERVE`); a thread that finds
+/// them all taken copies through a buffer.
+pub const MAX_PIPES: usize = 16;
+
+/// Pipes open now. Invariant: at most `MAX_PIPES`, one per live `PipeSlot`.
+static PIPES_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The right to hold one of the `MAX_PIPES` pipes, given back when dropped.
+struct PipeSlot;
+
+impl PipeSlot {
+    fn take() -> Option<PipeSlot> {
+        let taken = PIPES_OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+            (open < MAX_PIPES).then_some(open + 1)
+        });
+        taken.is_ok().then_some(PipeSlot)
+    }
+}
+
+impl Drop for PipeSlot {
+    fn drop(&mut self) {
+        PIPES_OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 thread_local! {
     /// This thread's pipe, kept while the thread is parked between connections: `None`
     /// before the first large body, and after a round that may have left bytes in it.
@@ -61,11 +88,14 @@ thread_local! {
 struct Pipe {
     reader: PipeReader,
     writer: PipeWriter,
+    _slot: PipeSlot,
 }
 
 impl Pipe {
-    /// A new pipe, or `None` where splicing cannot be done safely (see the module's notes).
+    /// A new pipe, or `None` when `MAX_PIPES` are open or where splicing cannot be done
+    /// safely (see the module's notes).
     fn open() -> Option<Pipe> {
+        let slot = PipeSlot::take()?;
         let (reader, blocking) = io::pipe().ok()?;
         let path = format!("/proc/self/fd/{}", blocking.as_raw_fd());
         let file = OpenOptions::new()
@@ -76,6 +106,7 @@ impl Pipe {
         let pipe = Pipe {
             reader,
             writer: PipeWriter::from(OwnedFd::from(file)),
+            _slot: slot,
         };
         pipe.holds_a_round().then_some(pipe)
     }

@@ -87,7 +87,7 @@ fn a_hit_serves_what_the_file_says_now_whatever_was_done_to_it() {
     assert_eq!(etag_and_body(&get(proxy.addr, "/x")).1, "body-2");
 
     // Flushed by `proxy --flush-cache` while the proxy runs: the next request is a miss.
-    let flushed = command_in(&dir, env!("CARGO_BIN_EXE_proxy"))
+    let flushed = command_in(&dir, PROXY_BIN)
         .arg(dir.join("proxy.conf"))
         .arg("--flush-cache")
         .output()
