@@ -216,3 +216,34 @@ fn a_session_cookie_on_a_page_stale_at_once_never_reaches_another_user() {
         );
     }
 }
+
+#[test]
+fn a_set_cookie_that_comes_with_a_304_is_not_stored_for_the_next_user() {
+    // A page cached by heuristic, validated when stale: the origin's 304 sets the session
+    // of the user whose request validated it (as session middleware does for a new
+    // visitor). Merged into the stored head, that Set-Cookie went to everyone after.
+    let backend = Backend::new(move |request| {
+        let text = String::from_utf8_lossy(request).to_ascii_lowercase();
+        if text.contains("if-none-match: \"page\"") {
+            return b"HTTP/1.1 304 Not Modified\r\nETag: \"page\"\r\nSet-Cookie: session=bob\r\n\r\n"
+                .to_vec();
+        }
+        ok("ETag: \"page\"\r\n", b"welcome")
+    });
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
+    assert_eq!(get(proxy.addr, "/home").header("set-cookie"), None);
+    age_cache(&dir, 120);
+    let bob = get(proxy.addr, "/home");
+    assert_eq!(
+        (bob.header("set-cookie"), bob.text()),
+        (Some("session=bob"), "welcome".into())
+    );
+    let carol = get(proxy.addr, "/home");
+    assert_eq!(carol.text(), "welcome");
+    assert_ne!(
+        carol.header("set-cookie"),
+        Some("session=bob"),
+        "Bob's session handed to Carol ({})",
+        x_cache(&carol)
+    );
+}
