@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -31,6 +31,11 @@ pub const MAX_KNOWN_HOSTS: usize = 1024;
 
 /// Longest host listed, in bytes (a DNS name is at most 253, and a port follows).
 const MAX_HOST_BYTES: usize = 300;
+
+/// Most bytes of [`HOSTS_FILE`] read at start-up: a full list, [`MAX_KNOWN_HOSTS`] lines
+/// of at most [`MAX_HOST_BYTES`] and a newline. Ours is never longer; the rest of a longer
+/// file (not one we wrote) is ignored rather than read into memory.
+const MAX_HOSTS_FILE_BYTES: u64 = (MAX_KNOWN_HOSTS * (MAX_HOST_BYTES + 1)) as u64;
 
 /// What a purge removes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +108,17 @@ impl KnownHosts {
     /// an empty list: a path purge then reaches the hosts stored from now on).
     pub(super) fn load(dir: &Path) -> KnownHosts {
         let file = dir.join(HOSTS_FILE);
-        let text = fs::read_to_string(&file).unwrap_or_default();
+        let mut text = String::new();
+        if let Ok(listed) = fs::File::open(&file) {
+            // Unreadable or not UTF-8: an empty list, as a missing file.
+            if listed
+                .take(MAX_HOSTS_FILE_BYTES)
+                .read_to_string(&mut text)
+                .is_err()
+            {
+                text.clear();
+            }
+        }
         let hosts = text
             .lines()
             .filter(|line| is_listable(line))
@@ -207,5 +222,15 @@ mod tests {
         assert_eq!(again.all(), ["a.example:8080", "b.example"]);
         fs::write(dir.join(HOSTS_FILE), "ok.example\n\nbad host\n").unwrap();
         assert_eq!(KnownHosts::load(&dir.path).all(), ["ok.example"]);
+    }
+
+    #[test]
+    fn a_huge_hosts_file_is_read_only_as_far_as_a_full_list_reaches() {
+        // Not one we wrote (ours stay under MAX_HOSTS_FILE_BYTES): it is not read whole.
+        let dir = TempDir::new("hosts-huge");
+        let mut text = "x".repeat(MAX_KNOWN_HOSTS * (MAX_HOST_BYTES + 1) + 1);
+        text.push_str("\nlate.example\n");
+        fs::write(dir.join(HOSTS_FILE), text).unwrap();
+        assert!(KnownHosts::load(&dir.path).all().is_empty());
     }
 }
