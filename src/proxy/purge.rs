@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::caching::SharedCache;
@@ -101,6 +102,8 @@ pub(super) struct KnownHosts {
     /// `HOSTS_FILE` in the cache directory.
     file: PathBuf,
     hosts: Mutex<BTreeSet<String>>,
+    /// Whether the list has been found full: said once in the log, not on every store.
+    full: AtomicBool,
 }
 
 impl KnownHosts {
@@ -128,6 +131,7 @@ impl KnownHosts {
         KnownHosts {
             file,
             hosts: Mutex::new(hosts),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -143,7 +147,17 @@ impl KnownHosts {
             return;
         };
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        if hosts.contains(host) || hosts.len() >= MAX_KNOWN_HOSTS || !is_listable(host) {
+        if hosts.contains(host) || !is_listable(host) {
+            return;
+        }
+        if hosts.len() >= MAX_KNOWN_HOSTS {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "cache: {} lists {MAX_KNOWN_HOSTS} hosts, its most; a purge by path will \
+                     not reach {host} nor later hosts (purge them by URL, or flush the cache)",
+                    self.file.display()
+                );
+            }
             return;
         }
         hosts.insert(host.to_string());
@@ -222,6 +236,20 @@ mod tests {
         assert_eq!(again.all(), ["a.example:8080", "b.example"]);
         fs::write(dir.join(HOSTS_FILE), "ok.example\n\nbad host\n").unwrap();
         assert_eq!(KnownHosts::load(&dir.path).all(), ["ok.example"]);
+    }
+
+    #[test]
+    fn a_full_list_takes_no_more_hosts_and_says_so_once() {
+        let dir = TempDir::new("hosts-full");
+        let hosts = KnownHosts::load(&dir.path);
+        for n in 0..MAX_KNOWN_HOSTS {
+            hosts.note(&format!("http://h{n}.example/"));
+        }
+        assert!(!hosts.full.load(Ordering::Relaxed));
+        hosts.note("http://late.example/");
+        assert_eq!(hosts.all().len(), MAX_KNOWN_HOSTS);
+        assert!(!hosts.all().contains(&"late.example".to_string()));
+        assert!(hosts.full.load(Ordering::Relaxed), "the log has been told");
     }
 
     #[test]
