@@ -132,9 +132,11 @@ pub const UNDERSTOOD_STATUSES: &[u16] = &[
 /// An event stream (`text/event-stream`) is never stored: it is live.
 ///
 /// One choice beyond the RFC: a shared cache stores a response carrying Set-Cookie only when
-/// the origin says it is cacheable explicitly (`public`, or a lifetime of its own:
+/// the origin says it is cacheable explicitly (`public`, or a positive lifetime of its own:
 /// `s-maxage`, `max-age`, `Expires`), so a session cookie set on a page cached by heuristic
 /// is never handed to another user (ATS refuses such responses by default for text content).
+/// `max-age=0` or an Expires in the past says "stale at once", not "cacheable": stored with
+/// a validator, such a page would be handed to the next user after a 304, cookie and all.
 pub fn is_storable(method: &str, response: &Response, policy: &Policy) -> bool {
     let cc = CacheControl::of_response(response, policy.shared);
     let status_ok = !response.is_interim() && response.status != 206 && response.status != 304;
@@ -144,12 +146,13 @@ pub fn is_storable(method: &str, response: &Response, policy: &Policy) -> bool {
     } else {
         cc.no_store
     };
+    let lifetime = freshness_lifetime(response, policy);
     let cookie_ok = !policy.shared
         || cc.public
-        || has_explicit_lifetime(response, policy)
+        || (has_explicit_lifetime(response, policy) && lifetime.is_some_and(|l| !l.is_zero()))
         || !response.headers.contains("set-cookie");
     let validator = validators(response).is_some();
-    let lifetime_ok = match freshness_lifetime(response, policy) {
+    let lifetime_ok = match lifetime {
         Some(lifetime) => !lifetime.is_zero() || validator,
         None => false,
     };
@@ -522,6 +525,14 @@ mod tests {
         assert!(!ok("Set-Cookie: id=1\r\n"));
         let heuristic = format!("Set-Cookie: id=1\r\nLast-Modified: {}\r\n", date(0));
         assert!(!ok(&heuristic));
+        for stale_at_once in [
+            "Cache-Control: max-age=0\r\nETag: \"e\"",
+            "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\nExpires: 0\r\nETag: \"e\"",
+            "CDN-Cache-Control: max-age=0\r\nETag: \"e\"",
+        ] {
+            let fields = format!("Set-Cookie: id=1\r\n{stale_at_once}\r\n");
+            assert!(!ok(&fields), "{stale_at_once}");
+        }
         for explicit in [
             "Cache-Control: public",
             "Cache-Control: max-age=60",

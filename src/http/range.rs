@@ -10,7 +10,9 @@
 //!   response we build in pieces;
 //! - a `Range` that is not valid `bytes` syntax, or in another unit, is ignored (200);
 //! - a valid range that starts past the end is `416` with `Content-Range: bytes */LENGTH`
-//!   (§15.5.17); so is any range of an empty representation;
+//!   (§15.5.17); so is any range of an empty representation but a suffix range, which
+//!   §14.1.1 calls satisfiable there: no `Content-Range` can name zero bytes, so it gets
+//!   the whole (empty) representation, 200, as nginx answers;
 //! - `If-Range` that does not name the current representation (`conditional::if_range_holds`)
 //!   gets the whole of it (§13.1.5);
 //! - only GET: a HEAD or another method ignores Range (§14.2).
@@ -58,6 +60,10 @@ pub fn requested_part(
         return Part::Whole;
     };
     if !if_range_holds(request, etag, last_modified) {
+        return Part::Whole;
+    }
+    // §14.1.1: of an empty representation, only a non-zero suffix range is satisfiable.
+    if total == 0 && specs.iter().any(|s| matches!(s, Spec::Suffix(n) if *n > 0)) {
         return Part::Whole;
     }
     let satisfiable: Vec<(u64, u64)> = specs.iter().filter_map(|s| s.resolve(total)).collect();
@@ -197,6 +203,12 @@ mod tests {
         assert_eq!(part("bytes=20-30", 11), Part::Unsatisfiable);
         assert_eq!(part("bytes=-0", 11), Part::Unsatisfiable);
         assert_eq!(part("bytes=0-1", 0), Part::Unsatisfiable);
+        assert_eq!(part("bytes=-0", 0), Part::Unsatisfiable);
+        assert_eq!(
+            part("bytes=-5", 0),
+            Part::Whole,
+            "satisfiable, and nothing to cut"
+        );
         for ignored in [
             "bytes=3-1",
             "bytes=a-b",

@@ -10,6 +10,12 @@
 //!   request's own host (RFC 9112 §3.2.2: an absolute-form target's, else `Host`); else when
 //!   `Referer` is present its authority must. A request with neither, as curl or a script
 //!   sends, cannot have come from a page, and is let through.
+//! - not another site's page under this proxy's address (DNS rebinding: a name the attacker
+//!   controls is made to resolve to 127.0.0.1, so its page, its `Origin` and its `Host` all
+//!   name the attacker's site while the request reaches us from loopback). A request that
+//!   names a page must therefore carry a `Host` no other site can take over: an IP address,
+//!   `localhost` or a name under `.localhost` (RFC 6761 §6.3), or a name listed in
+//!   `status_hosts`, as development servers check their allowed hosts.
 //!
 //! What it takes: a form body (`application/x-www-form-urlencoded`, what an HTML form
 //! posts), at most [`MAX_FORM_BYTES`], read whole before the answer so the connection can
@@ -35,10 +41,10 @@
 //! way. Every action and every refusal is logged at info: who did what.
 
 use std::io::BufReader;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::balancer::Admin;
-use super::config::{Config, DEFAULT_POOL};
+use super::config::{host_without_port, Config, DEFAULT_POOL};
 use super::generation::Generation;
 use super::purge::{purge, Target};
 use super::request_body;
@@ -182,7 +188,30 @@ fn admit(config: &Config, peer: SocketAddr, request: &Request) -> std::result::R
     if request.method != "POST" {
         return Err(Refusal::new(405, "actions are taken with POST"));
     }
-    same_site(request).map_err(|why| Refusal::new(403, why))
+    same_site(request).map_err(|why| Refusal::new(403, why))?;
+    let from_a_page =
+        request.headers.get("origin").is_some() || request.headers.get("referer").is_some();
+    if from_a_page && !trusted_host(client_host(request), &config.status_hosts) {
+        return Err(Refusal::new(
+            403,
+            "a page may act only under an IP address, localhost or a name in status_hosts \
+             (DNS rebinding)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the Host value `host` names this proxy in a way another site cannot take over
+/// by DNS rebinding: an IP address, `localhost` or a name under it, or a name in `listed`
+/// (lower case, as `status_hosts` keeps them).
+fn trusted_host(host: &str, listed: &[String]) -> bool {
+    let authority = normalize_authority(host);
+    let name = host_without_port(&authority);
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || listed.iter().any(|allowed| allowed == name)
 }
 
 /// `backends`: drain, disable, enable or reweight one backend of a pool (`pool=NAME`, the
@@ -460,6 +489,50 @@ mod tests {
              Origin: http://proxy.example\r\n\r\n",
         );
         assert_eq!(same_site(&absolute), Ok(()));
+    }
+
+    #[test]
+    fn a_page_acts_only_under_a_host_no_other_site_can_take_over() {
+        let listed = ["proxy.example".to_string()];
+        for trusted in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "[::1]",
+            "10.0.0.7",
+            "localhost:8080",
+            "LocalHost",
+            "class.localhost:8080",
+            "proxy.example:8080",
+            "Proxy.Example",
+        ] {
+            assert!(trusted_host(trusted, &listed), "{trusted}");
+        }
+        for rebound in [
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "proxy.example.evil.example",
+            "2130706433",
+            "",
+        ] {
+            assert!(!trusted_host(rebound, &listed), "{rebound}");
+        }
+        // The whole check: a page under a rebound name is refused from loopback, while curl
+        // under that name (no page) and a page under localhost are let in.
+        let config = Config::default();
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let rebound = |fields: &str| {
+            request(&format!(
+                "POST /relevo/status/stop HTTP/1.1\r\nHost: evil.example:8080\r\n{fields}\r\n"
+            ))
+        };
+        let page = rebound("Origin: http://evil.example:8080\r\n");
+        assert_eq!(admit(&config, peer, &page).unwrap_err().status, 403);
+        let page = rebound("Referer: http://evil.example:8080/\r\n");
+        assert_eq!(admit(&config, peer, &page).unwrap_err().status, 403);
+        assert!(admit(&config, peer, &rebound("")).is_ok());
+        let local = post("Origin: http://localhost:8080\r\n");
+        assert!(admit(&config, peer, &local).is_ok());
     }
 
     #[test]

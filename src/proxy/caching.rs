@@ -256,11 +256,19 @@ pub(super) fn store(
             let Stale { key, mut entry, .. } = stale;
             let update = cache::stored_response(response, now);
             cache::merge_304(&mut entry.response, &update);
-            match cache.store.refresh(&key, &entry.response) {
-                Ok(true) => {}
-                // Another request replaced or removed the entry first: a normal race.
-                Ok(false) => log::debug!("cache: {base} changed meanwhile, not refreshed"),
-                Err(e) => log::warn!("cache: cannot refresh {base}: {e}"),
+            // The 304's fields may make the head one we may not store (its Set-Cookie, for
+            // the user whose request validated it, or no-store): it then answers this
+            // request only, and the entry goes (§4.3.3, as for a 200 we may not store).
+            if !cache::is_storable("GET", &entry.response, &policy) {
+                log::debug!("cache: {base} may not be stored as the 304 updated it, removed");
+                cache.store.remove(&key);
+            } else {
+                match cache.store.refresh(&key, &entry.response) {
+                    Ok(true) => {}
+                    // Another request replaced or removed the entry first: a normal race.
+                    Ok(false) => log::debug!("cache: {base} changed meanwhile, not refreshed"),
+                    Err(e) => log::warn!("cache: cannot refresh {base}: {e}"),
+                }
             }
             let age = cache::current_age(&entry.response, now, now);
             return Fill::Revalidated(entry, age);

@@ -69,8 +69,10 @@ pub(super) fn relay_and_store(
 /// committed when whole. There is no client to relay to.
 ///
 /// # Errors
-/// The backend failed mid-body (nothing is stored then). A write to the entry that fails
-/// (a full disk) or outgrows `cache_max_object` stops the storing, not the refresh.
+/// The backend failed mid-body, or the entry gave up (a write failed, as on a full disk, or
+/// the body outgrew `cache_max_object`): nothing is stored then, and the rest of the body,
+/// which may be endless and which no client is waiting for, is not read (the connection is
+/// not reused). The followers are told at once.
 pub(super) fn store_body(
     body: &mut impl BufRead,
     entry: EntryWriter,
@@ -82,16 +84,19 @@ pub(super) fn store_body(
         }
     };
     let mut storing = Storing { entry, guard };
-    if let Err(e) = copy_body(body, &mut storing, Side::Backend, Side::Client, u64::MAX) {
+    let copied = copy_body(body, &mut storing, Side::Backend, Side::Client, u64::MAX);
+    let entry = storing.entry;
+    if entry.is_abandoned() {
+        fail();
+        let why = "not stored (larger than cache_max_object, or a write failed): the rest of \
+                   the body is not read";
+        return Err(Error::Io(Side::Backend, io::Error::other(why)));
+    }
+    if let Err(e) = copied {
         fail();
         return Err(e);
     }
-    let entry = storing.entry;
     let total = entry.body_len();
-    if entry.is_abandoned() {
-        fail();
-        return Ok(());
-    }
     match entry.commit() {
         Ok(()) => {
             if let Some(guard) = guard {
@@ -114,22 +119,21 @@ struct Storing<'a, 'g> {
 }
 
 impl Write for Storing<'_, '_> {
-    /// Takes every piece: once the entry has given up, the rest of the body is read and
-    /// dropped, so the connection can still be reused.
+    /// Takes each piece into the entry; once the entry has given up, fails, which ends the
+    /// copy (see `store_body`).
     fn write(&mut self, piece: &[u8]) -> io::Result<usize> {
-        if self.entry.is_abandoned() {
-            return Ok(piece.len());
-        }
         let written = self
             .entry
             .write_all(piece)
             .and_then(|()| self.entry.flush());
-        match (written, self.guard) {
-            (Err(e), _) => log::warn!("cache: cannot write the entry, not storing it: {e}"),
-            (Ok(()), Some(guard)) if !self.entry.is_abandoned() => {
-                guard.advance(self.entry.body_len());
-            }
-            _ => {}
+        if let Err(e) = written {
+            log::warn!("cache: cannot write the entry, not storing it: {e}");
+        }
+        if self.entry.is_abandoned() {
+            return Err(io::Error::other("the cache entry gave up"));
+        }
+        if let Some(guard) = self.guard {
+            guard.advance(self.entry.body_len());
         }
         Ok(piece.len())
     }

@@ -281,34 +281,33 @@ impl Proxy {
         let cache = self.cache.as_deref();
         let wait = config.upstream_timeout;
         let out = client.get_ref().tcp();
-        let mut plan = match caching::lookup(cache, gen, request, framing) {
-            Lookup::Hit(entry, age) => {
-                record.cache = CacheStatus::Hit;
-                let stamp = record.stamp();
-                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
-            }
-            Lookup::Stale(entry, age, base) => {
-                record.cache = CacheStatus::Stale;
-                self.refresh_in_background(gen, request, peer, base);
-                let stamp = record.stamp();
-                return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
-            }
-            Lookup::Follow(following) => {
-                record.cache = CacheStatus::Hit;
-                let (stamp, sent) = (record.stamp(), &mut record.sent);
-                if serve_growing(out, request, &following, wait, stamp, sent)? {
-                    return Ok(());
+        // A request that followed another's fetch to its end, to find the entry committed
+        // or dropped just now, looks again, once.
+        let mut looked_again = false;
+        let mut plan = loop {
+            match caching::lookup(cache, gen, request, framing) {
+                Lookup::Hit(entry, age) => {
+                    record.cache = CacheStatus::Hit;
+                    let stamp = record.stamp();
+                    return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
                 }
-                // The entry was committed or dropped just now: look again, once.
-                match caching::lookup(cache, gen, request, framing) {
-                    Lookup::Hit(entry, age) | Lookup::Stale(entry, age, _) => {
-                        return serve_from_cache(out, request, entry, age, stamp, sent);
+                Lookup::Stale(entry, age, base) => {
+                    record.cache = CacheStatus::Stale;
+                    self.refresh_in_background(gen, request, peer, base);
+                    let stamp = record.stamp();
+                    return serve_from_cache(out, request, entry, age, stamp, &mut record.sent);
+                }
+                Lookup::Follow(_) if looked_again => break Forward::bypass(),
+                Lookup::Follow(following) => {
+                    record.cache = CacheStatus::Hit;
+                    let (stamp, sent) = (record.stamp(), &mut record.sent);
+                    if serve_growing(out, request, &following, wait, stamp, sent)? {
+                        return Ok(());
                     }
-                    Lookup::Forward(plan) => plan,
-                    Lookup::Follow(_) => Forward::bypass(),
+                    looked_again = true;
                 }
+                Lookup::Forward(plan) => break plan,
             }
-            Lookup::Forward(plan) => plan,
         };
         record.cache = plan.status;
         let mut job = Job {

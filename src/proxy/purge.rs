@@ -11,8 +11,9 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::caching::SharedCache;
@@ -31,6 +32,11 @@ pub const MAX_KNOWN_HOSTS: usize = 1024;
 
 /// Longest host listed, in bytes (a DNS name is at most 253, and a port follows).
 const MAX_HOST_BYTES: usize = 300;
+
+/// Most bytes of [`HOSTS_FILE`] read at start-up: a full list, [`MAX_KNOWN_HOSTS`] lines
+/// of at most [`MAX_HOST_BYTES`] and a newline. Ours is never longer; the rest of a longer
+/// file (not one we wrote) is ignored rather than read into memory.
+const MAX_HOSTS_FILE_BYTES: u64 = (MAX_KNOWN_HOSTS * (MAX_HOST_BYTES + 1)) as u64;
 
 /// What a purge removes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +102,8 @@ pub(super) struct KnownHosts {
     /// `HOSTS_FILE` in the cache directory.
     file: PathBuf,
     hosts: Mutex<BTreeSet<String>>,
+    /// Whether the list has been found full: said once in the log, not on every store.
+    full: AtomicBool,
 }
 
 impl KnownHosts {
@@ -103,7 +111,17 @@ impl KnownHosts {
     /// an empty list: a path purge then reaches the hosts stored from now on).
     pub(super) fn load(dir: &Path) -> KnownHosts {
         let file = dir.join(HOSTS_FILE);
-        let text = fs::read_to_string(&file).unwrap_or_default();
+        let mut text = String::new();
+        if let Ok(listed) = fs::File::open(&file) {
+            // Unreadable or not UTF-8: an empty list, as a missing file.
+            if listed
+                .take(MAX_HOSTS_FILE_BYTES)
+                .read_to_string(&mut text)
+                .is_err()
+            {
+                text.clear();
+            }
+        }
         let hosts = text
             .lines()
             .filter(|line| is_listable(line))
@@ -113,6 +131,7 @@ impl KnownHosts {
         KnownHosts {
             file,
             hosts: Mutex::new(hosts),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -128,7 +147,17 @@ impl KnownHosts {
             return;
         };
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        if hosts.contains(host) || hosts.len() >= MAX_KNOWN_HOSTS || !is_listable(host) {
+        if hosts.contains(host) || !is_listable(host) {
+            return;
+        }
+        if hosts.len() >= MAX_KNOWN_HOSTS {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "cache: {} lists {MAX_KNOWN_HOSTS} hosts, its most; a purge by path will \
+                     not reach {host} nor later hosts (purge them by URL, or flush the cache)",
+                    self.file.display()
+                );
+            }
             return;
         }
         hosts.insert(host.to_string());
@@ -207,5 +236,29 @@ mod tests {
         assert_eq!(again.all(), ["a.example:8080", "b.example"]);
         fs::write(dir.join(HOSTS_FILE), "ok.example\n\nbad host\n").unwrap();
         assert_eq!(KnownHosts::load(&dir.path).all(), ["ok.example"]);
+    }
+
+    #[test]
+    fn a_full_list_takes_no_more_hosts_and_says_so_once() {
+        let dir = TempDir::new("hosts-full");
+        let hosts = KnownHosts::load(&dir.path);
+        for n in 0..MAX_KNOWN_HOSTS {
+            hosts.note(&format!("http://h{n}.example/"));
+        }
+        assert!(!hosts.full.load(Ordering::Relaxed));
+        hosts.note("http://late.example/");
+        assert_eq!(hosts.all().len(), MAX_KNOWN_HOSTS);
+        assert!(!hosts.all().contains(&"late.example".to_string()));
+        assert!(hosts.full.load(Ordering::Relaxed), "the log has been told");
+    }
+
+    #[test]
+    fn a_huge_hosts_file_is_read_only_as_far_as_a_full_list_reaches() {
+        // Not one we wrote (ours stay under MAX_HOSTS_FILE_BYTES): it is not read whole.
+        let dir = TempDir::new("hosts-huge");
+        let mut text = "x".repeat(MAX_KNOWN_HOSTS * (MAX_HOST_BYTES + 1) + 1);
+        text.push_str("\nlate.example\n");
+        fs::write(dir.join(HOSTS_FILE), text).unwrap();
+        assert!(KnownHosts::load(&dir.path).all().is_empty());
     }
 }

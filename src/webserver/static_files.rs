@@ -152,11 +152,17 @@ pub(crate) fn resolve(root: &Path, target: &str) -> Lookup {
 }
 
 /// `target` with a `/` after its path, before the query (`/docs?x` becomes `/docs/?x`).
+///
+/// # Security
+/// The leading slashes become one (`//docs` becomes `/docs/`, as nginx's `merge_slashes`
+/// does): a Location starting with `//` is a network-path reference (RFC 3986 §4.2), which
+/// a browser follows to another host.
 fn with_slash(target: &str) -> String {
     let end = target.find(['?', '#']).unwrap_or(target.len());
     let (path, rest) = target.split_at(end);
+    let path = path.trim_start_matches('/');
     let query = rest.split('#').next().unwrap_or_default();
-    format!("{path}/{query}")
+    format!("/{path}/{query}")
 }
 
 /// Splits and decodes the path part of an origin-form target into plain file
@@ -355,6 +361,19 @@ pub(super) mod tests {
         assert_eq!(resolve(&site.root, "/a?x=1#f"), redirect("/a/?x=1"));
         assert_eq!(resolve(&site.root, "/./a"), redirect("/./a/"));
         assert!(matches!(resolve(&site.root, "/"), Lookup::File { .. }));
+    }
+
+    #[test]
+    fn a_directory_redirect_never_names_another_host() {
+        // `//sub/` would be a network-path reference (RFC 3986 §4.2): the host `sub`. A
+        // directory named like a domain made `//evil.example` an open redirect.
+        let site = TestRoot::new();
+        let redirect = |location: &str| Lookup::MissingSlash {
+            location: location.to_string(),
+        };
+        assert_eq!(resolve(&site.root, "//sub"), redirect("/sub/"));
+        assert_eq!(resolve(&site.root, "///sub?x=1"), redirect("/sub/?x=1"));
+        assert_eq!(resolve(&site.root, "//./a"), redirect("/./a/"));
     }
 
     #[test]

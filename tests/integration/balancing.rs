@@ -311,6 +311,50 @@ fn balancing_a_post_from_another_site_is_refused_and_the_page_itself_may_post() 
     assert!(!html.contains("<script"));
 }
 
+/// What a browser posts from a page at `http://{host}:{port}`: DNS rebinding makes that
+/// name resolve to the proxy, so Origin and Host agree, and the post comes from loopback.
+fn post_from_page_at(proxy: SocketAddr, host: &str, form: &str) -> Reply {
+    let authority = format!("{host}:{}", proxy.port());
+    request(
+        proxy,
+        format!(
+            "POST /relevo/status/backends HTTP/1.1\r\nHost: {authority}\r\n\
+             Origin: http://{authority}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn balancing_a_page_under_a_rebound_host_name_may_not_act_unless_status_hosts_lists_it() {
+    let backends = [named("a"), named("b")];
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let form = format!("backend={}&action=disable", addrs[1]);
+    let (_dir, proxy) = proxy_for(&addrs, "cache = off\n");
+    let reply = post_from_page_at(proxy.addr, "rebound.example", &form);
+    assert_eq!(reply.status, 403);
+    assert!(reply.text().contains("status_hosts"), "{}", reply.text());
+    assert_eq!(field(&backend_status(proxy.addr, addrs[1]), "state"), "up");
+    // localhost cannot be taken over by another site.
+    let reply = post_from_page_at(proxy.addr, "localhost", &form);
+    assert_eq!(reply.status, 303);
+    assert_eq!(
+        field(&backend_status(proxy.addr, addrs[1]), "state"),
+        "disabled"
+    );
+    // A name the operator lists is theirs.
+    let config = "cache = off\nstatus_hosts = rebound.example\n";
+    let (_dir, listed) = proxy_for(&addrs, config);
+    let reply = post_from_page_at(listed.addr, "rebound.example", &form);
+    assert_eq!(reply.status, 303);
+    assert_eq!(
+        field(&backend_status(listed.addr, addrs[1]), "state"),
+        "disabled"
+    );
+}
+
 #[test]
 fn balancing_an_admin_post_keeps_its_connection_and_refusals_say_why() {
     let backend = named("a");

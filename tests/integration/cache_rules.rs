@@ -179,3 +179,71 @@ fn set_cookie_is_stored_and_served_only_when_explicitly_cacheable() {
     let (_b, _d, proxy) = answering(&heuristic, "");
     assert_eq!(twice(&proxy), pair("MISS", "MISS"));
 }
+
+#[test]
+fn a_session_cookie_on_a_page_stale_at_once_never_reaches_another_user() {
+    // The page is the same for everyone (one ETag, and a 304 to its validation), but its
+    // Set-Cookie is not: max-age=0 or an Expires in the past says "stale at once", not
+    // "cacheable", so the response must not be stored and replayed after a 304.
+    for lifetime in [
+        "Cache-Control: max-age=0".to_string(),
+        format!("Date: {}\r\nExpires: {}", ago(0), ago(3600)),
+    ] {
+        let served = std::sync::atomic::AtomicUsize::new(0);
+        let fields = lifetime.clone();
+        let backend = Backend::new(move |request| {
+            let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let text = String::from_utf8_lossy(request).to_ascii_lowercase();
+            if text.contains("if-none-match: \"page\"") {
+                return b"HTTP/1.1 304 Not Modified\r\nETag: \"page\"\r\n\r\n".to_vec();
+            }
+            let cookie = format!("{fields}\r\nETag: \"page\"\r\nSet-Cookie: session=user{n}\r\n");
+            ok(&cookie, b"welcome")
+        });
+        let (_dir, proxy) = proxy_for(&[backend.addr], "");
+        let alice = get(proxy.addr, "/login");
+        assert_eq!(
+            alice.header("set-cookie"),
+            Some("session=user0"),
+            "{lifetime}"
+        );
+        let bob = get(proxy.addr, "/login");
+        assert_ne!(
+            bob.header("set-cookie"),
+            Some("session=user0"),
+            "{lifetime}: Alice's session handed to Bob ({})",
+            x_cache(&bob)
+        );
+    }
+}
+
+#[test]
+fn a_set_cookie_that_comes_with_a_304_is_not_stored_for_the_next_user() {
+    // A page cached by heuristic, validated when stale: the origin's 304 sets the session
+    // of the user whose request validated it (as session middleware does for a new
+    // visitor). Merged into the stored head, that Set-Cookie went to everyone after.
+    let backend = Backend::new(move |request| {
+        let text = String::from_utf8_lossy(request).to_ascii_lowercase();
+        if text.contains("if-none-match: \"page\"") {
+            return b"HTTP/1.1 304 Not Modified\r\nETag: \"page\"\r\nSet-Cookie: session=bob\r\n\r\n"
+                .to_vec();
+        }
+        ok("ETag: \"page\"\r\n", b"welcome")
+    });
+    let (dir, proxy) = proxy_for(&[backend.addr], "");
+    assert_eq!(get(proxy.addr, "/home").header("set-cookie"), None);
+    age_cache(&dir, 120);
+    let bob = get(proxy.addr, "/home");
+    assert_eq!(
+        (bob.header("set-cookie"), bob.text()),
+        (Some("session=bob"), "welcome".into())
+    );
+    let carol = get(proxy.addr, "/home");
+    assert_eq!(carol.text(), "welcome");
+    assert_ne!(
+        carol.header("set-cookie"),
+        Some("session=bob"),
+        "Bob's session handed to Carol ({})",
+        x_cache(&carol)
+    );
+}

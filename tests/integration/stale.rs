@@ -194,3 +194,53 @@ fn must_revalidate_proxy_revalidate_no_cache_and_s_maxage_forbid_serving_stale()
         assert_eq!(reply.status, 502, "{directives}: {reply:?}");
     }
 }
+
+#[test]
+fn a_background_refresh_stops_reading_a_body_it_cannot_store() {
+    // The refresh's answer is chunked and endless (a URI turned into a live feed, or an
+    // archive generated on the fly): past cache_max_object nothing will be stored and no
+    // client wants the rest, so the proxy must hang up rather than read it for ever, holding
+    // the URI's flight and one of the background refreshes.
+    const LIMIT: usize = 32 << 20;
+    let (written, report) = mpsc::channel::<usize>();
+    let written = Mutex::new(written);
+    let served = AtomicUsize::new(0);
+    let backend = Backend::raw(move |_, stream| {
+        use std::io::Write;
+        let fields = "Cache-Control: max-age=60, stale-while-revalidate=600\r\n";
+        if served.fetch_add(1, Ordering::SeqCst) == 0 {
+            let _ = stream.write_all(&ok(fields, b"small"));
+            return;
+        }
+        let head = format!("HTTP/1.1 200 OK\r\n{fields}Transfer-Encoding: chunked\r\n\r\n");
+        let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+        let mut sent = 0;
+        let mut out = stream.write_all(head.as_bytes());
+        while out.is_ok() && sent < LIMIT {
+            out = stream.write_all(chunk.as_bytes());
+            sent += 0x10000;
+        }
+        let _ = written.lock().unwrap().send(sent);
+    });
+    let config = "cache_max_object = 4096\n";
+    let (dir, proxy) = proxy_for(&[backend.addr], config);
+    assert_eq!(x_cache(&get(proxy.addr, "/feed")), "MISS");
+    age_cache(&dir, 120);
+    let stale = get(proxy.addr, "/feed");
+    assert_eq!(
+        (x_cache(&stale), stale.text()),
+        ("STALE", "small".to_string())
+    );
+    let sent = report
+        .recv_timeout(IO_TIMEOUT)
+        .expect("the refresh's answer ends");
+    assert!(
+        sent < LIMIT,
+        "the proxy read {sent} bytes it could not store"
+    );
+    let still = get(proxy.addr, "/feed");
+    assert_eq!(
+        (x_cache(&still), still.text()),
+        ("STALE", "small".to_string())
+    );
+}

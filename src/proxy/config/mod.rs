@@ -78,6 +78,7 @@
 //! status_path = /relevo/status   # the proxy's own status page (never forwarded); `off` for none
 //! metrics_path = /relevo/metrics # Prometheus metrics (never forwarded); `off` for none
 //! status_allow = 127.0.0.0/8 ::1 # addresses (CIDR) that may see both; others get 403
+//! status_hosts = proxy.example   # host names a page may use the buttons under, besides IPs and localhost
 //! tunnel_idle_timeout = 300      # seconds a WebSocket tunnel or event stream may stay silent
 //! rewrite_location = on          # backend addresses in Location become the client's host
 //! upstream_total_timeout = 60    # seconds for all attempts at one request, retries included
@@ -119,8 +120,8 @@ pub use routing::{host_without_port, Pool, Route, DEFAULT_POOL};
 pub(crate) use sources::Source;
 pub use sources::{load_with, Overrides, Sources, DEFAULT_CONFIG};
 use values::{
-    parse_bool, parse_level, parse_methods, parse_nonzero_usize, parse_path, parse_probe_path,
-    parse_seconds, parse_u32, parse_u64, parse_usize,
+    parse_bool, parse_host_names, parse_level, parse_methods, parse_nonzero_usize, parse_path,
+    parse_probe_path, parse_seconds, parse_u32, parse_u64, parse_usize,
 };
 pub use values::{AccessLogFormat, Balance};
 
@@ -167,6 +168,7 @@ const KEYS: &[&str] = &[
     "status_path",
     "metrics_path",
     "status_allow",
+    "status_hosts",
     "tunnel_idle_timeout",
     "rewrite_location",
     "upstream_total_timeout",
@@ -272,6 +274,9 @@ pub struct Config {
     /// Client addresses allowed to see the status page and the metrics; others get 403.
     /// Default loopback only: `127.0.0.0/8 ::1`.
     pub status_allow: Vec<Cidr>,
+    /// Host names, besides IP addresses and `localhost`, under which a browser's page may
+    /// take the status page's actions (DNS rebinding: see `admin`). Default none.
+    pub status_hosts: Vec<String>,
     /// How long a WebSocket tunnel, or a `text/event-stream` response body, may go without
     /// a byte in either direction before it is closed. Default 300 s.
     pub tunnel_idle_timeout: Duration,
@@ -339,6 +344,7 @@ impl Default for Config {
             access_log_format: AccessLogFormat::Combined,
             status_path: Some("/relevo/status".to_string()),
             metrics_path: Some("/relevo/metrics".to_string()),
+            status_hosts: Vec::new(),
             status_allow: vec![
                 Cidr {
                     addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
@@ -535,6 +541,7 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
                 .map(str::parse)
                 .collect::<Result<_, _>>()?;
         }
+        "status_hosts" => config.status_hosts = parse_host_names(value)?,
         "tunnel_idle_timeout" => config.tunnel_idle_timeout = parse_seconds(value)?,
         "rewrite_location" => config.rewrite_location = parse_bool(value)?,
         "upstream_total_timeout" => config.upstream_total_timeout = parse_seconds(value)?,
@@ -677,6 +684,7 @@ mod tests {
         let expected = Config {
             backends: c.backends.clone(),
             health_check: Some("/health".to_string()),
+            status_hosts: vec!["proxy.example".to_string()],
             pools: c.pools.clone(),
             routes: c.routes.clone(),
             sources: c.sources.clone(),

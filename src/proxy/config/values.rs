@@ -17,6 +17,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use super::quote;
+use crate::http::authority::is_valid_host;
 
 /// Longest timeout accepted, in seconds (one day).
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
@@ -128,6 +129,26 @@ pub(super) fn parse_level(value: &str) -> Result<LevelFilter, String> {
             quote(value)
         )
     })
+}
+
+/// `status_hosts`: host names without a port, separated by spaces or commas, kept in lower
+/// case (host names are case-insensitive). A port, a path or a character a host name
+/// cannot hold is refused.
+pub(super) fn parse_host_names(value: &str) -> Result<Vec<String>, String> {
+    value
+        .split([' ', '\t', ','])
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            if name.contains(':') || !is_valid_host(name) {
+                Err(format!(
+                    "{} is not a host name (write it without scheme, port or path)",
+                    quote(name)
+                ))
+            } else {
+                Ok(name.to_ascii_lowercase())
+            }
+        })
+        .collect()
 }
 
 /// `methods`: `*` for every method, or method tokens separated by whitespace.
@@ -369,6 +390,23 @@ mod tests {
         }
         let hint = bad_line(&format!("methods = {}", "get ".repeat(10_000)));
         assert!(hint.len() < 300, "{}", hint.len());
+    }
+
+    #[test]
+    fn status_hosts_are_host_names_kept_in_lower_case() {
+        let c = parse(
+            &format!("{MINIMAL}status_hosts = Proxy.Example, lab-1\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.status_hosts, ["proxy.example", "lab-1"]);
+        assert!(crate::proxy::config::Config::default()
+            .status_hosts
+            .is_empty());
+        for bad in ["proxy.example:8080", "http://proxy.example", "a/b", "[::1]"] {
+            let message = bad_line(&format!("status_hosts = {bad}"));
+            assert!(message.contains("is not a host name"), "{bad}: {message}");
+        }
     }
 
     #[test]
