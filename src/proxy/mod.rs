@@ -415,7 +415,16 @@ impl Proxy {
         }
         let framings = (upstream_framing, client_framing);
         let store = entry.map(|entry| (entry, plan.leader.as_ref()));
-        relay_response(&mut conn, out, &response, framings, store, &mut record.sent)?;
+        let splice_min = config.splice_min_body;
+        relay_response(
+            &mut conn,
+            out,
+            &response,
+            framings,
+            store,
+            splice_min,
+            &mut record.sent,
+        )?;
         if event_stream && conn.set_read_timeout(config.upstream_timeout).is_err() {
             return Ok(()); // Not pooled: its timeout could not be put back.
         }

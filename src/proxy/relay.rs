@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use super::fill::relay_and_store;
 use super::rewrite::via;
-use super::splice::{self, SPLICE_THRESHOLD};
+use super::splice;
 use super::{Sent, CLIENT_WRITE_BUFFER};
 use crate::cache::{self, CacheStatus, Entry, EntryWriter, FlightGuard, TARGETED_FIELDS};
 use crate::error::{Error, Result, Side};
@@ -104,7 +104,9 @@ pub fn filter_response(
 ///
 /// Nothing waits for more (issue: Server-Sent Events arrived together at the end): the head
 /// leaves at once unless the whole body arrived with it (then both go in one write), and
-/// every piece read from the backend is flushed to the client before the next read.
+/// every piece read from the backend is flushed to the client before the next read. A body
+/// (or chunk) of `splice_min` bytes or more, when not stored, moves socket to socket in the
+/// kernel instead (`splice`), in pieces of up to 64 KiB.
 /// `sent.bytes` counts the body bytes the client took, also when the relay fails.
 pub(super) fn relay_response(
     upstream: &mut Connection,
@@ -112,6 +114,7 @@ pub(super) fn relay_response(
     response: &Response,
     (upstream_framing, client_framing): (Framing, Framing),
     entry: Option<(EntryWriter, Option<&FlightGuard<'_>>)>,
+    splice_min: u64,
     sent: &mut Sent,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
@@ -122,7 +125,7 @@ pub(super) fn relay_response(
         return relay_and_store(client, head, chunked, &mut body, entry, guard, sent);
     }
     if let Framing::Length(n) = upstream_framing {
-        if n >= SPLICE_THRESHOLD && client_framing == upstream_framing {
+        if n >= splice_min && client_framing == upstream_framing {
             return relay_spliced(upstream, client, response, n, sent);
         }
     }
@@ -142,7 +145,7 @@ pub(super) fn relay_response(
         Framing::Chunked => {
             let mut counted = Counted::new(ChunkedWriter::new(&mut out));
             let copied = if upstream_framing == Framing::Chunked {
-                copy_chunks(&mut body, &mut counted, client)
+                copy_chunks(&mut body, &mut counted, client, splice_min)
             } else {
                 copy_body(&mut body, &mut counted, from, to, u64::MAX).map(drop)
             };
@@ -161,12 +164,13 @@ pub(super) fn relay_response(
 }
 
 /// Copies a chunked body to a chunked client, re-framed piece by piece as `copy_body` does,
-/// except that a chunk of `SPLICE_THRESHOLD` bytes or more is passed on as one chunk: its
+/// except that a chunk of `splice_min` bytes or more is passed on as one chunk: its
 /// size line and the bytes already read, then the rest spliced socket to socket.
 fn copy_chunks<W: Write>(
     body: &mut BodyReader<&mut io::BufReader<TcpStream>>,
     out: &mut Counted<ChunkedWriter<W>>,
     client: &TcpStream,
+    splice_min: u64,
 ) -> Result<()> {
     let (from, to) = (Side::Backend, Side::Client);
     let client_err = |e| Error::Io(to, e);
@@ -182,7 +186,7 @@ fn copy_chunks<W: Write>(
         let left = body.chunk_left().unwrap_or(0);
         // `fill_buf` again hands out the same bytes, without reading.
         let piece = body.fill_buf().map_err(|e| read_error(from, e))?;
-        if left < SPLICE_THRESHOLD || left <= n as u64 {
+        if left < splice_min || left <= n as u64 {
             out.write_all(piece)
                 .and_then(|()| out.flush())
                 .map_err(client_err)?;
@@ -206,7 +210,7 @@ fn copy_chunks<W: Write>(
     }
 }
 
-/// Step 12 for a body of `len` bytes, at least `SPLICE_THRESHOLD`: the head and whatever
+/// Step 12 for a body of `len` bytes, at least `splice_min_body`: the head and whatever
 /// of the body already arrived with it in one write, then the rest moved socket to socket
 /// in the kernel (see `splice`). The backend connection ends at the body's end, as with the
 /// buffered copy, so it can go back to the pool.

@@ -1,4 +1,5 @@
-//! Bodies above the splice threshold (256 KiB): response bodies framed by Content-Length and
+//! Bodies above the splice threshold (`splice_min_body`, set to 256 KiB here, 64 MiB by
+//! default, so the bodies stay small): response bodies framed by Content-Length and
 //! large chunks of chunked ones, which the proxy moves socket to socket in the kernel when it
 //! does not store them (issue 17), and uploads (still copied). They must arrive byte-exact,
 //! end exactly where their framing says (the backend connection is reused after them), show
@@ -47,7 +48,7 @@ fn a_large_body_arrives_byte_exact_and_its_backend_connection_is_reused() {
         assert!(next.starts_with(b"GET /second "), "{next:?}");
         stream.write_all(&sized(b"second")).unwrap();
     });
-    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "splice_min_body = 262144\ncache = off\n");
     let raw = exchange(
         proxy.addr,
         b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -76,7 +77,7 @@ fn a_large_chunked_body_and_a_large_upload_arrive_byte_exact() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let backend = Backend::fixed(&chunked);
-    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\n");
+    let (_dir, proxy) = proxy_for(&[backend.addr], "splice_min_body = 262144\ncache = off\n");
     let reply = get(proxy.addr, "/chunked");
     assert!(reply.complete);
     assert_eq!(sha1_hex(&reply.body), sha1_hex(&body));
@@ -108,7 +109,10 @@ fn a_backend_closing_mid_body_above_the_threshold_truncates_and_stores_nothing()
         let _ = stream.write_all(head.as_bytes());
         let _ = stream.write_all(&part);
     });
-    let (dir, proxy) = proxy_for(&[backend.addr], "cache_max_object = 2097152\n");
+    let (dir, proxy) = proxy_for(
+        &[backend.addr],
+        "splice_min_body = 262144\ncache_max_object = 2097152\n",
+    );
     for path in ["/sized", "/chunked"] {
         let pipelined =
             format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -139,7 +143,10 @@ fn a_backend_stalling_mid_body_above_the_threshold_times_out() {
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest);
     });
-    let (_dir, proxy) = proxy_for(&[backend.addr], "cache = off\nupstream_timeout = 1\n");
+    let (_dir, proxy) = proxy_for(
+        &[backend.addr],
+        "splice_min_body = 262144\ncache = off\nupstream_timeout = 1\n",
+    );
     let started = Instant::now();
     let reply = get(proxy.addr, "/stall");
     assert!(!reply.complete, "a stalled body must look cut");
@@ -155,7 +162,10 @@ fn a_backend_stalling_mid_body_above_the_threshold_times_out() {
 fn a_client_that_stops_reading_a_large_body_times_out() {
     let body = pseudo_random(64 * 1024 * 1024, 20);
     let backend = Backend::fixed(&sized(&body));
-    let (dir, proxy) = proxy_for(&[backend.addr], "cache = off\nclient_timeout = 1\n");
+    let (dir, proxy) = proxy_for(
+        &[backend.addr],
+        "splice_min_body = 262144\ncache = off\nclient_timeout = 1\n",
+    );
     let mut client = connect(proxy.addr);
     client
         .write_all(b"GET /never-read HTTP/1.1\r\nHost: t\r\n\r\n")
