@@ -39,13 +39,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, ParseError, Result, Side};
 
-/// Default of `splice_min_body`: bodies, or chunks of a chunked body, at least this long
-/// (bytes) are spliced; shorter ones take the buffered copy. Chosen by measurement (issue
-/// 17, `make bench` and 4 to 16 MiB transfers, two builds turn about): through a 64 KiB
-/// pipe, splicing took as much CPU as the 256 KiB buffered copy or more, and moved 1 to 16
-/// MiB bodies no faster (1 MiB over 16 connections: 0.89×); only the 100 MiB download
-/// gained (1.19× in one comparison, 0.88× in another, on a shared machine).
-pub const SPLICE_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// Default of `splice_min_body`: `off`, no body is spliced. Chosen by measurement (issue 17:
+/// `make bench`, and 4 and 16 MiB transfers, two builds turn about, Linux 6.18 on loopback):
+/// through a 64 KiB pipe (std cannot enlarge it) a body costs three splices per 64 KiB
+/// against one read and one write per 256 KiB, and took as much CPU or more (100 MiB: 70 ms
+/// against 60 ms; 4 MiB: 2.3 ms against 1.8 ms) for the same throughput or less (1 MiB over
+/// 16 connections: 0.89×; 100 MiB: 1.01×). Where copies cost more than system calls (a
+/// real network card, a slower memory bus), set it, e.g. to 262144, and measure.
+pub const SPLICE_THRESHOLD: u64 = u64::MAX;
 
 /// Bytes moved per round: what a pipe holds by default (sixteen 4 KiB pages).
 const ROUND: u64 = 64 * 1024;
