@@ -6,7 +6,8 @@
 //! This module owns file I/O only: what may be stored and for how long is the policy in
 //! `cache`, and the proxy decides when to call what. Here: the `Store` and its lookups,
 //! storing, refreshing and removal; `file` the entry file's format and its reading;
-//! `writer` the writing of one entry; `upkeep` the background census and eviction.
+//! `writer` the writing of one entry; `upkeep` the background census and eviction; `memo`
+//! the heads and bodies of small entries served lately, checked by one `stat` per hit.
 //!
 //! # Atomicity
 //!
