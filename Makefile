@@ -1,5 +1,5 @@
 # Relevo: `make run` for the demo, `make test` for every test. Only the Rust toolchain is needed.
-# `make bench` compares Relevo with nginx and HAProxy (needs python3 and wrk; see bench/run.py).
+# `make bench` compares Relevo with nginx, HAProxy and Apache httpd (needs python3 and wrk; see bench/run.py).
 SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: Relevo against nginx and HAProxy, on one machine, with wrk.
+"""`make bench`: Relevo against nginx, HAProxy and Apache httpd, on one machine, with wrk.
 
 What it measures
 ----------------
@@ -9,6 +9,10 @@ In front of them run the proxies under test, each balancing over all three:
   relevo   target/release/proxy (logging at warn, so the log is not what we measure)
   nginx    one worker, upstream keep-alive (keepalive 64, proxy_http_version 1.1)
   haproxy  nbthread 1, http-reuse always
+  apache   Apache httpd, worker MPM (threads, as Relevo), mod_proxy_balancer over the three,
+           and mod_cache_disk for the cache cell: the thread-per-connection peer
+  baseline another Relevo build (--baseline PATH), measured turn about with this one, so that a
+           change is compared with what it changes under the same noise
   direct   no proxy: wrk talks straight to backend 1, the ceiling for every proxy
 
 The backends are nginx serving static files when nginx is installed (so that the backend is
@@ -28,7 +32,12 @@ For each cell and target it reports the median of the repeats of: requests per s
 MiB/s), the 99th percentile latency (from wrk --latency), and the proxy's CPU time per
 request: user + system time of all the target's processes (from /proc/PID/stat) after the run
 minus before, divided by the requests wrk completed. For `direct` that CPU column is the
-backend's own cost.
+backend's own cost. The goal column checks the targets of issue 17.
+
+Then, when strace is installed, Relevo's system calls per request for each cell (and the
+baseline's): one short run per cell with `strace -c -f` attached to every thread of the
+proxy, the calls counted divided by the requests completed. strace slows the proxy down
+many times over, so those runs are not timed; what they count is the same per request.
 
 How
 ---
@@ -101,14 +110,30 @@ RELEVO_PRESSURE_PERCENT = 75
 # FD_RESERVE, and upstream_keepalive (32) idle connections for each of the three backends.
 RELEVO_FD_RESERVE = 64 + 32 * 3
 
-TARGETS = ("relevo", "nginx", "haproxy", "direct")
-TARGET_TITLES = {"relevo": "Relevo", "nginx": "nginx", "haproxy": "HAProxy", "direct": "direct"}
+TARGETS = ("relevo", "baseline", "nginx", "haproxy", "apache", "direct")
+TARGET_TITLES = {"relevo": "Relevo", "baseline": "baseline", "nginx": "nginx",
+                 "haproxy": "HAProxy", "apache": "Apache", "direct": "direct"}
+# The references Relevo's throughput is compared with, in the ratio columns.
+REFERENCES = ("baseline", "nginx", "haproxy", "apache")
+# Where Debian, Fedora and Arch keep Apache httpd's modules.
+APACHE_MODULE_DIRS = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules",
+                      "/usr/lib/httpd/modules", "/usr/libexec/apache2")
+# Apache's worker MPM: threads per child process, and at most this many threads in all
+# (above the 256 connections of the largest cell).
+APACHE_THREADS_PER_CHILD = 64
+APACHE_MAX_WORKERS = 1024
+# Threads Apache starts with: the largest cell's 256 connections and a child to spare.
+APACHE_START_WORKERS = 320
+# The short run per cell whose system calls strace counts, in seconds.
+SYSCALL_RUN_SECS = 2
 
 INSTALL = {
     "wrk": "sudo apt-get install -y wrk",
     "nginx": "sudo apt-get install -y nginx-light",
     "nginx-proxy": "sudo apt-get install -y nginx-full",
     "haproxy": "sudo apt-get install -y haproxy",
+    "apache": "sudo apt-get install -y apache2",
+    "strace": "sudo apt-get install -y strace",
     "curl": "sudo apt-get install -y curl",
     "taskset": "sudo apt-get install -y util-linux",
 }
@@ -134,8 +159,6 @@ class Cell:
     mib_per_response: float = 0.0
     # The issue's goals: (reference target, minimum ratio of Relevo's throughput to it).
     goals: tuple = ()
-    # Whether Relevo's CPU per request should be at most nginx's.
-    cpu_goal: bool = False
 
     @property
     def unit(self) -> str:
@@ -143,18 +166,22 @@ class Cell:
 
 
 def _cells() -> List[Cell]:
+    """The cells, with the goals of issue 17: every cell at least 1.2 times Apache's
+    throughput, and the targets named per cell."""
+    apache = ("apache", 1.2)
     cells = []
     for n in (1, 16, 64, 256):
-        floor = 0.9 if n == 256 else 1.0
-        cells.append(Cell(f"ka1k-{n}", "wrk", connections=n,
-                          goals=(("nginx", floor), ("haproxy", floor)), cpu_goal=True))
+        goals = (("nginx", 0.75), apache) if n == 64 else (apache,)
+        cells.append(Cell(f"ka1k-{n}", "wrk", connections=n, goals=goals))
     for n in (1, 16, 64, 256):
-        cells.append(Cell(f"close1k-{n}", "wrk", connections=n, close=True,
-                          goals=(("nginx", 1.0),)))
-    cells.append(Cell("cache-64", "wrk", connections=64, cache=True, goals=(("nginx", 1.0),)))
-    cells.append(Cell("1m-16", "wrk", path="/" + FILE_1M, connections=16, mib_per_response=1.0))
+        goals = (apache,) if n == 1 else (("nginx", 1.05), apache)
+        cells.append(Cell(f"close1k-{n}", "wrk", connections=n, close=True, goals=goals))
+    cells.append(Cell("cache-64", "wrk", connections=64, cache=True,
+                      goals=(("nginx", 1.1), apache)))
+    cells.append(Cell("1m-16", "wrk", path="/" + FILE_1M, connections=16, mib_per_response=1.0,
+                      goals=(("nginx", 1.5), ("haproxy", 1.5), apache)))
     cells.append(Cell("100m-1", "curl", path="/" + FILE_100M, mib_per_response=100.0,
-                      goals=(("nginx", 1.2), ("direct", 0.8))))
+                      goals=(("direct", 0.85), apache)))
     cells.append(Cell("idle10k", "idle"))
     return cells
 
@@ -186,9 +213,14 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         + "), to try the script out")
     parser.add_argument("--only", metavar="CELL[,CELL]",
                         help="run only these cells")
-    parser.add_argument("--targets", default=",".join(TARGETS), metavar="T[,T]",
+    parser.add_argument("--targets", metavar="T[,T]",
                         help="targets to measure, among " + ",".join(TARGETS)
-                        + " (default: all)")
+                        + " (default: all; baseline only with --baseline)")
+    parser.add_argument("--baseline", metavar="PATH",
+                        help="another build's proxy binary, measured as the target `baseline` "
+                        "turn about with target/release/proxy (e.g. main's, to show a change)")
+    parser.add_argument("--no-syscalls", dest="syscalls", action="store_false",
+                        help="skip the system calls per request (strace runs)")
     args = parser.parse_args(argv)
 
     if args.quick:
@@ -208,10 +240,15 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     else:
         args.cells = list(CELLS)
 
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    default = [t for t in TARGETS if t != "baseline" or args.baseline]
+    targets = [t.strip() for t in (args.targets or ",".join(default)).split(",") if t.strip()]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         parser.error(f"unknown target {', '.join(unknown)}; targets are " + ",".join(TARGETS))
+    if "baseline" in targets and not args.baseline:
+        parser.error("the target baseline needs --baseline PATH")
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        parser.error(f"--baseline {args.baseline}: not an executable file")
     args.targets = [t for t in TARGETS if t in targets]  # in table order
     return args
 
@@ -243,6 +280,10 @@ class Tools:
     nginx: Optional[str]
     haproxy: Optional[str]
     taskset: Optional[str]
+    # Apache httpd's binary and the folder of its modules.
+    apache: Optional[str] = None
+    apache_modules: Optional[str] = None
+    strace: Optional[str] = None
     # CPU for the proxies and backends, and CPU for wrk and curl; None: run unpinned.
     server_cpu: Optional[int] = None
     client_cpu: Optional[int] = None
@@ -260,7 +301,9 @@ def check_prerequisites(args: argparse.Namespace) -> Tools:
     if wrk is None:
         raise BenchError("wrk is not installed; install it with:\n    " + INSTALL["wrk"])
     tools = Tools(wrk=wrk, curl=find_tool("curl"), nginx=find_tool("nginx"),
-                  haproxy=find_tool("haproxy"), taskset=find_tool("taskset"))
+                  haproxy=find_tool("haproxy"), taskset=find_tool("taskset"),
+                  apache=find_tool("apache2") or find_tool("httpd"),
+                  apache_modules=apache_module_dir(), strace=find_tool("strace"))
 
     if tools.nginx is None:
         tools.notes.append("nginx is not installed: the backends are Relevo's webserver and the "
@@ -271,6 +314,13 @@ def check_prerequisites(args: argparse.Namespace) -> Tools:
     if tools.haproxy is None:
         tools.notes.append("HAProxy is not installed: the haproxy target is skipped. "
                            f"Install it with: {INSTALL['haproxy']}")
+    if tools.apache is None or tools.apache_modules is None:
+        tools.apache = None
+        tools.notes.append("Apache httpd (with mod_proxy) is not installed: the apache target "
+                           f"is skipped. Install it with: {INSTALL['apache']}")
+    if tools.strace is None and args.syscalls:
+        tools.notes.append("strace is not installed: no system calls per request. Install it "
+                           f"with: {INSTALL['strace']}")
     if tools.curl is None and any(c.kind == "curl" for c in args.cells):
         tools.notes.append(f"curl is not installed: 100m-1 is skipped. Install it with: "
                            f"{INSTALL['curl']}")
@@ -287,6 +337,14 @@ def check_prerequisites(args: argparse.Namespace) -> Tools:
     for note in tools.notes:
         log("note: " + note)
     return tools
+
+
+def apache_module_dir() -> Optional[str]:
+    """The folder holding Apache's mod_proxy.so, among the distributions' usual places."""
+    for folder in APACHE_MODULE_DIRS:
+        if os.path.exists(os.path.join(folder, "mod_proxy.so")):
+            return folder
+    return None
 
 
 def nginx_can_proxy(nginx: str) -> bool:
@@ -548,8 +606,9 @@ def port_of(server: Server) -> int:
 
 
 def start_relevo(lab: Lab, name: str, cache: bool = False, max_connections: int = 20000,
-                 client_timeout: int = 60) -> Server:
-    """Relevo on a port the OS picks, logging warnings only to a file in the temp dir."""
+                 client_timeout: int = 60, binary: Optional[str] = None) -> Server:
+    """Relevo (this checkout's build, or `binary`) on a port the OS picks, logging warnings
+    only to a file in the temp dir."""
     lines = ["listen = 127.0.0.1:0"]
     lines += [f"backend = 127.0.0.1:{b.port}" for b in lab.backends]
     lines += [
@@ -560,10 +619,14 @@ def start_relevo(lab: Lab, name: str, cache: bool = False, max_connections: int 
         f"max_connections = {max_connections}",
         f"cache = {'on' if cache else 'off'}",
         f"cache_dir = {lab.tmp / name}-cache",
+        # Fresh for cache_ttl (60 s), as nginx's proxy_cache_valid and Apache's
+        # CacheMinExpire: the heuristic from Last-Modified (a tenth of the page's age, a
+        # fraction of a second for the page just written) would revalidate on nearly every hit.
+        "cache_heuristic_max = 0",
     ]
     conf = lab.tmp / f"{name}.conf"
     conf.write_text("\n".join(lines) + "\n")
-    server = lab.start(name, [str(RELEASE / "proxy"), str(conf)], "listening on")
+    server = lab.start(name, [binary or str(RELEASE / "proxy"), str(conf)], "listening on")
     server.port = port_of(server)
     return server
 
@@ -636,6 +699,82 @@ backend backends
     return server
 
 
+def start_apache(lab: Lab) -> Server:
+    """Apache httpd, worker MPM, balancing over the three backends with mod_proxy_balancer
+    (by requests, so round robin; backend connections are pooled per process by default),
+    one virtual host plain and one with mod_cache_disk. Its own configuration only: no
+    system service, nothing outside the temporary directory."""
+    port, cache_port = free_port(), free_port()
+    d = lab.tmp / "apache"
+    for folder in ("cache", "cache-lock"):
+        (d / folder).mkdir(parents=True)
+        # Started as root, httpd's children run as nobody: they must write there.
+        (d / folder).chmod(0o777)
+    mods = lab.tools.apache_modules
+    modules = "\n".join(f"LoadModule {m}_module {mods}/mod_{m}.so" for m in (
+        "mpm_worker", "authz_core", "slotmem_shm", "proxy", "proxy_http", "proxy_balancer",
+        "lbmethod_byrequests", "cache", "cache_disk"))
+    members = "\n".join(f"    BalancerMember http://127.0.0.1:{b.port}" for b in lab.backends)
+    user = "User nobody\nGroup nogroup\n" if os.geteuid() == 0 else ""
+    servers = -(-APACHE_MAX_WORKERS // APACHE_THREADS_PER_CHILD)
+    # Threads for the largest cell from the start: the worker MPM otherwise adds children
+    # gradually, and the first runs would measure its ramp-up.
+    servers_at_start = -(-APACHE_START_WORKERS // APACHE_THREADS_PER_CHILD)
+    conf = d / "httpd.conf"
+    conf.write_text(f"""ServerRoot {d}
+ServerName bench
+Listen 127.0.0.1:{port}
+Listen 127.0.0.1:{cache_port}
+PidFile {d}/httpd.pid
+DefaultRuntimeDir {d}
+ErrorLog /dev/stderr
+LogLevel notice
+{user}{modules}
+StartServers {servers_at_start}
+ServerLimit {servers}
+ThreadLimit {APACHE_THREADS_PER_CHILD}
+ThreadsPerChild {APACHE_THREADS_PER_CHILD}
+MaxRequestWorkers {APACHE_MAX_WORKERS}
+MinSpareThreads {APACHE_THREADS_PER_CHILD}
+MaxSpareThreads {APACHE_MAX_WORKERS}
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 120
+EnableSendfile On
+<Proxy "balancer://backends">
+{members}
+    ProxySet lbmethod=byrequests
+</Proxy>
+<VirtualHost 127.0.0.1:{port}>
+    ProxyPass "/" "balancer://backends/"
+</VirtualHost>
+<VirtualHost 127.0.0.1:{cache_port}>
+    ProxyPass "/" "balancer://backends/"
+    CacheRoot {d}/cache
+    CacheEnable disk /
+    CacheQuickHandler on
+    CacheHeader on
+    CacheDefaultExpire 60
+    # Fresh for 60 s as Relevo's cache_ttl and nginx's proxy_cache_valid: the heuristic from
+    # Last-Modified (a tenth of a file's age) would revalidate the freshly written page.
+    CacheMinExpire 60
+    CacheIgnoreNoLastMod On
+    # One request refreshes an entry while the others go to the backend: without the lock,
+    # concurrent misses rewrite the header and data files over each other, and a header that
+    # does not match its data file is a miss again, so under load the entry never settles.
+    CacheLock on
+    CacheLockPath {d}/cache-lock
+</VirtualHost>
+""")
+    # -DFOREGROUND: the parent stays, and SIGTERM to it stops every child.
+    server = lab.start("apache", [lab.tools.apache, "-f", str(conf), "-DFOREGROUND"],
+                       "resuming normal operations")
+    server.port = port
+    lab.cache_ports["apache"] = cache_port
+    return server
+
+
 def start_targets(lab: Lab, args: argparse.Namespace, notes: List[str]) -> List[str]:
     """Starts the proxies the chosen cells need; returns the targets that can be measured."""
     wrk_cells = [c for c in args.cells if c.kind != "idle"]
@@ -643,11 +782,13 @@ def start_targets(lab: Lab, args: argparse.Namespace, notes: List[str]) -> List[
         return []
     targets = []
     for target in args.targets:
-        if target == "relevo":
-            lab.plain["relevo"] = start_relevo(lab, "relevo")
+        if target in ("relevo", "baseline"):
+            binary = args.baseline if target == "baseline" else None
+            lab.plain[target] = start_relevo(lab, target, binary=binary)
             if any(c.cache for c in wrk_cells):
-                lab.cached["relevo"] = start_relevo(lab, "relevo-cache", cache=True)
-                lab.cache_ports["relevo"] = lab.cached["relevo"].port
+                lab.cached[target] = start_relevo(lab, f"{target}-cache", cache=True,
+                                                  binary=binary)
+                lab.cache_ports[target] = lab.cached[target].port
         elif target == "nginx":
             if not lab.tools.nginx or not nginx_can_proxy(lab.tools.nginx):
                 continue
@@ -656,6 +797,10 @@ def start_targets(lab: Lab, args: argparse.Namespace, notes: List[str]) -> List[
             if not lab.tools.haproxy:
                 continue
             lab.plain["haproxy"] = start_haproxy(lab)
+        elif target == "apache":
+            if not lab.tools.apache:
+                continue
+            lab.plain["apache"] = lab.cached["apache"] = start_apache(lab)
         elif target == "direct":
             lab.plain["direct"] = lab.cached["direct"] = lab.backends[0]
             lab.cache_ports["direct"] = lab.backends[0].port
@@ -664,7 +809,7 @@ def start_targets(lab: Lab, args: argparse.Namespace, notes: List[str]) -> List[
         targets.append(target)
 
     if any(c.cache for c in wrk_cells):
-        for target in ("relevo", "nginx"):
+        for target in ("relevo", "baseline", "nginx", "apache"):
             if target in lab.cached and not cache_hits(lab.cache_ports[target]):
                 del lab.cached[target]
                 name = TARGET_TITLES[target]
@@ -677,18 +822,18 @@ def start_targets(lab: Lab, args: argparse.Namespace, notes: List[str]) -> List[
 def cache_hits(port: int) -> bool:
     """Asks twice for the 1 KiB page; true if the second answer says `X-Cache: HIT`."""
     for _ in range(2):
-        status, headers, _ = http_get(port, "/" + PAGE_1K)
+        status, headers, _ = http_get(port, "/" + PAGE_1K, host=f"127.0.0.1:{port}")
     return status == 200 and headers.get("x-cache", "").upper().startswith("HIT")
 
 
-def http_get(port: int, path: str, sock: Optional[socket.socket] = None):
+def http_get(port: int, path: str, sock: Optional[socket.socket] = None, host: str = "bench"):
     """One GET over a new connection (or over `sock`, left open): (status, headers, body)."""
     own = sock is None
     if own:
         sock = socket.create_connection(("127.0.0.1", port), timeout=IDLE_SOCKET_TIMEOUT_SECS)
     try:
         close = "Connection: close\r\n" if own else ""
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{close}\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{close}\r\n".encode())
         return read_response(sock)
     finally:
         if own:
@@ -809,8 +954,9 @@ def run_curl(lab: Lab, cell: Cell, port: int, server: Server) -> Sample:
 
 
 def warm_cache(port: int) -> None:
-    """One request, so that the runs that follow are all hits."""
-    http_get(port, "/" + PAGE_1K)
+    """One request with the Host wrk sends (a cache key may hold it, Apache's does), so that
+    the runs that follow are all hits."""
+    http_get(port, "/" + PAGE_1K, host=f"127.0.0.1:{port}")
 
 
 def measure(lab: Lab, args: argparse.Namespace, targets: List[str],
@@ -850,6 +996,82 @@ def measure(lab: Lab, args: argparse.Namespace, targets: List[str],
                     notes.append(f"{cell.name}, {TARGET_TITLES[target]}, run {repeat}: "
                                  f"{sample.problem}")
     return samples
+
+
+# --------------------------------------------------------------------------------------------
+# System calls per request: strace -c -f on a short run
+# --------------------------------------------------------------------------------------------
+
+
+STRACE_LINE = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
+
+
+def parse_strace_summary(text: str) -> Dict[str, int]:
+    """The calls per system call in the table `strace -c` writes (its total line left out)."""
+    counts = {}
+    for line in text.splitlines():
+        match = STRACE_LINE.match(line)
+        if match and match.group(2) != "total":
+            counts[match.group(2)] = int(match.group(1))
+    return counts
+
+
+def count_syscalls(lab: Lab, cell: Cell, server: Server, port: int) -> Dict[str, float]:
+    """Runs `cell` briefly against `server` with strace attached to all its threads, and
+    returns the calls per request of each system call."""
+    out = lab.tmp / f"strace-{server.name}-{cell.name}.txt"
+    # With -f, `-p PID` attaches to every thread of the process, and to those it starts.
+    argv = [lab.tools.strace, "-c", "-f", "-o", str(out), "-p", str(server.proc.pid)]
+    strace = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        # strace says `Process N attached with M threads` once it holds them all.
+        while "attached" not in (line := strace.stderr.readline()):
+            if not line:
+                raise BenchError(f"strace ended before attaching to {server.name}")
+        if cell.cache:
+            warm_cache(port)
+        if cell.kind == "curl":
+            requests = 1 if run_curl(lab, cell, port, server).problem == "" else 0
+        else:
+            argv = [lab.tools.wrk, "-t1", f"-c{cell.connections}", f"-d{SYSCALL_RUN_SECS}s",
+                    f"--timeout={WRK_TIMEOUT}", "--latency"]
+            if cell.close:
+                argv += ["-H", "Connection: close"]
+            argv.append(f"http://127.0.0.1:{port}{cell.path}")
+            requests = parse_wrk(run_client(lab, argv).stdout)["requests"]
+    finally:
+        strace.send_signal(signal.SIGINT)
+        strace.communicate()
+    if requests == 0:
+        raise BenchError(f"{cell.name}: no request completed under strace")
+    counts = parse_strace_summary(out.read_text())
+    return {name: n / requests for name, n in counts.items()}
+
+
+def measure_syscalls(lab: Lab, args: argparse.Namespace,
+                     notes: List[str]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """System calls per request of Relevo (and of the baseline build) in each cell."""
+    found: Dict[str, Dict[str, Dict[str, float]]] = {}
+    if not (args.syscalls and lab.tools.strace):
+        return found
+    for cell in args.cells:
+        if cell.kind == "idle" or (cell.kind == "curl" and not lab.tools.curl):
+            continue
+        for target in ("baseline", "relevo"):
+            where = lab.cached if cell.cache else lab.plain
+            if target not in where:
+                continue
+            server = where[target]
+            port = lab.cache_ports[target] if cell.cache else server.port
+            try:
+                counts = count_syscalls(lab, cell, server, port)
+            except BenchError as e:
+                notes.append(f"system calls, {cell.name}, {TARGET_TITLES[target]}: {e}")
+                continue
+            found.setdefault(cell.name, {})[target] = counts
+            log(f"{cell.name:<11} {target:<8} {syscall_text(counts)} system calls/request")
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -977,7 +1199,7 @@ def goal_text(cell: Cell, row: Dict[str, Median]) -> str:
     relevo = row.get("relevo")
     for target, floor in cell.goals:
         ref = row.get(target)
-        label = f"≥{floor:.1f}× {TARGET_TITLES[target]}"
+        label = f"≥{floor:g}× {TARGET_TITLES[target]}"
         if not relevo or not ref:
             parts.append(f"{label} –")
             continue
@@ -1011,14 +1233,17 @@ def machine_lines(tools: Tools, args: argparse.Namespace, targets: List[str]) ->
                 else "3 × Relevo's webserver (nginx is not installed)")
     nginx = tool_version([tools.nginx, "-v"], r"nginx/(\S+)") if tools.nginx else "–"
     haproxy = tool_version([tools.haproxy, "-v"], r"version (\S+)") if tools.haproxy else "–"
+    apache = tool_version([tools.apache, "-v"], r"Apache/(\S+)") if tools.apache else "–"
     wrk = tool_version([tools.wrk, "-v"], r"wrk (\S+)")
     return [
         f"| machine | {cpu_model}, {os.cpu_count()} CPUs, Linux {os.uname().release} |",
         f"| placement | {placement} |",
         f"| backends | {backends} |",
         f"| Relevo | {relevo_version()} |",
+        f"| baseline | {args.baseline or '–'} |",
         f"| nginx | {nginx} |",
         f"| HAProxy | {haproxy} |",
+        f"| Apache httpd | {apache} (worker MPM) |",
         f"| wrk | {wrk} |",
         f"| runs | {args.duration} s per wrk run, median of {args.repeats} |",
         f"| targets | {', '.join(TARGET_TITLES[t] for t in targets) or '–'} |",
@@ -1044,14 +1269,26 @@ def relevo_version() -> str:
     return f"`{commit}`" + (" + uncommitted changes" if dirty else "")
 
 
+def syscall_text(counts: Optional[Dict[str, float]]) -> str:
+    """`8.0 (recvfrom 4.0, sendto 2.0, ioctl 2.0)`: the total per request and the top three."""
+    if not counts:
+        return "–"
+    total = sum(counts.values())
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    return f"{total:.1f} (" + ", ".join(f"{name} {n:.1f}" for name, n in top) + ")"
+
+
 def report(tools: Tools, args: argparse.Namespace, targets: List[str],
            samples: Dict[str, Dict[str, List[Sample]]], idle: Optional[IdleResult],
-           notes: List[str], started: datetime.datetime) -> str:
+           syscalls: Dict[str, Dict[str, Dict[str, float]]], notes: List[str],
+           started: datetime.datetime, load: tuple) -> str:
     med = medians(samples)
     cells = [c for c in args.cells if c.name in med]
     titles = [TARGET_TITLES[t] for t in targets]
     out = [f"# Relevo benchmark, {started:%Y-%m-%d %H:%M}", "", "| | |", "|---|---|"]
     out += machine_lines(tools, args, targets)
+    out.append(f"| load average | {load[0]:.2f} at the start, {load[1]:.2f} at the end "
+               "(1 minute; the proxies' CPU is shared with whatever else runs) |")
 
     def value(cell: Cell, target: str, what: str) -> str:
         m = med[cell.name].get(target)
@@ -1071,7 +1308,7 @@ def report(tools: Tools, args: argparse.Namespace, targets: List[str],
         out += ["", "## Throughput", "",
                 "Requests per second (MiB/s for 1m-16 and 100m-1); higher is better.", ""]
         # Ratio columns only for the references measured, and only when Relevo was.
-        refs = [t for t in ("nginx", "haproxy") if t in targets and "relevo" in targets]
+        refs = [t for t in REFERENCES if t in targets and "relevo" in targets]
         rows = [[f"{c.name} ({c.unit})"] + [value(c, t, "throughput") for t in targets]
                 + [ratio(c, t, "throughput") for t in refs] + [goal_text(c, med[c.name])]
                 for c in cells]
@@ -1086,16 +1323,20 @@ def report(tools: Tools, args: argparse.Namespace, targets: List[str],
         out += ["", "## CPU time per request", "",
                 "User + system time of the target's processes (all nginx and HAProxy "
                 "processes; for direct, the backend's own) per request; lower is better.", ""]
-        rows = []
-        for c in cells:
-            goal = "–"
-            if c.cpu_goal and med[c.name].get("relevo") and med[c.name].get("nginx"):
-                ok = med[c.name]["relevo"].cpu <= med[c.name]["nginx"].cpu
-                goal = "≤ nginx " + ("✓" if ok else "✗")
-            rows.append([c.name] + [value(c, t, "cpu") for t in targets]
-                        + [ratio(c, t, "cpu") for t in refs[:1] if t == "nginx"] + [goal])
-        out.append(table(["cell"] + titles + ["Relevo/nginx" for t in refs[:1] if t == "nginx"]
-                         + ["goal"], rows))
+        rows = [[c.name] + [value(c, t, "cpu") for t in targets]
+                + [ratio(c, t, "cpu") for t in refs] for c in cells]
+        out.append(table(["cell"] + titles + [f"Relevo/{TARGET_TITLES[t]}" for t in refs],
+                         rows))
+
+    if syscalls:
+        out += ["", "## System calls per request", "",
+                f"Relevo's, counted by `strace -c -f` attached to every thread during one "
+                f"{SYSCALL_RUN_SECS} s run per cell (not timed: strace slows it down), divided "
+                "by the requests completed; the most frequent calls in parentheses.", ""]
+        measured = [t for t in ("baseline", "relevo") if any(t in v for v in syscalls.values())]
+        rows = [[name] + [syscall_text(syscalls[name].get(t)) for t in measured]
+                for name in syscalls]
+        out.append(table(["cell"] + [TARGET_TITLES[t] for t in measured], rows))
 
     if idle is not None:
         out += ["", f"## {idle.connections:,} idle keep-alive connections", "",
@@ -1122,6 +1363,7 @@ def report(tools: Tools, args: argparse.Namespace, targets: List[str],
             "with `Connection: close`; cache-64 = 1 KiB cache hits (Relevo's cache, nginx "
             "proxy_cache); 1m-16 = 1 MiB file over 16 connections; 100m-1 = one 100 MiB "
             "download with curl. direct = wrk straight at one backend, the ceiling. "
+            "baseline = the Relevo build given with --baseline. "
             "`*` = some run had errors (see the notes)."]
     if notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
@@ -1165,7 +1407,9 @@ def main(argv: List[str]) -> int:
         start_backends(lab, root)
         targets = start_targets(lab, args, notes)
 
+        load_start = os.getloadavg()[0]
         samples = measure(lab, args, targets, notes)
+        syscalls = measure_syscalls(lab, args, notes)
 
         idle = None
         if any(c.kind == "idle" for c in args.cells):
@@ -1175,7 +1419,8 @@ def main(argv: List[str]) -> int:
             else:
                 notes.append("idle10k measures Relevo only: skipped (relevo not in --targets)")
 
-        text = report(tools, args, targets, samples, idle, notes, started)
+        load = (load_start, os.getloadavg()[0])
+        text = report(tools, args, targets, samples, idle, syscalls, notes, started, load)
         path = write_results(text, started)
         print(text)
         log(f"written to {path.relative_to(REPO)}")

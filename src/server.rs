@@ -192,14 +192,40 @@ pub fn serve<H>(
         settings.client_timeout,
         active,
     );
+    let mut early = Vec::new();
+    if client_stream::set_on_listener(&listener, settings.client_timeout) {
+        slots.note_inherited_options();
+        early = accept_queued(&listener, settings.client_timeout);
+    }
     let workers = Workers::new(handler, MAX_IDLE_WORKERS, IDLE_WORKER_TIMEOUT);
     // `accept` returns the peer's address with the socket: no `getpeername` per connection.
-    let incoming =
-        std::iter::repeat_with(|| listener.accept()).take_while(|_| stopper.asked().is_none());
+    let incoming = early.into_iter().map(Ok).chain(
+        std::iter::repeat_with(|| listener.accept()).take_while(|_| stopper.asked().is_none()),
+    );
     accept_loop(incoming, &slots, &workers);
     drop(listener);
     let grace = stopper.asked().unwrap_or_default();
     wind_down(&slots, grace);
+}
+
+/// The connections already waiting to be accepted, with their options set: a connection
+/// inherits the listener's options when it is established, and these were established
+/// before the listener had them (a client may connect as soon as `listening on` is printed).
+/// Those established later inherit them all. Any failure leaves the rest to `accept`.
+fn accept_queued(listener: &TcpListener, timeout: Duration) -> Vec<(TcpStream, SocketAddr)> {
+    let mut queued = Vec::new();
+    if listener.set_nonblocking(true).is_err() {
+        return queued;
+    }
+    while let Ok((stream, peer)) = listener.accept() {
+        if client_stream::set_options(&stream, timeout).is_ok() {
+            queued.push((stream, peer));
+        }
+    }
+    if let Err(e) = listener.set_nonblocking(false) {
+        log::warn!("the listener stays non-blocking: {e}");
+    }
+    queued
 }
 
 /// The end of `serve`: closes the connections waiting for a request, and waits (at most
@@ -231,6 +257,8 @@ fn accept_loop<H>(
     for conn in incoming {
         let (stream, peer) = match conn {
             Ok(accepted) => accepted,
+            // The listener's read timeout (see `set_on_listener`): no client came meanwhile.
+            Err(e) if crate::error::is_timeout(&e) => continue,
             Err(e) => {
                 log::warn!("accept failed: {e}");
                 thread::sleep(ACCEPT_BACKOFF);

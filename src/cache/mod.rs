@@ -274,10 +274,10 @@ pub fn reuse(
     let fresh = match lifetime {
         Some(lifetime) if age < lifetime => {
             let left = lifetime - age;
-            asked.max_age.map_or(true, |max| age.as_secs() <= max)
+            asked.max_age.is_none_or(|max| age.as_secs() <= max)
                 && asked
                     .min_fresh
-                    .map_or(true, |min| left >= Duration::from_secs(min))
+                    .is_none_or(|min| left >= Duration::from_secs(min))
         }
         _ => false,
     };

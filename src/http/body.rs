@@ -181,6 +181,33 @@ impl<R: BufRead> BodyReader<R> {
         self.inner
     }
 
+    /// The inner reader, to reach the stream beneath it.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Bytes left in the chunk whose data the reader stands in, if it does.
+    pub fn chunk_left(&self) -> Option<u64> {
+        match self.state {
+            State::ChunkData(left) => Some(left),
+            _ => None,
+        }
+    }
+
+    /// Notes that `n` bytes of the current chunk's data (at most `chunk_left`) were taken
+    /// from the stream beneath this reader directly, its buffer being empty (the proxy
+    /// splices large chunks): reading goes on after them.
+    pub fn skip_chunk_data(&mut self, n: u64) {
+        if let State::ChunkData(left) = self.state {
+            let left = left.saturating_sub(n);
+            self.state = if left == 0 {
+                State::ChunkEnd
+            } else {
+                State::ChunkData(left)
+            };
+        }
+    }
+
     /// Where reading stands, to go on later with `resume` (the proxy reads the start of a
     /// body, then streams the rest).
     pub fn progress(&self) -> BodyProgress {
@@ -429,6 +456,24 @@ mod tests {
 
     fn resp(head: &str) -> Response {
         read_response(&mut head.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn chunk_data_taken_beneath_the_reader_is_skipped() {
+        // A 10-byte chunk of which the reader sees 4; the other 6 were taken elsewhere.
+        let wire: &[u8] = b"a\r\nabcd\r\n3\r\nxyz\r\n0\r\n\r\n";
+        let (first, rest) = wire.split_at(7);
+        let mut r = BodyReader::new(first, Framing::Chunked);
+        assert_eq!(r.fill_buf().unwrap(), b"abcd");
+        assert_eq!(r.chunk_left(), Some(10));
+        r.consume(4);
+        let mut r = BodyReader::resume(rest, r.progress());
+        r.skip_chunk_data(6);
+        assert_eq!(r.chunk_left(), None);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"xyz");
+        assert!(r.is_done());
     }
 
     fn read_all(bytes: &[u8], framing: Framing) -> std::result::Result<Vec<u8>, ParseError> {

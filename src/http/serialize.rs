@@ -120,6 +120,27 @@ impl<W: Write> ChunkedWriter<W> {
         self.inner.write_all(b"0\r\n\r\n")?;
         Ok(self.inner)
     }
+
+    /// Starts a chunk of `len` bytes, of which only `first` are written here: the caller
+    /// sends the other `len - first.len()` bytes past this writer (spliced), then calls
+    /// `end_chunk`. `len` must not be zero (that is the last chunk).
+    ///
+    /// # Errors
+    /// Whatever the inner writer returns.
+    pub fn start_chunk(&mut self, len: u64, first: &[u8]) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut size = [0u8; CHUNK_SIZE_LINE];
+        let size = chunk_size_line(len, &mut size);
+        write_all_parts(&mut self.inner, &[size, first])
+    }
+
+    /// Ends a chunk begun with `start_chunk`, once all its bytes were sent.
+    ///
+    /// # Errors
+    /// Whatever the inner writer returns.
+    pub fn end_chunk(&mut self) -> io::Result<()> {
+        self.inner.write_all(b"\r\n")
+    }
 }
 
 impl<W: Write> Write for ChunkedWriter<W> {
@@ -227,6 +248,14 @@ mod tests {
         let mut out = Vec::new();
         write_request_head(&mut out, &req).unwrap();
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n".to_vec());
+    }
+
+    #[test]
+    fn a_chunk_started_with_its_first_bytes_is_framed_for_its_whole_length() {
+        let mut w = ChunkedWriter::new(Vec::new());
+        w.start_chunk(300, b"abc").unwrap();
+        w.end_chunk().unwrap();
+        assert_eq!(w.finish().unwrap(), b"12c\r\nabc\r\n0\r\n\r\n".to_vec());
     }
 
     #[test]

@@ -85,6 +85,7 @@ mod reply;
 mod request_body;
 mod rewrite;
 mod routing;
+mod splice;
 mod start;
 pub(crate) mod stats;
 pub(crate) mod status;
@@ -414,7 +415,16 @@ impl Proxy {
         }
         let framings = (upstream_framing, client_framing);
         let store = entry.map(|entry| (entry, plan.leader.as_ref()));
-        relay_response(&mut conn, out, &response, framings, store, &mut record.sent)?;
+        let splice_min = config.splice_min_body;
+        relay_response(
+            &mut conn,
+            out,
+            &response,
+            framings,
+            store,
+            splice_min,
+            &mut record.sent,
+        )?;
         if event_stream && conn.set_read_timeout(config.upstream_timeout).is_err() {
             return Ok(()); // Not pooled: its timeout could not be put back.
         }
@@ -445,7 +455,7 @@ fn validate(config: &Config, request: &Request) -> Result<Framing> {
         && config
             .methods
             .as_ref()
-            .map_or(true, |allowed| allowed.contains(&request.method));
+            .is_none_or(|allowed| allowed.contains(&request.method));
     if !forwarded {
         return Err(Error::MethodNotForwarded(request.method.clone()));
     }

@@ -3,16 +3,17 @@
 //! `Tee`), or a stored response served from the cache, whole, as a 304, or the range a
 //! `Range` request asks for (`http::range`).
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
 use super::fill::relay_and_store;
 use super::rewrite::via;
+use super::splice;
 use super::{Sent, CLIENT_WRITE_BUFFER};
 use crate::cache::{self, CacheStatus, Entry, EntryWriter, FlightGuard, TARGETED_FIELDS};
 use crate::error::{Error, Result, Side};
-use crate::http::body::{copy_body, BodyReader, Framing};
+use crate::http::body::{copy_body, read_error, BodyReader, Framing};
 use crate::http::date::{format_http_date, parse_http_date};
 use crate::http::range::{content_range, requested_part, unsatisfied_range, Part};
 use crate::http::request_id::{RequestId, REQUEST_ID_FIELD};
@@ -103,7 +104,9 @@ pub fn filter_response(
 ///
 /// Nothing waits for more (issue: Server-Sent Events arrived together at the end): the head
 /// leaves at once unless the whole body arrived with it (then both go in one write), and
-/// every piece read from the backend is flushed to the client before the next read.
+/// every piece read from the backend is flushed to the client before the next read. A body
+/// (or chunk) of `splice_min` bytes or more, when not stored, moves socket to socket in the
+/// kernel instead (`splice`), in pieces of up to 64 KiB.
 /// `sent.bytes` counts the body bytes the client took, also when the relay fails.
 pub(super) fn relay_response(
     upstream: &mut Connection,
@@ -111,6 +114,7 @@ pub(super) fn relay_response(
     response: &Response,
     (upstream_framing, client_framing): (Framing, Framing),
     entry: Option<(EntryWriter, Option<&FlightGuard<'_>>)>,
+    splice_min: u64,
     sent: &mut Sent,
 ) -> Result<()> {
     let client_err = |e| Error::Io(Side::Client, e);
@@ -119,6 +123,11 @@ pub(super) fn relay_response(
         let chunked = client_framing == Framing::Chunked;
         let mut body = BodyReader::new(upstream.reader(), upstream_framing);
         return relay_and_store(client, head, chunked, &mut body, entry, guard, sent);
+    }
+    if let Framing::Length(n) = upstream_framing {
+        if n >= splice_min && client_framing == upstream_framing {
+            return relay_spliced(upstream, client, response, n, sent);
+        }
     }
     let body_len = match client_framing {
         Framing::Length(n) => Some(n),
@@ -135,7 +144,11 @@ pub(super) fn relay_response(
     let result = match client_framing {
         Framing::Chunked => {
             let mut counted = Counted::new(ChunkedWriter::new(&mut out));
-            let copied = copy_body(&mut body, &mut counted, from, to, u64::MAX);
+            let copied = if upstream_framing == Framing::Chunked {
+                copy_chunks(&mut body, &mut counted, client, splice_min)
+            } else {
+                copy_body(&mut body, &mut counted, from, to, u64::MAX).map(drop)
+            };
             sent.bytes = counted.sent;
             copied.and_then(|_| counted.inner.finish().map(drop).map_err(client_err))
         }
@@ -148,6 +161,84 @@ pub(super) fn relay_response(
     };
     result?;
     out.flush().map_err(client_err)
+}
+
+/// Copies a chunked body to a chunked client, re-framed piece by piece as `copy_body` does,
+/// except that a chunk of `splice_min` bytes or more is passed on as one chunk: its
+/// size line and the bytes already read, then the rest spliced socket to socket.
+fn copy_chunks<W: Write>(
+    body: &mut BodyReader<&mut io::BufReader<TcpStream>>,
+    out: &mut Counted<ChunkedWriter<W>>,
+    client: &TcpStream,
+    splice_min: u64,
+) -> Result<()> {
+    let (from, to) = (Side::Backend, Side::Client);
+    let client_err = |e| Error::Io(to, e);
+    loop {
+        let n = match body.fill_buf() {
+            Ok(piece) => piece.len(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(from, e)),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let left = body.chunk_left().unwrap_or(0);
+        // `fill_buf` again hands out the same bytes, without reading.
+        let piece = body.fill_buf().map_err(|e| read_error(from, e))?;
+        if left < splice_min || left <= n as u64 {
+            out.write_all(piece)
+                .and_then(|()| out.flush())
+                .map_err(client_err)?;
+            body.consume(n);
+            continue;
+        }
+        out.inner.start_chunk(left, piece).map_err(client_err)?;
+        out.sent += n as u64;
+        body.consume(n);
+        out.flush().map_err(client_err)?;
+        let rest = left - n as u64;
+        splice::relay(
+            body.get_ref().get_ref(),
+            client,
+            rest,
+            (from, to),
+            &mut out.sent,
+        )?;
+        body.skip_chunk_data(rest);
+        out.inner.end_chunk().map_err(client_err)?;
+    }
+}
+
+/// Step 12 for a body of `len` bytes, at least `splice_min_body`: the head and whatever
+/// of the body already arrived with it in one write, then the rest moved socket to socket
+/// in the kernel (see `splice`). The backend connection ends at the body's end, as with the
+/// buffered copy, so it can go back to the pool.
+fn relay_spliced(
+    upstream: &mut Connection,
+    client: &TcpStream,
+    response: &Response,
+    len: u64,
+    sent: &mut Sent,
+) -> Result<()> {
+    let client_err = |e| Error::Io(Side::Client, e);
+    let buffered = upstream.reader().buffer();
+    let early = buffered
+        .len()
+        .min(usize::try_from(len).unwrap_or(usize::MAX));
+    let mut out = start_response(client, response, Some(early as u64), sent)?;
+    out.write_all(&buffered[..early]).map_err(client_err)?;
+    out.flush().map_err(client_err)?;
+    upstream.reader().consume(early);
+    sent.bytes = early as u64;
+    let sides = (Side::Backend, Side::Client);
+    splice::relay(
+        upstream.writer(),
+        client,
+        len - early as u64,
+        sides,
+        &mut sent.bytes,
+    )
 }
 
 /// Writes `response`'s head into a buffered writer toward the client, with room for the

@@ -30,12 +30,12 @@ pub fn choose(routes: &[Route], host: &str, path: &str) -> Option<usize> {
         let host_matches = route
             .host
             .as_deref()
-            .map_or(true, |h| h.eq_ignore_ascii_case(host));
+            .is_none_or(|h| h.eq_ignore_ascii_case(host));
         if !host_matches || !path.starts_with(route.prefix.as_str()) {
             continue;
         }
         let rank = (route.host.is_some(), route.prefix.len());
-        if best.map_or(true, |(_, b)| rank > b) {
+        if best.is_none_or(|(_, b)| rank > b) {
             best = Some((i, rank));
         }
     }

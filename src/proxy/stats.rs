@@ -239,7 +239,7 @@ impl BackendCounters {
             Some(CacheStatus::Miss) => self.cache_lookups.add(second),
             Some(CacheStatus::Bypass) | None => {}
         }
-        if record.status.map_or(true, |s| s >= 500) {
+        if record.status.is_none_or(|s| s >= 500) {
             self.errors += 1;
         }
         if record.status != Some(101) {

@@ -126,8 +126,10 @@ impl Connection {
 
     /// Readies a connection whose response was read to its end for the idle pool: the
     /// socket goes non-blocking (so the pool and its reaper can look at it without waiting)
-    /// and must have nothing unread. Anything else is the caller's cue to close it: bytes a
-    /// backend sends after a complete response would become the next client's response.
+    /// and must have nothing unread in our buffer. Anything else is the caller's cue to close
+    /// it: bytes a backend sends after a complete response would become the next client's
+    /// response. The socket itself is not looked at here: `unpark` looks before any reuse
+    /// (and the reaper meanwhile), which saves a system call per request (issue 17).
     pub fn park(&mut self) -> Pending {
         if !self.reader.buffer().is_empty() {
             return Pending::Bytes;
@@ -135,7 +137,7 @@ impl Connection {
         if self.writer().set_nonblocking(true).is_err() {
             return Pending::Closed;
         }
-        look(self.writer())
+        Pending::Quiet
     }
 
     /// What has arrived on a parked connection since it was parked, looked at without

@@ -10,7 +10,8 @@
 //! fails with `TimedOut`. The body that follows is bounded per read only.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,14 +53,21 @@ impl ClientStream {
     /// # Errors
     /// When the socket options cannot be set (the client is usually gone).
     pub fn new(stream: TcpStream, timeout: Duration) -> io::Result<Self> {
+        set_options(&stream, timeout)?;
         ClientStream::configure(Arc::new(Conn::new(stream)), None, timeout)
     }
 
     /// The stream of the connection holding `slot`, with the slots' `client_timeout`.
+    /// The socket options are set here unless the listener's are inherited (see
+    /// `set_on_listener`): three system calls fewer per connection.
     pub(super) fn open(slot: &Slot) -> io::Result<Self> {
         let slots = Arc::clone(slot.slots());
         let timeout = slots.client_timeout();
-        ClientStream::configure(Arc::clone(slot.conn()), Some(slots), timeout)
+        let conn = Arc::clone(slot.conn());
+        if !slots.options_inherited() {
+            set_options(&conn.stream, timeout)?;
+        }
+        ClientStream::configure(conn, Some(slots), timeout)
     }
 
     fn configure(
@@ -67,9 +75,6 @@ impl ClientStream {
         slots: Option<Arc<Slots>>,
         timeout: Duration,
     ) -> io::Result<Self> {
-        conn.stream.set_read_timeout(Some(timeout))?;
-        conn.stream.set_write_timeout(Some(timeout))?;
-        conn.stream.set_nodelay(true)?;
         Ok(ClientStream {
             conn,
             slots,
@@ -163,6 +168,32 @@ impl ClientStream {
     }
 }
 
+/// The options of every client socket: `timeout` on each read and each write, and
+/// TCP_NODELAY (a response's last segment leaves at once).
+pub(super) fn set_options(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    socket.set_nodelay(true)
+}
+
+/// Sets the client sockets' options (`set_options`) once, on the listener: on Linux the
+/// sockets it accepts start with a copy of its options, so a connection costs three system
+/// calls fewer (a `Connection: close` request took fourteen). Returns whether they were set;
+/// elsewhere, or on failure, each connection sets its own.
+///
+/// The read timeout also bounds `accept`, which then fails with a timeout when no client
+/// came in that time: the accept loop simply calls it again.
+pub fn set_on_listener(listener: &TcpListener, timeout: Duration) -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    // std offers these options on a stream only: a second handle on the same socket.
+    let Ok(clone) = listener.try_clone() else {
+        return false;
+    };
+    set_options(&TcpStream::from(OwnedFd::from(clone)), timeout).is_ok()
+}
+
 /// Whether a read that should wait at most `wait` needs the socket's read timeout changed
 /// from `applied`: when `applied` is shorter (the read would fail early), or longer by more
 /// than a quarter (the read may then overrun a deadline by at most that much, and the next
@@ -239,6 +270,18 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         (ClientStream::new(server, timeout).unwrap(), client)
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_the_options_set_on_the_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let timeout = Duration::from_secs(7); // whole seconds: the kernel keeps jiffies
+        assert!(set_on_listener(&listener, timeout));
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(accepted.read_timeout().unwrap(), Some(timeout));
+        assert_eq!(accepted.write_timeout().unwrap(), Some(timeout));
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]

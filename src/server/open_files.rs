@@ -13,7 +13,8 @@
 /// backend's.
 pub const FDS_PER_CONNECTION: usize = 2;
 /// File descriptors kept for everything that is not a connection: the listener, standard
-/// streams, log files, cache files being read or written, health probes.
+/// streams, log files, cache files being read or written, health probes, and the proxy's
+/// splice pipes (at most `proxy::splice::MAX_PIPES`, 16, two descriptors each).
 pub const FD_RESERVE: usize = 64;
 
 /// The soft open-file limit of this process, from the `Max open files` line of

@@ -162,6 +162,9 @@ pub struct Slots {
     /// Set when the server stops: a connection about to wait for another request ends
     /// instead (see `ClientStream::await_head`).
     stopping: AtomicBool,
+    /// Whether the listener's read and write timeouts (`client_timeout`) and TCP_NODELAY
+    /// are inherited by the sockets it accepts, so that none needs them set again.
+    inherited: AtomicBool,
 }
 
 /// The open connections, by id.
@@ -228,7 +231,19 @@ impl Slots {
             active,
             table: Mutex::new(Table::default()),
             stopping: AtomicBool::new(false),
+            inherited: AtomicBool::new(false),
         })
+    }
+
+    /// Notes that the listener carries the options every client socket needs, so that the
+    /// accepted sockets inherit them (see `client_stream::set_on_listener`).
+    pub(super) fn note_inherited_options(&self) {
+        self.inherited.store(true, Ordering::Release);
+    }
+
+    /// Whether accepted sockets inherit their options from the listener.
+    pub(super) fn options_inherited(&self) -> bool {
+        self.inherited.load(Ordering::Acquire)
     }
 
     /// Stops the connections that are not in the middle of a request: those waiting for

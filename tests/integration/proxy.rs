@@ -514,7 +514,7 @@ fn a_client_that_stalls_mid_head_gets_408_and_an_idle_one_is_closed_quietly() {
 fn no_thread_is_left_serving_a_connection_after_every_kind_of_failure() {
     let big = {
         let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n".to_vec();
-        r.extend(std::iter::repeat(b'x').take(8 << 20));
+        r.extend(std::iter::repeat_n(b'x', 8 << 20));
         r
     };
     let bulky = Backend::fixed(&big);

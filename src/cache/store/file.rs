@@ -4,7 +4,8 @@
 //! exactly as long as its Content-Length says; anything else is a miss.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Take};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Take};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::is_entry_name;
@@ -44,8 +45,42 @@ pub struct Entry {
     /// The file's mtime: when the response was received or last validated.
     pub stored_at: SystemTime,
     /// Invariant: positioned at the first body byte, limited to `body_len` bytes. The file
-    /// is open, so the body stays readable even if the entry is replaced or removed meanwhile.
-    pub(super) body: Take<BufReader<Counted<File>>>,
+    /// is open (or the body in memory), so the body stays readable even if the entry is
+    /// replaced or removed meanwhile.
+    pub(super) body: EntryBody,
+}
+
+/// Where an entry's body is read from: its file, or memory (a small body remembered with its
+/// head, see `memo`).
+#[derive(Debug)]
+pub(super) enum EntryBody {
+    File(Take<BufReader<Counted<File>>>),
+    Memory(Cursor<Arc<[u8]>>),
+}
+
+impl Read for EntryBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            EntryBody::File(file) => file.read(buf),
+            EntryBody::Memory(bytes) => bytes.read(buf),
+        }
+    }
+}
+
+impl BufRead for EntryBody {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self {
+            EntryBody::File(file) => file.fill_buf(),
+            EntryBody::Memory(bytes) => bytes.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        match self {
+            EntryBody::File(file) => file.consume(amt),
+            EntryBody::Memory(bytes) => bytes.consume(amt),
+        }
+    }
 }
 
 impl Entry {
@@ -154,7 +189,7 @@ pub(super) fn parse_file(file: File, meta: &fs::Metadata) -> Result<Stored, Stri
         response,
         body_len,
         stored_at,
-        body: reader.take(body_len),
+        body: EntryBody::File(reader.take(body_len)),
     }))
 }
 

@@ -6,7 +6,8 @@
 //! This module owns file I/O only: what may be stored and for how long is the policy in
 //! `cache`, and the proxy decides when to call what. Here: the `Store` and its lookups,
 //! storing, refreshing and removal; `file` the entry file's format and its reading;
-//! `writer` the writing of one entry; `upkeep` the background census and eviction.
+//! `writer` the writing of one entry; `upkeep` the background census and eviction; `memo`
+//! the heads and bodies of small entries served lately, checked by one `stat` per hit.
 //!
 //! # Atomicity
 //!
@@ -88,7 +89,7 @@
 //! once more; if it fails again the entry is dropped. The cache keeps working either way.
 
 use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,12 +104,14 @@ use crate::http::serialize::response_head_bytes;
 use crate::http::{Request, Response};
 
 mod file;
+mod memo;
 mod upkeep;
 mod writer;
 
 pub use file::Entry;
 pub use file::MAX_LISTED_VARIANTS;
-use file::{parse_file, Stored, VaryIndex, MAX_INDEX_BYTES, NONCE_LEN};
+use file::{parse_file, EntryBody, Stored, VaryIndex, MAX_INDEX_BYTES, NONCE_LEN};
+use memo::{Identity, Memo, Remembered, MAX_REMEMBERED_BODY};
 pub use writer::EntryWriter;
 
 /// Start of every temporary file's name; `flush` removes these too.
@@ -166,6 +169,8 @@ struct Shared {
     tally: Mutex<EvictionTally>,
     /// Responses not stored because the cache was full and they were not admitted.
     not_admitted: AtomicU64,
+    /// The heads and bodies of small entries served lately (`memo`).
+    memo: Mutex<Memo>,
     /// Held while a variant index is read and replaced, so concurrent variants of one URI
     /// agree on one nonce.
     index_lock: Mutex<()>,
@@ -194,6 +199,7 @@ impl Store {
                 room_made: AtomicU64::new(0),
                 tally: Mutex::new(EvictionTally::default()),
                 not_admitted: AtomicU64::new(0),
+                memo: Mutex::new(Memo::default()),
                 index_lock: Mutex::new(()),
                 counter: AtomicU64::new(0),
                 pid: std::process::id(),
@@ -471,6 +477,7 @@ impl Store {
     /// The directory cannot be listed or a file cannot be removed. A missing directory is
     /// an empty cache, not an error.
     pub fn flush(&self) -> io::Result<(u64, u64)> {
+        self.shared.lock_memo().clear();
         let mut index = self.shared.lock_index();
         let listing = match fs::read_dir(&self.shared.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
@@ -519,6 +526,15 @@ const EDQUOT: i32 = 122;
 /// `ErrorKind::StorageFull` is newer than our minimum Rust.)
 fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+/// Whether the file's atime is within `ATIME_RESOLUTION` of `now`, so need not be moved. An
+/// atime in the future (a clock stepped back, a copied file) counts as old.
+fn used_recently(meta: &Metadata, now: SystemTime) -> bool {
+    meta.accessed().is_ok_and(|atime| {
+        now.duration_since(atime)
+            .is_ok_and(|age| age < ATIME_RESOLUTION)
+    })
 }
 
 impl Shared {
@@ -571,6 +587,9 @@ impl Shared {
             return None;
         }
         let path = self.dir.join(name);
+        if let Some(found) = self.open_remembered(name, &path, presence, now) {
+            return found;
+        }
         let opened = File::open(&path).and_then(|file| {
             let meta = file.metadata()?;
             Ok((file, meta))
@@ -587,12 +606,7 @@ impl Shared {
                 return None;
             }
         };
-        // An atime in the future (a clock stepped back, a copied file) counts as old.
-        let recently = meta.accessed().is_ok_and(|atime| {
-            now.duration_since(atime)
-                .is_ok_and(|age| age < ATIME_RESOLUTION)
-        });
-        if !recently {
+        if !used_recently(&meta, now) {
             if let Err(e) = file.set_times(FileTimes::new().set_accessed(now)) {
                 log::debug!("cache: cannot set the atime of {name}: {e}");
             }
@@ -602,7 +616,12 @@ impl Shared {
                 if let (Presence::Unsure, Some(parsed)) = (presence, parsed) {
                     self.lock_index().touch(parsed, allocated(&meta), now);
                 }
-                Some(stored)
+                match stored {
+                    Stored::Entry(entry) if entry.body_len <= MAX_REMEMBERED_BODY => {
+                        self.remember(name, entry, &meta).map(Stored::Entry)
+                    }
+                    other => Some(other),
+                }
             }
             Err(why) => {
                 log::warn!("cache: removing malformed entry {name}: {why}");
@@ -610,6 +629,68 @@ impl Shared {
                 None
             }
         }
+    }
+
+    /// A hit on what `memo` remembers of the file `name`, checked with one `stat` of `path`:
+    /// `Some(entry)` when the file is the one remembered, `Some(None)` when it is gone, and
+    /// `None` when it must be opened (not remembered, changed, or its atime is due: moving
+    /// the atime needs the file open).
+    fn open_remembered(
+        &self,
+        name: &str,
+        path: &Path,
+        presence: Presence,
+        now: SystemTime,
+    ) -> Option<Option<Stored>> {
+        let remembered = self.lock_memo().get(name)?;
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.lock_memo().forget(name);
+                self.forget(name);
+                return Some(None);
+            }
+            Err(_) => {
+                self.lock_memo().forget(name);
+                return None;
+            }
+        };
+        if Identity::of(&meta) != remembered.identity || !used_recently(&meta, now) {
+            self.lock_memo().forget(name);
+            return None;
+        }
+        if let (Presence::Unsure, Some(parsed)) = (presence, parse_name(name)) {
+            self.lock_index().touch(parsed, allocated(&meta), now);
+        }
+        Some(Some(Stored::Entry(Entry {
+            response: remembered.response.clone(),
+            body_len: remembered.body.len() as u64,
+            stored_at: meta.modified().ok()?,
+            body: EntryBody::Memory(io::Cursor::new(Arc::clone(&remembered.body))),
+        })))
+    }
+
+    /// Reads the small body of `entry`, just parsed from the file `name` (`meta`), into
+    /// memory and remembers both; returns the entry reading from memory. A body that cannot
+    /// be read whole is None (a miss), as from the file.
+    fn remember(&self, name: &str, mut entry: Entry, meta: &Metadata) -> Option<Entry> {
+        let mut body = Vec::with_capacity(usize::try_from(entry.body_len).ok()?);
+        if let Err(e) = entry.body().read_to_end(&mut body) {
+            log::warn!("cache: cannot read entry {name}: {e}");
+            return None;
+        }
+        if body.len() as u64 != entry.body_len {
+            return None; // Truncated behind our back since it was opened.
+        }
+        let body: Arc<[u8]> = body.into();
+        let remembered = Remembered::new(Identity::of(meta), entry.response.clone(), body.clone());
+        self.lock_memo().put(name, remembered);
+        entry.body = EntryBody::Memory(io::Cursor::new(body));
+        Some(entry)
+    }
+
+    fn lock_memo(&self) -> MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Renames `temp` (`size` bytes on disk) to `name`, recording it in the index, then
@@ -672,6 +753,7 @@ impl Shared {
 
     /// Removes the file `name`, and its record; returns whether there was a file to remove.
     fn remove_file(&self, name: &str) -> bool {
+        self.lock_memo().forget(name);
         let path = self.dir.join(name);
         let mut index = self.lock_index();
         let (gone, existed) = match fs::remove_file(&path) {
@@ -1155,6 +1237,65 @@ mod tests {
         fs::remove_file(dir.path.join(entry_name("a"))).unwrap();
         assert!(s.read("a").is_none());
         assert_eq!((s.entries(), s.usage()), (1, one));
+    }
+
+    #[test]
+    fn a_remembered_entry_follows_its_file_replaced_edited_aged_or_removed() {
+        let dir = TempDir::new("memo");
+        let s = store(&dir);
+        let path = dir.path.join(entry_name("k"));
+        put(&s, "k", "Content-Length: 3\r\nETag: \"1\"\r\n", b"one").unwrap();
+        assert_eq!(body_of(s.read("k").unwrap()), b"one");
+        assert_eq!(s.shared.lock_memo().len(), 1, "remembered on first use");
+        let hit = s.read("k").unwrap();
+        assert!(
+            matches!(hit.body, EntryBody::Memory(_)),
+            "served from memory"
+        );
+        assert_eq!(hit.response.headers.get("etag"), Some("\"1\""));
+
+        // Replaced by the store itself, then behind its back with the same size.
+        put(&s, "k", "Content-Length: 3\r\nETag: \"2\"\r\n", b"two").unwrap();
+        let e = s.read("k").unwrap();
+        assert_eq!(e.response.headers.get("etag"), Some("\"2\""));
+        assert_eq!(body_of(e), b"two");
+        let edited = fs::read(&path).unwrap().replace_last(b"two", b"six");
+        fs::write(&path, edited).unwrap();
+        let e = s.read("k").unwrap();
+        assert_eq!(body_of(e), b"six", "an edit in place is seen at once");
+
+        // Aged (the mtime drives the TTL): the entry says so on the next hit.
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(s.read("k").unwrap().stored_at, old);
+
+        // Removed behind its back, then flushed: misses, never the remembered entry.
+        fs::remove_file(&path).unwrap();
+        assert!(s.read("k").is_none());
+        put(&s, "k", "Content-Length: 3\r\n", b"new").unwrap();
+        assert_eq!(body_of(s.read("k").unwrap()), b"new");
+        s.flush().unwrap();
+        assert!(s.read("k").is_none());
+        assert_eq!(s.shared.lock_memo().len(), 0);
+    }
+
+    /// `replace_last` for the test above: the file's last occurrence of a body.
+    trait ReplaceLast {
+        fn replace_last(self, from: &[u8], to: &[u8]) -> Vec<u8>;
+    }
+
+    impl ReplaceLast for Vec<u8> {
+        fn replace_last(mut self, from: &[u8], to: &[u8]) -> Vec<u8> {
+            let at = self.len() - from.len();
+            assert_eq!(&self[at..], from);
+            self[at..].copy_from_slice(to);
+            self
+        }
     }
 
     /// A writer that takes `room` bytes, then fails as a full disk does until `room` grows.
