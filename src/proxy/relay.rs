@@ -328,8 +328,7 @@ pub(super) fn serve_from_cache(
     };
     let mut out = start_response(client, &head, Some(len), sent)?;
     if len > 0 {
-        let skipped = io::copy(&mut Read::take(&mut stored, skip), &mut io::sink());
-        let skipped = skipped.map_err(|e| Error::Io(Side::Backend, e))?;
+        let skipped = stored.skip(skip).map_err(|e| Error::Io(Side::Backend, e))?;
         let mut counted = Counted::new(&mut out);
         let mut part = Read::take(&mut stored, len);
         let copied = copy_body(&mut part, &mut counted, Side::Backend, Side::Client, len);

@@ -4,7 +4,7 @@
 //! exactly as long as its Content-Length says; anything else is a miss.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Cursor, Read, Take};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Take};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -83,6 +83,27 @@ impl BufRead for EntryBody {
     }
 }
 
+impl EntryBody {
+    /// See `Body::skip`.
+    fn skip(&mut self, n: u64) -> io::Result<u64> {
+        match self {
+            EntryBody::File(body) => {
+                let n = n.min(body.limit());
+                let by = i64::try_from(n).map_err(|_| io::ErrorKind::InvalidInput)?;
+                body.get_mut().seek_relative(by)?;
+                body.set_limit(body.limit() - n);
+                Ok(n)
+            }
+            EntryBody::Memory(bytes) => {
+                let len = bytes.get_ref().len() as u64;
+                let n = n.min(len.saturating_sub(bytes.position()));
+                bytes.set_position(bytes.position() + n);
+                Ok(n)
+            }
+        }
+    }
+}
+
 impl Entry {
     /// The body: a reader of exactly `body_len` bytes (fewer only if the file is truncated
     /// behind our back), starting where the head ends.
@@ -92,8 +113,40 @@ impl Entry {
 
     /// The stored head and the body reader, taken apart. The reader is buffered: a small
     /// body usually came in with the head, in the read that found the head.
-    pub fn into_parts(self) -> (Response, impl BufRead) {
-        (self.response, self.body)
+    pub fn into_parts(self) -> (Response, Body) {
+        (self.response, Body(self.body))
+    }
+}
+
+/// An entry's body taken apart from its head: read it, or skip some of it first.
+#[derive(Debug)]
+pub struct Body(EntryBody);
+
+impl Body {
+    /// Skips the next `n` bytes of the body (at most what is left) without reading them: a
+    /// range that starts deep in a large entry costs one `lseek`, not a read of every byte
+    /// before it. Returns how many bytes were skipped.
+    ///
+    /// # Errors
+    /// The file cannot be positioned.
+    pub fn skip(&mut self, n: u64) -> io::Result<u64> {
+        self.0.skip(n)
+    }
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl BufRead for Body {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.0.consume(amt);
     }
 }
 
@@ -206,5 +259,14 @@ impl<R: Read> Read for Counted<R> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
         Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counted<R> {
+    /// Moves in the file; `count` follows, so it stays where the file stands.
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let at = self.inner.seek(to)?;
+        self.count = at;
+        Ok(at)
     }
 }

@@ -1240,6 +1240,34 @@ mod tests {
     }
 
     #[test]
+    fn a_body_skips_without_reading_from_its_file_or_from_memory() {
+        let dir = TempDir::new("skip");
+        let s = Store::new(&dir.path, 1 << 20, 1 << 20);
+        let large: Vec<u8> = (0..MAX_REMEMBERED_BODY * 2).map(|i| i as u8).collect();
+        let fields = format!("Content-Length: {}\r\n", large.len());
+        put(&s, "large", &fields, &large).unwrap();
+        put(&s, "small", "Content-Length: 10\r\n", b"0123456789").unwrap();
+        for _ in 0..2 {
+            let (_, mut body) = s.read("large").unwrap().into_parts();
+            assert_eq!(body.skip(70_000).unwrap(), 70_000);
+            let mut rest = Vec::new();
+            body.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, &large[70_000..]);
+            let (_, mut body) = s.read("small").unwrap().into_parts();
+            assert_eq!(body.skip(4).unwrap(), 4);
+            let mut rest = String::new();
+            body.read_to_string(&mut rest).unwrap();
+            assert_eq!(rest, "456789");
+        }
+        // Past the end: only what is left.
+        let (_, mut body) = s.read("large").unwrap().into_parts();
+        assert_eq!(body.skip(u64::MAX).unwrap(), large.len() as u64);
+        assert_eq!(body.read(&mut [0; 8]).unwrap(), 0);
+        let (_, mut body) = s.read("small").unwrap().into_parts();
+        assert_eq!(body.skip(11).unwrap(), 10);
+    }
+
+    #[test]
     fn a_remembered_entry_follows_its_file_replaced_edited_aged_or_removed() {
         let dir = TempDir::new("memo");
         let s = store(&dir);
