@@ -866,6 +866,18 @@ mod tests {
         allocated(&fs::metadata(path).unwrap())
     }
 
+    /// Moves the mtime of the file at `path` an hour back: the entry is that much older.
+    fn age_an_hour(path: &Path) -> SystemTime {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        old
+    }
+
     fn body_of(mut entry: Entry) -> Vec<u8> {
         let mut out = Vec::new();
         entry.body().read_to_end(&mut out).unwrap();
@@ -994,13 +1006,7 @@ mod tests {
         )
         .unwrap();
         let path = dir.path.join(entry_name("k"));
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let old = age_an_hour(&path);
         let mut head = s.read("k").unwrap().response;
         head.headers.set("X-V", "new");
         assert!(s.refresh("k", &head).unwrap());
@@ -1293,13 +1299,7 @@ mod tests {
         assert_eq!(body_of(e), b"six", "an edit in place is seen at once");
 
         // Aged (the mtime drives the TTL): the entry says so on the next hit.
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let old = age_an_hour(&path);
         assert_eq!(s.read("k").unwrap().stored_at, old);
 
         // Removed behind its back, then flushed: misses, never the remembered entry.
