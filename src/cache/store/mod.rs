@@ -427,6 +427,13 @@ impl Store {
     /// are compared: a 304 may legitimately bring a newer Last-Modified. The body length is
     /// checked at commit whatever the validators.)
     ///
+    /// A 304 that changes no field but Date (the common case: a `no-cache` page validated on
+    /// every request) only restarts the entry's clock, its mtime, in place: rewriting the
+    /// file cost a write and a rename per request, and ext4 flushes a file renamed over
+    /// another. The stored Date then stays the first response's, which changes nothing here:
+    /// age counts from the mtime (`cache::current_age`). Not when the head has Expires, whose
+    /// lifetime (Expires − Date) a newer Date shortens.
+    ///
     /// Returns whether it wrote anything: `Ok(false)` when another request got there first
     /// (the entry is gone, or was replaced by a response with another ETag). That is a normal
     /// race between concurrent requests, not a failure.
@@ -434,12 +441,23 @@ impl Store {
     /// # Errors
     /// `InvalidData` when the body length no longer matches; I/O errors.
     pub fn refresh(&self, key: &str, response: &Response) -> io::Result<bool> {
-        let Some(Stored::Entry(mut entry)) = self.shared.open(&entry_name(key)) else {
+        let name = entry_name(key);
+        let Some(Stored::Entry(mut entry)) = self.shared.open(&name) else {
             return Ok(false);
         };
         let (old, new) = (opaque_etag(&entry.response), opaque_etag(response));
         if matches!((old, new), (Some(a), Some(b)) if a != b) {
             return Ok(false);
+        }
+        if same_but_date(&entry.response, response) && response.headers.get("expires").is_none() {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(self.shared.dir.join(&name));
+            return match file.and_then(|f| f.set_modified(SystemTime::now())) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            };
         }
         let mut writer = self.begin(key, response)?;
         io::copy(&mut entry.body, &mut writer)?;
@@ -807,7 +825,23 @@ impl Shared {
     }
 }
 
-/// The ETag of a response without its weakness mark (`W/`).
+/// Whether two heads have the same status and the same fields, in any order, but for Date.
+fn same_but_date(a: &Response, b: &Response) -> bool {
+    a.status == b.status && fields_but_date(a) == fields_but_date(b)
+}
+
+/// The fields of `r` but Date, names in lower case, sorted.
+fn fields_but_date(r: &Response) -> Vec<(String, &str)> {
+    let mut fields: Vec<(String, &str)> = r
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("date"))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    fields.sort_unstable();
+    fields
+}
+
 fn opaque_etag(response: &Response) -> Option<&str> {
     response
         .headers
@@ -1027,6 +1061,46 @@ mod tests {
         );
         assert!(!s.refresh("nope", &head).unwrap());
         assert!(s.read("nope").is_none());
+    }
+
+    #[test]
+    fn a_304_that_changes_only_date_restarts_the_clock_without_rewriting() {
+        let dir = TempDir::new("refresh-clock");
+        let s = store(&dir);
+        let fields = "Content-Length: 3\r\nETag: \"1\"\r\nCache-Control: no-cache\r\n\
+                      Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+        put(&s, "k", fields, b"abc").unwrap();
+        let path = dir.path.join(entry_name("k"));
+        let inode = |p: &Path| fs::metadata(p).unwrap().ino();
+        let before = inode(&path);
+        let old = age_an_hour(&path);
+        let mut head = s.read("k").unwrap().response;
+        // merge_304 moves the fields it replaces to the end: order does not count.
+        head.headers.remove("etag");
+        head.headers.set("Date", "Mon, 07 Nov 1994 08:49:37 GMT");
+        head.headers.append("ETag", "\"1\"");
+        assert!(s.refresh("k", &head).unwrap());
+        assert_eq!(inode(&path), before, "the same file, not a rewrite");
+        let e = s.read("k").unwrap();
+        assert!(
+            e.stored_at > old + Duration::from_secs(3000),
+            "the clock restarted"
+        );
+        assert_eq!(body_of(e), b"abc");
+        // Another field changed, or an Expires whose lifetime a Date decides: rewritten.
+        head.headers.set("Expires", "Mon, 07 Nov 1994 09:49:37 GMT");
+        assert!(s.refresh("k", &head).unwrap());
+        assert_ne!(inode(&path), before);
+        let e = s.read("k").unwrap();
+        assert_eq!(
+            e.response.headers.get("date"),
+            Some("Mon, 07 Nov 1994 08:49:37 GMT")
+        );
+        let rewritten = inode(&path);
+        head.headers.remove("expires");
+        head.headers.set("Date", "Tue, 08 Nov 1994 08:49:37 GMT");
+        assert!(s.refresh("k", &head).unwrap());
+        assert_ne!(inode(&path), rewritten, "Expires went: a field changed");
     }
 
     #[test]
