@@ -71,16 +71,6 @@ fn on_disk(dir: &TempDir, len: usize) -> u64 {
     (meta.blocks() * 512).max(meta.len())
 }
 
-/// Polls `done` until it holds, for at most `IO_TIMEOUT`: for what the proxy does in the
-/// background after answering (eviction, the census).
-pub(crate) fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + IO_TIMEOUT;
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn miss_then_hit_the_backend_sees_one_request() {
     let fields = "Content-Type: text/plain\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\n";

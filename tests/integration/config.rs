@@ -1,9 +1,6 @@
 //! Start-up: configuration errors stop the proxy with `path:line: message` and status 1,
 //! and command-line overrides apply.
 
-use std::thread;
-use std::time::{Duration, Instant};
-
 use crate::support::*;
 
 fn run_proxy_with(config: &str) -> (Option<i32>, String) {
@@ -284,15 +281,9 @@ fn an_unresolvable_backend_is_warned_about_with_its_line() {
     }
     // proxy() writes three lines before the config: the second backend is on line 5.
     let expected = "proxy.conf:5: backend: cannot resolve `no-such-host.invalid` (";
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while !proxy_log(&dir).contains(expected) {
-        assert!(
-            Instant::now() < deadline,
-            "no warning in:\n{}",
-            proxy_log(&dir)
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the warning about the unresolvable backend", || {
+        proxy_log(&dir).contains(expected)
+    });
     let line = proxy_log(&dir)
         .lines()
         .find(|l| l.contains(expected))

@@ -4,7 +4,7 @@
 //! download through the proxy (they fail under `RELEVO_REQUIRE_EXTERNAL=1` when missing,
 //! and print SKIP otherwise).
 
-use crate::cache::{eventually, get_with, ok, x_cache};
+use crate::cache::{get_with, ok, x_cache};
 use crate::support::*;
 
 #[test]

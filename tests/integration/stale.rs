@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 
-use crate::cache::{eventually, get_with, ok, x_cache};
+use crate::cache::{get_with, ok, x_cache};
 use crate::support::*;
 
 /// The status page's JSON `cache` figure `name`.

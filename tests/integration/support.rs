@@ -952,3 +952,14 @@ pub fn field<'a>(object: &'a str, field: &str) -> &'a str {
     let end = rest.find([',', '}']).unwrap();
     rest[..end].trim_matches('"')
 }
+
+/// Polls `done` until it holds, for at most `IO_TIMEOUT`: for what the proxy does in the
+/// background or after answering (eviction, the census, a log line written once the
+/// response is out).
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}

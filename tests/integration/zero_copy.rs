@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -171,15 +170,9 @@ fn a_client_that_stops_reading_a_large_body_times_out() {
         .write_all(b"GET /never-read HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     // The client reads nothing: the proxy's writes stall once the socket buffers are full.
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while !proxy_log(&dir).contains("GET /never-read") {
-        assert!(
-            Instant::now() < deadline,
-            "no log line: {}",
-            proxy_log(&dir)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually("the log line of /never-read", || {
+        proxy_log(&dir).contains("GET /never-read")
+    });
     let log = proxy_log(&dir);
     let line = log.lines().find(|l| l.contains("/never-read")).unwrap();
     assert!(line.contains("client timed out"), "{line}");
